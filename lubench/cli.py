@@ -1,0 +1,326 @@
+"""The ``lubench`` command line: thin commands that parse, load, and call the library.
+
+Every user error (a malformed suite, an unknown plugin name, a bad parameter) is a
+:class:`lubench.api.LubenchError`: printed on one line, exit status 2, no traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lubench import __version__
+from lubench.api import LubenchError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _debug_enabled() -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return bool(root and root.obj and root.obj.get("debug"))
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn a LubenchError (or a YAML/OS error about the user's files) into one line + exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except LubenchError as exc:
+            if _debug_enabled():
+                raise
+            click.echo(f"lubench: error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _registry(plugin_specs: tuple[str, ...] = (), base_dir: Path | None = None):
+    from lubench.plugins import load_registry
+
+    reg = load_registry(list(plugin_specs), base_dir)
+    for info in reg.broken():
+        click.echo(f"lubench: warning: plugin '{info.name}' ({info.origin}) is {info.status}",
+                   err=True)
+    return reg
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, prog_name="lubench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Benchmark factorizations of linear operators: accuracy, parameters and time.
+
+    \b
+    Typical use:
+      lubench list                      operators and methods you can name in a suite
+      lubench run suites/smoke.yaml     run a suite, write a run directory, print a summary
+      lubench report RUN_DIR            figures and tables from a run directory
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+# --------------------------------------------------------------------------------------------
+# run
+# --------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("suite_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: reports/<suite name>/<timestamp>/).")
+@click.option("-k", "selectors", multiple=True, metavar="SELECTOR",
+              help='Only cases whose method or operator matches, e.g. -k plu, '
+                   '-k "gfmm_lu[P=16]", -k "laplacian_*[n=256]". Repeat to OR.')
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+              help="Override the suite's device (auto: CUDA when available).")
+@click.option("--timeout", type=float, metavar="S", help="Hard per-case limit, seconds.")
+@click.option("-j", "--jobs", type=int, default=None, metavar="N",
+              help="Parallel local workers (default: the suite's executor.jobs, else 1).")
+@click.option("--executor", type=click.Choice(["local", "inline", "slurm"]), default=None,
+              help="Where cases run (default: the suite's executor.kind, else local).")
+@click.option("--slurm-partition", default=None, help="SLURM partition (executor slurm).")
+@click.option("--slurm-time", default=None, metavar="HH:MM", help="SLURM time per task.")
+@click.option("--slurm-gpus-per-task", type=int, default=None,
+              help="GPUs per task for methods that use one.")
+@click.option("--slurm-array-parallelism", type=int, default=None,
+              help="At most this many array tasks at once.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Continue the run in this directory: run only missing cases.")
+@click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
+              help="Load an extra plugin (repeatable).")
+@click.option("--dry-run", is_flag=True, help="List the cases and run nothing.")
+@click.option("--report/--no-report", default=True, show_default=True,
+              help="Render the report into RUN_DIR/report when the run ends.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar (default: when the output is a terminal).")
+@user_errors
+def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], device: str | None,
+        timeout: float | None, jobs: int | None, executor: str | None,
+        slurm_partition: str | None, slurm_time: str | None,
+        slurm_gpus_per_task: int | None, slurm_array_parallelism: int | None,
+        resume: Path | None, plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
+        progress: bool | None) -> None:
+    """Run the cases of SUITE_FILE and print a summary table.
+
+    Every case runs in a worker process with a hard timeout; each finished case is appended
+    to RUN_DIR/records.jsonl before the next is reported, so a crash loses only the cases in
+    flight (continue with --resume RUN_DIR).
+    """
+    from lubench.runner import run_cases
+    from lubench.store import RunStore
+    from lubench.suite import load_suite, select_cases, suite_plugins
+
+    suite_plugin_specs = suite_plugins(suite_file)
+    base_dir = suite_file.resolve().parent
+    all_specs = tuple(plugin_specs) + tuple(
+        _resolve_spec(s, base_dir) for s in suite_plugin_specs)
+    registry = _registry(all_specs, Path.cwd())
+    suite = load_suite(suite_file, registry, device=device, timeout=timeout)
+    cases = select_cases(suite.cases, selectors)
+    if not cases:
+        raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
+
+    repeats = suite.repeats
+    if dry_run:
+        click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
+        for c in cases:
+            click.echo(f"  {c.case_id}  {c.label}")
+        return
+
+    exec_opts = dict(suite.executor)
+    kind = executor or exec_opts.pop("kind", "local")
+    exec_opts.pop("kind", None)
+    n_jobs = jobs if jobs is not None else int(exec_opts.pop("jobs", 1) or 1)
+    exec_opts.pop("jobs", None)
+    for key, value in (("slurm_partition", slurm_partition), ("slurm_time", slurm_time),
+                       ("slurm_gpus_per_task", slurm_gpus_per_task),
+                       ("slurm_array_parallelism", slurm_array_parallelism)):
+        if value is not None:
+            exec_opts[key] = value
+    if n_jobs < 1:
+        raise LubenchError(f"--jobs must be at least 1, got {n_jobs}")
+
+    if resume is not None:
+        if output is not None and output.resolve() != resume.resolve():
+            raise LubenchError("give either -o DIR or --resume DIR, not two different folders")
+        run_dir = resume
+    elif output is not None:
+        run_dir = output
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("reports") / suite.name / stamp
+    command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
+    store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
+    show = sys.stderr.isatty() if progress is None else progress
+    click.echo(f"lubench: {len(cases)} cases × {repeats} repeat(s) → {run_dir}", err=True)
+    outcome = run_cases(cases, store, plugin_specs=all_specs, base_dir=str(Path.cwd()),
+                        jobs=n_jobs, executor=kind, executor_options=exec_opts,
+                        show_progress=show)
+    results = store.finalize()
+    from lubench.report.tables import summary_markdown
+
+    click.echo(summary_markdown(results))
+    click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({outcome.summary()})")
+    if report:
+        from lubench.report import render_report
+
+        out = render_report(run_dir)
+        click.echo(f"report:  {out / 'report.html'}")
+    if outcome.interrupted:
+        click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
+                   f" --resume {shlex.quote(str(run_dir))}", err=True)
+        sys.exit(130)
+
+
+def _resolve_spec(spec: str, base_dir: Path) -> str:
+    """A suite's ``plugins:`` entry: .py paths relative to the suite file, modules as they are."""
+    if spec.endswith(".py") or "/" in spec:
+        path = Path(spec).expanduser()
+        return str(path if path.is_absolute() else (base_dir / path).resolve())
+    return spec
+
+
+# --------------------------------------------------------------------------------------------
+# list
+# --------------------------------------------------------------------------------------------
+@main.command("list", context_settings=CONTEXT_SETTINGS)
+@click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
+              help="Load an extra plugin (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def list_(plugin_specs: tuple[str, ...], as_json: bool) -> None:
+    """Operators and methods: parameters, defaults, descriptions and providing plugin."""
+    from lubench.params import param_specs
+
+    reg = _registry(plugin_specs, Path.cwd())
+    entries: dict[str, list[dict]] = {"operators": [], "methods": []}
+    for kind, table in (("operator", reg.operators), ("method", reg.methods)):
+        for name in sorted(table):
+            cls = table[name]
+            entries[kind + "s"].append({
+                "name": name,
+                "family": getattr(cls, "family", None) if kind == "method" else None,
+                "plugin": reg.provider.get((kind, name), "?"),
+                "description": cls.describe(),
+                "params": [{"name": p.name, "type": p.type_name,
+                            "default": _show_default(p.default), "doc": p.doc}
+                           for p in param_specs(cls).values()],
+            })
+    if as_json:
+        click.echo(json.dumps(entries, indent=2, default=str))
+        return
+    for title, key in (("Operators", "operators"), ("Methods", "methods")):
+        click.secho(f"{title}:", bold=True)
+        for e in entries[key]:
+            fam = f" [{e['family']}]" if e["family"] else ""
+            click.echo(f"  {click.style(e['name'], bold=True)}{fam}  — {e['description']}"
+                       f"  (plugin: {e['plugin']})")
+            for p in e["params"]:
+                doc = f"  {p['doc']}" if p["doc"] else ""
+                click.echo(f"      {p['name']}: {p['type']} = {p['default']}{doc}")
+        click.echo()
+
+
+def _show_default(value: Any) -> Any:
+    import inspect
+
+    if value is inspect.Parameter.empty:
+        return "(required)"
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# report and compare (lubench.report)
+# --------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write (default: RUN_DIR/report/).")
+@click.option("--format", "formats", default="png,pdf,svg", show_default=True,
+              help="Figure formats, comma-separated.")
+@click.option("--tables", default="md,latex,html", show_default=True,
+              help="Table formats, comma-separated.")
+@user_errors
+def report(run_dir: Path, output: Path | None, formats: str, tables: str) -> None:
+    """Figures (error vs parameters, vs time, scaling, training) and tables of a run."""
+    from lubench.report import render_report
+
+    out = render_report(run_dir, output, formats=_csv(formats), tables=_csv(tables),
+                        echo=click.echo)
+    click.echo(f"report: {out}")
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threshold", type=float, default=1.5, show_default=True,
+              help="Flag a case when B/A of a time or an error exceeds this ratio.")
+@user_errors
+def compare(run_a: Path, run_b: Path, threshold: float) -> None:
+    """Per case, the ratios B/A of times and errors; exit 1 when a regression is flagged."""
+    from lubench.report.compare import compare_runs
+
+    text, n_regressions = compare_runs(run_a, run_b, threshold=threshold)
+    click.echo(text)
+    if n_regressions:
+        click.echo(f"lubench: {n_regressions} regression(s) beyond ×{threshold}", err=True)
+        sys.exit(1)
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip().lower() for t in text.split(",") if t.strip()]
+
+
+# --------------------------------------------------------------------------------------------
+# plugins and check-plugin (lubench.plugins, lubench.testing)
+# --------------------------------------------------------------------------------------------
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
+              help="Load an extra plugin (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@user_errors
+def plugins(plugin_specs: tuple[str, ...], as_json: bool) -> None:
+    """Every plugin: where it comes from, what it adds, and whether it loaded."""
+    from lubench.plugins import load_registry
+
+    reg = load_registry(list(plugin_specs), Path.cwd())
+    rows = [p.as_dict() for p in reg.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for p in rows:
+        adds = ", ".join(p["operators"] + p["methods"]) or "-"
+        click.echo(f"{p['name']}: {p['status']}\n    from: {p['origin']}\n    adds: {adds}")
+
+
+@main.command("check-plugin", context_settings=CONTEXT_SETTINGS)
+@click.argument("names", nargs=-1, required=True)
+@click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
+              help="Load an extra plugin (repeatable).")
+@user_errors
+def check_plugin(names: tuple[str, ...], plugin_specs: tuple[str, ...]) -> None:
+    """Run the contract checks on methods or operators (by name) or on every name a plugin adds."""
+    from lubench.testing import run_checks
+
+    reg = _registry(plugin_specs, Path.cwd())
+    failures = run_checks(reg, names, echo=click.echo)
+    if failures:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,494 @@
+"""Suite files: the schema, its validation, and the expansion into cases.
+
+A suite (YAML) says *what* to run::
+
+    name: pde
+    seed: 0
+    operators:
+      - name: laplacian_1d
+        sizes: [256, 1024]
+    methods:
+      - name: plu
+      - name: gfmm_lu
+        params: {P: [16, 32]}          # a list is a grid axis
+        budget: {max_steps: 2000}
+
+Cases are the product of every operator entry × its parameter grid × its sizes with every
+method entry × its parameter grid. An unknown key anywhere is an error naming the file and
+the field; so is an unknown plugin name (with the closest one suggested), a parameter the
+plugin does not take or of the wrong type, and a size the operator cannot take.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import itertools
+import json
+import re
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+import yaml
+
+from lubench.api import InvalidParameter, LubenchError
+from lubench.params import closest, coerce, param_specs, validate_params
+from lubench.plugins import Registry
+
+__all__ = ["Suite", "Case", "SuiteError", "load_suite", "parse_selector", "select_cases"]
+
+TOP_KEYS = {
+    "name": "names the run directory",
+    "description": "free text",
+    "seed": "every case's seed derives from this and the case identity",
+    "repeats": "timed repeats of each case",
+    "timeout": "hard limit per case, seconds",
+    "memory_limit": "memory limit per case, e.g. '4GiB' or bytes",
+    "exact_limit": "up to this n, errors are exact (else probe estimates)",
+    "device": "auto | cpu | cuda",
+    "plugins": "extra plugin modules or .py files (relative to the suite file)",
+    "executor": "how cases run: {kind: local|inline|slurm, jobs, slurm_* options}",
+    "operators": "operator entries",
+    "methods": "method entries",
+}
+OPERATOR_KEYS = {"name", "sizes", "params"}
+METHOD_KEYS = {"name", "params", "budget", "timeout", "memory_limit", "resources"}
+BUDGET_KEYS = {"max_steps", "max_seconds", "target_loss"}
+EXECUTOR_KEYS = {
+    "kind", "jobs", "slurm_partition", "slurm_time", "slurm_gpus_per_task",
+    "slurm_cpus_per_task", "slurm_mem_gb", "slurm_array_parallelism", "slurm_account",
+    "slurm_qos", "slurm_constraint", "slurm_additional_parameters", "folder",
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class SuiteError(LubenchError):
+    """A suite file that cannot be used; the message names the file and the field."""
+
+
+def parse_memory(value: Any, where: str) -> int | None:
+    """Bytes from ``4GiB``, ``512MB``, ``1e9`` or an int; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise SuiteError(f"{where}: expected a size such as '4GiB', got {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([KMGT]i?B?|B)?\s*", str(value))
+    if not m:
+        raise SuiteError(f"{where}: expected a size such as '4GiB' or '512MB', got {value!r}")
+    units = {None: 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9,
+             "GB": 10**9, "T": 10**12, "TB": 10**12, "KiB": 2**10, "MiB": 2**20,
+             "GiB": 2**30, "TiB": 2**40, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    try:
+        return int(float(m.group(1)) * units[m.group(2)])
+    except (KeyError, ValueError):
+        raise SuiteError(f"{where}: cannot read size {value!r}") from None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Compact, key-sorted JSON: the form hashed into case ids and stored in results."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed from the parts' canonical JSON (stable across runs and machines)."""
+    digest = hashlib.sha256(canonical_json(list(parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Case:
+    """One unit of work: an operator instance of size n, factorized by one configured method.
+
+    ``operator_seed`` depends only on the operator side (so that every method sees the same
+    random operator); ``seed`` on the whole case identity (not on its position in the suite:
+    adding a case changes no other case's numbers).
+    """
+
+    suite: str
+    operator: str
+    operator_params: dict
+    n: int
+    method: str
+    method_params: dict
+    family: str
+    suite_seed: int
+    seed: int
+    operator_seed: int
+    repeats: int = 1
+    timeout: float | None = None
+    memory_limit: int | None = None
+    exact_limit: int = 4096
+    device: str = "auto"
+    budget: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def case_id(self) -> str:
+        """Stable hash of (operator + params, n, method + params, seed): what --resume uses."""
+        key = canonical_json([self.operator, self.operator_params, self.n, self.method,
+                              self.method_params, self.suite_seed])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        op = _fmt_params(self.operator_params)
+        me = _fmt_params(self.method_params)
+        return f"{self.operator}{op}[n={self.n}] × {self.method}{me}"
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["operator_params"] = _jsonable(self.operator_params)
+        d["method_params"] = _jsonable(self.method_params)
+        d["case_id"] = self.case_id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Case:
+        names = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _fmt_params(params: dict) -> str:
+    if not params:
+        return ""
+    inner = ",".join(f"{k}={_jsonable(v)}" for k, v in params.items())
+    return f"[{inner}]"
+
+
+@dataclass
+class Suite:
+    """A validated suite and the cases it expands to."""
+
+    path: Path | None
+    name: str
+    description: str
+    seed: int
+    repeats: int
+    timeout: float | None
+    memory_limit: int | None
+    exact_limit: int
+    device: str
+    plugins: list[str]
+    executor: dict
+    cases: list[Case]
+    raw: dict
+    text: str = ""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+def _err(where: str, message: str) -> SuiteError:
+    return SuiteError(f"{where}: {message}")
+
+
+def _check_keys(d: Any, allowed: set[str] | dict, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise _err(where, f"expected a mapping, got {type(d).__name__} {d!r}")
+    for key in d:
+        if key not in allowed:
+            raise _err(where, f"unknown key '{key}'{closest(str(key), allowed)} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
+    return d
+
+
+def _scalar(d: dict, key: str, kind: type, where: str, default: Any) -> Any:
+    if key not in d or d[key] is None:
+        return default
+    try:
+        return coerce(d[key], kind)
+    except ValueError as exc:
+        raise _err(f"{where}.{key}", str(exc)) from None
+
+
+def _is_grid(value: Any, ann: Any) -> bool:
+    """A list is a grid axis, except a flat list given for a list- or tuple-typed parameter."""
+    if not isinstance(value, list):
+        return False
+    if typing.get_origin(ann) in (list, tuple) or ann in (list, tuple):
+        return bool(value) and all(isinstance(v, (list, tuple)) for v in value)
+    return True
+
+
+def _grid(cls: type, params: Any, where: str, base_dir: Path | None) -> list[dict]:
+    """Every combination of the grid axes in ``params``, validated against ``cls``."""
+    if params is None:
+        return [{}]
+    if not isinstance(params, dict):
+        raise _err(where, f"expected a mapping of parameter values, got {params!r}")
+    specs = param_specs(cls)
+    axes: list[list[tuple[str, Any]]] = []
+    for key, value in params.items():
+        ann = specs[key].annotation if key in specs else None
+        values = value if _is_grid(value, ann) else [value]
+        if not values:
+            raise _err(f"{where}.{key}", "an empty list gives no cases")
+        axes.append([(key, v) for v in values])
+    out = []
+    for combo in itertools.product(*axes):
+        given = dict(combo)
+        try:
+            valid = validate_params(cls, given, where, base_dir)
+        except InvalidParameter as exc:
+            raise SuiteError(str(exc)) from None
+        try:
+            full = cls(**valid).get_params()  # defaults filled in: the row says everything
+        except (InvalidParameter, ValueError, TypeError) as exc:
+            raise _err(where, f"'{cls.name}' refuses {given}: {exc}") from None
+        out.append(full)
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: suite file not found") from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read the suite file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SuiteError(f"{path}: malformed YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: a suite is a YAML mapping (name:, operators:, methods:, ...)"
+                         f", got {type(data).__name__}")
+    return data, text
+
+
+def suite_plugins(path: Path) -> list[str]:
+    """The ``plugins:`` list of a suite file, read before the registry is built."""
+    data, _ = _read_yaml(path)
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise SuiteError(f"{path}: plugins: expected a list of module names or .py paths, "
+                         f"got {plugins!r}")
+    return plugins
+
+
+def load_suite(path: str | Path, registry: Registry, device: str | None = None,
+               timeout: float | None = None) -> Suite:
+    """Read, validate and expand a suite file. Raises SuiteError naming the file and field.
+
+    ``device`` and ``timeout`` given on the command line override the suite's values.
+    """
+    path = Path(path)
+    data, text = _read_yaml(path)
+    return build_suite(data, registry, path=path, text=text, device=device, timeout=timeout)
+
+
+def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
+                device: str | None = None, timeout: float | None = None) -> Suite:
+    """Validate a suite given as a dict (the parsed YAML) and expand it into cases."""
+    where0 = str(path) if path else "<suite>"
+    base_dir = path.resolve().parent if path else Path.cwd()
+    _check_keys(data, TOP_KEYS, where0)
+    for key in ("operators", "methods"):
+        if not data.get(key):
+            raise _err(f"{where0}: {key}", "at least one entry is needed")
+        if not isinstance(data[key], list):
+            raise _err(f"{where0}: {key}", f"expected a list of entries, got {data[key]!r}")
+
+    name = _scalar(data, "name", str, where0, path.stem if path else "suite")
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise _err(f"{where0}: name", f"use letters, digits, '-', '_' or '.', got {name!r}")
+    seed = _scalar(data, "seed", int, where0, 0)
+    repeats = _scalar(data, "repeats", int, where0, 1)
+    if repeats < 1:
+        raise _err(f"{where0}: repeats", f"must be at least 1, got {repeats}")
+    suite_timeout = _scalar(data, "timeout", float, where0, None)
+    if timeout is not None:
+        suite_timeout = timeout
+    memory_limit = parse_memory(data.get("memory_limit"), f"{where0}: memory_limit")
+    exact_limit = _scalar(data, "exact_limit", int, where0, 4096)
+    dev = device or _scalar(data, "device", str, where0, "auto")
+    if dev not in DEVICES:
+        raise _err(f"{where0}: device", f"expected one of {', '.join(DEVICES)}, got {dev!r}")
+    plugins = data.get("plugins") or []
+    executor = data.get("executor") or {}
+    _check_keys(executor, EXECUTOR_KEYS, f"{where0}: executor")
+
+    # operators: (name, params, n) triples, each validated
+    op_instances: list[tuple[str, dict, int]] = []
+    for i, entry in enumerate(data["operators"]):
+        where = f"{where0}: operators[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        _check_keys(entry, OPERATOR_KEYS, where)
+        if "name" not in entry:
+            raise _err(where, "missing 'name'")
+        try:
+            cls = registry.operator(str(entry["name"]))
+        except LubenchError as exc:
+            raise _err(f"{where}.name", str(exc)) from None
+        for params in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
+            gen = cls(**params)
+            try:
+                fixed = gen.sizes()
+            except (InvalidParameter, OSError, ValueError) as exc:
+                raise _err(f"{where}.params", str(exc)) from None
+            sizes = entry.get("sizes")
+            if sizes is None:
+                if fixed is None:
+                    raise _err(where, f"'sizes' is required for operator '{cls.name}'")
+                sizes = fixed
+            if isinstance(sizes, int) and not isinstance(sizes, bool):
+                sizes = [sizes]
+            if not isinstance(sizes, list) or not sizes:
+                raise _err(f"{where}.sizes", f"expected a list of integers, got {sizes!r}")
+            for j, n in enumerate(sizes):
+                try:
+                    n = coerce(n, int)
+                except ValueError as exc:
+                    raise _err(f"{where}.sizes[{j}]", str(exc)) from None
+                if fixed is not None and n not in fixed:
+                    raise _err(f"{where}.sizes[{j}]",
+                               f"operator '{cls.name}' has fixed size {fixed}, got {n}")
+                try:
+                    gen.check_size(n)
+                except (InvalidParameter, ValueError) as exc:
+                    raise _err(f"{where}.sizes[{j}]", f"{cls.name}: {exc}") from None
+                op_instances.append((cls.name, params, n))
+
+    # methods: (name, params, family, overrides)
+    method_instances: list[tuple[str, dict, str, dict]] = []
+    for i, entry in enumerate(data["methods"]):
+        where = f"{where0}: methods[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        _check_keys(entry, METHOD_KEYS, where)
+        if "name" not in entry:
+            raise _err(where, "missing 'name'")
+        try:
+            cls = registry.method(str(entry["name"]))
+        except LubenchError as exc:
+            raise _err(f"{where}.name", str(exc)) from None
+        budget = entry.get("budget") or {}
+        _check_keys(budget, BUDGET_KEYS, f"{where}.budget")
+        budget = {
+            "max_steps": _scalar(budget, "max_steps", int, f"{where}.budget", None),
+            "max_seconds": _scalar(budget, "max_seconds", float, f"{where}.budget", None),
+            "target_loss": _scalar(budget, "target_loss", float, f"{where}.budget", None),
+        }
+        overrides = {
+            "budget": budget,
+            "timeout": suite_timeout if timeout is not None else
+            _scalar(entry, "timeout", float, where, suite_timeout),
+            "memory_limit": parse_memory(entry.get("memory_limit", memory_limit),
+                                         f"{where}.memory_limit"),
+            "resources": {**getattr(cls, "resources", {}), **_check_keys(
+                entry.get("resources") or {}, {"gpus_per_task", "cpus_per_task", "mem_gb",
+                                               "timeout_min"}, f"{where}.resources")},
+        }
+        for params in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
+            method_instances.append((cls.name, params, cls.family, overrides))
+
+    cases: list[Case] = []
+    seen: set[str] = set()
+    for (op, op_params, n), (me, me_params, family, ov) in itertools.product(
+            op_instances, method_instances):
+        case = Case(
+            suite=name, operator=op, operator_params=op_params, n=n, method=me,
+            method_params=me_params, family=family, suite_seed=seed,
+            seed=derive_seed(seed, op, op_params, n, me, me_params),
+            operator_seed=derive_seed(seed, op, op_params, n),
+            repeats=repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
+            exact_limit=exact_limit, device=dev, budget=ov["budget"],
+            resources=ov["resources"])
+        if case.case_id in seen:
+            continue  # the same case listed twice runs once
+        seen.add(case.case_id)
+        cases.append(case)
+
+    return Suite(path=path, name=name, description=str(data.get("description") or ""),
+                 seed=seed, repeats=repeats, timeout=suite_timeout, memory_limit=memory_limit,
+                 exact_limit=exact_limit, device=dev, plugins=list(plugins),
+                 executor=dict(executor), cases=cases, raw=data, text=text)
+
+
+# --------------------------------------------------------------------------------------------
+# Selection: -k "plu", -k "gfmm_lu[P=16]", -k "laplacian_*[n=256]"
+# --------------------------------------------------------------------------------------------
+_SELECTOR = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[(.*)\])?\s*$")
+
+
+def parse_selector(text: str) -> tuple[str, dict[str, str]]:
+    """``name[k=v,k2=v2]`` → (name pattern, {k: v}); raises LubenchError when malformed."""
+    m = _SELECTOR.match(text)
+    if not m:
+        raise LubenchError(f"-k {text!r}: expected NAME or NAME[key=value,...]")
+    constraints: dict[str, str] = {}
+    if m.group(2):
+        for part in m.group(2).split(","):
+            if "=" not in part:
+                raise LubenchError(f"-k {text!r}: expected key=value inside [...], got {part!r}")
+            k, v = part.split("=", 1)
+            constraints[k.strip()] = v.strip()
+    return m.group(1), constraints
+
+
+def _value_matches(actual: Any, wanted: str) -> bool:
+    if isinstance(actual, bool):
+        return wanted.lower() == str(actual).lower()
+    if isinstance(actual, (int, float)):
+        try:
+            return float(wanted) == float(actual)
+        except ValueError:
+            return False
+    return fnmatch.fnmatchcase(str(_jsonable(actual)), wanted)
+
+
+def case_matches(case: Case, selector: str) -> bool:
+    """True when the selector names the case's method or operator (globs allowed) and every
+    ``key=value`` constraint holds on that side's parameters (``n`` and ``seed`` anywhere)."""
+    pattern, constraints = parse_selector(selector)
+    sides = [(case.method, case.method_params), (case.operator, case.operator_params)]
+    for name, params in sides:
+        if not (fnmatch.fnmatchcase(name, pattern) or pattern in ("*", "")):
+            if pattern not in name:
+                continue
+        ok = True
+        for key, wanted in constraints.items():
+            if key == "n":
+                actual: Any = case.n
+            elif key in params:
+                actual = params[key]
+            else:
+                ok = False
+                break
+            if not _value_matches(actual, wanted):
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+def select_cases(cases: list[Case], selectors: tuple[str, ...] | list[str]) -> list[Case]:
+    """The cases matched by any of the selectors (all cases when there are none)."""
+    if not selectors:
+        return list(cases)
+    for s in selectors:
+        parse_selector(s)
+    return [c for c in cases if any(case_matches(c, s) for s in selectors)]

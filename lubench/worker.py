@@ -1,0 +1,208 @@
+"""What runs inside a worker for one case: build the operator, factorize, grade, report.
+
+``run_case`` never raises for a problem of the case itself: every outcome becomes a record
+(a dict holding one result row, plus the training history) with a ``status``:
+
+* ``ok``          factorized and graded;
+* ``unsupported`` the method's ``check`` or ``factorize`` raised :class:`~lubench.api.Unsupported`;
+* ``diverged``    training reached NaN/Inf (:class:`~lubench.api.Diverged`);
+* ``failed``      anything else, with a one-line reason (the traceback is kept in the record's
+  ``traceback`` field for ``--debug``).
+
+The runner adds ``timeout`` and killed-worker outcomes, which a worker cannot report itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lubench.api import (
+    Budget,
+    Diverged,
+    Factorization,
+    FactorizationError,
+    Operator,
+    RunContext,
+    Unsupported,
+)
+from lubench.metrics import grade
+from lubench.plugins import Registry, load_registry
+from lubench.suite import Case, canonical_json
+
+__all__ = ["run_case", "resolve_device", "base_record", "METRIC_COLUMNS", "one_line"]
+
+METRIC_COLUMNS = [
+    "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
+    "precond_iterations", "precond_converged", "n_params", "setup_seconds", "solve_seconds",
+    "peak_memory_bytes", "iterations", "final_loss",
+]
+
+_REGISTRY: dict[tuple, Registry] = {}
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for the ``error`` column."""
+    msg = str(exc).strip().splitlines()
+    text = msg[0] if msg else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def get_registry(plugin_specs: tuple[str, ...] = (), base_dir: str | None = None) -> Registry:
+    """The registry for this process, loaded once per (plugins, base_dir)."""
+    key = (tuple(plugin_specs), base_dir)
+    if key not in _REGISTRY:
+        _REGISTRY[key] = load_registry(list(plugin_specs),
+                                       Path(base_dir) if base_dir else None)
+    return _REGISTRY[key]
+
+
+def resolve_device(device: str, family: str = "learned") -> str:
+    """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu``. Classical methods run on
+    the CPU (SciPy) whatever is asked."""
+    if family == "classical":
+        return "cpu"
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def base_record(case: Case, repeat: int, run_id: str = "", device: str = "") -> dict:
+    """The identity columns of a result row, metrics empty."""
+    rec: dict[str, Any] = {
+        "run_id": run_id,
+        "suite": case.suite,
+        "case_id": case.case_id,
+        "operator": case.operator,
+        "operator_params": canonical_json(case.operator_params),
+        "n": case.n,
+        "method": case.method,
+        "family": case.family,
+        "method_params": canonical_json(case.method_params),
+        "seed": case.seed,
+        "repeat": repeat,
+        "device": device or ("cpu" if case.family == "classical" else case.device),
+        "status": "",
+        "error": "",
+    }
+    for col in METRIC_COLUMNS:
+        rec[col] = None
+    return rec
+
+
+def _peak_memory(device: str) -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if sys.platform == "darwin":
+        peak //= 1024
+    if device.startswith("cuda") and "torch" in sys.modules:
+        import torch
+
+        peak += int(torch.cuda.max_memory_allocated())
+    return int(peak)
+
+
+def _check_operator(op: object, case: Case) -> Operator:
+    if not isinstance(op, Operator):
+        raise FactorizationError(f"operator '{case.operator}' build() returned "
+                                 f"{type(op).__name__}, expected lubench.api.Operator")
+    if op.matrix.shape != (case.n, case.n):
+        raise FactorizationError(f"operator '{case.operator}' built shape {op.matrix.shape}, "
+                                 f"expected ({case.n}, {case.n})")
+    return op
+
+
+def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
+             plugin_specs: tuple[str, ...] = (), base_dir: str | None = None,
+             progress: Callable[..., None] | None = None) -> dict:
+    """Run one case (one repeat) and return its record. Never raises for the case's faults."""
+    started = time.time()
+    device = ""
+    rec = base_record(case, repeat, run_id)
+    history: list[dict] = []
+    info: dict = {}
+    try:
+        registry = get_registry(plugin_specs, base_dir)
+        gen = registry.operator(case.operator)(**case.operator_params)
+        op = _check_operator(gen.build(case.n, case.operator_seed), case)
+        method = registry.method(case.method)(**case.method_params)
+        device = resolve_device(case.device, case.family)
+        rec["device"] = device
+        method.check(op)
+        ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
+                         memory_limit=case.memory_limit,
+                         **({"progress": progress} if progress else {}))
+        t0 = time.perf_counter()
+        fact = method.factorize(op, ctx)
+        ctx.synchronize()
+        setup = time.perf_counter() - t0
+        if not isinstance(fact, Factorization):
+            raise FactorizationError(f"method '{case.method}' factorize() returned "
+                                     f"{type(fact).__name__}, expected a "
+                                     f"lubench.api.Factorization")
+        history = list(getattr(fact, "history", []) or [])
+        info = dict(getattr(fact, "info", {}) or {})
+        metrics = grade(op, fact, seed=case.seed, exact_limit=case.exact_limit,
+                        synchronize=ctx.synchronize)
+        rec.update(metrics)
+        rec["setup_seconds"] = setup
+        rec["iterations"] = info.get("iterations")
+        rec["final_loss"] = info.get("final_loss")
+        rec["status"] = "ok"
+    except Unsupported as exc:
+        rec["status"], rec["error"] = "unsupported", exc.reason
+    except Diverged as exc:
+        rec["status"], rec["error"] = "diverged", str(exc)
+        rec["iterations"] = exc.step
+        history = list(exc.history)
+    except MemoryError:
+        rec["status"], rec["error"] = "failed", "out of memory"
+    except FactorizationError as exc:
+        rec["status"], rec["error"] = "failed", str(exc).splitlines()[0] if str(exc) else \
+            type(exc).__name__
+    except Exception as exc:  # a plugin that raises must not take the run down
+        rec["status"], rec["error"] = "failed", one_line(exc)
+        rec["traceback"] = traceback.format_exc()
+    rec["peak_memory_bytes"] = _peak_memory(device)
+    rec["info"] = json.dumps(_plain(info), default=str)
+    rec["history"] = _plain(history)
+    rec["threads"] = _threads()
+    rec["pid"] = os.getpid()
+    rec["started_at"] = started
+    rec["wall_seconds"] = time.time() - started
+    return rec
+
+
+def _threads() -> int | None:
+    try:
+        from threadpoolctl import threadpool_info
+
+        nums = [p.get("num_threads") for p in threadpool_info() if p.get("num_threads")]
+        return int(max(nums)) if nums else None
+    except Exception:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays to plain Python, for JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
