@@ -231,7 +231,7 @@ def _is_grid(value: Any, ann: Any) -> bool:
 def _grid(cls: type, params: Any, where: str, base_dir: Path | None) -> list[dict]:
     """Every combination of the grid axes in ``params``, validated against ``cls``."""
     if params is None:
-        return [{}]
+        params = {}
     if not isinstance(params, dict):
         raise _err(where, f"expected a mapping of parameter values, got {params!r}")
     specs = param_specs(cls)
