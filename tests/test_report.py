@@ -1,0 +1,302 @@
+"""Reports from a small real run: files produced, tables faithful to results.parquet, failures
+listed, records.jsonl fallback, one-line errors for a run directory that holds nothing.
+
+The run is made here from real computations — SciPy's LU and Cholesky, and a small masked-LU
+fit by gradient descent in PyTorch — graded by ``lubench.metrics.grade`` and written in the
+run-directory format (results.parquet, histories.parquet, meta.json, records.jsonl).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from lubench.api import Factorization, LubenchError, Operator, Unsupported
+from lubench.metrics import grade
+from lubench.suite import Case, derive_seed
+from lubench.worker import base_record
+
+RUN_ID = "test-run"
+
+
+# --------------------------------------------------------------------------------------------
+# A small real run
+# --------------------------------------------------------------------------------------------
+def laplacian_1d(n: int) -> Operator:
+    T = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+    return Operator("laplacian_1d", T, symmetric=True, spd=True)
+
+
+def convdiff_1d(n: int, eps: float) -> Operator:
+    h = 1.0 / (n - 1)
+    main, lower = 2 * eps / h**2 + 1 / h, -eps / h**2 - 1 / h
+    A = sp.diags([lower * np.ones(n - 1), main * np.ones(n), -eps / h**2 * np.ones(n - 1)],
+                 [-1, 0, 1], format="csr")
+    return Operator("convdiff_1d", A / abs(A).max(), symmetric=False, spd=False,
+                    params={"eps": eps})
+
+
+class DenseLU(Factorization):
+    """A = P L U from the factors as dense arrays (P a permutation matrix)."""
+
+    def __init__(self, P: np.ndarray, L: np.ndarray, U: np.ndarray, n_params: int):
+        super().__init__()
+        self.P, self.L, self.U, self.n_params = P, L, U, n_params
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        return self.P @ (self.L @ (self.U @ X))
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        y = sla.solve_triangular(self.L, self.P.T @ B, lower=True)
+        return sla.solve_triangular(self.U, y, lower=False)
+
+
+def plu(op: Operator) -> DenseLU:
+    P, L, U = sla.lu(op.dense())
+    return DenseLU(P, L, U, op.n**2)
+
+
+def cholesky(op: Operator) -> DenseLU:
+    if not op.spd:
+        raise Unsupported(f"cholesky needs a symmetric positive definite operator, "
+                          f"{op.name} is not")
+    C = sla.cholesky(op.dense(), lower=True)
+    return DenseLU(np.eye(op.n), C, C.T.copy(), op.n * (op.n + 1) // 2)
+
+
+def masked_gd(op: Operator, steps: int, seed: int) -> DenseLU:
+    """Fit unit-lower L and upper U to A by Adam on ‖LU − A‖²_F (float64)."""
+    import torch
+
+    torch.manual_seed(seed)
+    A = torch.tensor(op.dense())
+    n = op.n
+    lower = torch.tril(torch.ones(n, n, dtype=torch.float64), -1)
+    upper = torch.triu(torch.ones(n, n, dtype=torch.float64))
+    WL = torch.zeros(n, n, dtype=torch.float64, requires_grad=True)
+    WU = (torch.eye(n, dtype=torch.float64) * A.diagonal()).clone().requires_grad_(True)
+    opt = torch.optim.Adam([WL, WU], lr=1e-2)
+    eye = torch.eye(n, dtype=torch.float64)
+    history = []
+    t0 = time.perf_counter()
+    for step in range(steps):
+        opt.zero_grad()
+        LU = (eye + WL * lower) @ (WU * upper)
+        loss = ((LU - A) ** 2).sum()
+        loss.backward()
+        opt.step()
+        history.append({"step": step, "seconds": time.perf_counter() - t0,
+                        "loss": loss.item(), "rel_error": (loss.detach().sqrt() / A.norm()).item()})
+    with torch.no_grad():
+        L = (eye + WL * lower).numpy().copy()
+        U = (WU * upper).numpy().copy()
+    fact = DenseLU(np.eye(n), L, U, n * n)
+    fact.history = history
+    fact.info = {"iterations": steps, "final_loss": history[-1]["loss"]}
+    return fact
+
+
+OPERATORS = [("laplacian_1d", {}, [16, 32, 64]), ("convdiff_1d", {"eps": 0.1}, [16, 32])]
+METHODS = [("plu", {}, "classical"), ("cholesky", {}, "classical"),
+           ("masked_gd", {"steps": 20}, "learned"), ("masked_gd", {"steps": 60}, "learned")]
+
+
+def make_case(operator: str, op_params: dict, n: int, method: str, m_params: dict,
+              family: str) -> Case:
+    return Case(suite="mini", operator=operator, operator_params=op_params, n=n,
+                method=method, method_params=m_params, family=family, suite_seed=0,
+                seed=derive_seed(0, operator, op_params, n, method, m_params),
+                operator_seed=derive_seed(0, operator, op_params, n), repeats=2)
+
+
+def run_one(case: Case, repeat: int) -> dict:
+    rec = base_record(case, repeat, RUN_ID, device="cpu")
+    op = (laplacian_1d(case.n) if case.operator == "laplacian_1d"
+          else convdiff_1d(case.n, **case.operator_params))
+    history: list[dict] = []
+    try:
+        t0 = time.perf_counter()
+        if case.method == "plu":
+            fact = plu(op)
+        elif case.method == "cholesky":
+            fact = cholesky(op)
+        else:
+            fact = masked_gd(op, case.method_params["steps"], case.seed + repeat)
+        setup = time.perf_counter() - t0
+        rec.update(grade(op, fact, seed=case.seed))
+        rec["setup_seconds"] = setup
+        rec["iterations"] = fact.info.get("iterations")
+        rec["final_loss"] = fact.info.get("final_loss")
+        rec["status"] = "ok"
+        history = fact.history
+    except Unsupported as exc:
+        rec["status"], rec["error"] = "unsupported", exc.reason
+    rec["info"] = "{}"
+    rec["threads"] = 1
+    rec["history"] = history
+    return rec
+
+
+def write_run(path: Path, records: list[dict], meta: dict | None = None,
+              parquet: bool = True) -> Path:
+    """Write ``records`` as a run directory (records.jsonl, and the parquet files)."""
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "records.jsonl", "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec) + "\n")
+    rows = [{k: v for k, v in rec.items() if k != "history"} for rec in records]
+    hist = [{"run_id": r["run_id"], "case_id": r["case_id"], "repeat": r["repeat"],
+             "method": r["method"], "operator": r["operator"], "n": r["n"], **h}
+            for r in records for h in r.get("history", [])]
+    if parquet:
+        pd.DataFrame(rows).to_parquet(path / "results.parquet")
+        pd.DataFrame(hist).to_parquet(path / "histories.parquet")
+    (path / "meta.json").write_text(json.dumps(meta or {
+        "lubench_version": "0.1.0", "python": "3.x", "numpy": np.__version__,
+        "cpu": "test CPU", "command": "pytest", "started_at": "2024-01-01T00:00:00"}))
+    (path / "suite.yaml").write_text("name: mini\n")
+    return path
+
+
+def make_records() -> list[dict]:
+    records = []
+    for operator, op_params, sizes in OPERATORS:
+        for n in sizes:
+            for method, m_params, family in METHODS:
+                case = make_case(operator, op_params, n, method, m_params, family)
+                for repeat in range(2):
+                    records.append(run_one(case, repeat))
+    # what the runner writes for a case it had to kill (no metrics, the reason)
+    case = make_case("laplacian_1d", {}, 128, "masked_gd", {"steps": 60}, "learned")
+    rec = base_record(case, 0, RUN_ID, device="cpu")
+    rec.update(status="timeout", error="hard timeout: the case ran longer than 5 s",
+               history=[])
+    records.append(rec)
+    return records
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    return make_records()
+
+
+@pytest.fixture(scope="module")
+def run_dir(records, tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run") / "mini", records)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+def _md_rows(text: str) -> list[list[str]]:
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines]
+
+
+def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
+    from lubench.report.tables import COLUMNS, fmt_number, summary_markdown
+
+    results = pd.read_parquet(run_dir / "results.parquet")
+    text = summary_markdown(results)
+    header, *rows = _md_rows(text)
+    assert header[:3] == ["operator", "n", "method"] and header[-1] == "status"
+    # one row per operator × n × method configuration, none dropped
+    assert len(rows) == results.groupby(["operator", "operator_params", "n", "method",
+                                         "method_params"]).ngroups
+    labels = {r[2] for r in rows}
+    assert labels == {"plu", "cholesky", "masked_gd[steps=20]", "masked_gd[steps=60]"}
+    ok = results[results["status"] == "ok"]
+    checked = 0
+    for row in rows:
+        cells = dict(zip(header, row))
+        method = cells["method"].split("[")[0]
+        sel = ok[(ok["operator"] == cells["operator"].split("[")[0])
+                 & (ok["n"] == int(cells["n"])) & (ok["method"] == method)]
+        if "steps=" in cells["method"]:
+            steps = int(cells["method"].split("=")[1].rstrip("]"))
+            sel = sel[sel["method_params"] == json.dumps({"steps": steps},
+                                                         separators=(",", ":"))]
+        if sel.empty:
+            continue
+        for col in COLUMNS:
+            median = float(sel[col.key].median())
+            assert cells[col.key].split(" (")[0] == fmt_number(median, integer=col.integer)
+        checked += 1
+    assert checked == len(ok.groupby(["operator", "n", "method", "method_params"]))
+
+
+def test_summary_markdown_keeps_failed_and_unsupported_rows_with_their_reason(run_dir):
+    from lubench.report.tables import summary_markdown
+
+    rows = _md_rows(summary_markdown(pd.read_parquet(run_dir / "results.parquet")))
+    status = {(r[0], r[1], r[2]): r[-1] for r in rows[1:]}
+    assert status[("convdiff_1d", "16", "cholesky")].startswith("unsupported: cholesky needs")
+    assert status[("laplacian_1d", "128", "masked_gd[steps=60]")].startswith("timeout: hard")
+    assert status[("laplacian_1d", "16", "plu")] == "ok"
+    # unsupported rows carry no numbers
+    unsupported = next(r for r in rows if r[0] == "convdiff_1d" and r[2] == "cholesky")
+    assert set(unsupported[3:-1]) == {"–"}
+
+
+def test_min_max_shown_when_repeats_differ():
+    from lubench.report.tables import summary_markdown
+
+    base = {"operator": "op", "operator_params": "{}", "n": 8, "method": "m",
+            "method_params": "{}", "family": "classical", "status": "ok", "error": ""}
+    df = pd.DataFrame([{**base, "case_id": "c", "repeat": r, "setup_seconds": t}
+                       for r, t in enumerate([1e-3, 2e-3, 4e-3])])
+    rows = _md_rows(summary_markdown(df))
+    cells = dict(zip(rows[0], rows[1]))
+    assert cells["setup_seconds"] == "2.00e-3 (1.00e-3–4.00e-3)"
+
+
+def test_fmt_number():
+    from lubench.report.tables import fmt_number
+
+    assert fmt_number(1.234567e-4) == "1.23e-4"
+    assert fmt_number(65536, integer=True) == "65536"
+    assert fmt_number(float("nan")) == "–"
+    assert fmt_number(None) == "–"
+    assert fmt_number(0.0) == "0"
+    assert fmt_number(float("inf")) == "inf"
+    assert math.isclose(float(fmt_number(98765.4321)), 9.88e4)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+def test_missing_or_empty_run_directory_is_a_one_line_error(tmp_path):
+    from lubench.report.load import load_run
+
+    with pytest.raises(LubenchError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(LubenchError, match="no results.parquet or records.jsonl"):
+        load_run(tmp_path)
+    (tmp_path / "records.jsonl").write_text("")
+    with pytest.raises(LubenchError, match="no records") as info:
+        load_run(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_records_jsonl_rebuilds_the_frames_and_skips_a_truncated_last_line(records, tmp_path):
+    from lubench.report.load import load_run
+
+    run = write_run(tmp_path / "crashed", records, parquet=False)
+    with open(run / "records.jsonl", "a") as fh:
+        fh.write('{"case_id": "half-writ')
+    loaded = load_run(run)
+    assert loaded.source == "records.jsonl"
+    assert len(loaded.results) == len(records)
+    n_hist = sum(len(r["history"]) for r in records)
+    assert len(loaded.histories) == n_hist > 0
+    ref = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in records])
+    np.testing.assert_allclose(loaded.results["factor_error"].to_numpy(),
+                               ref["factor_error"].astype(float).to_numpy())
