@@ -1,1 +1,23 @@
-"""placeholder"""
+"""Built-in classical factorizations of lubench (exact up to round-off), as a plugin.
+
+* ``plu``        dense LU with partial pivoting, A = P·L·U (LAPACK getrf);
+* ``cholesky``   dense A = L·Lᵀ for symmetric positive definite A (LAPACK potrf);
+* ``sparse_lu``  sparse Pr·A·Pc = L·U with a fill-reducing ordering (SuperLU).
+"""
+
+from __future__ import annotations
+
+from lubench import hookimpl
+from lubench_classical.cholesky import Cholesky
+from lubench_classical.plu import PLU
+from lubench_classical.sparse_lu import SparseLU
+
+__all__ = ["PLU", "Cholesky", "SparseLU", "METHODS", "lubench_methods"]
+
+METHODS = [PLU, Cholesky, SparseLU]
+
+
+@hookimpl
+def lubench_methods() -> list[type]:
+    """The built-in classical methods."""
+    return list(METHODS)
