@@ -1,23 +1,33 @@
 """The plugin manager: finds plugins, registers them with pluggy, collects a registry.
 
-Plugins come from three places, all registered through the same ``PluginManager.register``:
+Plugins come from three places, all registered through the same ``PluginManager.register``
+and asked through the same hooks (``lubench.hookspecs``) as the built-ins:
 
 1. installed distributions' entry points in the group ``lubench`` (the built-ins among them);
 2. ``--plugin MODULE`` or ``--plugin path/to/file.py`` on the command line;
 3. a suite's ``plugins:`` list (paths relative to the suite file).
 
-Entry points are loaded one at a time, so that a plugin that fails to import is recorded as
-``broken`` with its error and the others keep working (pluggy's own
-``load_setuptools_entrypoints`` stops at the first failure). ``LUBENCH_STRICT_PLUGINS=1``
-turns a broken plugin into an error; ``LUBENCH_DISABLE_PLUGINS=a,b`` skips plugins by name.
+Entry points are loaded one at a time, so that a plugin that fails to import, or whose hook
+raises, is recorded as ``broken: <reason>`` and the others keep working (pluggy's own
+``load_setuptools_entrypoints`` stops at the first failure). So is a plugin that implements
+no hook, a hook function not marked ``@hookimpl`` and a misspelled hook name (pluggy's
+``check_pending``). ``LUBENCH_STRICT_PLUGINS=1`` turns a broken plugin into an error;
+``LUBENCH_DISABLE_PLUGINS=a,b`` skips plugins by name (or by distribution or module name).
+
+What a plugin cannot be forgiven: an operator or method name that another plugin already
+provides, or a plugin name already taken — a :class:`PluginError` naming both providers.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
+import inspect
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +38,15 @@ from lubench import hookspecs
 from lubench.api import FAMILIES, LubenchError, Method, OperatorGenerator
 from lubench.params import closest
 
-__all__ = ["PluginInfo", "Registry", "PluginError", "load_registry"]
+__all__ = ["PluginInfo", "Registry", "PluginError", "load_registry", "ENTRY_POINT_GROUP",
+           "HOOKS"]
 
 ENTRY_POINT_GROUP = "lubench"
+HOOKS = ("lubench_operators", "lubench_methods")
+_KIND = {"lubench_operators": "operator", "lubench_methods": "method"}
+_BASE = {"lubench_operators": OperatorGenerator, "lubench_methods": Method}
+STRICT_VAR = "LUBENCH_STRICT_PLUGINS"
+DISABLE_VAR = "LUBENCH_DISABLE_PLUGINS"
 
 
 class PluginError(LubenchError):
@@ -43,17 +59,50 @@ class PluginError(LubenchError):
 
 @dataclass
 class PluginInfo:
-    """One plugin as ``lubench plugins`` lists it."""
+    """One plugin as ``lubench plugins`` lists it.
+
+    Attributes
+    ----------
+    name : str
+        The plugin's name: the entry point's name, the module path, or the file's stem.
+    origin : str
+        Where it came from, for people: ``lubench-textbook 0.1.0, entry point textbook =
+        lubench_textbook``, ``module my_pkg.my_mod (/path/my_mod.py)``, ``file /path/x.py``.
+    status : str
+        ``ok``, ``broken: <one-line reason>`` or ``disabled (LUBENCH_DISABLE_PLUGINS)``.
+    operators, methods : list of str
+        The names it adds.
+    kind : str
+        ``entry point``, ``module``, ``file`` or ``object``.
+    distribution, version : str or None
+        The installed distribution that provides it (entry points and modules).
+    target : str
+        The module name or the file path that was imported.
+    """
 
     name: str
-    origin: str  # "entry point <dist> <version>", "module <name>", "file <path>"
-    status: str = "ok"  # "ok" or "broken: <reason>"
+    origin: str
+    status: str = "ok"
     operators: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
+    kind: str = "object"
+    distribution: str | None = None
+    version: str | None = None
+    target: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def is_broken(self) -> bool:
+        return self.status.startswith("broken")
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "origin": self.origin, "status": self.status,
-                "operators": self.operators, "methods": self.methods}
+        return {"name": self.name, "status": self.status, "origin": self.origin,
+                "kind": self.kind, "distribution": self.distribution, "version": self.version,
+                "target": self.target, "operators": list(self.operators),
+                "methods": list(self.methods)}
 
 
 def _env_list(var: str) -> set[str]:
@@ -61,17 +110,26 @@ def _env_list(var: str) -> set[str]:
 
 
 def _strict() -> bool:
-    return os.environ.get("LUBENCH_STRICT_PLUGINS", "").strip().lower() in {"1", "true", "yes"}
+    return os.environ.get(STRICT_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _file_module_name(path: Path) -> str:
+    """A stable module name for a plugin file: the same in every process (for pickling)."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    return f"lubench_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
 
 
 def _import_file(path: Path) -> object:
-    """Import a .py file as a module named after it (kept in sys.modules for pickling)."""
-    modname = f"lubench_file_plugin_{path.stem}"
+    """Import a .py file as a module (kept in sys.modules, so that its classes pickle)."""
+    modname = _file_module_name(path)
+    if modname in sys.modules:
+        return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -85,8 +143,39 @@ def _import_file(path: Path) -> object:
     return module
 
 
+def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
+    """(distribution, version) that installs the top-level package of ``module_name``."""
+    top = module_name.split(".")[0]
+    try:
+        dists = importlib.metadata.packages_distributions().get(top, [])
+    except Exception:  # broken metadata of some unrelated distribution
+        return None, None
+    for dist in dists:
+        try:
+            return dist, importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None, None
+
+
+def _is_file_spec(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or os.sep in spec or spec.startswith(("~", "."))
+
+
 class Registry:
-    """The loaded plugins and the operators and methods they add, by name."""
+    """The loaded plugins and the operators and methods they add, by name.
+
+    Attributes
+    ----------
+    pm : pluggy.PluginManager
+        Every plugin that loaded is registered here under its name.
+    plugins : dict
+        Plugin name → :class:`PluginInfo`, in loading order, broken and disabled ones too.
+    operators, methods : dict
+        Name → class, across all plugins.
+    provider : dict
+        ``("operator" | "method", name)`` → the name of the plugin that adds it.
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -94,136 +183,247 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self.operators: dict[str, type[OperatorGenerator]] = {}
         self.methods: dict[str, type[Method]] = {}
-        self.provider: dict[tuple[str, str], str] = {}  # (kind, name) -> plugin name
+        self.provider: dict[tuple[str, str], str] = {}
+        self._targets: dict[str, str] = {}  # imported module name or file path -> plugin
 
     # -- loading ---------------------------------------------------------------------------
-    def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
-        reason = exc if isinstance(exc, str) else _one_line(exc)
-        info.status = f"broken: {reason}"
-        self.plugins[info.name] = info
-        if _strict():
-            raise PluginError(f"plugin '{info.name}' ({info.origin}) is broken: {reason}",
-                              plugin=info.name)
+    def register(self, obj: object, name: str, origin: str = "",
+                 info: PluginInfo | None = None) -> PluginInfo:
+        """Register ``obj`` (a module, or any object with ``@hookimpl`` functions) as a plugin.
 
-    def _add(self, obj: object, info: PluginInfo) -> None:
-        """Register ``obj`` with pluggy, then collect what its hooks return."""
-        if info.name in self.plugins and self.plugins[info.name].status == "ok":
-            return  # the same plugin named twice (e.g. entry point and suite): once is enough
+        The way every loader ends, and the way to add an in-memory plugin (tests,
+        ``lubench.testing``). Returns its :class:`PluginInfo` (status ``ok`` or ``broken``).
+        Raises :class:`PluginError` when the name, or a name it adds, is already taken.
+        """
+        info = info or PluginInfo(name, origin or f"object {obj!r}")
+        known = self.pm.get_name(obj)
+        if known is not None:  # the same module reached twice (entry point and --plugin)
+            return self.plugins[known]
+        self._claim_name(info)
+        problem = self._hook_problem(obj)
+        if problem:
+            self._fail(info, problem)
+            return info
         try:
             self.pm.register(obj, name=info.name)
             self.pm.check_pending()
-        except Exception as exc:  # pluggy.PluginValidationError or a misspelled hook
+        except Exception as exc:  # pluggy.PluginValidationError: misspelled hook, bad arguments
             if self.pm.is_registered(obj):
                 self.pm.unregister(obj)
-            self._fail(info, exc)
-            return
+            self._fail(info, self._validation_message(exc))
+            return info
         try:
-            ops = self._call(obj, "lubench_operators")
-            meths = self._call(obj, "lubench_methods")
-            new_ops = self._check_classes(ops, OperatorGenerator, "lubench_operators", info)
-            new_meths = self._check_classes(meths, Method, "lubench_methods", info)
+            added = {hook: self._collect(obj, hook, info) for hook in HOOKS}
         except PluginError:
             self.pm.unregister(obj)
             raise
-        except Exception as exc:
+        except Exception as exc:  # a hook that raises, or returns something else than classes
             self.pm.unregister(obj)
             self._fail(info, exc)
-            return
-        for cls in new_ops:
-            self.operators[cls.name] = cls
-            self.provider[("operator", cls.name)] = info.name
-        for cls in new_meths:
-            self.methods[cls.name] = cls
-            self.provider[("method", cls.name)] = info.name
-        info.operators = [c.name for c in new_ops]
-        info.methods = [c.name for c in new_meths]
+            return info
+        for hook, classes in added.items():
+            kind = _KIND[hook]
+            table = self.operators if kind == "operator" else self.methods
+            for cls in classes:
+                table[cls.name] = cls
+                self.provider[(kind, cls.name)] = info.name
+        info.operators = [c.name for c in added["lubench_operators"]]
+        info.methods = [c.name for c in added["lubench_methods"]]
         self.plugins[info.name] = info
+        return info
+
+    def _claim_name(self, info: PluginInfo) -> None:
+        other = self.plugins.get(info.name)
+        if other is not None:
+            raise PluginError(
+                f"two plugins are named '{info.name}': {other.origin} and {info.origin}; "
+                f"rename one (or skip one with {DISABLE_VAR}={info.name})", plugin=info.name)
+
+    def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
+        reason = exc if isinstance(exc, str) else _one_line(exc)
+        info.status = f"broken: {reason}"
+        info.operators, info.methods = [], []
+        self.plugins[info.name] = info
+        if _strict():
+            raise PluginError(f"plugin '{info.name}' ({info.origin}) is broken: {reason} "
+                              f"(unset {STRICT_VAR} to skip broken plugins)", plugin=info.name)
+
+    def _disabled(self, info: PluginInfo) -> None:
+        info.status = f"disabled ({DISABLE_VAR})"
+        self.plugins.setdefault(info.name, info)
 
     @staticmethod
-    def _call(obj: object, hook: str) -> list:
-        impl = getattr(obj, hook, None)
-        if impl is None:
-            return []
-        out = impl()
-        return list(out or [])
+    def _hook_problem(obj: object) -> str:
+        """A hook function pluggy would silently ignore: not marked, or no hook at all."""
+        marker = f"{hookspecs.PROJECT}_impl"
+        functions = {n: getattr(obj, n, None) for n in dir(obj) if n.startswith("lubench_")}
+        functions = {n: f for n, f in functions.items() if inspect.isroutine(f)}
+        for hook in HOOKS:
+            fn = functions.get(hook)
+            if fn is not None and not hasattr(fn, marker):
+                return (f"function {hook}() is not marked as a hook: decorate it with "
+                        f"@lubench.hookimpl")
+        if any(hasattr(f, marker) for f in functions.values()):
+            return ""  # misspelled marked hooks are pluggy's check_pending's business
+        near = [(n, difflib.get_close_matches(n, HOOKS, n=1, cutoff=0.8)) for n in functions]
+        near = [(n, m[0]) for n, m in near if m]
+        if near:
+            return f"function {near[0][0]}() is not a lubench hook; did you mean {near[0][1]}()?"
+        return f"implements no lubench hook ({', '.join(h + '()' for h in HOOKS)})"
 
-    def _check_classes(self, classes: list, base: type, hook: str, info: PluginInfo) -> list:
-        kind = "operator" if base is OperatorGenerator else "method"
+    @staticmethod
+    def _validation_message(exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        m = re.search(r"unknown hook '(\w+)'", text)
+        if m:
+            return (f"unknown hook {m.group(1)}(){closest(m.group(1), HOOKS)} "
+                    f"(the hooks are {', '.join(HOOKS)})")
+        return _one_line(exc)
+
+    def _collect(self, obj: object, hook: str, info: PluginInfo) -> list[type]:
+        """Call this plugin's implementation of ``hook`` (through pluggy) and check its classes."""
+        impls = [i for i in getattr(self.pm.hook, hook).get_hookimpls() if i.plugin is obj]
+        classes: list[type] = []
+        for impl in impls:
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            out = impl.function()
+            if out is None:
+                continue
+            if not isinstance(out, (list, tuple)):
+                raise TypeError(f"{hook}() returned {type(out).__name__} {out!r}; expected a "
+                                f"list of classes")
+            classes.extend(out)
+        return self._check_classes(classes, hook, info)
+
+    def _check_classes(self, classes: list, hook: str, info: PluginInfo) -> list[type]:
+        kind, base = _KIND[hook], _BASE[hook]
         table = self.operators if kind == "operator" else self.methods
-        seen: set[str] = set()
+        seen: dict[str, type] = {}
         for cls in classes:
             if not (isinstance(cls, type) and issubclass(cls, base)):
-                raise TypeError(f"{hook} returned {cls!r}, which is not a subclass of "
+                raise TypeError(f"{hook}() returned {cls!r}, which is not a subclass of "
                                 f"lubench.api.{base.__name__}")
             name = getattr(cls, "name", "")
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"{hook} returned {cls.__name__} without a 'name'")
+            if not isinstance(name, str) or not name.strip():
+                raise TypeError(f"{hook}() returned {cls.__name__}, which sets no 'name'")
             if kind == "method" and cls.family not in FAMILIES:
                 raise TypeError(f"method '{name}' has family {cls.family!r}; expected one of "
                                 f"{', '.join(FAMILIES)}")
-            if name in table or name in seen:
-                other = self.provider.get((kind, name), info.name)
+            if name in seen:
+                if seen[name] is cls:
+                    continue
+                raise PluginError(f"plugin '{info.name}' ({info.origin}) adds two {kind}s "
+                                  f"named '{name}': {seen[name].__qualname__} and "
+                                  f"{cls.__qualname__}", plugin=info.name)
+            if name in table:
+                other = self.provider.get((kind, name), "?")
+                where = self.plugins[other].origin if other in self.plugins else "?"
                 raise PluginError(
-                    f"{kind} name '{name}' is provided twice: by plugin '{other}' and by "
-                    f"plugin '{info.name}' ({info.origin}); rename one of them",
-                    plugin=info.name)
-            seen.add(name)
-        return classes
+                    f"{kind} name '{name}' is provided twice: by plugin '{other}' ({where}) "
+                    f"and by plugin '{info.name}' ({info.origin}); rename one, or skip one "
+                    f"with {DISABLE_VAR}={info.name}", plugin=info.name)
+            seen[name] = cls
+        return list(seen.values())
 
     def load_entry_points(self) -> None:
-        """Load every installed ``lubench`` entry point, one by one."""
-        disabled = _env_list("LUBENCH_DISABLE_PLUGINS")
+        """Load every installed ``lubench`` entry point, one by one, in name order."""
+        disabled = _env_list(DISABLE_VAR)
+        seen: set[tuple[str, str]] = set()
         eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-        for ep in sorted(eps, key=lambda e: e.name):
-            if ep.name in disabled:
+        for ep in sorted(eps, key=lambda e: (e.name, e.value)):
+            if (ep.name, ep.value) in seen:  # one distribution found twice on sys.path
                 continue
+            seen.add((ep.name, ep.value))
             dist = getattr(ep, "dist", None)
-            where = f"{dist.name} {dist.version}" if dist is not None else "?"
-            info = PluginInfo(ep.name, f"entry point of {where} ({ep.value})")
+            dname = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            where = f"{dname} {version}, " if dname else ""
+            info = PluginInfo(ep.name, f"{where}entry point {ep.name} = {ep.value}",
+                              kind="entry point", distribution=dname, version=version,
+                              target=ep.value)
+            if disabled & {ep.name, dname, ep.value.split(":")[0]}:
+                self._disabled(info)
+                continue
+            self._claim_name(info)
             try:
                 obj = ep.load()
             except Exception as exc:
                 self._fail(info, exc)
                 continue
-            self._add(obj, info)
+            self._targets[ep.value] = ep.name
+            self.register(obj, ep.name, info=info)
 
     def load_spec(self, spec: str, base_dir: Path | None = None) -> str:
         """Load a plugin named by a module path or a ``.py`` file; returns its plugin name.
 
-        Raises PluginError when it cannot be found (a user's typo, not a broken plugin).
+        A relative file path is taken from ``base_dir`` (the suite's folder, or the working
+        directory); a module not found on ``sys.path`` is also looked for in ``base_dir``.
+        Raises :class:`PluginError` when the file or module does not exist (a typo, not a
+        broken plugin). Loading the same file or module twice loads it once.
         """
-        disabled = _env_list("LUBENCH_DISABLE_PLUGINS")
-        is_file = spec.endswith(".py") or os.sep in spec or spec.startswith(".")
-        if is_file:
+        disabled = _env_list(DISABLE_VAR)
+        if _is_file_spec(spec):
             path = Path(spec).expanduser()
             if not path.is_absolute() and base_dir is not None:
-                path = base_dir / path
+                path = Path(base_dir) / path
             path = path.resolve()
             name = path.stem
-            if name in disabled:
+            if str(path) in self._targets:
+                return self._targets[str(path)]
+            info = PluginInfo(name, f"file {path}", kind="file", target=str(path))
+            if disabled & {name, spec, str(path)}:
+                self._disabled(info)
                 return name
             if not path.is_file():
                 raise PluginError(f"plugin file not found: {path}", plugin=name)
-            info = PluginInfo(name, f"file {path}")
+            self._claim_name(info)
+            self._targets[str(path)] = name
             try:
                 obj = _import_file(path)
             except Exception as exc:
                 self._fail(info, exc)
                 return name
-        else:
-            name = spec
-            if name in disabled:
-                return name
-            info = PluginInfo(name, f"module {spec}")
-            if importlib.util.find_spec(spec.split(".")[0]) is None:
-                raise PluginError(f"plugin module not found: '{spec}'", plugin=spec)
-            try:
-                obj = importlib.import_module(spec)
-            except Exception as exc:
-                self._fail(info, exc)
-                return name
-        self._add(obj, info)
-        return name
+            return self.register(obj, name, info=info).name
+
+        name = spec
+        if spec in self._targets:
+            return self._targets[spec]
+        info = PluginInfo(name, f"module {spec}", kind="module", target=spec)
+        if name in disabled:
+            self._disabled(info)
+            return name
+        self._find_module(spec, base_dir)
+        self._claim_name(info)
+        self._targets[spec] = name
+        try:
+            obj = importlib.import_module(spec)
+        except Exception as exc:
+            self._fail(info, exc)
+            return name
+        info.distribution, info.version = _distribution_of(spec)
+        dist = f"{info.distribution} {info.version}, " if info.distribution else ""
+        file = getattr(obj, "__file__", None)
+        info.origin = f"{dist}module {spec}" + (f" ({file})" if file else "")
+        return self.register(obj, name, info=info).name
+
+    @staticmethod
+    def _find_module(spec: str, base_dir: Path | None) -> None:
+        """Make sure the top-level package of ``spec`` can be imported, or PluginError."""
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", spec):
+            raise PluginError(f"--plugin {spec!r} is neither a module path (pkg.module) nor a "
+                              f".py file", plugin=spec)
+        top = spec.split(".")[0]
+        if top in sys.modules or importlib.util.find_spec(top) is not None:
+            return
+        if base_dir is not None:
+            folder = Path(base_dir).resolve()
+            if (folder / f"{top}.py").is_file() or (folder / top).is_dir():
+                sys.path.insert(0, str(folder))  # as `python -m` would from that folder
+                importlib.invalidate_caches()
+                return
+        raise PluginError(f"plugin module not found: '{spec}' (not importable from sys.path"
+                          + (f" nor from {base_dir}" if base_dir else "") + ")", plugin=spec)
 
     # -- lookup ----------------------------------------------------------------------------
     def operator(self, name: str) -> type[OperatorGenerator]:
@@ -231,17 +431,22 @@ class Registry:
             return self.operators[name]
         except KeyError:
             raise LubenchError(f"unknown operator '{name}'{closest(name, self.operators)}"
-                               f" (see `lubench list`)") from None
+                               f"{self._broken_hint()} (see `lubench list`)") from None
 
     def method(self, name: str) -> type[Method]:
         try:
             return self.methods[name]
         except KeyError:
             raise LubenchError(f"unknown method '{name}'{closest(name, self.methods)}"
-                               f" (see `lubench list`)") from None
+                               f"{self._broken_hint()} (see `lubench list`)") from None
+
+    def _broken_hint(self) -> str:
+        broken = [p.name for p in self.broken()]
+        return f"; broken plugins: {', '.join(broken)} (see `lubench plugins`)" if broken else ""
 
     def broken(self) -> list[PluginInfo]:
-        return [p for p in self.plugins.values() if p.status != "ok"]
+        """The plugins that failed to load (import error, raising hook, contract broken)."""
+        return [p for p in self.plugins.values() if p.is_broken]
 
 
 def load_registry(extra: list[str] | tuple[str, ...] = (), base_dir: Path | None = None,
