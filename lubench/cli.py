@@ -302,8 +302,15 @@ def plugins(plugin_specs: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for p in rows:
-        adds = ", ".join(p["operators"] + p["methods"]) or "-"
-        click.echo(f"{p['name']}: {p['status']}\n    from: {p['origin']}\n    adds: {adds}")
+        color = "green" if p["status"] == "ok" else "red" if p["status"].startswith("broken") \
+            else "yellow"
+        click.echo(f"{click.style(p['name'], bold=True)}: {click.style(p['status'], fg=color)}")
+        click.echo(f"    from: {p['origin']}")
+        for kind in ("operators", "methods"):
+            if p[kind]:
+                click.echo(f"    {kind}: {', '.join(p[kind])}")
+    broken = sum(p["status"].startswith("broken") for p in rows)
+    click.echo(f"{len(rows)} plugins, {broken} broken" if broken else f"{len(rows)} plugins")
 
 
 @main.command("check-plugin", context_settings=CONTEXT_SETTINGS)

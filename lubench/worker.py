@@ -126,15 +126,20 @@ def _check_operator(op: object, case: Case) -> Operator:
 
 def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
              plugin_specs: tuple[str, ...] = (), base_dir: str | None = None,
-             progress: Callable[..., None] | None = None) -> dict:
-    """Run one case (one repeat) and return its record. Never raises for the case's faults."""
+             progress: Callable[..., None] | None = None,
+             registry: Registry | None = None) -> dict:
+    """Run one case (one repeat) and return its record. Never raises for the case's faults.
+
+    ``registry`` replaces the one loaded from ``plugin_specs`` (in-process callers such as
+    ``lubench.testing`` that hold classes no plugin spec names).
+    """
     started = time.time()
     device = ""
     rec = base_record(case, repeat, run_id)
     history: list[dict] = []
     info: dict = {}
     try:
-        registry = get_registry(plugin_specs, base_dir)
+        registry = registry or get_registry(plugin_specs, base_dir)
         gen = registry.operator(case.operator)(**case.operator_params)
         op = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
