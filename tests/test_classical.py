@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import lubench_classical
@@ -166,6 +167,21 @@ def test_sparse_lu_permutations_with_forced_row_exchanges():
     assert not np.array_equal(fact.perm_r, np.arange(12))  # pivoting happened
     assert fact.n_params == fact.L.nnz + fact.U.nnz
     np.testing.assert_allclose(fact.apply(np.eye(12)), op.matrix, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", [PLU(), Cholesky(), SparseLU()], ids=repr)
+def test_factorizations_pickle(method):
+    """A worker may send its factorization back; SuperLU itself does not pickle."""
+    op = OPERATORS["laplacian_1d"] if isinstance(method, Cholesky) else \
+        dense_op(pivoting_matrix())
+    fact = method.factorize(op, CTX)
+    copy = pickle.loads(pickle.dumps(fact))
+    B = np.random.default_rng(2).standard_normal((op.n, 3))
+    np.testing.assert_allclose(copy.solve(B), fact.solve(B), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(copy.solve(B[:, 0]), fact.solve(B[:, 0]), rtol=1e-12,
+                               atol=1e-13)
+    np.testing.assert_array_equal(copy.apply(B), fact.apply(B))
+    assert copy.n_params == fact.n_params
 
 
 def test_pivots_to_permutation_matches_row_swaps():

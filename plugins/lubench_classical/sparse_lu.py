@@ -35,7 +35,7 @@ class SparseLUFactors(Factorization):
 
     def __init__(self, lu: spla.SuperLU, nnz_A: int):
         super().__init__()
-        self.lu = lu
+        self.lu: spla.SuperLU | None = lu
         self.L = sp.csr_array(lu.L)
         self.U = sp.csr_array(lu.U)
         self.perm_r = np.asarray(lu.perm_r)
@@ -45,7 +45,18 @@ class SparseLUFactors(Factorization):
                      "fill_ratio": self.n_params / max(nnz_A, 1)}
 
     def solve(self, B: np.ndarray) -> np.ndarray:
-        return self.lu.solve(np.asarray(B, dtype=np.float64))
+        B = np.asarray(B, dtype=np.float64)
+        if self.lu is not None:
+            return self.lu.solve(B)
+        # After unpickling (SuperLU objects do not pickle): A x = b ⇔ L U (Pcᵀ x) = Pr b.
+        C = np.empty_like(B)
+        C[self.perm_r] = B                                        # Pr·B
+        Y = spla.spsolve_triangular(self.L, C, lower=True, unit_diagonal=True)
+        Z = spla.spsolve_triangular(self.U, Y, lower=False)
+        return Z[self.perm_c]                                     # Pc·Z
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "lu": None}
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         Xc, vector = as_columns(X)
