@@ -112,6 +112,17 @@ def test_plu_reproduces_the_seed_3x3_example():
     assert fact.n_params == 9 and fact.history == []
 
 
+def test_plu_factors_of_the_1d_laplacian_are_the_closed_form():
+    """REFERENCE.md: L[i+1, i] = −(i+1)/(i+2), U[i, i] = (i+2)/(i+1), U[i, i+1] = −1."""
+    fact = PLU().factorize(OPERATORS["laplacian_1d"], CTX)
+    i = np.arange(N)
+    np.testing.assert_array_equal(fact.perm, i)
+    np.testing.assert_allclose(np.diag(fact.lu, -1), -(i[:-1] + 1) / (i[:-1] + 2), rtol=1e-14)
+    np.testing.assert_allclose(np.diag(fact.lu), (i + 2) / (i + 1), rtol=1e-14)
+    np.testing.assert_array_equal(np.diag(fact.lu, 1), -1.0)
+    assert not np.any(np.tril(fact.lu, -2)) and not np.any(np.triu(fact.lu, 2))
+
+
 @pytest.mark.parametrize("method", [PLU(), SparseLU(), Cholesky()], ids=repr)
 def test_seed_4x4_system_from_a_matrix_market_file(method):
     op = OPERATORS["matrix_market"]
