@@ -42,10 +42,12 @@ import pickle
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+import yaml
 
 from lubench.api import (
     FAMILIES,
@@ -61,7 +63,7 @@ from lubench.api import (
     Unsupported,
 )
 from lubench.hookspecs import hookimpl
-from lubench.params import closest, param_specs
+from lubench.params import closest, param_specs, validate_params
 
 __all__ = [
     "CHECK_BUDGET", "CheckFailed", "CheckResult", "CheckSkipped", "ContractError",
@@ -161,13 +163,13 @@ def tiny_operator(kind: str, n: int = TINY_N, seed: int = 0) -> Operator:
                      shape=(n, n), format="lil")
         row = np.abs(A.toarray()).sum(axis=1)
         A.setdiag(5.0 + row)
-        return Operator("tiny", sp.csr_array(A.tocsr()), symmetric=False, spd=False,
+        return Operator(TinyOperator.name, sp.csr_array(A.tocsr()), symmetric=False, spd=False,
                         coords=coords, params={"kind": kind})
     if kind == "spd":
         Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
         A = (Q * np.linspace(1.0, 10.0, n)) @ Q.T
         A = (A + A.T) / 2
-        return Operator("tiny", A, symmetric=True, spd=True, coords=coords,
+        return Operator(TinyOperator.name, A, symmetric=True, spd=True, coords=coords,
                         params={"kind": kind})
     if kind == "needs_pivoting":
         # a diagonally dominant M with M[1, 0] = 0, rows 0 and 1 swapped: A[0, 0] = 0
@@ -176,7 +178,7 @@ def tiny_operator(kind: str, n: int = TINY_N, seed: int = 0) -> Operator:
         np.fill_diagonal(M, 0.0)
         M[np.diag_indices(n)] = 2.0 + np.abs(M).sum(axis=1)
         A = M[[1, 0, *range(2, n)]]
-        return Operator("tiny", A, symmetric=False, spd=False, coords=coords,
+        return Operator(TinyOperator.name, A, symmetric=False, spd=False, coords=coords,
                         params={"kind": kind})
     raise InvalidParameter(f"tiny operator kind must be one of {', '.join(TINY_KINDS)}, "
                            f"got {kind!r}")
@@ -583,7 +585,12 @@ _SIZES = (16, 64, 36, 32, 25, 27, 100, 8, 9, 4)
 
 
 def _pick_size(gen: OperatorGenerator) -> int:
-    fixed = gen.sizes()
+    try:
+        fixed = gen.sizes()
+    except InvalidParameter as exc:
+        raise CheckSkipped(f"cannot build with these parameters ({_err(exc)}); give some: "
+                           f"check_operator(cls, key=value) or check-plugin "
+                           f"'{gen.name}[key=value]'") from None
     if fixed:
         return int(min(fixed))
     for n in _SIZES:
@@ -600,18 +607,25 @@ class _Built:
     cls: type
     params: dict
     n: int = 0
-    op: Any = None
+    op: Any = None  # the Operator, or the exception build() raised
+    skipped: CheckSkipped | None = None  # no size to build at
     _done: bool = False
 
     def run(self) -> _Built:
         if not self._done:
             self._done = True
             gen = self.cls(**self.params)
-            self.n = _pick_size(gen)
             try:
-                self.op = gen.build(self.n, SEED)
-            except Exception as exc:
-                self.op = exc
+                self.n = _pick_size(gen)
+            except CheckSkipped as exc:
+                self.skipped = exc
+            else:
+                try:
+                    self.op = gen.build(self.n, SEED)
+                except Exception as exc:
+                    self.op = exc
+        if self.skipped is not None:
+            raise self.skipped
         return self
 
 
@@ -804,38 +818,56 @@ def check_operator(cls: type[OperatorGenerator], **params: Any) -> list[CheckRes
     return _raise_failures(target, _run(target, operator_checks(cls, **params)))
 
 
+def _parse_name(text: str) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``name[key=value,...]``, values read as YAML scalars (as in a suite)."""
+    m = re.fullmatch(r"\s*([^\[\]\s]+)\s*(?:\[(.*)\])?\s*", text)
+    if not m:
+        raise LubenchError(f"check-plugin: expected NAME or NAME[key=value,...], got {text!r}")
+    params: dict[str, Any] = {}
+    for part in filter(str.strip, (m.group(2) or "").split(",")):
+        if "=" not in part:
+            raise LubenchError(f"check-plugin {text!r}: expected key=value inside [...], "
+                               f"got {part!r}")
+        key, value = part.split("=", 1)
+        params[key.strip()] = yaml.safe_load(value.strip())
+    return m.group(1), params
+
+
 def run_checks(registry: Any, names: Iterable[str],
                echo: Callable[[str], Any] = print) -> list[CheckResult]:
     """``lubench check-plugin``: check each named method, operator, or plugin (every class
     it adds), print a line per check, and return the failed checks (empty: all passed).
 
-    A broken plugin named here is one failed check (``check_plugin_loads``). An unknown name
-    is a :class:`~lubench.api.LubenchError`.
+    A method or operator may carry parameters, ``textbook_lu[pivot_tol=0]``. A plugin that is
+    broken, or adds nothing, is one failed check (``check_plugin_loads``). An unknown name, or
+    a parameter the class does not take, is a :class:`~lubench.api.LubenchError`.
     """
-    targets: list[tuple[str, type | None, str]] = []  # (target, class or None, plugin)
-    for name in names:
-        if name in registry.methods:
-            targets.append((f"method {name}", registry.methods[name],
-                            registry.provider.get(("method", name), "?")))
-        elif name in registry.operators:
-            targets.append((f"operator {name}", registry.operators[name],
-                            registry.provider.get(("operator", name), "?")))
-        elif name in registry.plugins:
+    # (target, class or None for a plugin that adds nothing, parameters, plugin name)
+    targets: list[tuple[str, type | None, dict, str]] = []
+    for text in names:
+        name, params = _parse_name(text)
+        if name in registry.methods or name in registry.operators:
+            kind = "method" if name in registry.methods else "operator"
+            cls = registry.methods[name] if kind == "method" else registry.operators[name]
+            valid = validate_params(cls, params, f"check-plugin {text!r}", Path.cwd())
+            shown = f"{name}[{', '.join(f'{k}={v!r}' for k, v in valid.items())}]" \
+                if valid else name
+            targets.append((f"{kind} {shown}", cls, valid,
+                            registry.provider.get((kind, name), "?")))
+        elif name in registry.plugins and not params:
             info = registry.plugins[name]
-            if info.status != "ok":
-                targets.append((f"plugin {name}", None, name))
             for op in info.operators:
-                targets.append((f"operator {op}", registry.operators[op], name))
+                targets.append((f"operator {op}", registry.operators[op], {}, name))
             for me in info.methods:
-                targets.append((f"method {me}", registry.methods[me], name))
-            if info.status == "ok" and not (info.operators or info.methods):
-                targets.append((f"plugin {name}", None, name))
+                targets.append((f"method {me}", registry.methods[me], {}, name))
+            if not (info.operators or info.methods):
+                targets.append((f"plugin {name}", None, {}, name))
         else:
             known = [*registry.methods, *registry.operators, *registry.plugins]
             raise LubenchError(f"check-plugin: '{name}' is no method, operator or plugin"
                                f"{closest(name, known)} (see `lubench plugins`)")
     results: list[CheckResult] = []
-    for target, cls, plugin in targets:
+    for target, cls, params, plugin in targets:
         info = registry.plugins.get(plugin)
         origin = f" — {info.origin}" if info is not None else ""
         echo(f"{target} (plugin {plugin}{origin})")
@@ -845,9 +877,9 @@ def run_checks(registry: Any, names: Iterable[str],
             res = [CheckResult(target, "check_plugin_loads", "fail",
                                "the plugin to load and add operators or methods", got)]
         elif issubclass(cls, Method):
-            res = _run(target, method_checks(cls))
+            res = _run(target, method_checks(cls, **params))
         else:
-            res = _run(target, operator_checks(cls))
+            res = _run(target, operator_checks(cls, **params))
         for r in res:
             echo(r.line())
         results.extend(res)
