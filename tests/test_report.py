@@ -300,3 +300,109 @@ def test_records_jsonl_rebuilds_the_frames_and_skips_a_truncated_last_line(recor
     ref = pd.DataFrame([{k: v for k, v in r.items() if k != "history"} for r in records])
     np.testing.assert_allclose(loaded.results["factor_error"].to_numpy(),
                                ref["factor_error"].astype(float).to_numpy())
+
+
+# --------------------------------------------------------------------------------------------
+# The whole report
+# --------------------------------------------------------------------------------------------
+FIGURES = ["error_vs_params", "error_vs_time", "scaling", "training"]
+MAGIC = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}
+
+
+@pytest.fixture(scope="module")
+def report_dir(run_dir) -> Path:
+    from lubench.report import render_report
+
+    lines: list[str] = []
+    out = render_report(run_dir, echo=lines.append)
+    assert out == run_dir / "report"
+    assert any(line.startswith("figures:") for line in lines)
+    return out
+
+
+def test_every_file_is_produced(report_dir):
+    for name in FIGURES:
+        for fmt, magic in MAGIC.items():
+            data = (report_dir / f"{name}.{fmt}").read_bytes()
+            assert data.startswith(magic), f"{name}.{fmt}"
+    for name in ("results.md", "results.tex", "results.html", "report.html"):
+        assert (report_dir / name).stat().st_size > 0
+    # vector output: text stays text in the SVG (not paths), a PDF has no embedded PNG page
+    svg = (report_dir / "error_vs_params.svg").read_text()
+    assert "<text" in svg and "stored parameters" in svg
+
+
+def test_report_html_is_self_contained(report_dir):
+    import re
+
+    page = (report_dir / "report.html").read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(FIGURES)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<link" not in page and "<script" not in page
+    for name in FIGURES:
+        assert f'id="{name}"' in page
+    assert "test CPU" in page  # the environment from meta.json
+
+
+def test_latex_and_html_tables_hold_the_values_of_results_parquet(report_dir, run_dir):
+    from lubench.report.tables import fmt_number
+
+    results = pd.read_parquet(run_dir / "results.parquet")
+    tex = (report_dir / "results.tex").read_text()
+    page = (report_dir / "results.html").read_text()
+    assert tex.count(r"\begin{table}") == results["operator"].nunique()
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == results["operator"].nunique()
+    ok = results[results["status"] == "ok"]
+    for _, g in ok.groupby(["operator", "n", "method", "method_params"]):
+        for key in ("factor_error", "solve_residual", "setup_seconds"):
+            text = fmt_number(float(g[key].median()))
+            assert rf"\num{{{text}}}" in tex, (key, text)
+            assert text in page
+    assert r"\caption{" in tex and "relative residual" in tex
+
+
+def test_report_lists_the_cases_that_failed(report_dir):
+    page = (report_dir / "report.html").read_text()
+    section = page[page.index("Cases that did not finish ok"):]
+    assert "hard timeout: the case ran longer than 5 s" in section
+    assert "cholesky needs a symmetric positive definite operator" in section
+    assert section.count("<td>unsupported</td>") == 4  # 2 sizes × 2 repeats
+    tex = (report_dir / "results.tex").read_text()
+    assert "timeout" in tex and "Not ok:" in tex
+
+
+def test_a_run_with_only_failures_still_renders_and_says_so(records, tmp_path):
+    from lubench.report import render_report
+
+    bad = [r for r in records if r["status"] != "ok"]
+    run = write_run(tmp_path / "bad", bad)
+    lines: list[str] = []
+    out = render_report(run, formats=("png",), echo=lines.append)
+    page = (out / "report.html").read_text()
+    assert "No case finished ok" in page
+    assert "hard timeout" in page
+    assert not list(out.glob("*.png"))
+    assert "unsupported" in (out / "results.md").read_text()
+    assert any("no case finished ok" in line for line in lines)
+
+
+def test_cli_report_and_its_errors(run_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from lubench.cli import main
+
+    runner = CliRunner()
+    out = tmp_path / "rep"
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--format", "svg",
+                               "--tables", "md"])
+    assert res.exit_code == 0, res.output
+    assert (out / "scaling.svg").is_file() and (out / "results.md").is_file()
+    assert not (out / "scaling.png").exists() and not (out / "results.tex").exists()
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--format", "gif"])
+    assert res.exit_code == 2
+    assert "unknown format 'gif'" in res.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(main, ["report", str(empty)])
+    assert res.exit_code == 2 and "not a run directory" in res.output

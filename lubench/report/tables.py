@@ -127,6 +127,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
         conv = ok["precond_converged"] if "precond_converged" in ok.columns else pd.Series()
         row["precond_converged"] = bool(len(conv) == 0 or
                                         all(v is not False and v == v for v in conv))
+        kinds = ok["factor_error_kind"] if "factor_error_kind" in ok.columns else pd.Series()
+        row["probe"] = bool(any(isinstance(k, str) and k.startswith("probe") for k in kinds))
         bad = g[g["status"] != OK]
         if bad.empty:
             row["status"], row["reason"] = OK, ""
