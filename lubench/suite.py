@@ -137,6 +137,7 @@ class Case:
     device: str = "auto"
     budget: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
+    display: str = ""  # the label with only the parameters the suite set (not hashed)
 
     @property
     def case_id(self) -> str:
@@ -147,6 +148,8 @@ class Case:
 
     @property
     def label(self) -> str:
+        if self.display:
+            return self.display
         op = _fmt_params(self.operator_params)
         me = _fmt_params(self.method_params)
         return f"{self.operator}{op}[n={self.n}] × {self.method}{me}"
@@ -162,6 +165,11 @@ class Case:
     def from_dict(cls, d: dict) -> Case:
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _short(params: dict) -> dict:
+    """File paths by their name only, for labels."""
+    return {k: (v.name if isinstance(v, PurePath) else v) for k, v in params.items()}
 
 
 def _fmt_params(params: dict) -> str:
@@ -228,8 +236,10 @@ def _is_grid(value: Any, ann: Any) -> bool:
     return True
 
 
-def _grid(cls: type, params: Any, where: str, base_dir: Path | None) -> list[dict]:
-    """Every combination of the grid axes in ``params``, validated against ``cls``."""
+def _grid(cls: type, params: Any, where: str,
+          base_dir: Path | None) -> list[tuple[dict, dict]]:
+    """Every combination of the grid axes in ``params``, validated against ``cls``: pairs of
+    (all parameters with defaults filled in, the parameters the suite set)."""
     if params is None:
         params = {}
     if not isinstance(params, dict):
@@ -253,7 +263,7 @@ def _grid(cls: type, params: Any, where: str, base_dir: Path | None) -> list[dic
             full = cls(**valid).get_params()  # defaults filled in: the row says everything
         except (InvalidParameter, ValueError, TypeError) as exc:
             raise _err(where, f"'{cls.name}' refuses {given}: {exc}") from None
-        out.append(full)
+        out.append((full, {k: v for k, v in valid.items()}))
     return out
 
 
@@ -330,7 +340,7 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
     _check_keys(executor, EXECUTOR_KEYS, f"{where0}: executor")
 
     # operators: (name, params, n) triples, each validated
-    op_instances: list[tuple[str, dict, int]] = []
+    op_instances: list[tuple[str, dict, int, dict]] = []
     for i, entry in enumerate(data["operators"]):
         where = f"{where0}: operators[{i}]"
         if isinstance(entry, str):
@@ -342,7 +352,7 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
             cls = registry.operator(str(entry["name"]))
         except LubenchError as exc:
             raise _err(f"{where}.name", str(exc)) from None
-        for params in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
+        for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
             gen = cls(**params)
             try:
                 fixed = gen.sizes()
@@ -368,11 +378,12 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
                 try:
                     gen.check_size(n)
                 except (InvalidParameter, ValueError) as exc:
-                    raise _err(f"{where}.sizes[{j}]", f"{cls.name}: {exc}") from None
-                op_instances.append((cls.name, params, n))
+                    msg = str(exc) if str(exc).startswith(cls.name) else f"{cls.name}: {exc}"
+                    raise _err(f"{where}.sizes[{j}]", msg) from None
+                op_instances.append((cls.name, params, n, given))
 
     # methods: (name, params, family, overrides)
-    method_instances: list[tuple[str, dict, str, dict]] = []
+    method_instances: list[tuple[str, dict, str, dict, dict]] = []
     for i, entry in enumerate(data["methods"]):
         where = f"{where0}: methods[{i}]"
         if isinstance(entry, str):
@@ -401,13 +412,14 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
                 entry.get("resources") or {}, {"gpus_per_task", "cpus_per_task", "mem_gb",
                                                "timeout_min"}, f"{where}.resources")},
         }
-        for params in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
-            method_instances.append((cls.name, params, cls.family, overrides))
+        for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
+            method_instances.append((cls.name, params, cls.family, overrides, given))
 
     cases: list[Case] = []
     seen: set[str] = set()
-    for (op, op_params, n), (me, me_params, family, ov) in itertools.product(
-            op_instances, method_instances):
+    for (op, op_params, n, op_given), (me, me_params, family, ov, me_given) in \
+            itertools.product(op_instances, method_instances):
+        display = f"{op}{_fmt_params(_short(op_given))}[n={n}] × {me}{_fmt_params(me_given)}"
         case = Case(
             suite=name, operator=op, operator_params=op_params, n=n, method=me,
             method_params=me_params, family=family, suite_seed=seed,
@@ -415,7 +427,7 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
             operator_seed=derive_seed(seed, op, op_params, n),
             repeats=repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
             exact_limit=exact_limit, device=dev, budget=ov["budget"],
-            resources=ov["resources"])
+            resources=ov["resources"], display=display)
         if case.case_id in seen:
             continue  # the same case listed twice runs once
         seen.add(case.case_id)

@@ -45,7 +45,7 @@ def test_seeds_depend_on_identity_not_position(toy_registry):
      "methods[0].params: 'toy_lu' takes no parameter 'mood'; did you mean 'mode'?"),
     ({"methods": [{"name": "toy_lu", "params": {"mode": 3}}]}, "methods[0].params.mode"),
     ({"operators": [{"name": "toy_tridiag", "sizes": [1]}]},
-     "operators[0].sizes[0]: toy_tridiag: toy_tridiag needs n >= 2, got 1"),
+     "operators[0].sizes[0]: toy_tridiag needs n >= 2, got 1"),
     ({"operators": [{"name": "toy_tridiag", "sizes": ["x"]}]}, "sizes[0]: expected an integer"),
     ({"operators": [{"name": "toy_tridiag"}]}, "'sizes' is required"),
     ({"methods": []}, "methods: at least one entry is needed"),
