@@ -306,15 +306,15 @@ def check_params_documented(cls: type, params: dict | None = None, *, cache: Any
     sig = inspect.signature(cls.__init__)
     varargs = [p.name for p in list(sig.parameters.values())[1:]
                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    if varargs:
+    if varargs and cls.__init__ is not object.__init__:  # no __init__: no parameters
         raise CheckFailed("explicit keyword parameters (they are what a suite may set)",
                           f"*{'/**'.join(varargs)} in __init__")
     problems = []
     for spec in param_specs(cls).values():
         missing = [what for what, bad in (
-            ("a default", spec.default is inspect.Parameter.empty),
-            ("a type annotation", spec.annotation is None),
-            ("a description under 'Parameters' in the class docstring", not spec.doc),
+            ("default", spec.default is inspect.Parameter.empty),
+            ("type annotation", spec.annotation is None),
+            ("description under 'Parameters' in the class docstring", not spec.doc),
         ) if bad]
         if missing:
             problems.append(f"'{spec.name}' has no {' and no '.join(missing)}")
@@ -551,7 +551,9 @@ def check_runner_records(cls: type, params: dict | None = None, *,
     if fits.check_errors:
         raise CheckSkipped("check() misbehaves (see check_check_raises_unsupported)")
     reg = Registry()
-    reg.register(_CheckPlugin(cls), "lubench.testing", origin="lubench.testing")
+    info = reg.register(_CheckPlugin(cls), "lubench.testing", origin="lubench.testing")
+    if info.status != "ok":
+        raise CheckSkipped(f"a plugin cannot add it (see check_name): {info.status}")
     for kind in TINY_KINDS:
         case = Case(suite="check", operator=TinyOperator.name, operator_params={"kind": kind},
                     n=TINY_N, method=cls.name, method_params=dict(params or {}),
