@@ -38,7 +38,7 @@ RC = {
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
 FACTOR_ERROR = r"factor error $\|A - PLU\|_F \,/\, \|A\|_F$"
-FLOOR = 1e-17  # where an exact zero is drawn on a log axis
+FLOOR = 1e-17  # an exact zero is drawn on a log axis at or below this, on a marked line
 
 
 @dataclass
@@ -141,14 +141,22 @@ def _legend_handles(style: Style, methods: list[str], sizes: list[int],
     return handles + (extra or [])
 
 
-def _scatter_panel(ax, data: pd.DataFrame, xcol: str, style: Style) -> bool:
-    """Points per method (joined across n), Pareto front per n; True when a value was clipped."""
-    clipped = False
+def _zero_level(values: np.ndarray) -> float:
+    """Where exact zeros are drawn: a decade below the smallest positive value, at most
+    :data:`FLOOR` (so that no measured error is mistaken for it)."""
+    pos = values[np.isfinite(values) & (values > 0)]
+    return min(FLOOR, 10 ** (math.floor(math.log10(pos.min())) - 1)) if len(pos) else FLOOR
+
+
+def _scatter_panel(ax, data: pd.DataFrame, xcol: str, style: Style) -> None:
+    """Points per method (joined across n) and the Pareto front per n; errors that are exactly
+    zero sit on a dotted line labelled ``error = 0``."""
+    all_y = data["factor_error"].to_numpy(float)
+    zero = _zero_level(all_y)
     for method, g in data.groupby("method_label", sort=False):
         g = g.sort_values("n")
         y = g["factor_error"].to_numpy(float)
-        clipped |= bool(np.any(y <= 0))
-        y = np.where(y > 0, y, FLOOR)
+        y = np.where(y > 0, y, zero)
         x = g[xcol].to_numpy(float)
         ax.plot(x, y, color=style.color(method), alpha=0.45, lw=0.9, zorder=2)
         for xi, yi, n, kind in zip(x, y, g["n"], g["probe"]):
@@ -157,15 +165,23 @@ def _scatter_panel(ax, data: pd.DataFrame, xcol: str, style: Style) -> bool:
                     markerfacecolor="none" if kind else style.color(method))
     for _n, g in data.groupby("n"):
         x = g[xcol].to_numpy(float)
-        y = np.where(g["factor_error"].to_numpy(float) > 0, g["factor_error"], FLOOR)
+        y = g["factor_error"].to_numpy(float)
+        y = np.where(y > 0, y, zero)
         idx = pareto_front(x, y)
         if len(idx) > 1:
             ax.step(x[idx], y[idx], where="post", color="0.25", lw=0.8, ls=(0, (4, 2)),
                     zorder=1)
     _log_axis(ax, "x", data[xcol].to_numpy(float))
-    y = data["factor_error"].to_numpy(float)
-    _log_axis(ax, "y", np.where(y > 0, y, FLOOR))
-    return clipped
+    _log_axis(ax, "y", np.where(all_y > 0, all_y, zero))
+    if np.any(all_y <= 0):  # a tick labelled 0 on a dotted line, below every measured error
+        ax.axhline(zero, color="0.5", lw=0.7, ls=":", zorder=1)
+        lo, hi = ax.get_ylim()
+        lo = min(lo, zero / 2)
+        ticks = [t for t in ax.get_yticks() if zero * 5 < t <= hi]
+        ax.set_yticks(ticks + [zero], [f"$10^{{{round(math.log10(t))}}}$" for t in ticks]
+                      + ["0"])
+        ax.yaxis.set_minor_locator(mticker.NullLocator())
+        ax.set_ylim(lo, hi)
 
 
 def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, xlabel: str,
@@ -177,7 +193,6 @@ def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, xlabel: str
     ops = list(dict.fromkeys(data["operator_label"])) or ["(no case finished ok)"]
     with plt.rc_context(RC):
         fig, axes = _panels(len(ops), ncols=3, width=3.3, height=2.9)
-        clipped = False
         for ax, op in zip(axes.flat, ops):
             d = data[data["operator_label"] == op]
             if d.empty:
@@ -185,7 +200,7 @@ def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, xlabel: str
                         transform=ax.transAxes)
                 ax.set_axis_off()
                 continue
-            clipped |= _scatter_panel(ax, d, xcol, style)
+            _scatter_panel(ax, d, xcol, style)
             ax.set_title(op)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(FACTOR_ERROR)
@@ -194,8 +209,6 @@ def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, xlabel: str
         if data["probe"].any():
             extra.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
                                 linestyle="none", label="hollow: probe estimate"))
-        if clipped:
-            extra.append(Line2D([], [], linestyle="none", label=f"error 0 drawn at {FLOOR:g}"))
         handles = _legend_handles(style, [m for m in style.methods
                                           if m in set(data["method_label"])],
                                   sorted({int(n) for n in data["n"]}), extra)
