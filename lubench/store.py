@@ -1,0 +1,511 @@
+"""The run directory: an append-only record log, the environment, and the tables built from it.
+
+A run directory holds
+
+* ``records.jsonl``     one JSON object per finished case and repeat, appended, flushed and
+  fsync'd before the next case is reported: the only file the results are rebuilt from;
+* ``suite.yaml``        a copy of the suite file as it was run;
+* ``meta.json``         the environment (versions, BLAS and threads, CPU, GPU), the suite hash,
+  the command line, start and end times (one entry per session when a run is resumed);
+* ``results.parquet``   one row per (case_id, repeat): the identity columns of DESIGN.md, the
+  status and error, then the metrics (rebuilt by :meth:`RunStore.finalize`);
+* ``histories.parquet`` the training curves, one row per history row of a record.
+
+Crash safety rests on three habits: a record is written in one ``write`` and fsync'd; a last
+line left truncated by a crash is detected, set aside in ``records.jsonl.partial`` with a
+warning, and never stops a reader; rows are deduplicated by (case_id, repeat), keeping the
+last, so a case recorded twice (a resume racing a crash) appears once in the tables.
+
+``--resume`` may be given a suite whose text changed since the run started. That is allowed
+with a warning: a ``case_id`` hashes the case's whole identity, so a record stays valid for
+exactly the cases it was made for, and only cases without a record run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lubench import __version__
+from lubench.api import LubenchError
+from lubench.suite import Suite
+from lubench.worker import METRIC_COLUMNS
+
+__all__ = ["RunStore", "read_records", "dedupe_records", "records_to_frames", "IDENTITY_COLUMNS",
+           "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
+
+log = logging.getLogger("lubench")
+
+RECORDS = "records.jsonl"
+PARTIAL = "records.jsonl.partial"
+META = "meta.json"
+SUITE_COPY = "suite.yaml"
+RESULTS = "results.parquet"
+HISTORIES = "histories.parquet"
+LOCK = ".lock"
+
+IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params", "n", "method",
+                    "family", "method_params", "seed", "repeat", "device", "status", "error"]
+RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
+HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
+# Fields of a record that are not result columns: the curve goes to histories.parquet, the
+# traceback stays in records.jsonl (for --debug).
+NOT_COLUMNS = {"history", "traceback"}
+
+_INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
+                "precond_iterations", "threads", "pid"]
+_FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
+                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading records
+# --------------------------------------------------------------------------------------------
+def read_records(path: str | Path) -> Iterator[dict]:
+    """The records of ``records.jsonl`` in file order.
+
+    A line that is not a JSON object (a crash mid-write leaves a truncated last line) is
+    skipped with a warning naming the file and the line; it never stops the reader.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORDS
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                rec = None
+            if not isinstance(rec, dict) or "case_id" not in rec:
+                tail = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write)"
+                log.warning("lubench: warning: %s:%d: skipping an unreadable record%s",
+                            path, lineno, tail)
+                continue
+            yield rec
+
+
+def dedupe_records(records: Iterable[dict]) -> list[dict]:
+    """One record per (case_id, repeat), the last one written, in order of first appearance."""
+    last: dict[tuple[str, int], dict] = {}
+    for rec in records:
+        last[(rec["case_id"], int(rec.get("repeat", 0)))] = rec
+    return list(last.values())
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """Write atomically (temp file + rename); object columns that Arrow cannot type (mixed
+    values) become JSON strings rather than failing the whole table."""
+    import pyarrow as pa
+
+    df = df.copy()
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        try:
+            pa.array(df[col], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+            df[col] = [None if v is None else (v if isinstance(v, str) else
+                                               json.dumps(v, default=str)) for v in df[col]]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    for col in _INT_COLUMNS:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    for col in _FLOAT_COLUMNS:
+        if col in df:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    if "precond_converged" in df:
+        df["precond_converged"] = df["precond_converged"].astype("boolean")
+    for col in ("status", "error", "factor_error_kind", "device"):
+        if col in df:
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
+
+
+def records_to_frames(records: list[dict],
+                      order: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(results, histories)`` from deduplicated records.
+
+    ``results`` has the DESIGN.md columns first (identity, status, error, metrics), then any
+    other field of the records (``threads``, ``pid``, ``wall_seconds``, ``info``, ...).
+    ``order`` (case_id → position) sorts the rows like the suite; unknown cases go last.
+    """
+    if order is not None:
+        records = sorted(records, key=lambda r: (order.get(r["case_id"], math.inf),
+                                                 int(r.get("repeat", 0))))
+    rows = [{k: v for k, v in rec.items() if k not in NOT_COLUMNS} for rec in records]
+    extra: list[str] = []
+    for row in rows:
+        extra.extend(k for k in row if k not in RESULT_COLUMNS and k not in extra)
+    results = _typed(pd.DataFrame(rows, columns=RESULT_COLUMNS + extra))
+
+    hist_rows = []
+    for rec in records:
+        key = {k: rec.get(k) for k in HISTORY_KEY_COLUMNS}
+        for h in rec.get("history") or []:
+            if isinstance(h, dict):
+                hist_rows.append({**key, **{k: v for k, v in h.items()
+                                            if k not in HISTORY_KEY_COLUMNS}})
+    hist_extra: list[str] = []
+    for row in hist_rows:
+        hist_extra.extend(k for k in row if k not in HISTORY_KEY_COLUMNS and k not in hist_extra)
+    histories = pd.DataFrame(hist_rows, columns=HISTORY_KEY_COLUMNS + hist_extra)
+    for col in ("n", "repeat"):
+        histories[col] = pd.to_numeric(histories[col], errors="coerce").astype("Int64")
+    return results, histories
+
+
+# --------------------------------------------------------------------------------------------
+# The environment (meta.json)
+# --------------------------------------------------------------------------------------------
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> tuple[str | None, bool | None]:
+    here = Path(__file__).resolve().parent
+    if shutil.which("git") is None:
+        return None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=5)
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=5)
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _gpus() -> list[str]:
+    """GPU names, without importing PyTorch in this process when it is not already loaded."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_available():
+                return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            return []
+        except Exception:
+            pass
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10)
+            if out.returncode == 0:
+                return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return []
+
+
+def environment() -> dict[str, Any]:
+    """What a reader needs to trust or reproduce the timings (see DESIGN.md "Result rows")."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    commit, dirty = _git_commit()
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False)
+        memory = int(psutil.virtual_memory().total)
+    except Exception:
+        physical, memory = None, None
+    blas = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                   "threading_layer", "architecture", "filepath")}
+            for p in threadpool_info()]
+    return {
+        "lubench_version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "numpy": np.__version__,
+        "scipy": _version("scipy"),
+        "pandas": _version("pandas"),
+        "pytorch": _version("torch"),
+        "submitit": _version("submitit"),
+        "blas": blas,
+        "thread_env": {v: os.environ.get(v) for v in (
+            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        "cpu_model": _cpu_model(),
+        "cpu_cores_logical": os.cpu_count(),
+        "cpu_cores_physical": physical,
+        "cpu_cores_available": available_cores(),
+        "memory_bytes": memory,
+        "gpu": _gpus(),
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+class RunStore:
+    """One run directory, opened by the single process that writes it.
+
+    Use :meth:`open`; then :meth:`done` to know what is finished, :meth:`append` for each
+    finished case, and :meth:`finalize` to (re)build the parquet tables. The directory is
+    locked (``flock`` on ``.lock``) while open, so that two runs cannot interleave records;
+    the lock goes away with the process, even when it is killed.
+    """
+
+    def __init__(self, run_dir: Path, suite: Suite | None, meta: dict, lock_fd: int):
+        self.run_dir = run_dir
+        self.suite = suite
+        self.meta = meta
+        self._lock_fd = lock_fd
+        self._fh: Any = None
+        self._done: set[tuple[str, int]] = {
+            (r["case_id"], int(r.get("repeat", 0))) for r in read_records(self.records_path)}
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def records_path(self) -> Path:
+        return self.run_dir / RECORDS
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta["run_id"])
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, run_dir: str | Path, suite: Suite, command_line: str = "",
+             resume: bool = False) -> RunStore:
+        """Create (or, with ``resume``, reopen) the run directory for ``suite``.
+
+        Raises :class:`LubenchError` when ``run_dir`` already holds records and ``resume`` is
+        False, when ``resume`` is True and ``run_dir`` is not a run directory, and when
+        another process holds the directory. A resumed run whose suite file changed (another
+        hash) or names another suite is allowed with a warning: finished cases are recognised
+        by their ``case_id``, which does not depend on the rest of the file.
+        """
+        run_dir = Path(run_dir)
+        records = run_dir / RECORDS
+        if resume:
+            if not run_dir.is_dir():
+                raise LubenchError(f"--resume {run_dir}: no such run directory")
+            if not (records.exists() or (run_dir / META).exists()):
+                raise LubenchError(f"--resume {run_dir}: not a run directory (no {RECORDS} "
+                                   f"or {META})")
+        elif records.exists() and records.stat().st_size > 0:
+            raise LubenchError(f"{run_dir} already holds records ({RECORDS}); continue it "
+                               f"with --resume {run_dir}, or choose another -o DIR")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = cls._lock(run_dir)
+
+        session = {"command_line": command_line, "started_at": _now(), "ended_at": None,
+                   "suite_sha256": suite.sha256}
+        old = cls._read_meta(run_dir) if resume else {}
+        if old:
+            if old.get("suite_sha256") and old["suite_sha256"] != suite.sha256:
+                log.warning("lubench: warning: %s was started from another version of the "
+                            "suite (sha256 %s…, now %s…); finished cases are kept by case_id, "
+                            "missing ones run", run_dir, old["suite_sha256"][:12],
+                            suite.sha256[:12])
+            if old.get("suite") and old["suite"] != suite.name:
+                log.warning("lubench: warning: %s holds a run of suite '%s', resuming with "
+                            "suite '%s'", run_dir, old["suite"], suite.name)
+            session["environment"] = environment()
+            meta = old
+            meta.setdefault("sessions", []).append(session)
+            meta["ended_at"] = None
+        else:
+            meta = {
+                "run_id": f"{suite.name}-{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+                "suite": suite.name,
+                "suite_path": str(suite.path) if suite.path else None,
+                "suite_sha256": suite.sha256,
+                "command_line": command_line,
+                "started_at": session["started_at"],
+                "ended_at": None,
+                **environment(),
+                "sessions": [session],
+            }
+        suite_copy = run_dir / SUITE_COPY
+        if not suite_copy.exists() or suite_copy.read_text() != suite.text:
+            if suite_copy.exists():  # keep what the earlier sessions ran
+                suite_copy.replace(run_dir / f"suite.{old.get('suite_sha256', 'old')[:12]}.yaml")
+            _atomic_write(suite_copy, suite.text)
+        store = cls(run_dir, suite, meta, lock_fd)
+        store._repair_tail()
+        store.write_meta()
+        return store
+
+    @staticmethod
+    def _lock(run_dir: Path) -> int:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LubenchError(f"{run_dir} is being written by another lubench process") from None
+        return fd
+
+    @staticmethod
+    def _read_meta(run_dir: Path) -> dict:
+        try:
+            return json.loads((run_dir / META).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _repair_tail(self) -> None:
+        """Move a truncated last line (a crash mid-write) to ``records.jsonl.partial``, so
+        that the next append starts on a line of its own."""
+        path = self.records_path
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with open(path, "rb+") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 1))
+            if fh.read(1) == b"\n":
+                return
+            # find the start of the last line
+            pos, chunk = size, 65536
+            start = 0
+            while pos > 0:
+                lo = max(0, pos - chunk)
+                fh.seek(lo)
+                block = fh.read(pos - lo)
+                nl = block.rfind(b"\n")
+                if nl >= 0:
+                    start = lo + nl + 1
+                    break
+                pos = lo
+            fh.seek(start)
+            fragment = fh.read()
+            with open(self.run_dir / PARTIAL, "ab") as out:
+                out.write(fragment + b"\n")
+            fh.truncate(start)
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.warning("lubench: warning: %s ended in a truncated record (%d bytes, a crash "
+                    "mid-write); moved it to %s", path, len(fragment), PARTIAL)
+
+    # -- writing -----------------------------------------------------------------------------
+    def done(self) -> set[tuple[str, int]]:
+        """(case_id, repeat) pairs that already have a record."""
+        return set(self._done)
+
+    def append(self, record: dict) -> None:
+        """Append one record as one line, flushed and fsync'd before returning."""
+        line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+        if self._fh is None:
+            self._fh = open(self.records_path, "ab")
+        self._fh.write(line.encode())
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._done.add((record["case_id"], int(record.get("repeat", 0))))
+
+    def update_meta(self, **fields: Any) -> None:
+        """Add fields to this session's entry in ``meta.json`` (executor, jobs, ...)."""
+        self.meta["sessions"][-1].update(fields)
+        self.write_meta()
+
+    def write_meta(self) -> None:
+        _atomic_write(self.run_dir / META, json.dumps(self.meta, indent=2, default=str) + "\n")
+
+    # -- tables ------------------------------------------------------------------------------
+    def records(self) -> list[dict]:
+        """Every readable record, deduplicated by (case_id, repeat) keeping the last."""
+        return dedupe_records(read_records(self.records_path))
+
+    def finalize(self) -> pd.DataFrame:
+        """(Re)build ``results.parquet`` and ``histories.parquet`` from ``records.jsonl``,
+        stamp the end time in ``meta.json``, and return the results."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        order = {c.case_id: i for i, c in enumerate(self.suite.cases)} if self.suite else None
+        results, histories = records_to_frames(self.records(), order)
+        _write_parquet(results, self.run_dir / RESULTS)
+        _write_parquet(histories, self.run_dir / HISTORIES)
+        ended = _now()
+        self.meta["ended_at"] = ended
+        self.meta["sessions"][-1]["ended_at"] = ended
+        self.meta["n_records"] = len(results)
+        self.write_meta()
+        return results
+
+    def close(self) -> None:
+        """Release the file handle and the directory lock (finalize does not release it)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
