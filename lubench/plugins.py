@@ -398,6 +398,13 @@ class Registry:
         self._targets[spec] = name
         try:
             obj = importlib.import_module(spec)
+        except ModuleNotFoundError as exc:
+            if exc.name == spec or spec.startswith(f"{exc.name}."):  # a typo in the name
+                del self._targets[spec]
+                raise PluginError(f"plugin module not found: '{spec}' ({exc})",
+                                  plugin=spec) from None
+            self._fail(info, exc)  # it imports something that is missing: broken
+            return name
         except Exception as exc:
             self._fail(info, exc)
             return name

@@ -49,9 +49,8 @@ def outer_product_lu(A: np.ndarray, pivot_tol: float = 1e-10) -> np.ndarray:
         column_max = np.max(np.abs(LU[k:, k]))
         if not abs(pivot) > pivot_tol * column_max:  # also catches NaN
             raise FactorizationError(
-                f"zero pivot at step {k} (|u_kk| = {abs(pivot):.3g}, largest |entry| below "
-                f"it {column_max:.3g}, pivot_tol = {pivot_tol:g}): LU without pivoting "
-                f"breaks down")
+                f"zero pivot at step {k} (|u_kk| = {abs(pivot):.3g}, column max "
+                f"{column_max:.3g}): LU without pivoting breaks down")
         LU[k + 1:, k] /= pivot  # ℓₖ below the diagonal (its diagonal entry is 1)
         LU[k + 1:, k + 1:] -= np.outer(LU[k + 1:, k], LU[k, k + 1:])  # A⁽ᵏ⁺¹⁾ = A⁽ᵏ⁾ − ℓₖuₖ
     return LU
