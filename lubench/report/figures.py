@@ -95,25 +95,50 @@ def fitted_slope(n: np.ndarray, y: np.ndarray) -> float:
 
 def log_span(lo: float, hi: float, decades: float = 2.0) -> tuple[float, float]:
     """Limits around [lo, hi] spanning at least ``decades`` powers of ten (centred
-    geometrically), so that a log axis always shows two labelled powers of ten."""
+    geometrically), with a margin of 5 % of the span on either side."""
     lo, hi = float(lo), float(hi)
     a, b = math.log10(lo), math.log10(hi)
-    pad = max(0.15 * (b - a), (decades - (b - a)) / 2, 0.1)
+    pad = max(0.05 * (b - a), (decades - (b - a)) / 2, 0.02)
     return 10 ** (a - pad), 10 ** (b + pad)
 
 
+def _tick_label(value: float, _pos: object = None) -> str:
+    """``10⁻³``, ``3×10⁻³``, or a short decimal between 0.01 and 1000."""
+    if value <= 0:
+        return ""
+    if 0.01 <= value < 1000:
+        return f"{value:.3g}"
+    k = math.floor(math.log10(value) + 1e-9)
+    m = value / 10**k
+    return f"$10^{{{k}}}$" if abs(m - 1) < 1e-6 else f"${m:.3g}{{\\times}}10^{{{k}}}$"
+
+
 def _log_axis(ax, which: str, values: np.ndarray, decades: float = 2.0) -> None:
-    """Log scale, limits from :func:`log_span`, labels on the powers of ten only."""
+    """Log scale with limits from :func:`log_span` and ticks a reader can read whatever the
+    span: powers of ten over two decades or more, 1-2-5 steps over one to two, a few round
+    values over less than one (where powers of ten would leave the axis unlabelled)."""
     values = np.asarray(values, float)
     values = values[np.isfinite(values) & (values > 0)]
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    if len(values):
-        lim = log_span(values.min(), values.max(), decades)
-        (ax.set_xlim if which == "x" else ax.set_ylim)(*lim)
-    axis.set_major_locator(mticker.LogLocator(base=10, numticks=8))
-    axis.set_minor_locator(mticker.LogLocator(base=10, subs=np.arange(2, 10) * 0.1,
-                                              numticks=12))
+    if not len(values):
+        return
+    lo, hi = log_span(values.min(), values.max(), decades)
+    (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
+    span = math.log10(hi / lo)
+    if span >= 2:
+        axis.set_major_locator(mticker.LogLocator(base=10, numticks=8))
+        axis.set_major_formatter(mticker.LogFormatterSciNotation())
+        axis.set_minor_locator(mticker.LogLocator(base=10, subs=np.arange(2, 10) * 0.1,
+                                                  numticks=12))
+    elif span >= 0.8:
+        axis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+        axis.set_major_formatter(mticker.FuncFormatter(_tick_label))
+        axis.set_minor_locator(mticker.NullLocator())
+    else:
+        axis.set_major_locator(mticker.MaxNLocator(nbins=4, min_n_ticks=2))
+        axis.set_major_formatter(mticker.FuncFormatter(_tick_label))
+        axis.set_minor_locator(mticker.NullLocator())
     axis.set_minor_formatter(mticker.NullFormatter())
 
 
@@ -282,44 +307,63 @@ def scaling(summary: pd.DataFrame, style: Style) -> Figure:
 
 def _scaling_panel(ax, d: pd.DataFrame, col: str, sizes: np.ndarray, style: Style) -> None:
     starts, values = [], []
-    for method, g in d.groupby("method_label", sort=False):
+    groups = [(m, g) for m, g in d.groupby("method_label", sort=False)]
+    for k, (method, g) in enumerate(groups):
         g = g[np.isfinite(g[col].astype(float)) & (g[col] > 0)].sort_values("n")
         if g.empty:
             continue
         n, y = g["n"].to_numpy(float), g[col].to_numpy(float)
         slope = fitted_slope(n, y)
         label = f"{method}: –" if math.isnan(slope) else f"{method}: {slope:.2f}"
-        ax.plot(n, y, color=style.color(method), marker="o", ms=4, label=label, zorder=3)
+        # earlier methods wider and underneath: lines that coincide (plu and a dense learned
+        # LU both store n² numbers) stay visible as a coloured edge
+        width = max(1.1, 2.6 - 0.45 * k)
+        ax.plot(n, y, color=style.color(method), marker="o", ms=2 + 1.4 * width, lw=width,
+                label=label, zorder=3 + 0.1 * k)
         starts.append(y[0])
         values.extend(y)
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
     ax.set_xticks(sizes)
     ax.set_xticklabels([f"{int(s)}" for s in sizes])
-    ax.set_xlim(sizes[0] / 1.15, sizes[-1] * 1.5)
+    ax.set_xlim(sizes[0] / 1.15, sizes[-1] * 1.6)
     if not values:
         ax.text(0.5, 0.5, "no value", ha="center", va="center", transform=ax.transAxes)
         return
-    _log_axis(ax, "y", np.asarray(values), decades=2.0)
+    _log_axis(ax, "y", np.asarray(values), decades=1.0)
     lo, hi = ax.get_ylim()
     if len(sizes) >= 2:
-        # anchored at the geometric mean of the methods' values at their smallest n
-        n0, y0 = sizes[0], float(np.exp(np.mean(np.log(starts))))
-        grid = np.geomspace(sizes[0], sizes[-1], 60)
-        for (name, f), dash in zip(REFERENCE_SLOPES, REFERENCE_DASHES):
-            ref = y0 * f(grid) / f(n0)
-            ax.plot(grid, ref, color="0.55", lw=0.8, ls=dash, zorder=1)
-            inside = np.nonzero(ref <= hi)[0]
-            if len(inside):  # label where the line leaves the panel (or at its end)
-                i = inside[-1]
-                ax.annotate(name, (grid[i], ref[i]), xytext=(2, -1 if i < len(grid) - 1 else 0),
-                            textcoords="offset points", fontsize=6.5, color="0.35",
-                            ha="left" if i == len(grid) - 1 else "right",
-                            va="center" if i == len(grid) - 1 else "top")
+        _reference_slopes(ax, sizes, float(np.exp(np.mean(np.log(starts)))), lo, hi)
         ax.set_ylim(lo, hi)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2 if len(starts) > 3 else 1,
               title="fitted slope of log y on log n", fontsize=6.5, title_fontsize=6.5,
               handlelength=1.5, columnspacing=1.0)
+
+
+def _reference_slopes(ax, sizes: np.ndarray, y0: float, lo: float, hi: float) -> None:
+    """Dashed c·f(n) for the reference orders, from (n₀, y0) (y0: the geometric mean of the
+    methods' values at the smallest n), each named where it leaves the panel or ends."""
+    grid = np.geomspace(sizes[0], sizes[-1], 80)
+    frac = lambda y: (math.log(y) - math.log(lo)) / (math.log(hi) - math.log(lo))  # noqa: E731
+    ends = []
+    for (name, f), dash in zip(REFERENCE_SLOPES, REFERENCE_DASHES):
+        ref = y0 * f(grid) / f(sizes[0])
+        ax.plot(grid, ref, color="0.55", lw=0.8, ls=dash, zorder=1)
+        inside = np.nonzero((ref <= hi) & (ref >= lo))[0]
+        if not len(inside):
+            continue
+        i = inside[-1]
+        if i == len(grid) - 1:
+            ends.append([frac(ref[i]), name])
+        else:  # leaves through the top: name it there, left of the exit point
+            ax.annotate(name, (grid[i], ref[i]), xytext=(-2, -1), textcoords="offset points",
+                        fontsize=6.5, color="0.35", ha="right", va="top")
+    ends.sort()
+    for j in range(1, len(ends)):  # names at the right end: at least 5.5 % of the height apart
+        ends[j][0] = max(ends[j][0], ends[j - 1][0] + 0.055)
+    for y, name in ends:
+        ax.annotate(name, (sizes[-1] * 1.03, y), xycoords=("data", "axes fraction"),
+                    fontsize=6.5, color="0.35", ha="left", va="center", annotation_clip=False)
 
 
 def training(results: pd.DataFrame, histories: pd.DataFrame, style: Style) -> Figure | None:
@@ -354,17 +398,27 @@ def training(results: pd.DataFrame, histories: pd.DataFrame, style: Style) -> Fi
             d = h[h["operator_label"] == op]
             panels = [(y, yl, x, xl) for y, yl in ycols for x, xl in xcols]
             for ax, (y, ylabel, x, xlabel) in zip(row, panels):
+                xs, ys, missing = [], [], []
                 for (method, n, _case), g in d.groupby(["method_label", "n", "case_id"],
                                                        sort=False):
                     g = g.sort_values("step")
                     yy = pd.to_numeric(g[y], errors="coerce").to_numpy(float)
                     xx = pd.to_numeric(g[x], errors="coerce").to_numpy(float)
                     keep = np.isfinite(yy) & (yy > 0) & np.isfinite(xx)
+                    if not keep.any():
+                        missing.append(method)
+                        continue
+                    few = keep.sum() <= 3  # a curve of one point is a marker, not a line
                     ax.plot(xx[keep], yy[keep], color=style.color(method), ls=ls[int(n)],
-                            lw=1.1)
-                ax.set_yscale("log")
+                            lw=1.1, marker="o" if few else None, ms=3.5)
+                    xs.extend(xx[keep])
+                    ys.extend(yy[keep])
+                _log_axis(ax, "y", np.asarray(ys), decades=0.0)
                 if x == "seconds":
-                    ax.set_xscale("log")
+                    _log_axis(ax, "x", np.asarray(xs), decades=0.0)
+                if missing:
+                    ax.text(0.02, 0.02, "not recorded by: " + ", ".join(dict.fromkeys(missing)),
+                            transform=ax.transAxes, fontsize=6.5, color="0.35", va="bottom")
                 ax.set_xlabel(xlabel)
                 ax.set_ylabel(ylabel)
                 ax.set_title(op)
