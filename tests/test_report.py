@@ -266,6 +266,7 @@ def test_fmt_number():
     assert fmt_number(float("nan")) == "–"
     assert fmt_number(None) == "–"
     assert fmt_number(0.0) == "0"
+    assert fmt_number(3.4412) == "3.44" and fmt_number(-0.5) == "-5.00e-1"
     assert fmt_number(float("inf")) == "inf"
     assert math.isclose(float(fmt_number(98765.4321)), 9.88e4)
 
@@ -406,3 +407,60 @@ def test_cli_report_and_its_errors(run_dir, tmp_path):
     empty.mkdir()
     res = runner.invoke(main, ["report", str(empty)])
     assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: `lubench run` (classical and learned methods), then its report
+# --------------------------------------------------------------------------------------------
+E2E_SUITE = """\
+name: e2e
+seed: 0
+repeats: 1
+timeout: 120
+operators:
+  - name: laplacian_1d
+    sizes: [16, 32]
+  - name: convdiff_1d
+    sizes: [16]
+methods:
+  - name: plu
+  - name: cholesky
+  - name: gfmm_lu
+    params: {P: 8}
+    budget: {max_steps: 30}
+"""
+
+
+@pytest.mark.slow
+def test_lubench_run_then_report(tmp_path):
+    from click.testing import CliRunner
+
+    from lubench.cli import main
+
+    suite = tmp_path / "e2e.yaml"
+    suite.write_text(E2E_SUITE)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(main, ["run", str(suite), "-o", str(run), "--executor", "inline",
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    report = run / "report"
+    for name in FIGURES:
+        for fmt in MAGIC:
+            assert (report / f"{name}.{fmt}").is_file(), f"{name}.{fmt}"
+    results = pd.read_parquet(run / "results.parquet")
+    assert set(results["status"]) == {"ok", "unsupported"}  # cholesky on convdiff_1d
+    assert (results.loc[results["method"] == "gfmm_lu", "n_params"] > 0).all()
+    # the printed table is the one written to results.md, and holds the parquet's values
+    md = (report / "results.md").read_text()
+    assert md.strip() in res.output
+    from lubench.report.tables import fmt_number
+
+    for _, row in results[results["status"] == "ok"].iterrows():
+        assert fmt_number(row["factor_error"]) in md
+    page = (report / "report.html").read_text()
+    assert "cholesky" in page[page.index("Cases that did not finish ok"):]
+    # re-rendering the finished run from the command line gives the same tables
+    res = CliRunner().invoke(main, ["report", str(run), "-o", str(tmp_path / "again"),
+                                    "--format", "png", "--tables", "md"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "again" / "results.md").read_text() == md

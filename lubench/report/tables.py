@@ -74,8 +74,9 @@ REASON_CHARS = 60
 # Numbers
 # --------------------------------------------------------------------------------------------
 def fmt_number(x: float | None, digits: int = 3, integer: bool = False) -> str:
-    """``1.23e-4`` (``digits`` significant digits, short exponent); integers below 10⁶ as
-    they are; ``–`` for a missing value. The output is what siunitx's ``\\num{}`` parses."""
+    """``1.23e-4`` (``digits`` significant digits, short exponent, none for 10⁰: ``3.44``);
+    integers below 10⁶ as they are; ``–`` for a missing value. siunitx's ``\\num{}`` reads
+    the output as it is."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     x = float(x)
@@ -86,7 +87,7 @@ def fmt_number(x: float | None, digits: int = 3, integer: bool = False) -> str:
     if x == 0:
         return "0"
     mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    return mantissa if int(exponent) == 0 else f"{mantissa}e{int(exponent)}"
 
 
 def short_reason(text: str, limit: int = REASON_CHARS) -> str:
