@@ -26,7 +26,8 @@ which LU without pivoting exists on the first two:
 * ``needs_pivoting``: dense nonsymmetric, well conditioned, with a₁₁ = 0 — elimination without
   row exchanges breaks down at step 0, so a method may raise
   :class:`~lubench.api.FactorizationError` there (the runner records ``failed``) but must not
-  return a wrong answer silently.
+  return a wrong answer silently. Partial pivoting permutes its rows by a 3-cycle (P ≠ Pᵀ), so
+  a factorization that applies P where Pᵀ belongs fails the exactness check.
 
 An exact method (family ``classical``) must reach ‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10 and
 ‖A − PLU‖_F/‖A‖_F ≤ 1e-10 on every tiny operator it accepts: far above round-off
@@ -172,12 +173,14 @@ def tiny_operator(kind: str, n: int = TINY_N, seed: int = 0) -> Operator:
         return Operator(TinyOperator.name, A, symmetric=True, spd=True, coords=coords,
                         params={"kind": kind})
     if kind == "needs_pivoting":
-        # a diagonally dominant M with M[1, 0] = 0, rows 0 and 1 swapped: A[0, 0] = 0
+        # M diagonally dominant by columns (partial pivoting keeps its rows in place) with
+        # M[1, 0] = 0; A = M with rows 0, 1, 2 rotated, so A[0, 0] = M[1, 0] = 0 and the
+        # pivoting permutation is a 3-cycle: P ≠ Pᵀ, a factorization that confuses them fails
         M = rng.uniform(-1, 1, (n, n))
         M[1, 0] = 0.0
         np.fill_diagonal(M, 0.0)
-        M[np.diag_indices(n)] = 2.0 + np.abs(M).sum(axis=1)
-        A = M[[1, 0, *range(2, n)]]
+        M[np.diag_indices(n)] = 2.0 + np.abs(M).sum(axis=0)
+        A = M[[1, 2, 0, *range(3, n)]]
         return Operator(TinyOperator.name, A, symmetric=False, spd=False, coords=coords,
                         params={"kind": kind})
     raise InvalidParameter(f"tiny operator kind must be one of {', '.join(TINY_KINDS)}, "

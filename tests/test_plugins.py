@@ -328,3 +328,17 @@ def test_builtins_register_like_third_parties():
         assert info.kind == "entry point" and info.distribution == "lubench"
         assert reg.pm.get_plugin(name) is not None
     assert all(issubclass(cls, Method) for cls in reg.methods.values())
+
+
+def test_the_guides_plugin_is_complete_and_keeps_the_contract(tmp_path):
+    """docs/plugins.md's first example: under 40 lines, loads as a file, passes every check."""
+    from lubench.testing import check_method
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.splitlines()) < 40
+    path = write(tmp_path, "my_lu.py", code)
+    reg = load_registry([str(path)], entry_points=False)
+    assert (reg.plugins["my_lu"].status, reg.plugins["my_lu"].methods) == ("ok", ["my_lu"])
+    results = check_method(reg.method("my_lu"))
+    assert [r.status for r in results] == ["pass"] * len(results)

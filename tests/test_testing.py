@@ -216,6 +216,31 @@ class NoPickle(GoodLU):
         return Unpicklable(op.dense().copy())
 
 
+class TransposedP(Factorization):
+    """A = (L U)[p], but apply permutes by p⁻¹: P and Pᵀ confused."""
+
+    def __init__(self, A):
+        super().__init__()
+        self.p, self.L, self.U = sla.lu(A, p_indices=True)
+        self.n_params = A.size
+
+    def solve(self, B):
+        y = sla.solve_triangular(self.L, B[self.p.argsort()], lower=True, unit_diagonal=True)
+        return sla.solve_triangular(self.U, y)
+
+    def apply(self, X):
+        return (self.L @ (self.U @ X))[self.p.argsort()]
+
+
+class ConfusesP(GoodLU):
+    """Dense LU whose product of factors uses Pᵀ for P."""
+
+    name = "confuses_p"
+
+    def factorize(self, op, ctx):
+        return TransposedP(op.dense())
+
+
 def failed(cls: type, **params) -> dict[str, CheckResult]:
     """The failed checks of check_method, by name (asserting it raised ContractError)."""
     with pytest.raises(ContractError) as info:
@@ -262,6 +287,8 @@ def test_toy_method_from_a_plugin_file(toy_registry):
     (Inexact, "check_exact_residual", "‖A x̂ − b‖/‖b‖ ≤ 1e-10 (an exact method)",
      "on the spd operator"),
     (Inexact, "check_runner_records", "graded solve_residual ≤ 1e-10", "on the spd operator"),
+    (ConfusesP, "check_exact_residual", "‖A − apply(I)‖_F/‖A‖_F ≤ 1e-10",
+     "on the needs_pivoting operator"),
     (Unseeded, "check_same_seed", "the same solve(B) with the same seed",
      "relative difference"),
     (NoPickle, "check_pickle", "the factorization to pickle",
@@ -348,6 +375,8 @@ def test_tiny_operators_have_the_stated_properties():
     np.testing.assert_allclose(np.linalg.eigvalsh(spd), np.linspace(1, 10, 16), rtol=1e-12)
     piv = tiny_operator("needs_pivoting").dense()
     assert piv[0, 0] == 0.0 and np.linalg.cond(piv) < 30
+    p = sla.lu(piv, p_indices=True)[0]  # partial pivoting rotates rows 0, 1, 2: P ≠ Pᵀ
+    np.testing.assert_array_equal(p, [1, 2, 0, *range(3, 16)])
     for kind in TINY_KINDS:
         np.testing.assert_array_equal(tiny_operator(kind).dense(), tiny_operator(kind).dense())
 
