@@ -217,7 +217,7 @@ class Registry:
         except PluginError:
             self.pm.unregister(obj)
             raise
-        except Exception as exc:  # a hook that raises, or returns something else than classes
+        except (Exception, SystemExit) as exc:  # a hook raised, or returned no classes
             self.pm.unregister(obj)
             self._fail(info, exc)
             return info
@@ -348,7 +348,7 @@ class Registry:
             self._claim_name(info)
             try:
                 obj = ep.load()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self._fail(info, exc)
                 continue
             self._targets[ep.value] = ep.name
@@ -381,7 +381,7 @@ class Registry:
             self._targets[str(path)] = name
             try:
                 obj = _import_file(path)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 self._fail(info, exc)
                 return name
             return self.register(obj, name, info=info).name
@@ -405,7 +405,7 @@ class Registry:
                                   plugin=spec) from None
             self._fail(info, exc)  # it imports something that is missing: broken
             return name
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self._fail(info, exc)
             return name
         info.distribution, info.version = _distribution_of(spec)

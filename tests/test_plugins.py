@@ -189,6 +189,7 @@ BROKEN = {
                      "broken: ModuleNotFoundError: No module named "
                      "'not_a_module_for_lubench_tests'"),
     "syntax_error": ("def (:\n", "broken: SyntaxError: invalid syntax"),
+    "exits": ("import sys\nsys.exit('no GPU here')\n", "broken: SystemExit: no GPU here"),
     "hook_raises": ("from lubench import hookimpl\n"
                     "@hookimpl\ndef lubench_methods():\n    raise RuntimeError('boom\\nmore')\n",
                     "broken: RuntimeError: boom"),
