@@ -573,3 +573,15 @@ def test_run_checks_validates_parameters(toy_registry):
     with pytest.raises(LubenchError, match="expected one of 'ok', 'raise', 'refuse_nonsym', "
                                            "got 'fast'"):
         run_checks(toy_registry, ["toy_lu[mode=fast]"], echo=lambda s: None)
+
+
+# --------------------------------------------------------------------------------------------
+# The built-ins keep the contract they ask of others
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("plugin", [
+    "operators", "classical", pytest.param("learned", marks=pytest.mark.slow)])
+def test_builtin_plugins_pass_every_check(registry, plugin):
+    lines: list[str] = []
+    failures = run_checks(registry, [plugin], echo=lines.append)
+    assert failures == [], "\n".join(lines)
+    assert registry.plugins[plugin].status == "ok"
