@@ -464,3 +464,19 @@ def test_lubench_run_then_report(tmp_path):
                                     "--format", "png", "--tables", "md"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "again" / "results.md").read_text() == md
+
+
+def test_records_newer_than_the_parquet_files_win(records, tmp_path):
+    """A resumed run that crashed leaves results.parquet from before: the records are read."""
+    import os
+
+    from lubench.report.load import load_run
+
+    run = write_run(tmp_path / "resumed", records[:10])
+    assert load_run(run).source == "results.parquet"
+    with open(run / "records.jsonl", "a") as fh:
+        fh.write(json.dumps(records[10]) + "\n")
+    later = (run / "results.parquet").stat().st_mtime + 5
+    os.utime(run / "records.jsonl", (later, later))
+    loaded = load_run(run)
+    assert loaded.source == "records.jsonl" and len(loaded.results) == 11

@@ -374,6 +374,10 @@ def training(results: pd.DataFrame, histories: pd.DataFrame, style: Style) -> Fi
     """
     if histories is None or histories.empty or "loss" not in histories.columns:
         return None
+    if "case_id" not in histories.columns:
+        return None
+    if "repeat" not in histories.columns:
+        histories = histories.assign(repeat=0)
     keys = results[["case_id", "repeat", "operator_label", "method_label", "n"]]
     h = histories.drop(columns=[c for c in ("n", "method", "operator") if c in histories],
                        errors="ignore").merge(keys, on=["case_id", "repeat"], how="inner")

@@ -2,9 +2,10 @@
 
 A run directory holds ``results.parquet`` (one row per case and repeat), ``histories.parquet``
 (training curves), ``meta.json`` (the environment) and ``records.jsonl`` (the raw records,
-appended as cases finish). When the parquet files are missing — a run that crashed before it
-could write them — the frames are rebuilt from ``records.jsonl``; a truncated last line (the
-case that was being written when the process died) is skipped.
+appended as cases finish). When the parquet files are missing or older than the records — a
+run that crashed before it could (re)write them, a run still going — the frames are rebuilt
+from ``records.jsonl``; a truncated last line (the case that was being written when the
+process died) is skipped.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ def load_run(run_dir: str | Path) -> Run:
         raise LubenchError(f"run directory {path} does not exist")
     parquet, jsonl = path / "results.parquet", path / "records.jsonl"
     histories = pd.DataFrame()
-    if parquet.is_file():
+    stale = parquet.is_file() and jsonl.is_file() and \
+        jsonl.stat().st_mtime > parquet.stat().st_mtime + 1.0
+    if parquet.is_file() and not stale:
         try:
             results = pd.read_parquet(parquet)
         except Exception as exc:  # a half-written parquet file: fall back on the records
