@@ -36,7 +36,7 @@ class Column:
 
 
 COLUMNS: list[Column] = [
-    Column("factor_error", "factor_error", r"$\frac{\|A-\hat A\|_F}{\|A\|_F}$",
+    Column("factor_error", "factor_error", r"$\|A-\hat A\|_F/\|A\|_F$",
            "relative Frobenius error of the factors, ‖A − PLU‖_F / ‖A‖_F (a 32-probe "
            "estimate above the exact limit)",
            r"relative Frobenius error of the factors, $\hat A = PLU$ (estimated with 32 "
@@ -44,11 +44,11 @@ COLUMNS: list[Column] = [
     Column("factor_error_2", "factor_error_2", r"$\|A-\hat A\|_2$",
            "absolute spectral error ‖A − PLU‖₂ (exact sizes only)",
            "absolute spectral error (exact sizes only)"),
-    Column("solve_residual", "solve_residual", r"$\frac{\|A\hat x-b\|}{\|b\|}$",
+    Column("solve_residual", "solve_residual", r"$\|A\hat x-b\|/\|b\|$",
            "relative residual ‖A x̂ − b‖₂ / ‖b‖₂ of one solve, b = A x*, x* ~ N(0, I)",
            r"relative residual of one solve $\hat x = \hat A^{-1}b$, $b = Ax^*$, "
            r"$x^* \sim N(0, I)$"),
-    Column("forward_error", "forward_error", r"$\frac{\|\hat x-x^*\|}{\|x^*\|}$",
+    Column("forward_error", "forward_error", r"$\|\hat x-x^*\|/\|x^*\|$",
            "relative forward error ‖x̂ − x*‖₂ / ‖x*‖₂ of that solve",
            "relative forward error of that solve"),
     Column("precond_iterations", "precond_iterations", "GMRES it.",
