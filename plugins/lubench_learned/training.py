@@ -1,0 +1,470 @@
+"""The one training loop of the learned LU methods: fit L·U to A by gradient descent.
+
+Both learned methods hand this module a model with ``forward(X, transpose=False)`` (L U X, or
+Uᵀ Lᵀ X) and ``full_product()`` (L U as a dense tensor); they differ only in how L and U are
+parameterized. With A padded to the model's size N by an identity block, the losses are
+
+* ``identity``: ‖LU − A‖²_F, from the full product (the n identity columns at once);
+* ``probes``:   (1/k)‖(LU − A)Z‖²_F with Z an N×k standard Gaussian block redrawn every
+  step — an unbiased estimate of ‖LU − A‖²_F at O(k·n·P) cost for a GFMM model;
+* ``transpose_loss`` adds the same term for UᵀLᵀ − Aᵀ. On the full identity batch it equals
+  the first term (‖(LU − A)ᵀ‖_F = ‖LU − A‖_F), so the loss is just doubled, from one product;
+  it only changes the fit together with block-wise training.
+
+Block-wise training (models with a block size P and M blocks) fits output block m = 0 … M−1
+in turn: block-row m of LU − A, and with ``transpose_loss`` also block-column m. With
+identity inputs these come from the P columns of I in block m: the forward graph on them
+gives block-column m of LU, the transposed graph block-row m — 2P inputs per step instead of
+2n. When block m ends, every edge that influenced block-rows or block-columns 0 … m (found
+by a gradient probe) is frozen, and the optimizer is rebuilt.
+
+Optimizer and stopping (the post's choices are the defaults; see :class:`Schedule`):
+Adam with lr 1e-2, betas (0.999, 0.999), lr 1e-3 from step 5 000 of a block; a block ends
+when its loss improved by less than 0.1 % over 1 000 steps at two checks in a row, or after
+50 000 steps. L-BFGS (strong-Wolfe line search, one iteration per step) is the alternative.
+
+The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
+block-wise training the remaining steps and seconds are shared among the remaining blocks,
+so that every block is trained; a block also ends when its loss reaches ``target_loss``.
+A loss that is not finite raises :class:`lubench.api.Diverged` with the step and the curve.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from lubench.api import Budget, Diverged, Operator
+
+__all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
+           "torch_dtype", "STOP_REASONS"]
+
+STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged")
+EVAL_PROBES = 16
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+class LUModel(Protocol):
+    n: int
+
+    def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor: ...
+    def full_product(self) -> torch.Tensor: ...
+    def parameters(self) -> Any: ...
+
+
+@dataclass
+class Schedule:
+    """Optimizer and per-block stopping rule (defaults: the Learn LU post)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    lr_late: float = 1e-3
+    lr_drop_step: int = 5000
+    betas: tuple[float, float] = (0.999, 0.999)
+    max_steps_per_block: int = 50000
+    check_interval: int = 1000
+    tol: float = 1e-3
+    patience: int = 2
+    lbfgs_history: int = 50
+
+
+@dataclass
+class LossSpec:
+    """What the loss compares: ``kind`` identity | probes, ``probes`` k, the transpose term,
+    and block-wise training."""
+
+    kind: str = "identity"
+    probes: int = 64
+    transpose: bool = True
+    blockwise: bool = False
+
+
+@dataclass
+class TrainResult:
+    history: list[dict]
+    iterations: int
+    final_loss: float
+    rel_error: float
+    stopped_because: str
+    seconds: float
+    block_stops: list[str] = field(default_factory=list)
+    frozen_fraction: float = 0.0
+
+
+class Target:
+    """A, padded to N with an identity block, on the training device.
+
+    Dense (a torch tensor, N² numbers) when ``dense`` is asked or A is a dense array; else
+    two torch sparse CSR matrices (A and Aᵀ).
+    """
+
+    def __init__(self, op: Operator, N: int, dtype: torch.dtype, device: str, dense: bool):
+        n = op.n
+        self.n, self.N, self.dtype, self.device = n, N, dtype, device
+        if op.is_sparse and not dense:
+            A = sp.csr_array(op.matrix, dtype=np.float64)
+            if N > n:
+                A = sp.csr_array(sp.block_diag((A, sp.identity(N - n)), format="csr"))
+            self.fro2 = float((A.data ** 2).sum())
+            self.A = self._csr(A)
+            self.AT = self._csr(sp.csr_array(A.T))
+            self.is_dense = False
+        else:
+            A = np.zeros((N, N), dtype=np.float64)
+            A[:n, :n] = op.dense()
+            if N > n:
+                A[n:, n:] = np.eye(N - n)
+            self.fro2 = float((A ** 2).sum())
+            self.A = torch.as_tensor(A, dtype=dtype, device=device)
+            self.AT = self.A.T
+            self.is_dense = True
+
+    def _csr(self, A: sp.csr_array) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support")
+            return torch.sparse_csr_tensor(
+                torch.as_tensor(A.indptr, dtype=torch.int64),
+                torch.as_tensor(A.indices, dtype=torch.int64),
+                torch.as_tensor(A.data, dtype=self.dtype), size=A.shape,
+                check_invariants=False).to(self.device)
+
+    def mm(self, Z: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """A Z (or Aᵀ Z)."""
+        return (self.AT if transpose else self.A) @ Z
+
+    def columns(self, s: slice, transpose: bool = False) -> torch.Tensor:
+        """A[:, s] (or Aᵀ[:, s]) as a dense N×|s| tensor."""
+        if self.is_dense:
+            return (self.AT if transpose else self.A)[:, s].contiguous()
+        E = torch.zeros((self.N, s.stop - s.start), dtype=self.dtype, device=self.device)
+        E[s] = torch.eye(s.stop - s.start, dtype=self.dtype, device=self.device)
+        return self.mm(E, transpose)
+
+
+class EdgeFreezer:
+    """Per-edge freezing of a model's parameters, by gradient masking.
+
+    ``groups`` pairs each parameter with a function viewing a same-shaped tensor as
+    (…edges, P, P) blocks. A frozen edge's gradient is zeroed after every backward pass;
+    with the optimizer rebuilt (fresh Adam moments) its weights then stay exactly fixed.
+    """
+
+    def __init__(self, groups: list[tuple[torch.nn.Parameter, Callable]]):
+        self.groups = groups
+        self.frozen: list[torch.Tensor | None] = [None] * len(groups)
+        self.keep: list[torch.Tensor | None] = [None] * len(groups)
+
+    def freeze_influencing(self, functional: Callable[[], torch.Tensor]) -> None:
+        """Freeze every edge on which ``functional()`` has a non-zero gradient."""
+        params = [p for p, _ in self.groups]
+        for p in params:
+            p.grad = None
+        functional().backward()
+        for j, (p, view) in enumerate(self.groups):
+            if p.grad is None:
+                continue
+            nz = (view(p.grad) != 0).flatten(-2).any(-1)
+            self.frozen[j] = nz if self.frozen[j] is None else (self.frozen[j] | nz)
+            self.keep[j] = (~self.frozen[j]).to(p.dtype)[..., None, None]
+        for p in params:
+            p.grad = None
+
+    def mask_grads(self) -> None:
+        for (p, view), keep in zip(self.groups, self.keep):
+            if keep is not None and p.grad is not None:
+                view(p.grad).mul_(keep)
+
+    def frozen_numbers(self) -> int:
+        total = 0
+        for (p, view), fr in zip(self.groups, self.frozen):
+            if fr is not None:
+                P2 = view(p.detach()).shape[-1] * view(p.detach()).shape[-2]
+                total += int(fr.sum()) * P2
+        return total
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim.Optimizer:
+    if s.optimizer == "lbfgs":
+        # one iteration per step; max_eval bounds the line search's evaluations
+        return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26,
+                                 history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
+    return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), foreach=True)
+
+
+class _Plateau:
+    """The post's early stop: relative improvement over ``interval`` steps below ``tol`` at
+    ``patience`` consecutive checks."""
+
+    def __init__(self, interval: int, tol: float, patience: int):
+        self.interval, self.tol, self.patience = interval, tol, patience
+        self.losses: list[float] = []
+        self.count = 0
+
+    def add(self, loss: float) -> bool:
+        self.losses.append(loss)
+        t = len(self.losses) - 1
+        if self.interval <= 0 or (t + 1) % self.interval != 0 or t < self.interval:
+            return False
+        prev = self.losses[t - self.interval]
+        improvement = (prev - loss) / prev if prev > 0 else 0.0
+        self.count = self.count + 1 if improvement < self.tol else 0
+        return self.count >= self.patience
+
+
+class Trainer:
+    """One model, one target, one loss: blocks, optimizer steps, freezing, evaluation.
+
+    :func:`train` drives it under a budget; the benchmarks time :meth:`step` alone.
+    """
+
+    def __init__(self, model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, *,
+                 seed: int = 0, edge_groups: list | None = None,
+                 block_size: int | None = None):
+        self.model, self.target, self.spec, self.schedule = model, target, spec, schedule
+        N, device, dtype = target.N, target.device, target.dtype
+        self.N, self.device, self.dtype = N, device, dtype
+        self.gen = torch.Generator(device=device).manual_seed(int(seed))
+        eval_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.full_identity = spec.kind == "identity" and not spec.blockwise
+        if spec.blockwise:
+            if not block_size or edge_groups is None or N % block_size:
+                raise ValueError("block-wise training needs a block size dividing N and the "
+                                 "model's edges")
+            self.blocks: list[int | None] = list(range(N // block_size))
+        else:
+            self.blocks = [None]
+        self.block_size = block_size
+        self.freezer = EdgeFreezer(edge_groups) if spec.blockwise else None
+        self.omega = torch.randn((N, EVAL_PROBES), generator=eval_gen, dtype=dtype,
+                                 device=device)
+        self.a_omega = target.mm(self.omega)
+        self.a_omega_norm = float(torch.linalg.norm(self.a_omega))
+        self.a_norm = math.sqrt(target.fro2)
+        self.block: int | None = None
+        self.opt: torch.optim.Optimizer | None = None
+        self._inputs: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------------------------------
+    def start_block(self, m: int | None) -> None:
+        """Train block m next (None: the whole): its inputs, a fresh optimizer."""
+        self.block = m
+        if m is not None:
+            P = self.block_size
+            s = slice(m * P, (m + 1) * P)
+            self._inputs = {"rows": s}
+            if self.spec.kind == "identity":
+                E = torch.zeros((self.N, P), dtype=self.dtype, device=self.device)
+                E[s] = torch.eye(P, dtype=self.dtype, device=self.device)
+                self._inputs["E"] = E
+                self._inputs["AT_cols"] = self.target.columns(s, transpose=True)
+                if self.spec.transpose:
+                    self._inputs["A_cols"] = self.target.columns(s)
+        self.opt = _make_optimizer(self.params, self.schedule)
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
+        """The loss of the current block, and the exact relative error when it is free."""
+        model, target, spec = self.model, self.target, self.spec
+        if self.full_identity:
+            R = model.full_product() - target.A
+            sq = (R * R).sum()
+            rel = math.sqrt(float(sq.detach())) / self.a_norm
+            return (2.0 * sq if spec.transpose else sq), rel
+        if spec.kind == "identity":  # block-wise: block-row m (transposed graph), block-column m
+            E = self._inputs["E"]
+            loss = ((model.forward(E, transpose=True) - self._inputs["AT_cols"]) ** 2).sum()
+            if spec.transpose:
+                loss = loss + ((model.forward(E) - self._inputs["A_cols"]) ** 2).sum()
+            return loss, None
+        R = model.forward(Z) - target.mm(Z)
+        if self.block is not None:
+            R = R[self._inputs["rows"]]
+        loss = (R * R).sum()
+        if spec.transpose:
+            RT = model.forward(Z, transpose=True) - target.mm(Z, transpose=True)
+            if self.block is not None:
+                RT = RT[self._inputs["rows"]]
+            loss = loss + (RT * RT).sum()
+        return loss / spec.probes, None
+
+    def step(self) -> tuple[float, float | None]:
+        """One optimizer step; the loss before it (and the free relative error, if any)."""
+        Z = None
+        if self.spec.kind == "probes":
+            Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
+                            device=self.device)
+        rel_box: list[float | None] = [None]
+        opt, freezer = self.opt, self.freezer
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss, rel = self.loss(Z)
+            loss.backward()
+            if freezer is not None:
+                freezer.mask_grads()
+            rel_box[0] = rel
+            return loss
+
+        if self.schedule.optimizer == "lbfgs":
+            lv = float(opt.step(closure).detach())
+        else:
+            lv = float(closure().detach())
+            if math.isfinite(lv):
+                opt.step()
+        return lv, rel_box[0]
+
+    def freeze_through(self, m: int) -> None:
+        """Freeze every edge that influences block-rows 0 … m of LU (and, with the transpose
+        loss, block-columns 0 … m), by the gradient of a random functional of those outputs."""
+        end = (m + 1) * self.block_size
+        zp = torch.randn((self.N, 1), generator=self.gen, dtype=self.dtype, device=self.device)
+        wp = torch.randn((end, 1), generator=self.gen, dtype=self.dtype, device=self.device)
+
+        def functional() -> torch.Tensor:
+            f = (self.model.forward(zp)[:end] * wp).sum()
+            if self.spec.transpose:
+                f = f + (self.model.forward(zp, transpose=True)[:end] * wp).sum()
+            return f
+
+        self.freezer.freeze_influencing(functional)
+
+    def probe_rel_error(self) -> float:
+        """‖(LU − A)Ω‖_F / ‖AΩ‖_F on the fixed evaluation probes Ω (N × 16)."""
+        with torch.no_grad():
+            out = self.model.forward(self.omega)
+            return float(torch.linalg.norm(out - self.a_omega)) / self.a_omega_norm
+
+    def final_loss(self) -> tuple[float, float]:
+        """The whole (not block-wise) objective, and ‖LU − A‖_F/‖A‖_F (exact with identity
+        inputs, else on fresh probes)."""
+        model, target, spec = self.model, self.target, self.spec
+        factor = 2.0 if spec.transpose else 1.0
+        with torch.no_grad():
+            if spec.kind == "identity":
+                R = model.full_product() - target.A
+                sq = float((R * R).sum())
+                return factor * sq, math.sqrt(sq) / self.a_norm
+            Z = torch.randn((self.N, spec.probes), generator=self.gen, dtype=self.dtype,
+                            device=self.device)
+            AZ = target.mm(Z)
+            sq = float(((model.forward(Z) - AZ) ** 2).sum())
+            loss = sq
+            if spec.transpose:
+                loss += float(((model.forward(Z, transpose=True)
+                                - target.mm(Z, transpose=True)) ** 2).sum())
+            return loss / spec.probes, math.sqrt(sq) / float(torch.linalg.norm(AZ))
+
+
+def train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
+          *, seed: int = 0, progress: Callable[..., None] | None = None, log_every: int = 10,
+          eval_every: int = 500, synchronize: Callable[[], None] = lambda: None,
+          edge_groups: list | None = None, block_size: int | None = None) -> TrainResult:
+    """Fit ``model`` (L U) to ``target`` (A) under ``budget``; see the module docstring.
+
+    History rows: ``step``, ``seconds`` (since the start), ``loss`` (of the current block),
+    ``block`` (block-wise only), and every ``eval_every`` steps and at the end of each block
+    ``rel_error``. Raises :class:`~lubench.api.Diverged` when the loss is not finite.
+    """
+    tr = Trainer(model, target, spec, schedule, seed=seed, edge_groups=edge_groups,
+                 block_size=block_size)
+    n_blocks = len(tr.blocks)
+    history: list[dict] = []
+    block_stops: list[str] = []
+    budget_reason: str | None = None
+    step = 0
+    last_loss = float("nan")
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - t0
+
+    for bi, m in enumerate(tr.blocks):
+        remaining = n_blocks - bi
+        cap, cap_reason = schedule.max_steps_per_block, "block_max_steps"
+        if budget.max_steps is not None:
+            left = budget.max_steps - step
+            if left <= 0:
+                budget_reason = "max_steps"
+                break
+            share = max(1, left // remaining)
+            if share < cap:
+                cap, cap_reason = share, "max_steps"
+        deadline = math.inf
+        if budget.max_seconds is not None:
+            left_s = budget.max_seconds - elapsed()
+            if left_s <= 0:
+                budget_reason = "max_seconds"
+                break
+            deadline = elapsed() + left_s / remaining
+        tr.start_block(m)
+        plateau = _Plateau(schedule.check_interval, schedule.tol, schedule.patience)
+        reason = cap_reason
+        for bstep in range(cap):
+            if schedule.optimizer == "adam" and bstep == schedule.lr_drop_step:
+                tr.set_lr(schedule.lr_late)
+            lv, rel = tr.step()
+            step += 1
+            if not math.isfinite(lv):
+                history.append({"step": step, "seconds": elapsed(), "loss": lv,
+                                **({"block": m} if m is not None else {})})
+                where = f" (block {m})" if m is not None else ""
+                raise Diverged(step, history, f"loss is {lv} at step {step}{where}")
+            last_loss = lv
+            stop: str | None = None
+            if budget.target_loss is not None and lv <= budget.target_loss:
+                stop = "target_loss"
+            elif plateau.add(lv):
+                stop = "plateau"
+            elif elapsed() >= deadline:
+                stop = "max_seconds"
+            last = stop is not None or bstep == cap - 1
+            if step % log_every == 0 or last or step == 1:
+                row: dict[str, Any] = {"step": step, "seconds": elapsed(), "loss": lv}
+                if m is not None:
+                    row["block"] = m
+                if step % eval_every == 0 or last:
+                    row["rel_error"] = rel if rel is not None else tr.probe_rel_error()
+                    if progress is not None:
+                        progress(step, budget.max_steps, loss=lv,
+                                 **({"block": m} if m is not None else {}))
+                history.append(row)
+            if stop is not None:
+                reason = stop
+                break
+        block_stops.append(reason)
+        if reason in ("max_steps", "max_seconds"):
+            budget_reason = reason
+        if tr.freezer is not None and m is not None and m < n_blocks - 1:
+            tr.freeze_through(m)
+
+    synchronize()
+    seconds = elapsed()
+    final_loss, rel_error = tr.final_loss()
+    if budget_reason is not None:
+        stopped = budget_reason
+    elif block_stops and block_stops[-1] == "target_loss":
+        stopped = "target_loss"
+    else:
+        stopped = "converged"
+    frozen = tr.freezer.frozen_numbers() if tr.freezer is not None else 0
+    n_total = sum(p.numel() for p in tr.params)
+    history.append({"step": step, "seconds": seconds, "loss": last_loss,
+                    "rel_error": rel_error, "final": True})
+    return TrainResult(history=history, iterations=step, final_loss=final_loss,
+                       rel_error=rel_error, stopped_because=stopped, seconds=seconds,
+                       block_stops=block_stops, frozen_fraction=frozen / max(n_total, 1))
