@@ -536,6 +536,8 @@ class _StopSignals:
         self._writer.setblocking(False)
         self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is signal.SIG_IGN:
+                continue  # e.g. SIGINT in a background job of a script: keep ignoring it
             self._old[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -637,6 +639,7 @@ def execute_case(case: Case, repeat: int, run_id: str = "", plugin_specs: tuple[
     """Run one case under the local supervisor (own worker process, hard timeout, memory
     limit) and return its record. The body of a SLURM array task."""
     get_registry(tuple(plugin_specs), base_dir)  # loaded once here, inherited by the worker
+    _thread_controller()
     records: list[dict] = []
     LocalPool(1, run_id=run_id, plugin_specs=tuple(plugin_specs), base_dir=base_dir,
               threads=threads, on_record=records.append).run([(case, repeat)])
@@ -709,8 +712,7 @@ def _default_submitit_executor(folder: Path) -> Any:
     try:
         return submitit.AutoExecutor(folder=folder, cluster="slurm")
     except RuntimeError as exc:
-        raise LubenchError(f"--executor slurm: {one_line(exc)} (use -j N for local "
-                           f"workers)") from None
+        raise LubenchError(f"--executor slurm: {exc} (use -j N for local workers)") from None
 
 
 def _describe_jobs(job_ids: list[str]) -> str:
