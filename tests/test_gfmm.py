@@ -142,3 +142,15 @@ def test_solve_is_linear_in_the_number_of_leaves():
         return time.process_time() - t
 
     assert seconds(512) < 16 * seconds(64)  # 8× the leaves: linear work 8×, quadratic 64×
+
+
+@pytest.mark.parametrize("n_valid", [13, 16, 19])
+def test_padding_split_keeps_the_leading_block_a_product_of_its_factors(n_valid):
+    """With padding from n_valid on, L[:n, n:] = 0 and U[n:, :n] = 0 exactly (the leaf that
+    the split cuts is masked), so (LU)[:n, :n] = L[:n, :n] U[:n, :n]."""
+    net = GFMMLU(8, 3, dtype=torch.float64, n_valid=n_valid, identity_diag=True,
+                 generator=torch.Generator().manual_seed(4))
+    L, U = dense_factor(net.L), dense_factor(net.U)
+    n = n_valid
+    assert np.all(L[:n, n:] == 0.0) and np.all(U[n:, :n] == 0.0)
+    np.testing.assert_allclose((L @ U)[:n, :n], L[:n, :n] @ U[:n, :n], rtol=0, atol=1e-13)

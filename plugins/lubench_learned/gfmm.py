@@ -116,7 +116,8 @@ class GFMMFactor(nn.Module):
     """
 
     def __init__(self, M: int, P: int, lower: bool, *, init_scale: float = 0.1,
-                 identity_diag: bool = False, dtype: torch.dtype = torch.float32,
+                 identity_diag: bool = False, n_valid: int | None = None,
+                 dtype: torch.dtype = torch.float32,
                  generator: torch.Generator | None = None):
         super().__init__()
         if not is_power_of_two(M):
@@ -136,22 +137,40 @@ class GFMMFactor(nn.Module):
         if identity_diag:
             with torch.no_grad():
                 self.diag += torch.eye(P, dtype=dtype)
+        # Padding that splits leaf a at local index r: zero L's diagonal block above-right of
+        # (r, r) (U's below-left), so that L = [[L₁₁, 0], [L₂₁, L₂₂]], U = [[U₁₁, U₁₂],
+        # [0, U₂₂]] at n_valid exactly and (LU)[:n, :n] = L₁₁U₁₁ is what solve inverts.
+        mask = None
+        if n_valid is not None and n_valid < M * P and n_valid % P:
+            a, r = divmod(n_valid, P)
+            mask = torch.ones((M, P, P), dtype=dtype)
+            if lower:
+                mask[a, :r, r:] = 0
+            else:
+                mask[a, r:, :r] = 0
+        self.diag_mask: torch.Tensor | None
+        self.register_buffer("diag_mask", mask)
 
     @property
     def n(self) -> int:
         return self.M * self.P
 
+    def diagonal_blocks(self) -> torch.Tensor:
+        """The diagonal blocks as used (masked where padding splits a leaf)."""
+        return self.diag if self.diag_mask is None else self.diag * self.diag_mask
+
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """F X (or Fᵀ X) for X of shape (n, c)."""
         n, c = X.shape
         x = X.reshape(self.M, self.P, c)
+        diag = self.diagonal_blocks()
         if transpose:
             y = _sweep(x, [d.transpose(1, 2) for d in self.dec],
-                       [e.transpose(1, 2) for e in self.enc], self.diag.transpose(1, 2),
+                       [e.transpose(1, 2) for e in self.enc], diag.transpose(1, 2),
                        self.off.transpose(1, 2), [b.transpose(1, 2) for b in self.bridge],
                        not self.lower)
         else:
-            y = _sweep(x, list(self.enc), list(self.dec), self.diag, self.off,
+            y = _sweep(x, list(self.enc), list(self.dec), diag, self.off,
                        list(self.bridge), self.lower)
         return y.reshape(n, c)
 
@@ -180,12 +199,14 @@ class GFMMLU(nn.Module):
     """
 
     def __init__(self, M: int, P: int, *, init_scale: float = 0.1, identity_diag: bool = False,
-                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
+                 n_valid: int | None = None, dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None):
         super().__init__()
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         self.M, self.P = M, P
-        kw = {"init_scale": init_scale, "identity_diag": identity_diag, "dtype": dtype,
-              "generator": g}
+        self.n_valid = M * P if n_valid is None else n_valid
+        kw = {"init_scale": init_scale, "identity_diag": identity_diag, "n_valid": n_valid,
+              "dtype": dtype, "generator": g}
         self.L = GFMMFactor(M, P, True, **kw)
         self.U = GFMMFactor(M, P, False, **kw)
 
@@ -253,7 +274,7 @@ class FactorArrays:
         off = list(arr(f.off))
         bridge = [list(arr(b)) for b in f.bridge]
         lu, piv = [], []
-        for a, block in enumerate(arr(f.diag)):
+        for a, block in enumerate(arr(f.diagonal_blocks())):
             if not np.all(np.isfinite(block)):
                 raise FactorizationError(f"diagonal block {a} of {name} is not finite")
             lu_a, piv_a, info = lapack.dgetrf(block)

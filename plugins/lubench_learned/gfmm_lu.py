@@ -38,6 +38,11 @@ class GfmmFactorization(Factorization):
     ``solve`` runs block forward substitution with L, then block back substitution with U,
     through the graphs (:func:`~lubench_learned.gfmm.block_substitution`); ``apply`` runs
     L(U X) through the graphs in float64. Neither forms L or U.
+
+    With padding, L = [[L₁₁, 0], [L₂₁, L₂₂]] and U = [[U₁₁, U₁₂], [0, U₂₂]] split at n
+    (see ``GFMMFactor``): ``apply`` is L₁₁U₁₁ X (zeros below X, top n rows kept), and
+    ``solve`` inverts exactly that: forward substitution on [B; 0], its padding rows set to
+    0, then back substitution, whose padding rows then stay 0.
     """
 
     expensive_apply = False
@@ -45,7 +50,7 @@ class GfmmFactorization(Factorization):
     def __init__(self, net: GFMMLU, n: int):
         super().__init__()
         self.n, self.N = n, net.n
-        self.net = GFMMLU(net.M, net.P, dtype=torch.float64)
+        self.net = GFMMLU(net.M, net.P, n_valid=n, dtype=torch.float64)
         self.net.load_state_dict({k: v.detach().to("cpu", torch.float64)
                                   for k, v in net.state_dict().items()})
         self.net.requires_grad_(False)
@@ -63,7 +68,9 @@ class GfmmFactorization(Factorization):
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         B2, vec = self._padded(B)
-        X = block_substitution(self.U, block_substitution(self.L, B2))[: self.n]
+        Y = block_substitution(self.L, B2)
+        Y[self.n:] = 0.0
+        X = block_substitution(self.U, Y)[: self.n]
         return X[:, 0] if vec else X
 
     def apply(self, X: np.ndarray) -> np.ndarray:
@@ -169,7 +176,8 @@ class GfmmLU(LearnedLU):
         seed = self._seed(ctx)
         torch.manual_seed(seed)
         net = GFMMLU(M, P, init_scale=float(self.init_scale),
-                     identity_diag=self.init == "identity", dtype=self._torch_dtype(),
+                     identity_diag=self.init == "identity", n_valid=op.n,
+                     dtype=self._torch_dtype(),
                      generator=torch.Generator().manual_seed(seed))
         net.to(self._device(ctx))
         result, info = self._train(net, op, M * P, ctx, blockwise=bool(self.blockwise),

@@ -1,0 +1,178 @@
+"""The learned LU methods as plugins: contract, parameters, refusals, fits, the worker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from lubench_learned import DenseMaskedLU, GfmmLU
+from lubench_learned.gfmm import factor_params, live_params
+
+from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
+from lubench.metrics import grade
+from lubench.testing import CheckSkipped, check_method, method_checks
+
+
+def _exponential(n: int, rho: float = 0.5) -> Operator:
+    i = np.arange(n)
+    return Operator("exponential_kernel", rho ** np.abs(i[:, None] - i[None, :]),
+                    symmetric=True, spd=True)
+
+
+def _laplacian(n: int) -> Operator:
+    A = sp.diags([-np.ones(n - 1), 2 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+    return Operator("laplacian_1d", A, symmetric=True, spd=True)
+
+
+def _ctx(max_steps: int | None = 50, **kw) -> RunContext:
+    return RunContext(device="cpu", seed=3, budget=Budget(max_steps=max_steps), **kw)
+
+
+@pytest.mark.parametrize("check", method_checks(GfmmLU, P=4, init="identity") +
+                         method_checks(DenseMaskedLU), ids=lambda c: getattr(c, "__name__", ""))
+def test_contract(check):
+    try:
+        check()
+    except CheckSkipped as exc:
+        pytest.skip(str(exc))
+
+
+def test_registered_as_learned_plugins(registry):
+    for name, cls in (("gfmm_lu", GfmmLU), ("dense_masked_lu", DenseMaskedLU)):
+        assert registry.method(name) is cls
+        assert cls.family == "learned"
+        assert cls.resources == {"gpus_per_task": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and refusals
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("params, name", [
+    ({"P": 0}, "P"), ({"M": 6}, "M"), ({"loss": "hinge"}, "loss"), ({"probes": 0}, "probes"),
+    ({"lr": -1.0}, "lr"), ({"betas": (0.9, 1.0)}, "betas"), ({"optimizer": "sgd"}, "optimizer"),
+    ({"dtype": "float16"}, "dtype"), ({"init": "zeros"}, "init"),
+])
+def test_bad_parameters_are_named(params, name):
+    with pytest.raises(InvalidParameter, match=name):
+        GfmmLU(**params).check(_exponential(16))
+
+
+def test_too_few_leaves_is_unsupported():
+    with pytest.raises(Unsupported, match="M·P"):
+        GfmmLU(P=4, M=2).check(_exponential(16))
+
+
+def test_dense_masked_refused_over_the_memory_limit():
+    op = _laplacian(64)
+    method = DenseMaskedLU()
+    need = method.memory_estimate(op)
+    assert need > 64 * 64 * 4 * 8  # at least weights, gradients and two Adam moments
+    with pytest.raises(Unsupported, match=r"needs ~.* GiB .*n² .*memory limit"):
+        method.factorize(op, _ctx(memory_limit=int(need // 2)))
+    method.factorize(op, _ctx(max_steps=2, memory_limit=int(2 * need)))
+
+
+def test_gfmm_memory_is_order_n_p_with_probes():
+    small = GfmmLU(P=32, loss="probes").memory_estimate(_laplacian(4096))
+    large = GfmmLU(P=32, loss="probes").memory_estimate(_laplacian(65536))
+    assert large < 20 * small  # 16× n, O(n·P)
+    assert large < 4 * 2**30
+
+
+# --------------------------------------------------------------------------------------------
+# Factorizations
+# --------------------------------------------------------------------------------------------
+def test_gfmm_info_and_counts():
+    op = _exponential(40)  # not a multiple of P·M: padded to 64 with an identity block
+    fact = GfmmLU(P=8, init="identity").factorize(op, _ctx(max_steps=16))
+    x = np.random.default_rng(0).standard_normal(40)
+    assert fact.n_params == 2 * factor_params(8, 8) == 2 * 64 * (7 * 8 - 6 - 3)
+    info = fact.info
+    assert (info["M"], info["P"], info["N"], info["padding"]) == (8, 8, 64, 24)
+    assert info["live_params"] == 2 * live_params(8, 8)
+    assert info["iterations"] == 16 and info["stopped_because"] == "max_steps"
+    assert info["device"] == "cpu" and np.isfinite(info["final_loss"])
+    assert fact.history and fact.history[-1]["step"] == 16
+    assert fact.solve(x).shape == (40,) and fact.apply(x).shape == (40,)
+
+
+@pytest.mark.parametrize("n", [37, 40])
+def test_gfmm_solve_inverts_apply_with_padding(n):
+    """solve inverts exactly the n×n operator that apply applies, split leaf or not."""
+    fact = GfmmLU(P=8, init="identity").factorize(_exponential(n), _ctx(max_steps=10))
+    assert fact.info["padding"] == 64 - n
+    x = np.random.default_rng(0).standard_normal(n)
+    np.testing.assert_allclose(fact.apply(fact.solve(x)), x, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fact.solve(fact.apply(x)), x, rtol=0, atol=1e-10)
+
+
+def test_gfmm_apply_and_solve_take_blocks_of_columns():
+    op = _exponential(32)
+    fact = GfmmLU(P=4, init="identity").factorize(op, _ctx(max_steps=5))
+    B = np.random.default_rng(1).standard_normal((32, 3))
+    X = fact.solve(B)
+    np.testing.assert_allclose(X, np.column_stack([fact.solve(B[:, j]) for j in range(3)]),
+                               rtol=1e-12, atol=1e-12)
+    dense = fact.apply(np.eye(32))
+    np.testing.assert_allclose(X, np.linalg.solve(dense, B), rtol=1e-8, atol=1e-8)
+
+
+def test_gfmm_reaches_a_small_error_on_the_exponential_kernel_quickly():
+    """ρ^|i−j| has rank-1 off-diagonal blocks in A, L and U: the GFMM block represents its
+    LU exactly, and L-BFGS (identity start) gets close within a few hundred steps."""
+    op = _exponential(64)
+    fact = GfmmLU(P=8, blockwise=False, transpose_loss=False, optimizer="lbfgs",
+                  dtype="float64", init="identity").factorize(op, _ctx(max_steps=300))
+    m = grade(op, fact, seed=0)
+    assert m["factor_error"] < 5e-3
+    assert m["solve_residual"] < 5e-2
+    assert m["precond_iterations"] <= 10 and m["precond_converged"]
+
+
+def test_dense_masked_keeps_the_triangles_to_the_bit():
+    fact = DenseMaskedLU(lr=0.05).factorize(_laplacian(24), _ctx(max_steps=30))
+    assert np.all(np.triu(fact.L, 1) == 0.0)
+    assert np.all(np.diag(fact.L) == 1.0)
+    assert np.all(np.tril(fact.U, -1) == 0.0)
+    assert fact.n_params == 24 * 24
+
+
+def test_dense_masked_fits_a_small_laplacian():
+    op = _laplacian(32)
+    fact = DenseMaskedLU(optimizer="lbfgs", dtype="float64").factorize(op, _ctx(max_steps=300))
+    m = grade(op, fact, seed=0)
+    assert m["factor_error"] < 1e-3
+    assert m["solve_residual"] < 1e-2
+    first, last = fact.history[0]["loss"], fact.history[-1]["loss"]
+    assert last < 1e-6 * first
+
+
+def test_adam_defaults_lower_the_error():
+    op = _laplacian(32)
+    fact = DenseMaskedLU().factorize(op, _ctx(max_steps=200))
+    assert fact.history[-1]["loss"] < 0.5 * fact.history[0]["loss"]
+
+
+def test_worker_records_histories(registry):
+    from lubench.suite import build_suite
+    from lubench.worker import run_case
+
+    suite = build_suite({
+        "name": "learned", "seed": 0,
+        "operators": [{"name": "exponential_kernel", "sizes": [32]}],
+        "methods": [{"name": "gfmm_lu", "params": {"P": 8, "init": "identity"},
+                     "budget": {"max_steps": 24}},
+                    {"name": "dense_masked_lu", "budget": {"max_steps": 10},
+                     "memory_limit": 1000}],
+    }, registry)
+    ok, refused = (run_case(case) for case in suite.cases)
+    assert ok["status"] == "ok", ok["error"]
+    assert ok["iterations"] == 24 and ok["family"] == "learned"
+    assert ok["history"] and {"step", "seconds", "loss"} <= ok["history"][0].keys()
+    assert ok["precond_iterations"] is not None
+    assert refused["status"] == "unsupported" and "memory limit" in refused["error"]
+
+
+def test_check_method_passes_with_lbfgs():
+    assert all(r.passed for r in check_method(GfmmLU, P=4, optimizer="lbfgs", dtype="float64",
+                                              init="identity"))
