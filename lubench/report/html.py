@@ -32,6 +32,7 @@ tr.bad td { background: #fff3f0; } td.status { max-width: 28em; }
 figure img { max-width: 100%; border: 1px solid #eee; } figcaption { font-size: 0.9em; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 ul.legend { font-size: 0.85em; color: #444; }
+td code { white-space: pre-wrap; word-break: break-word; }
 """
 
 CAPTIONS = {
