@@ -302,6 +302,11 @@ class Method(_Parameterized):
         """Raise :class:`Unsupported` (with the reason) when this method cannot factor ``op``."""
         return None
 
+    def prepare(self, ctx: RunContext) -> None:
+        """Untimed warm-up before ``factorize`` (import a framework, initialise the device),
+        so that one-off start-up costs do not count in ``setup_seconds``."""
+        return None
+
     def factorize(self, op: Operator, ctx: RunContext) -> Factorization:
         """Factor ``op``; the wall time of this call is the case's ``setup_seconds``."""
         raise NotImplementedError

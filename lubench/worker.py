@@ -149,6 +149,8 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
                          memory_limit=case.memory_limit,
                          **({"progress": progress} if progress else {}))
+        method.prepare(ctx)
+        ctx.synchronize()
         t0 = time.perf_counter()
         fact = method.factorize(op, ctx)
         ctx.synchronize()
