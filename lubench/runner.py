@@ -41,8 +41,9 @@ Limits
 the deadline and records ``timeout`` / ``exceeded the 10 s timeout``.
 
 *Memory* (``case.memory_limit``, bytes): enforced by an RSS watchdog in the parent, which
-samples the worker's resident memory (and its children's) every 50 ms and kills it above the
-limit, recording ``failed`` / ``out of memory (limit 2.0 GiB)``. A case whose own peak
+samples the worker's resident memory (and its children's) every 50 ms and kills it when what
+the case added (RSS minus the parent's RSS at fork, which a forked worker starts with) is above
+the limit, recording ``failed`` / ``out of memory (limit 2.0 GiB)``. A case whose own peak
 (``ru_maxrss``) ends above the limit between two samples is recorded the same way, and a
 ``MemoryError`` raised inside the case gets the same message. ``RLIMIT_AS`` was rejected: it
 limits *address space*, not memory, and the libraries reserve far more than they touch (on this
@@ -84,7 +85,7 @@ from typing import TYPE_CHECKING, Any
 
 from lubench.api import LubenchError
 from lubench.suite import Case, canonical_json
-from lubench.worker import base_record, get_registry, one_line, run_case
+from lubench.worker import base_record, current_rss, get_registry, one_line, run_case
 
 if TYPE_CHECKING:
     from lubench.store import RunStore
@@ -296,7 +297,8 @@ class _Running:
     started_wall: float
     deadline: float | None
     proc: Any = None  # psutil.Process, when a memory limit is watched
-    peak_rss: int = 0
+    base_rss: int = 0  # the parent's RSS at fork: pages the worker starts with, not the case's
+    peak_rss: int = 0  # peak RSS above base_rss
     tree_check: float = 0.0
     children_rss: int = 0
     record: dict | None = None
@@ -328,6 +330,7 @@ class LocalPool:
         self.plugin_specs = tuple(plugin_specs)
         self.base_dir = base_dir
         self.threads = threads
+        self.base_rss = 0
         self.on_record, self.on_start, self.on_progress = on_record, on_start, on_progress
         self.stop = stop
         self.wakeup = wakeup
@@ -335,6 +338,9 @@ class LocalPool:
 
     # -- lifecycle of one worker ---------------------------------------------------------
     def _start(self, case: Case, repeat: int) -> _Running:
+        # A forked worker starts with the parent's pages resident (shared, copy-on-write):
+        # the memory limit applies to what the case adds on top of them.
+        self.base_rss = current_rss() if self.ctx.get_start_method() == "fork" else 0
         reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=_worker_main, name=f"lubench-{case.case_id}-{repeat}", daemon=False,
@@ -348,7 +354,7 @@ class LocalPool:
             os.setpgid(process.pid, process.pid)  # both sides set it: no race with a kill
         now = time.monotonic()
         run = _Running(case, repeat, process, reader, now, time.time(),
-                       now + case.timeout if case.timeout else None)
+                       now + case.timeout if case.timeout else None, base_rss=self.base_rss)
         if case.memory_limit:
             with contextlib.suppress(Exception):
                 import psutil
@@ -415,7 +421,8 @@ class LocalPool:
             with contextlib.suppress(Exception):
                 import psutil
 
-                run.peak_rss = psutil.Process(run.process.pid).memory_info().rss
+                rss = psutil.Process(run.process.pid).memory_info().rss
+                run.peak_rss = max(0, rss - run.base_rss)
         self._kill(run)
         self._drain(run)  # it may have finished just now: its own record wins
         if run.record is None:
@@ -455,7 +462,7 @@ class LocalPool:
                                        for c in run.proc.children(recursive=True))
         except Exception:  # it just exited
             return False
-        total = rss + run.children_rss
+        total = rss - run.base_rss + run.children_rss
         run.peak_rss = max(run.peak_rss, total)
         return total > run.case.memory_limit
 

@@ -39,7 +39,8 @@ from lubench.metrics import grade
 from lubench.plugins import Registry, load_registry
 from lubench.suite import Case, canonical_json
 
-__all__ = ["run_case", "resolve_device", "base_record", "METRIC_COLUMNS", "one_line"]
+__all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS",
+           "one_line"]
 
 METRIC_COLUMNS = [
     "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
@@ -103,10 +104,24 @@ def base_record(case: Case, repeat: int, run_id: str = "", device: str = "") -> 
     return rec
 
 
-def _peak_memory(device: str) -> int:
+def current_rss() -> int:
+    """This process's resident memory now, bytes."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return 0
+
+
+def _peak_memory(device: str, baseline: int) -> int:
+    """Peak resident memory the case added: peak RSS (``ru_maxrss``) minus the RSS when the
+    case started. A forked worker starts with its parent's pages resident; they are not the
+    case's. (In the in-process executor the peak is the whole process's: an upper bound.)"""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     if sys.platform == "darwin":
         peak //= 1024
+    peak = max(0, peak - baseline)
     if device.startswith("cuda") and "torch" in sys.modules:
         import torch
 
@@ -134,6 +149,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
     ``lubench.testing`` that hold classes no plugin spec names).
     """
     started = time.time()
+    baseline = current_rss()
     device = ""
     rec = base_record(case, repeat, run_id)
     history: list[dict] = []
@@ -182,7 +198,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
     except Exception as exc:  # a plugin that raises must not take the run down
         rec["status"], rec["error"] = "failed", one_line(exc)
         rec["traceback"] = traceback.format_exc()
-    rec["peak_memory_bytes"] = _peak_memory(device)
+    rec["peak_memory_bytes"] = _peak_memory(device, baseline)
     rec["info"] = json.dumps(_plain(info), default=str)
     rec["history"] = _plain(history)
     rec["threads"] = _threads()

@@ -30,7 +30,7 @@ def test_outcomes(registry):
     ok = recs[(0.0, "ok")]
     assert ok["status"] == "ok" and ok["error"] == ""
     assert ok["factor_error"] < 1e-15 and ok["precond_iterations"] == 1
-    assert ok["n_params"] == 256 and ok["setup_seconds"] > 0 and ok["peak_memory_bytes"] > 0
+    assert ok["n_params"] == 256 and ok["setup_seconds"] > 0 and ok["peak_memory_bytes"] >= 0
     assert json.loads(ok["operator_params"]) == {"d": 2.0, "skew": 0.0}
     assert ok["run_id"] == "r1" and ok["device"] == "cpu" and ok["history"] == []
 
