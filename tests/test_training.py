@@ -262,3 +262,14 @@ def test_dense_masked_model_trains_in_the_same_loop():
     result = train(net, _target(op), LossSpec("identity", transpose=False), Schedule(),
                    Budget(max_steps=200), seed=0)
     assert result.history[-1]["loss"] < result.history[0]["loss"]
+
+
+def test_dense_masked_model_products():
+    net = MaskedDenseLUNet(9, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        L, U = net.factors()
+        X = torch.randn(9, 2, dtype=torch.float64)
+        torch.testing.assert_close(net(X), L @ U @ X)
+        torch.testing.assert_close(net(X, transpose=True), (L @ U).T @ X)
+        torch.testing.assert_close(net.full_product(), L @ U)
+    assert torch.equal(torch.diagonal(L), torch.ones(9, dtype=torch.float64))

@@ -37,19 +37,23 @@ class MaskedDenseLUNet(nn.Module):
         self.WU = nn.Parameter(w[1].to(dtype))
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        L = torch.tril(self.WL, -1) + torch.eye(self.n, dtype=self.WL.dtype,
-                                                device=self.WL.device)
+        """L and U as dense tensors."""
+        L = torch.tril(self.WL, -1)
+        L.diagonal().fill_(1.0)
         return L, torch.triu(self.WU)
 
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        L, U = self.factors()
+        """L(U X), or Uᵀ(Lᵀ X), with L X = tril(W_L, −1) X + X (no identity formed)."""
+        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
         if transpose:
-            return U.T @ (L.T @ X)
-        return L @ (U @ X)
+            Y = S.T @ X + X
+            return U.T @ Y
+        Y = U @ X
+        return S @ Y + Y
 
     def full_product(self) -> torch.Tensor:
-        L, U = self.factors()
-        return L @ U
+        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
+        return S @ U + U
 
 
 class DenseMaskedFactorization(Factorization):

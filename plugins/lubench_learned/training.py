@@ -380,6 +380,22 @@ def train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, bu
     ``block`` (block-wise only), and every ``eval_every`` steps and at the end of each block
     ``rel_error``. Raises :class:`~lubench.api.Diverged` when the loss is not finite.
     """
+    # Adam's second moments of converged weights underflow to subnormal floats, which the
+    # CPU computes many times slower: flush them to zero while training
+    flushing = torch.set_flush_denormal(True)
+    try:
+        return _train(model, target, spec, schedule, budget, seed=seed, progress=progress,
+                      log_every=log_every, eval_every=eval_every, synchronize=synchronize,
+                      edge_groups=edge_groups, block_size=block_size)
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
+           *, seed: int, progress: Callable[..., None] | None, log_every: int, eval_every: int,
+           synchronize: Callable[[], None], edge_groups: list | None,
+           block_size: int | None) -> TrainResult:
     tr = Trainer(model, target, spec, schedule, seed=seed, edge_groups=edge_groups,
                  block_size=block_size)
     n_blocks = len(tr.blocks)
