@@ -27,14 +27,18 @@ The suite's budget (max steps, max seconds, target loss) always ends training cl
 block-wise training the remaining steps and seconds are shared among the remaining blocks,
 so that every block is trained; a block also ends when its loss reaches ``target_loss``.
 A loss that is not finite raises :class:`lubench.api.Diverged` with the step and the curve.
+
+On the CPU, small steps (n × columns ≤ 2¹⁸, e.g. n = 256 block-wise or n ≤ 4096 with 64
+probes) train on one intra-op thread; subnormal floats are flushed to zero while training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,10 +49,14 @@ import torch
 from lubench.api import Budget, Diverged, Operator
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
-           "torch_dtype", "STOP_REASONS"]
+           "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP"]
 
 STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged")
 EVAL_PROBES = 16
+# Steps that push at most this many numbers (n × columns) through a graph run on one CPU
+# thread: their kernels are too small to share, and a second thread that the OS deschedules
+# (a busy machine) stalls every one of them.
+SMALL_STEP = 2**18
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -380,16 +388,39 @@ def train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, bu
     ``block`` (block-wise only), and every ``eval_every`` steps and at the end of each block
     ``rel_error``. Raises :class:`~lubench.api.Diverged` when the loss is not finite.
     """
-    # Adam's second moments of converged weights underflow to subnormal floats, which the
-    # CPU computes many times slower: flush them to zero while training
-    flushing = torch.set_flush_denormal(True)
-    try:
+    with training_environment(spec, target, block_size):
         return _train(model, target, spec, schedule, budget, seed=seed, progress=progress,
                       log_every=log_every, eval_every=eval_every, synchronize=synchronize,
                       edge_groups=edge_groups, block_size=block_size)
+
+
+@contextlib.contextmanager
+def training_environment(spec: LossSpec, target: Target,
+                         block_size: int | None = None) -> Iterator[None]:
+    """Flush subnormals to zero, and use one CPU thread for small steps, while training.
+
+    Adam's second moments of converged weights underflow to subnormal floats, which the CPU
+    computes many times slower. Steps that push at most ``SMALL_STEP`` numbers through a
+    graph have kernels too small to share between threads.
+    """
+    flushing = torch.set_flush_denormal(True)
+    threads = torch.get_num_threads()
+    if target.device == "cpu" and _step_width(spec, target.N, block_size) * target.N \
+            <= SMALL_STEP:
+        torch.set_num_threads(1)
+    try:
+        yield
     finally:
+        torch.set_num_threads(threads)
         if flushing:
             torch.set_flush_denormal(False)
+
+
+def _step_width(spec: LossSpec, N: int, block_size: int | None) -> int:
+    """Columns a step pushes through the graphs."""
+    if spec.kind == "probes":
+        return spec.probes
+    return block_size if spec.blockwise and block_size else N
 
 
 def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
