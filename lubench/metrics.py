@@ -12,8 +12,9 @@ product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's
   A, never Â.
 * ``forward_error``  ‖x̂ − x*‖₂ / ‖x*‖₂.
 * ``precond_iterations`` inner GMRES iterations (restart 50, rtol 1e-8, at most 500) to solve
-  A x = b with ``solve`` as preconditioner; 1 for an exact factorization.
-  ``precond_converged`` says whether GMRES reached the tolerance within 500.
+  A x = b with ``solve`` as preconditioner; 1 for an exact factorization; NaN when the
+  preconditioner overflows (GMRES breaks down). ``precond_converged`` says whether GMRES
+  reached the tolerance within 500.
 * ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
 """
 
@@ -117,7 +118,9 @@ def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str
     except (ValueError, np.linalg.LinAlgError, FloatingPointError):
         return {"precond_iterations": float("nan"), "precond_converged": False}
     residual = np.linalg.norm(op.matmul(x) - b) / np.linalg.norm(b)
-    converged = bool(info == 0 and np.isfinite(residual))
+    if not np.isfinite(residual):  # the preconditioner overflowed: GMRES broke down
+        return {"precond_iterations": float("nan"), "precond_converged": False}
+    converged = bool(info == 0)
     return {"precond_iterations": int(min(count, GMRES_MAXITER)),
             "precond_converged": converged}
 

@@ -108,3 +108,14 @@ def test_contract_violations_are_reported():
     bad.n_params = "many"
     with pytest.raises(FactorizationError, match="n_params must be a non-negative integer"):
         grade(op, bad, seed=0)
+
+
+def test_a_preconditioner_that_overflows_is_a_breakdown_not_one_iteration():
+    op = laplacian(30)
+
+    class Overflowing(Explicit):
+        def solve(self, B):
+            return np.full_like(np.asarray(B, dtype=float), np.inf)
+
+    out = precond_iterations(op, Overflowing(op.dense()), seed=0)
+    assert np.isnan(out["precond_iterations"]) and out["precond_converged"] is False
