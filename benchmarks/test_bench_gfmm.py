@@ -95,7 +95,7 @@ def test_solve_dense_lu(benchmark, n):
     """scipy.linalg.lu_solve on dense n×n factors (synthetic, well scaled: the cost does not
     depend on the values); 2 GiB at n = 16384, beyond that it does not fit."""
     rng = np.random.default_rng(0)
-    lu = rng.random((n, n)) / n
+    lu = np.asfortranarray(rng.random((n, n)) / n)  # Fortran order, as lu_factor returns it
     lu[np.diag_indices(n)] = 1.0
     piv = np.arange(n, dtype=np.int32)
     b = rng.standard_normal(n)
