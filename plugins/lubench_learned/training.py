@@ -26,7 +26,10 @@ when its loss improved by less than 0.1 % over 1 000 steps at two checks in a ro
 The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
 block-wise training the remaining steps and seconds are shared among the remaining blocks,
 so that every block is trained; a block also ends when its loss reaches ``target_loss``.
-A loss that is not finite raises :class:`lubench.api.Diverged` with the step and the curve.
+``stopped_because`` is ``max_steps`` or ``max_seconds`` when the budget cut a block short,
+else ``target_loss`` when the last block reached it, else ``converged`` (the schedule ended
+every block: plateau or its step cap). A loss that is not finite raises
+:class:`lubench.api.Diverged` with the step and the curve.
 
 On the CPU, small steps (n × columns ≤ 2¹⁸, e.g. n = 256 block-wise or n ≤ 4096 with 64
 probes) train on one intra-op thread; subnormal floats are flushed to zero while training.
