@@ -118,9 +118,11 @@ def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str
     except (ValueError, np.linalg.LinAlgError, FloatingPointError):
         return {"precond_iterations": float("nan"), "precond_converged": False}
     residual = np.linalg.norm(op.matmul(x) - b) / np.linalg.norm(b)
-    if not np.isfinite(residual):  # the preconditioner overflowed: GMRES broke down
+    converged = bool(info == 0 and np.isfinite(residual))
+    if not converged and count < GMRES_MAXITER:
+        # stopped early without converging: the preconditioner overflowed and GMRES broke
+        # down (the iterations it did are not a count of anything)
         return {"precond_iterations": float("nan"), "precond_converged": False}
-    converged = bool(info == 0)
     return {"precond_iterations": int(min(count, GMRES_MAXITER)),
             "precond_converged": converged}
 

@@ -126,8 +126,9 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
             row[col.key + "_min"] = float(vals.min()) if len(vals) else float("nan")
             row[col.key + "_max"] = float(vals.max()) if len(vals) else float("nan")
         conv = ok["precond_converged"] if "precond_converged" in ok.columns else pd.Series()
+        # numpy.bool_ from parquet: test truth, not identity with False
         row["precond_converged"] = bool(len(conv) == 0 or
-                                        all(v is not False and v == v for v in conv))
+                                        all(v is not None and v == v and bool(v) for v in conv))
         kinds = ok["factor_error_kind"] if "factor_error_kind" in ok.columns else pd.Series()
         row["probe"] = bool(any(isinstance(k, str) and k.startswith("probe") for k in kinds))
         bad = g[g["status"] != OK]
