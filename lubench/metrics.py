@@ -54,9 +54,15 @@ def spectral_norm(E: np.ndarray, seed: int = 0) -> float:
         return float("inf")
     if E.shape[0] <= SPECTRAL_SVD_LIMIT:
         return float(np.linalg.norm(E, 2))
+    # Round-off-sized entries (an exact method: |E| ~ 1e-17) can make ARPACK's first Lanczos
+    # vector vanish ("starting vector is zero"): work on E / max|E| and scale back.
+    scale = float(np.abs(E).max())
     v0 = np.random.default_rng(seed).standard_normal(E.shape[0])
-    s = spla.svds(E, k=1, return_singular_vectors=False, v0=v0, tol=1e-6)
-    return float(s[0])
+    try:
+        s = spla.svds(E / scale, k=1, return_singular_vectors=False, v0=v0, tol=1e-6)
+        return float(s[0]) * scale
+    except (spla.ArpackError, spla.ArpackNoConvergence):
+        return float(np.linalg.norm(E / scale, 2)) * scale  # full SVD: slow, but sure
 
 
 def factor_errors(op: Operator, fact: Factorization, exact_limit: int,
