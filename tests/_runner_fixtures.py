@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -183,9 +184,15 @@ def run_suite(tmp_path: Path, plugin: str, methods: list[dict], run_name: str = 
 def start_driver(plugin: str, suite_path: Path, run_dir: Path, *args: str) -> subprocess.Popen:
     """This file as a script in a subprocess (the process the crash tests kill)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def as_from_a_terminal() -> None:
+        # An ignored SIGINT is inherited across exec, and lubench run respects it (a
+        # background job): start the driver with Ctrl-C live, whatever this process has.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     return subprocess.Popen([sys.executable, __file__, plugin, str(suite_path), str(run_dir),
                              *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, preexec_fn=as_from_a_terminal)
 
 
 def wait_for_records(run_dir: Path, count: int, timeout: float = 30.0) -> int:

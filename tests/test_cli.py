@@ -142,3 +142,22 @@ def test_repo_suites_validate():
     for suite in sorted((REPO / "suites").glob("*.yaml")):
         out = lubench("run", suite, "--dry-run")
         assert out.returncode == 0, f"{suite.name}: {out.stderr}"
+
+
+def test_smoke_suite_runs_every_method_on_every_operator(tmp_path):
+    """The CI-sized suite, as a user runs it: every case ends ok, or unsupported with a reason."""
+    run_dir = tmp_path / "smoke"
+    out = lubench("run", REPO / "suites" / "smoke.yaml", "-o", run_dir, "-j", "2",
+                  "--no-report", timeout=900)
+    assert out.returncode == 0, out.stderr
+    df = pd.read_parquet(run_dir / "results.parquet")
+    assert set(df["method"]) == {"plu", "cholesky", "sparse_lu", "dense_masked_lu", "gfmm_lu"}
+    assert df["operator"].nunique() == 9
+    assert set(df["status"]) <= {"ok", "unsupported"}, df.loc[df.status != "ok", "error"]
+    unsupported = df[df.status == "unsupported"]
+    assert set(unsupported["method"]) == {"cholesky"} and unsupported["error"].str.len().gt(0).all()
+    exact = df[(df.family == "classical") & (df.status == "ok")]
+    assert (exact["factor_error"] < 1e-12).all()
+    learned = df[df.family == "learned"]
+    assert (learned["status"] == "ok").all() and (learned["iterations"] > 0).all()
+    assert (run_dir / "histories.parquet").exists()
