@@ -148,6 +148,21 @@ class _Parameterized:
         doc = inspect.getdoc(cls) or ""
         return doc.strip().splitlines()[0].strip() if doc.strip() else ""
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Raise :class:`InvalidParameter` when these parameter values cannot work together.
+
+        Optional. Called when a suite loads (``--dry-run`` included), once per point of the
+        parameter grid, with every parameter (the suite's values converted to their
+        annotated types, defaults filled in), before any case runs: a value out of range
+        (``gfmm_lu`` with ``M: 3``, not a power of two) is then an error of the suite file
+        instead of a failed case per operator. The message names the parameter and the
+        value. It must be cheap and import nothing heavy (it runs in the parent even when
+        the plugin's requirements are missing). Size-dependent checks belong in
+        ``check(op)`` / ``check_size(n)``.
+        """
+        return None
+
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their current values."""
         from lubench.params import param_specs

@@ -1,0 +1,93 @@
+"""What a plugin needs in order to run, and whether this environment has it.
+
+A plugin module may declare the modules its operators or methods import when they *run*
+(inside ``prepare`` / ``factorize`` / ``build``), which its registration must not import::
+
+    requires = ["torch"]                               # importable top-level module names
+    install_hint = 'pip install "my-dist[gpu]"'        # optional: how to get them
+
+When one of them cannot be found (``importlib.util.find_spec``, which imports nothing), the
+plugin is *unavailable*, not broken: its names stay known, ``lubench list`` and
+``lubench plugins`` show them with the command that installs what is missing, and a suite
+that names them records their cases with status ``unavailable`` while the rest runs.
+
+Without an ``install_hint``, an installed plugin whose entry point names extras
+(``learned = "lubench_learned [learned]"``) gets ``pip install "DIST[learned]"``; any other
+gets ``pip install MODULE``. A plugin that imports a missing module at registration anyway
+is unavailable too when its entry point names extras;
+its names are then unknown.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable, Sequence
+
+__all__ = ["REQUIRES_ATTR", "HINT_ATTR", "requirements", "missing_modules", "install_hint",
+           "unavailable_reason", "import_failure_reason"]
+
+REQUIRES_ATTR = "requires"
+HINT_ATTR = "install_hint"
+
+
+def requirements(obj: object) -> list[str]:
+    """The module names ``obj`` (a plugin module) declares in ``requires``.
+
+    Raises TypeError when ``requires`` is not a list of module names (the plugin is broken).
+    """
+    names = getattr(obj, REQUIRES_ATTR, None)
+    if names is None:
+        return []
+    if isinstance(names, str) or not isinstance(names, Iterable) or not all(
+            isinstance(n, str) and n.strip() for n in names):
+        raise TypeError(f"'{REQUIRES_ATTR}' must be a list of module names, got {names!r}")
+    return [n.strip() for n in names]
+
+
+def missing_modules(names: Iterable[str]) -> list[str]:
+    """The names whose top-level module cannot be imported here (nothing is imported)."""
+    missing = []
+    for name in names:
+        top = name.split(".")[0]
+        try:
+            found = importlib.util.find_spec(top) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def install_hint(obj: object | None, missing: Sequence[str], distribution: str | None = None,
+                 extras: Sequence[str] = ()) -> str:
+    """The command that installs what is missing, e.g. ``pip install "lubench[learned]"``."""
+    hint = getattr(obj, HINT_ATTR, None) if obj is not None else None
+    if isinstance(hint, str) and hint.strip():
+        return hint.strip()
+    if distribution and extras:
+        return f'pip install "{distribution}[{",".join(extras)}]"'
+    return "pip install " + " ".join(missing)
+
+
+def _reason(missing: Sequence[str], hint: str) -> str:
+    return f"needs {', '.join(missing)}: {hint}"
+
+
+def unavailable_reason(obj: object, distribution: str | None = None,
+                       extras: Sequence[str] = ()) -> str | None:
+    """``needs torch: pip install "lubench[learned]"`` when a declared module is missing,
+    None when everything ``obj`` requires is importable."""
+    missing = missing_modules(requirements(obj))
+    if not missing:
+        return None
+    return _reason(missing, install_hint(obj, missing, distribution, extras))
+
+
+def import_failure_reason(exc: BaseException, distribution: str | None = None,
+                          extras: Sequence[str] = ()) -> str | None:
+    """For a plugin whose import raised ``exc``: the unavailable reason when ``exc`` is a
+    missing module its entry point's extras account for, else None (the plugin is broken)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name or not extras:
+        return None
+    top = exc.name.split(".")[0]
+    return _reason([top], install_hint(None, [top], distribution, extras))
