@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lubench.api import InvalidParameter, Method, Operator, RunContext, Unsupported
 
-from .training import LossSpec, Schedule, Target, TrainResult, torch_dtype, train
+if TYPE_CHECKING:  # PyTorch is imported when a case runs (prepare), never at registration
+    import torch
+
+    from .training import Schedule, TrainResult
 
 __all__ = ["LearnedLU", "TRAINING_PARAMS_DOC", "gib"]
 
@@ -92,6 +93,18 @@ class LearnedLU(Method):
     eval_every: int
 
     # ----------------------------------------------------------------------------------------
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """The parameter checks of ``check``, when the suite loads (see ``_validate``)."""
+        cls(**params)._validate()
+
+    def _validate(self) -> None:
+        self._validate_training()
+
+    def prepare(self, ctx: RunContext) -> None:
+        """Import PyTorch and the training loop here, untimed, not in ``factorize``."""
+        from . import training  # noqa: F401
+
     def _validate_training(self) -> None:
         def bad(name: str, rule: str) -> InvalidParameter:
             return InvalidParameter(f"{self.name}: {name} {rule}, got {getattr(self, name)!r}")
@@ -120,6 +133,8 @@ class LearnedLU(Method):
             raise bad("betas", "must be two numbers in [0, 1)")
 
     def _schedule(self) -> Schedule:
+        from .training import Schedule
+
         return Schedule(optimizer=self.optimizer, lr=float(self.lr), lr_late=float(self.lr_late),
                         lr_drop_step=int(self.lr_drop_step),
                         betas=(float(self.betas[0]), float(self.betas[1])),
@@ -131,12 +146,16 @@ class LearnedLU(Method):
         return int(ctx.seed if self.seed is None else self.seed)
 
     def _torch_dtype(self) -> torch.dtype:
+        from .training import torch_dtype
+
         return torch_dtype(self.dtype)
 
     def _itemsize(self) -> int:
         return 4 if self.dtype == "float32" else 8
 
     def _device(self, ctx: RunContext) -> str:
+        import torch
+
         device = ctx.device or "cpu"
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise Unsupported(f"device '{device}' asked for, but PyTorch sees no CUDA device")
@@ -158,6 +177,8 @@ class LearnedLU(Method):
                blockwise: bool = False, edge_groups: list | None = None,
                block_size: int | None = None) -> tuple[TrainResult, dict[str, Any]]:
         """Run the shared training loop on ``model`` and return the result and info fields."""
+        from .training import LossSpec, Target, train
+
         device = self._device(ctx)
         target = Target(op, N, self._torch_dtype(), device, dense=self.loss == "identity")
         spec = LossSpec(kind=self.loss, probes=int(self.probes),

@@ -3,57 +3,28 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.linalg as sla
-import torch
-from torch import nn
 
 from lubench.api import Factorization, FactorizationError, Operator, RunContext
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU
 
+if TYPE_CHECKING:  # the network imports PyTorch: only when a case runs
+    from .dense_masked_net import MaskedDenseLUNet
+
 __all__ = ["MaskedDenseLUNet", "DenseMaskedLU", "DenseMaskedFactorization"]
 
 
-class MaskedDenseLUNet(nn.Module):
-    """L = I + tril(W_L, −1) (unit lower), U = triu(W_U) (upper); ``forward(X)`` = L(U X).
+def __getattr__(name: str) -> Any:
+    """``MaskedDenseLUNet`` from here, imported on first use (it needs PyTorch)."""
+    if name == "MaskedDenseLUNet":
+        from .dense_masked_net import MaskedDenseLUNet
 
-    The masks are ``torch.tril``/``torch.triu``: entries outside the triangles are exactly
-    zero whatever W holds, and receive no gradient.
-    """
-
-    def __init__(self, n: int, *, init_scale: float = 0.1, identity_diag: bool = False,
-                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
-        super().__init__()
-        g = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.n = n
-        w = torch.empty((2, n, n), dtype=torch.float64).uniform_(-init_scale, init_scale,
-                                                                  generator=g)
-        if identity_diag:
-            w[1] += torch.eye(n, dtype=torch.float64)
-        self.WL = nn.Parameter(w[0].to(dtype))
-        self.WU = nn.Parameter(w[1].to(dtype))
-
-    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """L and U as dense tensors."""
-        L = torch.tril(self.WL, -1)
-        L.diagonal().fill_(1.0)
-        return L, torch.triu(self.WU)
-
-    def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """L(U X), or Uᵀ(Lᵀ X), with L X = tril(W_L, −1) X + X (no identity formed)."""
-        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
-        if transpose:
-            Y = S.T @ X + X
-            return U.T @ Y
-        Y = U @ X
-        return S @ Y + Y
-
-    def full_product(self) -> torch.Tensor:
-        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
-        return S @ U + U
+        return MaskedDenseLUNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class DenseMaskedFactorization(Factorization):
@@ -62,6 +33,8 @@ class DenseMaskedFactorization(Factorization):
     expensive_apply = False
 
     def __init__(self, net: MaskedDenseLUNet):
+        import torch
+
         super().__init__()
         with torch.no_grad():
             L, U = net.factors()
@@ -139,6 +112,10 @@ class DenseMaskedLU(LearnedLU):
         return float(n) * n * size * per_n2 + self._target_bytes(op, n, self.loss == "identity")
 
     def factorize(self, op: Operator, ctx: RunContext) -> DenseMaskedFactorization:
+        import torch
+
+        from .dense_masked_net import MaskedDenseLUNet
+
         self.check(op)
         self._check_memory(self.memory_estimate(op), ctx,
                            f"n² = {op.n}² parameters and Adam state")

@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 
 from lubench.api import Factorization, InvalidParameter, Operator, RunContext, Unsupported
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU
-from .gfmm import (
-    GFMMLU,
-    FactorArrays,
-    block_substitution,
-    factor_params,
-    is_power_of_two,
-    live_params,
-)
+
+if TYPE_CHECKING:  # .gfmm imports PyTorch: only when a case runs, never at registration
+    from .gfmm import GFMMLU
 
 __all__ = ["GfmmLU", "GfmmFactorization", "derive_M"]
 
@@ -48,6 +42,10 @@ class GfmmFactorization(Factorization):
     expensive_apply = False
 
     def __init__(self, net: GFMMLU, n: int):
+        import torch
+
+        from .gfmm import GFMMLU, FactorArrays, factor_params
+
         super().__init__()
         self.n, self.N = n, net.n
         self.net = GFMMLU(net.M, net.P, n_valid=n, dtype=torch.float64)
@@ -67,6 +65,8 @@ class GfmmFactorization(Factorization):
         return X2, vec
 
     def solve(self, B: np.ndarray) -> np.ndarray:
+        from .gfmm import block_substitution
+
         B2, vec = self._padded(B)
         Y = block_substitution(self.L, B2)
         Y[self.n:] = 0.0
@@ -74,6 +74,8 @@ class GfmmFactorization(Factorization):
         return X[:, 0] if vec else X
 
     def apply(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
         X2, vec = self._padded(X)
         with torch.no_grad():
             Y = self.net(torch.from_numpy(np.ascontiguousarray(X2))).numpy()[: self.n]
@@ -136,6 +138,8 @@ class GfmmLU(LearnedLU):
 
     # ----------------------------------------------------------------------------------------
     def _validate(self) -> None:
+        from .gfmm import is_power_of_two
+
         self._validate_training()
         if int(self.P) < 1:
             raise InvalidParameter(f"gfmm_lu: P must be at least 1, got {self.P!r}")
@@ -158,6 +162,8 @@ class GfmmLU(LearnedLU):
 
     def memory_estimate(self, op: Operator) -> float:
         """Bytes: parameters, gradients and Adam moments, activations, A, the float64 copy."""
+        from .gfmm import factor_params
+
         M, P = self.shape_for(op.n)
         N = M * P
         params = 2 * factor_params(M, P)
@@ -169,6 +175,10 @@ class GfmmLU(LearnedLU):
                 + self._target_bytes(op, N, self.loss == "identity"))
 
     def factorize(self, op: Operator, ctx: RunContext) -> GfmmFactorization:
+        import torch
+
+        from .gfmm import GFMMLU, live_params
+
         self.check(op)
         M, P = self.shape_for(op.n)
         self._check_memory(self.memory_estimate(op), ctx,
