@@ -10,12 +10,11 @@ When one of them cannot be found (``importlib.util.find_spec``, which imports no
 plugin is *unavailable*, not broken: its names stay known, ``lubench list`` and
 ``lubench plugins`` show them with the command that installs what is missing, and a suite
 that names them records their cases with status ``unavailable`` while the rest runs.
+Without an ``install_hint`` the command is ``pip install MODULE...``.
 
-Without an ``install_hint``, an installed plugin whose entry point names extras
-(``learned = "lubench_learned [learned]"``) gets ``pip install "DIST[learned]"``; any other
-gets ``pip install MODULE``. A plugin that imports a missing module at registration anyway
-is unavailable too when its entry point names extras;
-its names are then unknown.
+A plugin that imports a missing module at registration cannot be asked what it adds: it is
+*broken* (``lubench plugins`` shows the import error), and a suite naming its methods fails to
+load. Import heavy modules inside the methods that use them.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import importlib.util
 from collections.abc import Iterable, Sequence
 
 __all__ = ["REQUIRES_ATTR", "HINT_ATTR", "requirements", "missing_modules", "install_hint",
-           "unavailable_reason", "import_failure_reason"]
+           "unavailable_reason"]
 
 REQUIRES_ATTR = "requires"
 HINT_ATTR = "install_hint"
@@ -58,36 +57,18 @@ def missing_modules(names: Iterable[str]) -> list[str]:
     return missing
 
 
-def install_hint(obj: object | None, missing: Sequence[str], distribution: str | None = None,
-                 extras: Sequence[str] = ()) -> str:
+def install_hint(obj: object, missing: Sequence[str]) -> str:
     """The command that installs what is missing, e.g. ``pip install "lubench[learned]"``."""
-    hint = getattr(obj, HINT_ATTR, None) if obj is not None else None
+    hint = getattr(obj, HINT_ATTR, None)
     if isinstance(hint, str) and hint.strip():
         return hint.strip()
-    if distribution and extras:
-        return f'pip install "{distribution}[{",".join(extras)}]"'
     return "pip install " + " ".join(missing)
 
 
-def _reason(missing: Sequence[str], hint: str) -> str:
-    return f"needs {', '.join(missing)}: {hint}"
-
-
-def unavailable_reason(obj: object, distribution: str | None = None,
-                       extras: Sequence[str] = ()) -> str | None:
-    """``needs torch: pip install "lubench[learned]"`` when a declared module is missing,
-    None when everything ``obj`` requires is importable."""
+def unavailable_reason(obj: object) -> str | None:
+    """``needs torch: pip install "lubench[learned]"`` when a module ``obj`` requires is
+    missing; None when everything it requires is importable."""
     missing = missing_modules(requirements(obj))
     if not missing:
         return None
-    return _reason(missing, install_hint(obj, missing, distribution, extras))
-
-
-def import_failure_reason(exc: BaseException, distribution: str | None = None,
-                          extras: Sequence[str] = ()) -> str | None:
-    """For a plugin whose import raised ``exc``: the unavailable reason when ``exc`` is a
-    missing module its entry point's extras account for, else None (the plugin is broken)."""
-    if not isinstance(exc, ModuleNotFoundError) or not exc.name or not extras:
-        return None
-    top = exc.name.split(".")[0]
-    return _reason([top], install_hint(None, [top], distribution, extras))
+    return f"needs {', '.join(missing)}: {install_hint(obj, missing)}"
