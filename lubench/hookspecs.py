@@ -21,6 +21,19 @@ Example, a complete method plugin::
 
 Every name a plugin adds must be unique across all loaded plugins; a clash is an error that
 names both providers.
+
+Besides the hooks, a plugin class or module may offer:
+
+* ``check_params(cls, params)`` — a classmethod of an operator or method class that raises
+  :class:`lubench.api.InvalidParameter` for parameter values that cannot work (``M: 3`` where
+  a power of two is needed). Called when a suite loads, ``--dry-run`` included, once per
+  point of the parameter grid, with every parameter (defaults filled in).
+* ``requires = ["torch"]`` and ``install_hint = 'pip install "my-dist[gpu]"'`` — module
+  attributes naming what the plugin's classes import when a case *runs*. Registration must
+  not import them (import inside ``prepare``/``factorize``/``build``): without them the
+  plugin is *unavailable*, its names stay listed with the install command, and its cases
+  are recorded with status ``unavailable`` while the rest of a suite runs
+  (:mod:`lubench.availability`).
 """
 
 from __future__ import annotations
