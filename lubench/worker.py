@@ -48,7 +48,6 @@ METRIC_COLUMNS = [
     "peak_memory_bytes", "iterations", "final_loss",
 ]
 
-_REGISTRY: dict[tuple, Registry] = {}
 
 
 def one_line(exc: BaseException) -> str:
@@ -56,15 +55,6 @@ def one_line(exc: BaseException) -> str:
     msg = str(exc).strip().splitlines()
     text = msg[0] if msg else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def get_registry(plugin_specs: tuple[str, ...] = (), base_dir: str | None = None) -> Registry:
-    """The registry for this process, loaded once per (plugins, base_dir)."""
-    key = (tuple(plugin_specs), base_dir)
-    if key not in _REGISTRY:
-        _REGISTRY[key] = load_registry(list(plugin_specs),
-                                       Path(base_dir) if base_dir else None)
-    return _REGISTRY[key]
 
 
 def resolve_device(device: str, family: str = "learned") -> str:
@@ -155,7 +145,8 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
     history: list[dict] = []
     info: dict = {}
     try:
-        registry = registry or get_registry(plugin_specs, base_dir)
+        registry = registry or load_registry(list(plugin_specs),
+                                             Path(base_dir) if base_dir else None)
         gen = registry.operator(case.operator)(**case.operator_params)
         op = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
