@@ -36,6 +36,7 @@ import pluggy
 
 from lubench import hookspecs
 from lubench.api import FAMILIES, LubenchError, Method, OperatorGenerator
+from lubench.errors import one_line
 from lubench.params import closest
 
 __all__ = ["PluginInfo", "Registry", "PluginError", "load_registry", "ENTRY_POINT_GROUP",
@@ -111,12 +112,6 @@ def _env_list(var: str) -> set[str]:
 
 def _strict() -> bool:
     return os.environ.get(STRICT_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0].strip() if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def _file_module_name(path: Path) -> str:
@@ -240,7 +235,7 @@ class Registry:
                 f"rename one (or skip one with {DISABLE_VAR}={info.name})", plugin=info.name)
 
     def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
-        reason = exc if isinstance(exc, str) else _one_line(exc)
+        reason = exc if isinstance(exc, str) else one_line(exc)
         info.status = f"broken: {reason}"
         info.operators, info.methods = [], []
         self.plugins[info.name] = info
@@ -278,7 +273,7 @@ class Registry:
         if m:
             return (f"unknown hook {m.group(1)}(){closest(m.group(1), HOOKS)} "
                     f"(the hooks are {', '.join(HOOKS)})")
-        return _one_line(exc)
+        return one_line(exc)
 
     def _collect(self, obj: object, hook: str, info: PluginInfo) -> list[type]:
         """Call this plugin's implementation of ``hook`` (through pluggy) and check its classes."""

@@ -35,12 +35,12 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.errors import one_line
 from lubench.metrics import grade
 from lubench.plugins import Registry, load_registry
 from lubench.suite import Case, canonical_json
 
-__all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS",
-           "one_line"]
+__all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = [
     "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
@@ -48,13 +48,6 @@ METRIC_COLUMNS = [
     "peak_memory_bytes", "iterations", "final_loss",
 ]
 
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for the ``error`` column."""
-    msg = str(exc).strip().splitlines()
-    text = msg[0] if msg else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def resolve_device(device: str, family: str = "learned") -> str:

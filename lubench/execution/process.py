@@ -11,10 +11,11 @@ import sys
 import time
 from typing import Any
 
+from lubench.errors import one_line
 from lubench.execution.limits import die_with_parent, limit_threads
 from lubench.plugins import Registry
 from lubench.suite import Case
-from lubench.worker import one_line, run_case
+from lubench.worker import run_case
 
 PROGRESS_EVERY = 0.2  # seconds between two progress messages of one worker
 

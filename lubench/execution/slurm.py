@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from lubench.api import LubenchError
+from lubench.errors import one_line
 from lubench.execution.limits import thread_controller
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.progress import Display
 from lubench.suite import Case, canonical_json
-from lubench.worker import base_record, one_line
+from lubench.worker import base_record
 
 
 def execute_case(case: Case, repeat: int, run_id: str = "", plugin_specs: tuple[str, ...] = (),
