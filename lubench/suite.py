@@ -445,16 +445,19 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
 _SELECTOR = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[(.*)\])?\s*$")
 
 
-def parse_selector(text: str) -> tuple[str, dict[str, str]]:
-    """``name[k=v,k2=v2]`` → (name pattern, {k: v}); raises LubenchError when malformed."""
+def parse_selector(text: str, option: str = "-k") -> tuple[str, dict[str, str]]:
+    """``name[k=v,k2=v2]`` → (name pattern, {k: v}), values as text; raises LubenchError
+    naming ``option`` (``-k``, ``check-plugin``) when malformed. The one parser of
+    ``NAME[key=value,...]`` (selectors of ``lubench run -k``, names of ``check-plugin``)."""
     m = _SELECTOR.match(text)
     if not m:
-        raise LubenchError(f"-k {text!r}: expected NAME or NAME[key=value,...]")
+        raise LubenchError(f"{option} {text!r}: expected NAME or NAME[key=value,...]")
     constraints: dict[str, str] = {}
     if m.group(2):
         for part in m.group(2).split(","):
             if "=" not in part:
-                raise LubenchError(f"-k {text!r}: expected key=value inside [...], got {part!r}")
+                raise LubenchError(f"{option} {text!r}: expected key=value inside [...], "
+                                   f"got {part!r}")
             k, v = part.split("=", 1)
             constraints[k.strip()] = v.strip()
     return m.group(1), constraints

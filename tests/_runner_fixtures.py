@@ -209,8 +209,8 @@ def wait_for_records(run_dir: Path, count: int, timeout: float = 30.0) -> int:
 
 
 def _drive(argv: list[str]) -> None:
-    from lubench.plugins import load_registry
     from lubench.execution import run_cases
+    from lubench.plugins import load_registry
     from lubench.store import RunStore
     from lubench.suite import load_suite
 
