@@ -28,7 +28,6 @@ import fcntl
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -36,7 +35,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,35 +43,29 @@ import pandas as pd
 
 from lubench import __version__
 from lubench.api import LubenchError
+from lubench.records import (
+    HISTORY_KEY_COLUMNS,
+    IDENTITY_COLUMNS,
+    RECORDS,
+    RESULT_COLUMNS,
+    dedupe_records,
+    read_records,
+    record_line,
+    records_to_frames,
+)
 from lubench.suite import Suite
-from lubench.worker import METRIC_COLUMNS
 
 __all__ = ["RunStore", "read_records", "dedupe_records", "records_to_frames", "IDENTITY_COLUMNS",
            "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
 
 log = logging.getLogger("lubench")
 
-RECORDS = "records.jsonl"
 PARTIAL = "records.jsonl.partial"
 META = "meta.json"
 SUITE_COPY = "suite.yaml"
 RESULTS = "results.parquet"
 HISTORIES = "histories.parquet"
 LOCK = ".lock"
-
-IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params", "n", "method",
-                    "family", "method_params", "seed", "repeat", "device", "status", "error"]
-RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
-HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
-# Fields of a record that are not result columns: the curve goes to histories.parquet, the
-# traceback stays in records.jsonl (for --debug).
-NOT_COLUMNS = {"history", "traceback"}
-
-_INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "threads", "pid"]
-_FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
@@ -82,41 +74,6 @@ def _now() -> str:
 # --------------------------------------------------------------------------------------------
 # Reading records
 # --------------------------------------------------------------------------------------------
-def read_records(path: str | Path) -> Iterator[dict]:
-    """The records of ``records.jsonl`` in file order.
-
-    A line that is not a JSON object (a crash mid-write leaves a truncated last line) is
-    skipped with a warning naming the file and the line; it never stops the reader.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / RECORDS
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                rec = None
-            if not isinstance(rec, dict) or "case_id" not in rec:
-                tail = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write)"
-                log.warning("lubench: warning: %s:%d: skipping an unreadable record%s",
-                            path, lineno, tail)
-                continue
-            yield rec
-
-
-def dedupe_records(records: Iterable[dict]) -> list[dict]:
-    """One record per (case_id, repeat), the last one written, in order of first appearance."""
-    last: dict[tuple[str, int], dict] = {}
-    for rec in records:
-        last[(rec["case_id"], int(rec.get("repeat", 0)))] = rec
-    return list(last.values())
-
-
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write atomically (temp file + rename); object columns that Arrow cannot type (mixed
     values) become JSON strings rather than failing the whole table."""
@@ -134,54 +91,6 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for col in _INT_COLUMNS:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in _FLOAT_COLUMNS:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    if "precond_converged" in df:
-        df["precond_converged"] = df["precond_converged"].astype("boolean")
-    for col in ("status", "error", "factor_error_kind", "device"):
-        if col in df:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-    return df
-
-
-def records_to_frames(records: list[dict],
-                      order: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(results, histories)`` from deduplicated records.
-
-    ``results`` has the DESIGN.md columns first (identity, status, error, metrics), then any
-    other field of the records (``threads``, ``pid``, ``wall_seconds``, ``info``, ...).
-    ``order`` (case_id → position) sorts the rows like the suite; unknown cases go last.
-    """
-    if order is not None:
-        records = sorted(records, key=lambda r: (order.get(r["case_id"], math.inf),
-                                                 int(r.get("repeat", 0))))
-    rows = [{k: v for k, v in rec.items() if k not in NOT_COLUMNS} for rec in records]
-    extra: list[str] = []
-    for row in rows:
-        extra.extend(k for k in row if k not in RESULT_COLUMNS and k not in extra)
-    results = _typed(pd.DataFrame(rows, columns=RESULT_COLUMNS + extra))
-
-    hist_rows = []
-    for rec in records:
-        key = {k: rec.get(k) for k in HISTORY_KEY_COLUMNS}
-        for h in rec.get("history") or []:
-            if isinstance(h, dict):
-                hist_rows.append({**key, **{k: v for k, v in h.items()
-                                            if k not in HISTORY_KEY_COLUMNS}})
-    hist_extra: list[str] = []
-    for row in hist_rows:
-        hist_extra.extend(k for k in row if k not in HISTORY_KEY_COLUMNS and k not in hist_extra)
-    histories = pd.DataFrame(hist_rows, columns=HISTORY_KEY_COLUMNS + hist_extra)
-    for col in ("n", "repeat"):
-        histories[col] = pd.to_numeric(histories[col], errors="coerce").astype("Int64")
-    return results, histories
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,10 +352,9 @@ class RunStore:
 
     def append(self, record: dict) -> None:
         """Append one record as one line, flushed and fsync'd before returning."""
-        line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
         if self._fh is None:
             self._fh = open(self.records_path, "ab")
-        self._fh.write(line.encode())
+        self._fh.write(record_line(record))
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._done.add((record["case_id"], int(record.get("repeat", 0))))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import itertools
-import json
 import re
 import typing
 from dataclasses import asdict, dataclass, field
@@ -36,8 +35,10 @@ import yaml
 from lubench.api import InvalidParameter, LubenchError
 from lubench.params import closest, coerce, param_specs, validate_params
 from lubench.plugins import Registry
+from lubench.records import canonical_json, jsonable
 
-__all__ = ["Suite", "Case", "SuiteError", "load_suite", "parse_selector", "select_cases"]
+__all__ = ["Suite", "Case", "SuiteError", "load_suite", "parse_selector", "select_cases",
+           "canonical_json"]
 
 TOP_KEYS = {
     "name": "names the run directory",
@@ -86,23 +87,6 @@ def parse_memory(value: Any, where: str) -> int | None:
         return int(float(m.group(1)) * units[m.group(2)])
     except (KeyError, ValueError):
         raise SuiteError(f"{where}: cannot read size {value!r}") from None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def canonical_json(value: Any) -> str:
-    """Compact, key-sorted JSON: the form hashed into case ids and stored in results."""
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
 
 
 def derive_seed(*parts: Any) -> int:
@@ -156,8 +140,8 @@ class Case:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["operator_params"] = _jsonable(self.operator_params)
-        d["method_params"] = _jsonable(self.method_params)
+        d["operator_params"] = jsonable(self.operator_params)
+        d["method_params"] = jsonable(self.method_params)
         d["case_id"] = self.case_id
         return d
 
@@ -175,7 +159,7 @@ def _short(params: dict) -> dict:
 def _fmt_params(params: dict) -> str:
     if not params:
         return ""
-    inner = ",".join(f"{k}={_jsonable(v)}" for k, v in params.items())
+    inner = ",".join(f"{k}={jsonable(v)}" for k, v in params.items())
     return f"[{inner}]"
 
 
@@ -471,7 +455,7 @@ def _value_matches(actual: Any, wanted: str) -> bool:
             return float(wanted) == float(actual)
         except ValueError:
             return False
-    return fnmatch.fnmatchcase(str(_jsonable(actual)), wanted)
+    return fnmatch.fnmatchcase(str(jsonable(actual)), wanted)
 
 
 def case_matches(case: Case, selector: str) -> bool:

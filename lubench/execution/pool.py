@@ -19,6 +19,7 @@ from typing import Any
 from lubench.execution.limits import mp_context, oom_message, signal_name
 from lubench.execution.process import worker_main
 from lubench.plugins import Registry, load_registry
+from lubench.records import FAILED, OK, TIMEOUT
 from lubench.suite import Case
 from lubench.worker import base_record, current_rss
 
@@ -152,12 +153,12 @@ class LocalPool:
     def _checked(self, run: _Running, rec: dict) -> dict:
         """The worker's record, with the memory limit applied to what it reports."""
         limit = run.case.memory_limit
-        if limit and rec.get("status") == "failed" and \
+        if limit and rec.get("status") == FAILED and \
                 str(rec.get("error", "")).startswith("out of memory"):
             rec["error"] = oom_message(limit)
         peak = rec.get("peak_memory_bytes") or 0
-        if limit and rec.get("status") == "ok" and peak > limit:
-            rec["status"], rec["error"] = "failed", oom_message(limit, peak)
+        if limit and rec.get("status") == OK and peak > limit:
+            rec["status"], rec["error"] = FAILED, oom_message(limit, peak)
         return rec
 
     def _synthetic(self, run: _Running, status: str, error: str) -> dict:
@@ -202,7 +203,7 @@ class LocalPool:
                 error = f"worker died (signal {-code}, {signal_name(-code)})"
         else:
             error = f"worker exited with status {code} before reporting a result"
-        run.record = self._synthetic(run, "failed", error)
+        run.record = self._synthetic(run, FAILED, error)
         self.on_record(run.record)
 
     def _watch_memory(self, run: _Running, now: float) -> bool:
@@ -258,10 +259,10 @@ class LocalPool:
                         else:
                             continue
                     elif run.deadline is not None and now >= run.deadline:
-                        self._fail(run, "timeout",
+                        self._fail(run, TIMEOUT,
                                    f"exceeded the {run.case.timeout:g} s timeout")
                     elif self._watch_memory(run, now):
-                        self._fail(run, "failed", oom_message(run.case.memory_limit))
+                        self._fail(run, FAILED, oom_message(run.case.memory_limit))
                     else:
                         continue
                     running.remove(run)

@@ -6,9 +6,8 @@ import sys
 import time
 from collections import Counter
 
+from lubench.records import DIVERGED, FAILED, STATUSES, TIMEOUT
 from lubench.suite import Case
-
-STATUS_ORDER = ("ok", "unsupported", "diverged", "failed", "timeout")
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -35,7 +34,7 @@ class Display:
     def _refresh(self) -> None:
         if self.bar is None:
             return
-        counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUS_ORDER if self.counts[s])
+        counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts[s])
         parts = [p for p in (counts, _short(self.label), self.detail) if p]
         self.bar.set_postfix_str(" | ".join(parts), refresh=False)
         now = time.monotonic()
@@ -63,7 +62,7 @@ class Display:
         status = rec.get("status", "?")
         self.counts[status] += 1
         if self.bar is not None:
-            if status in ("failed", "timeout", "diverged"):
+            if status in (FAILED, TIMEOUT, DIVERGED):
                 self.bar.write(f"{status}: {label}: {rec.get('error', '')}", file=sys.stderr)
             self.bar.update(1)
             self._refresh()

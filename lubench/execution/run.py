@@ -13,10 +13,11 @@ from lubench.api import LubenchError
 from lubench.execution.limits import thread_controller, threads_per_worker
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.process import plain_fields
-from lubench.execution.progress import STATUS_ORDER, Display
+from lubench.execution.progress import Display
 from lubench.execution.signals import StopSignals
 from lubench.execution.slurm import default_submitit_executor, run_submitit
 from lubench.plugins import Registry, load_registry
+from lubench.records import STATUSES
 from lubench.suite import Case
 from lubench.worker import run_case
 
@@ -43,8 +44,8 @@ class RunOutcome:
     def summary(self) -> str:
         """E.g. ``12 ok, 1 failed, 1 timeout`` (+ what was skipped or left undone)."""
         counts = Counter(self.counts)
-        statuses = [s for s in STATUS_ORDER if counts[s]]
-        statuses += sorted(s for s in counts if s not in STATUS_ORDER and counts[s])
+        statuses = [s for s in STATUSES if counts[s]]
+        statuses += sorted(s for s in counts if s not in STATUSES and counts[s])
         parts = [f"{counts[s]} {s}" for s in statuses]
         if self.skipped:
             parts.append(f"{self.skipped} already done")

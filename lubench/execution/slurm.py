@@ -16,7 +16,8 @@ from lubench.errors import one_line
 from lubench.execution.limits import thread_controller
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.progress import Display
-from lubench.suite import Case, canonical_json
+from lubench.records import FAILED, canonical_json
+from lubench.suite import Case
 from lubench.worker import base_record
 
 
@@ -147,7 +148,7 @@ def run_submitit(items: list[WorkItem], *, folder: Path, run_id: str,
                     rec = job.result()
                 except Exception as exc:  # the task died: SLURM timeout, node failure, ...
                     rec = base_record(case, repeat, run_id)
-                    rec.update(status="failed", info="{}", history=[],
+                    rec.update(status=FAILED, info="{}", history=[],
                                error=f"submitit job {job.job_id} failed: {one_line(exc)}")
                 rec.setdefault("job_id", str(job.job_id))
                 on_record(rec)

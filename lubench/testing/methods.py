@@ -21,6 +21,7 @@ from lubench.api import (
 )
 from lubench.errors import one_line
 from lubench.hookspecs import hookimpl
+from lubench.records import FAILED, OK, UNSUPPORTED
 from lubench.testing.results import CheckFailed, CheckSkipped
 from lubench.testing.tiny import (
     MUST_FACTORIZE,
@@ -309,17 +310,17 @@ def check_runner_records(cls: type, params: dict | None = None, *,
         rec = run_case(case, registry=reg)
         status, error = rec["status"], rec["error"]
         if kind in fits.refused:
-            want = ("unsupported", fits.refused[kind])
+            want = (UNSUPPORTED, fits.refused[kind])
             if (status, error) != want:
                 raise CheckFailed(f"status 'unsupported' with error {want[1]!r} (check() "
                                   f"refuses it)", f"status {status!r}, error {error!r} on the "
                                                   f"{kind} operator")
             continue
         fact = fits.facts.get(kind)
-        if status == "failed" and isinstance(fact, FactorizationError) \
+        if status == FAILED and isinstance(fact, FactorizationError) \
                 and kind not in MUST_FACTORIZE:
             continue
-        if status != "ok":
+        if status != OK:
             raise CheckFailed("status 'ok'", f"status {status!r}, error {error!r} on the "
                                              f"{kind} operator")
         if cls.family == "classical" and not rec["solve_residual"] <= EXACT_TOL:

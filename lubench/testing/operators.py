@@ -75,7 +75,7 @@ def check_build(cls: type, params: dict | None = None, *, cache: _Built | None =
     """``build(n, seed)`` returns an Operator named after the generator: float64 n × n,
     finite, JSON-serialisable params, coords None or one row per unknown, and ``symmetric``
     and ``spd`` flags that tell the truth."""
-    from lubench.suite import canonical_json
+    from lubench.records import canonical_json
 
     b = _built(cls, params, cache)
     op, n = b.op, b.n
