@@ -10,6 +10,8 @@ import signal
 import sys
 from typing import Any
 
+from lubench.environment import available_cores
+
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -29,11 +31,7 @@ def oom_message(limit: int, peak: int | None = None) -> str:
 
 def threads_per_worker(jobs: int) -> int:
     """``max(1, cores // jobs)``, cores being those this process may run on."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, jobs))
+    return max(1, available_cores() // max(1, jobs))
 
 
 def limit_threads(threads: int) -> Any:
