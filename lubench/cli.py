@@ -121,7 +121,8 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     """
     from lubench.execution import run_cases
     from lubench.store import RunStore
-    from lubench.suite import load_suite, select_cases, suite_plugins
+    from lubench.selection import select_cases
+    from lubench.suite import load_suite, suite_plugins
 
     suite_plugin_specs = suite_plugins(suite_file)
     base_dir = suite_file.resolve().parent
