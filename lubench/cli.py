@@ -120,8 +120,8 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     flight (continue with --resume RUN_DIR).
     """
     from lubench.execution import run_cases
-    from lubench.store import RunStore
     from lubench.selection import select_cases
+    from lubench.store import RunStore
     from lubench.suite import load_suite, suite_plugins
 
     suite_plugin_specs = suite_plugins(suite_file)
