@@ -119,9 +119,10 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     to RUN_DIR/records.jsonl before the next is reported, so a crash loses only the cases in
     flight (continue with --resume RUN_DIR).
     """
-    from lubench.runner import run_cases
+    from lubench.execution import run_cases
+    from lubench.selection import select_cases
     from lubench.store import RunStore
-    from lubench.suite import load_suite, select_cases, suite_plugins
+    from lubench.suite import load_suite, suite_plugins
 
     suite_plugin_specs = suite_plugins(suite_file)
     base_dir = suite_file.resolve().parent
@@ -168,7 +169,7 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     click.echo(f"lubench: {len(cases)} cases × {repeats} repeat(s) → {run_dir}", err=True)
     outcome = run_cases(cases, store, plugin_specs=all_specs, base_dir=str(Path.cwd()),
                         jobs=n_jobs, executor=kind, executor_options=exec_opts,
-                        show_progress=show)
+                        show_progress=show, registry=registry)
     results = store.finalize()
     from lubench.report.tables import summary_markdown
 

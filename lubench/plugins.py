@@ -20,6 +20,7 @@ provides, or a plugin name already taken — a :class:`PluginError` naming both 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import importlib
@@ -29,6 +30,7 @@ import inspect
 import os
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +38,7 @@ import pluggy
 
 from lubench import hookspecs
 from lubench.api import FAMILIES, LubenchError, Method, OperatorGenerator
+from lubench.errors import one_line
 from lubench.params import closest
 
 __all__ = ["PluginInfo", "Registry", "PluginError", "load_registry", "ENTRY_POINT_GROUP",
@@ -113,12 +116,6 @@ def _strict() -> bool:
     return os.environ.get(STRICT_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0].strip() if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _file_module_name(path: Path) -> str:
     """A stable module name for a plugin file: the same in every process (for pickling)."""
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
@@ -141,6 +138,24 @@ def _import_file(path: Path) -> object:
         sys.modules.pop(modname, None)
         raise
     return module
+
+
+@contextlib.contextmanager
+def _importable_from(folder: Path | None) -> Iterator[None]:
+    """While importing a plugin module found in ``folder`` (as ``python -m`` would from that
+    folder), put it first on ``sys.path``; take it off again afterwards, so that loading
+    plugins does not change what later imports find. The module stays in ``sys.modules``."""
+    if folder is None:
+        yield
+        return
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
@@ -240,7 +255,7 @@ class Registry:
                 f"rename one (or skip one with {DISABLE_VAR}={info.name})", plugin=info.name)
 
     def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
-        reason = exc if isinstance(exc, str) else _one_line(exc)
+        reason = exc if isinstance(exc, str) else one_line(exc)
         info.status = f"broken: {reason}"
         info.operators, info.methods = [], []
         self.plugins[info.name] = info
@@ -278,7 +293,7 @@ class Registry:
         if m:
             return (f"unknown hook {m.group(1)}(){closest(m.group(1), HOOKS)} "
                     f"(the hooks are {', '.join(HOOKS)})")
-        return _one_line(exc)
+        return one_line(exc)
 
     def _collect(self, obj: object, hook: str, info: PluginInfo) -> list[type]:
         """Call this plugin's implementation of ``hook`` (through pluggy) and check its classes."""
@@ -393,11 +408,12 @@ class Registry:
         if name in disabled:
             self._disabled(info)
             return name
-        self._find_module(spec, base_dir)
+        folder = self._find_module(spec, base_dir)
         self._claim_name(info)
         self._targets[spec] = name
         try:
-            obj = importlib.import_module(spec)
+            with _importable_from(folder):
+                obj = importlib.import_module(spec)
         except ModuleNotFoundError as exc:
             if exc.name == spec or spec.startswith(f"{exc.name}."):  # a typo in the name
                 del self._targets[spec]
@@ -415,20 +431,19 @@ class Registry:
         return self.register(obj, name, info=info).name
 
     @staticmethod
-    def _find_module(spec: str, base_dir: Path | None) -> None:
-        """Make sure the top-level package of ``spec`` can be imported, or PluginError."""
+    def _find_module(spec: str, base_dir: Path | None) -> Path | None:
+        """Where the top-level package of ``spec`` is imported from: None for ``sys.path``,
+        else ``base_dir`` (the folder holding it), or PluginError when neither holds it."""
         if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", spec):
             raise PluginError(f"--plugin {spec!r} is neither a module path (pkg.module) nor a "
                               f".py file", plugin=spec)
         top = spec.split(".")[0]
         if top in sys.modules or importlib.util.find_spec(top) is not None:
-            return
+            return None
         if base_dir is not None:
             folder = Path(base_dir).resolve()
             if (folder / f"{top}.py").is_file() or (folder / top).is_dir():
-                sys.path.insert(0, str(folder))  # as `python -m` would from that folder
-                importlib.invalidate_caches()
-                return
+                return folder
         raise PluginError(f"plugin module not found: '{spec}' (not importable from sys.path"
                           + (f" nor from {base_dir}" if base_dir else "") + ")", plugin=spec)
 

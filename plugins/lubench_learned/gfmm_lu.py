@@ -13,7 +13,7 @@ from lubench.api import Factorization, InvalidParameter, Operator, RunContext, U
 from .base import TRAINING_PARAMS_DOC, LearnedLU
 
 if TYPE_CHECKING:  # .gfmm imports PyTorch: only when a case runs, never at registration
-    from .gfmm import GFMMLU
+    from .gfmm import GFMMProduct
 
 __all__ = ["GfmmLU", "GfmmFactorization", "derive_M"]
 
@@ -41,14 +41,14 @@ class GfmmFactorization(Factorization):
 
     expensive_apply = False
 
-    def __init__(self, net: GFMMLU, n: int):
+    def __init__(self, net: GFMMProduct, n: int):
         import torch
 
-        from .gfmm import GFMMLU, FactorArrays, factor_params
+        from .gfmm import FactorArrays, GFMMProduct, factor_params
 
         super().__init__()
         self.n, self.N = n, net.n
-        self.net = GFMMLU(net.M, net.P, n_valid=n, dtype=torch.float64)
+        self.net = GFMMProduct(net.M, net.P, n_valid=n, dtype=torch.float64)
         self.net.load_state_dict({k: v.detach().to("cpu", torch.float64)
                                   for k, v in net.state_dict().items()})
         self.net.requires_grad_(False)
@@ -177,15 +177,14 @@ class GfmmLU(LearnedLU):
     def factorize(self, op: Operator, ctx: RunContext) -> GfmmFactorization:
         import torch
 
-        from .gfmm import GFMMLU, live_params
+        from .gfmm import GFMMProduct, live_params
 
         self.check(op)
         M, P = self.shape_for(op.n)
         self._check_memory(self.memory_estimate(op), ctx,
                            f"GFMM factors with M={M}, P={P}, their Adam state and activations")
         seed = self._seed(ctx)
-        torch.manual_seed(seed)
-        net = GFMMLU(M, P, init_scale=float(self.init_scale),
+        net = GFMMProduct(M, P, init_scale=float(self.init_scale),
                      identity_diag=self.init == "identity", n_valid=op.n,
                      dtype=self._torch_dtype(),
                      generator=torch.Generator().manual_seed(seed))
