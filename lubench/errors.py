@@ -8,8 +8,8 @@ case's outcomes: the worker records them with status ``unsupported``, ``failed``
 
 from __future__ import annotations
 
-__all__ = ["LubenchError", "InvalidParameter", "Unsupported", "FactorizationError", "Diverged",
-           "one_line"]
+__all__ = ["LubenchError", "InvalidParameter", "SuiteError", "Unsupported", "FactorizationError",
+           "Diverged", "one_line"]
 
 
 class LubenchError(Exception):
@@ -18,6 +18,10 @@ class LubenchError(Exception):
 
 class InvalidParameter(LubenchError, ValueError):
     """A parameter value (or a size) that a plugin cannot take; the message names it."""
+
+
+class SuiteError(LubenchError):
+    """A suite file that cannot be used; the message names the file and every bad field."""
 
 
 class Unsupported(Exception):  # noqa: N818 - the status it produces is called "unsupported"

@@ -38,6 +38,7 @@ import pluggy
 
 from lubench import hookspecs
 from lubench.api import FAMILIES, LubenchError, Method, OperatorGenerator
+from lubench.availability import unavailable_reason
 from lubench.errors import one_line
 from lubench.params import closest
 
@@ -48,6 +49,7 @@ ENTRY_POINT_GROUP = "lubench"
 HOOKS = ("lubench_operators", "lubench_methods")
 _KIND = {"lubench_operators": "operator", "lubench_methods": "method"}
 _BASE = {"lubench_operators": OperatorGenerator, "lubench_methods": Method}
+UNAVAILABLE = "unavailable"  # the PluginInfo status of a plugin whose requires are missing
 STRICT_VAR = "LUBENCH_STRICT_PLUGINS"
 DISABLE_VAR = "LUBENCH_DISABLE_PLUGINS"
 
@@ -72,7 +74,9 @@ class PluginInfo:
         Where it came from, for people: ``lubench-textbook 0.1.0, entry point textbook =
         lubench_textbook``, ``module my_pkg.my_mod (/path/my_mod.py)``, ``file /path/x.py``.
     status : str
-        ``ok``, ``broken: <one-line reason>`` or ``disabled (LUBENCH_DISABLE_PLUGINS)``.
+        ``ok``, ``unavailable: needs <modules>: <install command>`` (it loaded, but a module
+        it ``requires`` to run is missing: its names are listed, its cases recorded as
+        unavailable), ``broken: <one-line reason>`` or ``disabled (LUBENCH_DISABLE_PLUGINS)``.
     operators, methods : list of str
         The names it adds.
     kind : str
@@ -96,6 +100,15 @@ class PluginInfo:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def is_unavailable(self) -> bool:
+        return self.status.startswith(UNAVAILABLE)
+
+    @property
+    def unavailable_reason(self) -> str | None:
+        """``needs torch: pip install "lubench[learned]"`` for an unavailable plugin."""
+        return self.status.split(": ", 1)[1] if self.is_unavailable else None
 
     @property
     def is_broken(self) -> bool:
@@ -220,6 +233,11 @@ class Registry:
             self._fail(info, problem)
             return info
         try:
+            missing = unavailable_reason(obj)  # what it requires to run (lubench.availability)
+        except TypeError as exc:
+            self._fail(info, str(exc))
+            return info
+        try:
             self.pm.register(obj, name=info.name)
             self.pm.check_pending()
         except Exception as exc:  # pluggy.PluginValidationError: misspelled hook, bad arguments
@@ -244,6 +262,8 @@ class Registry:
                 self.provider[(kind, cls.name)] = info.name
         info.operators = [c.name for c in added["lubench_operators"]]
         info.methods = [c.name for c in added["lubench_methods"]]
+        if missing:
+            info.status = f"{UNAVAILABLE}: {missing}"
         self.plugins[info.name] = info
         return info
 
@@ -465,6 +485,19 @@ class Registry:
     def _broken_hint(self) -> str:
         broken = [p.name for p in self.broken()]
         return f"; broken plugins: {', '.join(broken)} (see `lubench plugins`)" if broken else ""
+
+    def unavailable(self, kind: str, name: str) -> str | None:
+        """Why the ``kind`` (``operator`` | ``method``) ``name`` cannot run here — its plugin
+        lacks a module it ``requires`` — or None when it can."""
+        info = self.plugins.get(self.provider.get((kind, name), ""))
+        return info.unavailable_reason if info is not None else None
+
+    def provenance(self, kind: str, name: str) -> tuple[str | None, str | None]:
+        """(plugin name, version of the distribution that installs it) of an operator or
+        method; the version is None for a plugin file or a module outside a distribution."""
+        plugin = self.provider.get((kind, name))
+        info = self.plugins.get(plugin or "")
+        return plugin, (info.version if info is not None else None)
 
     def broken(self) -> list[PluginInfo]:
         """The plugins that failed to load (import error, raising hook, contract broken)."""

@@ -9,7 +9,8 @@ back through :func:`read_records`, :func:`dedupe_records` and :func:`records_to_
 
 Statuses (DESIGN.md "Result rows"): ``ok`` factorized and graded; ``unsupported`` the method
 declined the operator; ``diverged`` training reached NaN/Inf; ``failed`` anything else (a
-breakdown, an exception, out of memory, a dead worker); ``timeout`` killed at the deadline.
+breakdown, an exception, out of memory, a dead worker); ``timeout`` killed at the deadline;
+``unavailable`` not run, the method's plugin lacks a module it requires (e.g. PyTorch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import pandas as pd
 if TYPE_CHECKING:
     from lubench.suite import Case
 
-__all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "STATUSES", "NOT_OK",
+__all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", "STATUSES",
+           "NOT_OK", "OUTCOMES",
            "IDENTITY_COLUMNS", "METRIC_COLUMNS", "NUMERIC_COLUMNS", "RESULT_COLUMNS",
            "HISTORY_KEY_COLUMNS", "RECORDS", "base_record", "canonical_json", "jsonable",
            "record_line", "read_records", "dedupe_records", "records_to_frames"]
@@ -39,9 +41,12 @@ UNSUPPORTED = "unsupported"
 DIVERGED = "diverged"
 FAILED = "failed"
 TIMEOUT = "timeout"
+UNAVAILABLE = "unavailable"
 #: Every status, in the order summaries list them.
-STATUSES = (OK, UNSUPPORTED, DIVERGED, FAILED, TIMEOUT)
-NOT_OK = (FAILED, UNSUPPORTED, TIMEOUT, DIVERGED)
+STATUSES = (OK, UNSUPPORTED, DIVERGED, FAILED, TIMEOUT, UNAVAILABLE)
+NOT_OK = (FAILED, UNSUPPORTED, TIMEOUT, DIVERGED, UNAVAILABLE)
+#: The statuses that are outcomes of a method (exit status 0); ``failed`` is not (exit 1).
+OUTCOMES = (OK, UNSUPPORTED, UNAVAILABLE, DIVERGED, TIMEOUT)
 
 # -- columns ----------------------------------------------------------------------------------
 IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params", "n", "method",

@@ -39,21 +39,17 @@ from pydantic import (
     field_validator,
 )
 
-from lubench.api import LubenchError
+from lubench.errors import SuiteError
 from lubench.params import closest
 
 __all__ = ["SuiteModel", "OperatorEntry", "MethodEntry", "BudgetModel", "ExecutorModel",
-           "ResourcesModel", "SuiteError", "validate_suite", "json_schema", "parse_duration",
-           "parse_memory", "DEVICES", "EXECUTOR_KINDS", "NO_LIMIT"]
+           "ResourcesModel", "SuiteError", "validate_suite", "suite_error", "json_schema",
+           "parse_duration", "parse_memory", "DEVICES", "EXECUTOR_KINDS", "NO_LIMIT"]
 
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTOR_KINDS = ("local", "inline", "slurm")
 NO_LIMIT = "none"
 MIN_MEMORY = 2**20  # below 1 MiB a "limit" is a slip of the unit (0.5 meant 0.5GiB)
-
-
-class SuiteError(LubenchError):
-    """A suite file that cannot be used; the message names the file and every bad field."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +214,7 @@ class ResourcesModel(_Section):
 class ExecutorModel(_Section):
     """Where and how cases run: ``local`` worker processes, ``inline`` (debugging), ``slurm``."""
 
-    kind: Literal["local", "inline", "slurm"] = Field(
+    kind: Literal[EXECUTOR_KINDS] = Field(  # type: ignore[valid-type]
         "local", description="local worker processes, inline (in-process), or slurm")
     jobs: int = Field(1, ge=1, description="local worker processes")
     slurm_partition: str | None = None
@@ -282,7 +278,8 @@ class SuiteModel(_Section):
     memory_limit: Memory = Field(None, description="memory limit per case ('4GiB', 'none')")
     exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto | cpu | cuda")
+    device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
+        "auto", description="auto | cpu | cuda")
     plugins: Annotated[list[str], BeforeValidator(lambda v: [] if v is None else v)] = Field(
         [], description="extra plugin modules or .py files (relative to the suite file)")
     executor: Annotated[ExecutorModel, BeforeValidator(_mapping_or_empty)] = ExecutorModel()
@@ -311,7 +308,7 @@ def _path(loc: tuple) -> str:
             out += f"[{part}]"
         else:
             out += f".{part}" if out else str(part)
-    return out or "(top level)"
+    return out
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -365,9 +362,11 @@ def _message(err: dict) -> str:
         return f"unknown key '{key}'{hint}" + (f" (allowed: {', '.join(allowed)})"
                                                 if allowed else "")
     if kind == "too_short":
-        return f"at least {ctx.get('min_length', 1)} entry is needed{got}"
+        return "at least one entry is needed" if ctx.get("min_length", 1) == 1 else \
+            f"at least {ctx['min_length']} entries are needed{got}"
     if kind == "literal_error":
-        return f"expected one of {ctx.get('expected', '')}{got}"
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"expected one of {', '.join(choices)}{got}"
     if kind == "greater_than_equal":
         return f"must be at least {ctx.get('ge')}{got}"
     if kind == "greater_than":
@@ -383,7 +382,10 @@ def _errors(exc: ValidationError) -> list[str]:
     out: list[str] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        line = f"{_path(loc)}: {_message({**err, 'loc': loc})}"
+        message = _message({**err, "loc": loc})
+        if err["type"] == "extra_forbidden":  # said of the mapping that holds the key
+            loc = loc[:-1]
+        line = f"{_path(loc)}: {message}" if loc else message
         if line not in out:
             out.append(line)
     return out

@@ -1,4 +1,4 @@
-"""Suite files: the schema, its validation, and the expansion into cases.
+"""Suite files: reading, validation, and the expansion into cases.
 
 A suite (YAML) says *what* to run::
 
@@ -14,9 +14,11 @@ A suite (YAML) says *what* to run::
         budget: {max_steps: 2000}
 
 Cases are the product of every operator entry × its parameter grid × its sizes with every
-method entry × its parameter grid. An unknown key anywhere is an error naming the file and
-the field; so is an unknown plugin name (with the closest one suggested), a parameter the
-plugin does not take or of the wrong type, and a size the operator cannot take.
+method entry × its parameter grid. Validation has two stages, each reporting every problem
+it finds, with the file and the path, in one :class:`SuiteError`: the fixed part of the format
+(:mod:`lubench.schema`: keys, types, ranges, units), then each entry against its plugin (the
+name, with the closest one suggested; the parameters' names and types; the class's
+``check_params``; the sizes the operator can take).
 """
 
 from __future__ import annotations
@@ -32,85 +34,22 @@ import yaml
 
 from lubench.api import InvalidParameter, LubenchError
 from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
-from lubench.params import closest, coerce, param_specs, validate_params
+from lubench.params import coerce, param_specs, validate_params
 from lubench.plugins import Registry
 from lubench.records import canonical_json
+from lubench.schema import (
+    MethodEntry,
+    OperatorEntry,
+    SuiteError,
+    SuiteModel,
+    parse_duration,
+    suite_error,
+    validate_suite,
+)
 from lubench.selection import parse_selector, select_cases
 
-__all__ = ["Suite", "Case", "SuiteError", "load_suite", "parse_selector", "select_cases",
-           "canonical_json"]
-
-TOP_KEYS = {
-    "name": "names the run directory",
-    "description": "free text",
-    "seed": "every case's seed derives from this and the case identity",
-    "repeats": "timed repeats of each case",
-    "timeout": "hard limit per case, seconds",
-    "memory_limit": "memory limit per case, e.g. '4GiB' or bytes",
-    "exact_limit": "up to this n, errors are exact (else probe estimates)",
-    "device": "auto | cpu | cuda",
-    "plugins": "extra plugin modules or .py files (relative to the suite file)",
-    "executor": "how cases run: {kind: local|inline|slurm, jobs, slurm_* options}",
-    "operators": "operator entries",
-    "methods": "method entries",
-}
-OPERATOR_KEYS = {"name", "sizes", "params"}
-METHOD_KEYS = {"name", "params", "budget", "timeout", "memory_limit", "resources"}
-BUDGET_KEYS = {"max_steps", "max_seconds", "target_loss"}
-EXECUTOR_KEYS = {
-    "kind", "jobs", "slurm_partition", "slurm_time", "slurm_gpus_per_task",
-    "slurm_cpus_per_task", "slurm_mem_gb", "slurm_array_parallelism", "slurm_account",
-    "slurm_qos", "slurm_constraint", "slurm_additional_parameters", "folder",
-}
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class SuiteError(LubenchError):
-    """A suite file that cannot be used; the message names the file and the field."""
-
-
-def parse_memory(value: Any, where: str) -> int | None:
-    """Bytes from ``4GiB``, ``512MB``, ``1e9`` or an int; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise SuiteError(f"{where}: expected a size such as '4GiB', got {value!r}")
-    if isinstance(value, (int, float)):
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([KMGT]i?B?|B)?\s*", str(value))
-    if not m:
-        raise SuiteError(f"{where}: expected a size such as '4GiB' or '512MB', got {value!r}")
-    units = {None: 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9,
-             "GB": 10**9, "T": 10**12, "TB": 10**12, "KiB": 2**10, "MiB": 2**20,
-             "GiB": 2**30, "TiB": 2**40, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-    try:
-        return int(float(m.group(1)) * units[m.group(2)])
-    except (KeyError, ValueError):
-        raise SuiteError(f"{where}: cannot read size {value!r}") from None
-
-
-# --------------------------------------------------------------------------------------------
-def _err(where: str, message: str) -> SuiteError:
-    return SuiteError(f"{where}: {message}")
-
-
-def _check_keys(d: Any, allowed: set[str] | dict, where: str) -> dict:
-    if not isinstance(d, dict):
-        raise _err(where, f"expected a mapping, got {type(d).__name__} {d!r}")
-    for key in d:
-        if key not in allowed:
-            raise _err(where, f"unknown key '{key}'{closest(str(key), allowed)} "
-                              f"(allowed: {', '.join(sorted(allowed))})")
-    return d
-
-
-def _scalar(d: dict, key: str, kind: type, where: str, default: Any) -> Any:
-    if key not in d or d[key] is None:
-        return default
-    try:
-        return coerce(d[key], kind)
-    except ValueError as exc:
-        raise _err(f"{where}.{key}", str(exc)) from None
+__all__ = ["Suite", "Case", "SuiteError", "load_suite", "build_suite", "parse_selector",
+           "select_cases", "canonical_json"]
 
 
 def _is_grid(value: Any, ann: Any) -> bool:
@@ -122,34 +61,40 @@ def _is_grid(value: Any, ann: Any) -> bool:
     return True
 
 
-def _grid(cls: type, params: Any, where: str,
-          base_dir: Path | None) -> list[tuple[dict, dict]]:
+def _grid(cls: type, params: dict, where: str, base_dir: Path | None, check: bool,
+          problems: list[str]) -> list[tuple[dict, dict]]:
     """Every combination of the grid axes in ``params``, validated against ``cls``: pairs of
-    (all parameters with defaults filled in, the parameters the suite set)."""
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise _err(where, f"expected a mapping of parameter values, got {params!r}")
+    (all parameters with defaults filled in, the parameters the suite set). A combination
+    that does not validate is left out and its problem added to ``problems``; ``check`` runs
+    the class's ``check_params`` (not for a plugin that cannot run here)."""
     specs = param_specs(cls)
     axes: list[list[tuple[str, Any]]] = []
     for key, value in params.items():
         ann = specs[key].annotation if key in specs else None
         values = value if _is_grid(value, ann) else [value]
         if not values:
-            raise _err(f"{where}.{key}", "an empty list gives no cases")
+            problems.append(f"{where}.{key}: an empty list gives no cases")
+            return []
         axes.append([(key, v) for v in values])
     out = []
     for combo in itertools.product(*axes):
         given = dict(combo)
         try:
             valid = validate_params(cls, given, where, base_dir)
-        except InvalidParameter as exc:
-            raise SuiteError(str(exc)) from None
-        try:
             full = cls(**valid).get_params()  # defaults filled in: the row says everything
-        except (InvalidParameter, ValueError, TypeError) as exc:
-            raise _err(where, f"'{cls.name}' refuses {given}: {exc}") from None
-        out.append((full, {k: v for k, v in valid.items()}))
+        except InvalidParameter as exc:
+            problems.append(str(exc))
+            continue
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{where}: '{cls.name}' refuses {given}: {exc}")
+            continue
+        if check:
+            try:
+                cls.check_params(full)
+            except (InvalidParameter, ValueError, TypeError) as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+        out.append((full, dict(valid)))
     return out
 
 
@@ -184,10 +129,12 @@ def suite_plugins(path: Path) -> list[str]:
 
 
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,
-               timeout: float | None = None) -> Suite:
-    """Read, validate and expand a suite file. Raises SuiteError naming the file and field.
+               timeout: float | str | None = None) -> Suite:
+    """Read, validate and expand a suite file. Raises SuiteError naming the file and every
+    problem with its path.
 
-    ``device`` and ``timeout`` given on the command line override the suite's values.
+    ``device`` and ``timeout`` given on the command line override the suite's values
+    (``timeout``: seconds, a time such as ``"10m"``, or ``"none"`` for no limit).
     """
     path = Path(path)
     data, text = _read_yaml(path)
@@ -216,126 +163,101 @@ _OperatorInstance = tuple[str, dict, int, dict]
 _MethodInstance = tuple[str, dict, str, dict, dict]
 
 
-def _settings(data: dict, where0: str, path: Path | None, device: str | None,
-              timeout: float | None) -> _Settings:
-    """The top-level keys, validated (the entry lists are checked to be non-empty lists)."""
-    _check_keys(data, TOP_KEYS, where0)
-    for key in ("operators", "methods"):
-        if not data.get(key):
-            raise _err(f"{where0}: {key}", "at least one entry is needed")
-        if not isinstance(data[key], list):
-            raise _err(f"{where0}: {key}", f"expected a list of entries, got {data[key]!r}")
-    name = _scalar(data, "name", str, where0, path.stem if path else "suite")
+def _settings(model: SuiteModel, path: Path | None, device: str | None,
+              timeout: float | str | None, problems: list[str]) -> _Settings:
+    """The top-level values (already checked by the schema), command-line overrides applied."""
+    name = model.name or (path.stem if path else "suite")
     if not re.fullmatch(r"[\w.-]+", name):
-        raise _err(f"{where0}: name", f"use letters, digits, '-', '_' or '.', got {name!r}")
-    repeats = _scalar(data, "repeats", int, where0, 1)
-    if repeats < 1:
-        raise _err(f"{where0}: repeats", f"must be at least 1, got {repeats}")
-    suite_timeout = _scalar(data, "timeout", float, where0, None)
-    dev = device or _scalar(data, "device", str, where0, "auto")
-    if dev not in DEVICES:
-        raise _err(f"{where0}: device", f"expected one of {', '.join(DEVICES)}, got {dev!r}")
-    executor = data.get("executor") or {}
-    _check_keys(executor, EXECUTOR_KEYS, f"{where0}: executor")
+        problems.append(f"name: the file name {name!r} is no run name (letters, digits, '-', "
+                        f"'_', '.'); set 'name:'")
+    forced = timeout is not None
+    if forced and not isinstance(timeout, (int, float)):
+        timeout = parse_duration(timeout)
     return _Settings(
-        name=name, seed=_scalar(data, "seed", int, where0, 0), repeats=repeats,
-        timeout=timeout if timeout is not None else suite_timeout,
-        timeout_forced=timeout is not None,
-        memory_limit=parse_memory(data.get("memory_limit"), f"{where0}: memory_limit"),
-        exact_limit=_scalar(data, "exact_limit", int, where0, 4096), device=dev,
-        plugins=list(data.get("plugins") or []), executor=dict(executor))
+        name=name, seed=model.seed, repeats=model.repeats,
+        timeout=timeout if forced else model.timeout, timeout_forced=forced,
+        memory_limit=model.memory_limit, exact_limit=model.exact_limit,
+        device=device or model.device, plugins=list(model.plugins),
+        executor=model.executor.model_dump(exclude_unset=True))
 
 
-def _entry(entry: Any, keys: set[str], where: str) -> dict:
-    """An operator or method entry: a bare name, or a mapping with a ``name``."""
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    _check_keys(entry, keys, where)
-    if "name" not in entry:
-        raise _err(where, "missing 'name'")
-    return entry
-
-
-def _sizes(entry: dict, cls: type, gen: Any, where: str) -> list[int]:
-    """The sizes of one operator entry, each one the generator accepts."""
+def _sizes(entry: OperatorEntry, cls: type, gen: Any, where: str,
+           problems: list[str]) -> list[int]:
+    """The sizes of one operator entry that the generator accepts (problems for the others)."""
     try:
         fixed = gen.sizes()
     except (InvalidParameter, OSError, ValueError) as exc:
-        raise _err(f"{where}.params", str(exc)) from None
-    sizes = entry.get("sizes")
+        problems.append(f"{where}.params: {exc}")
+        return []
+    sizes = entry.sizes
     if sizes is None:
         if fixed is None:
-            raise _err(where, f"'sizes' is required for operator '{cls.name}'")
-        sizes = fixed
-    if isinstance(sizes, int) and not isinstance(sizes, bool):
-        sizes = [sizes]
-    if not isinstance(sizes, list) or not sizes:
-        raise _err(f"{where}.sizes", f"expected a list of integers, got {sizes!r}")
+            problems.append(f"{where}: 'sizes' is required for operator '{cls.name}'")
+            return []
+        sizes = [coerce(n, int) for n in fixed]
     out = []
     for j, n in enumerate(sizes):
-        try:
-            n = coerce(n, int)
-        except ValueError as exc:
-            raise _err(f"{where}.sizes[{j}]", str(exc)) from None
         if fixed is not None and n not in fixed:
-            raise _err(f"{where}.sizes[{j}]",
-                       f"operator '{cls.name}' has fixed size {fixed}, got {n}")
+            problems.append(f"{where}.sizes[{j}]: operator '{cls.name}' has fixed size "
+                            f"{fixed}, got {n}")
+            continue
         try:
             gen.check_size(n)
         except (InvalidParameter, ValueError) as exc:
             msg = str(exc) if str(exc).startswith(cls.name) else f"{cls.name}: {exc}"
-            raise _err(f"{where}.sizes[{j}]", msg) from None
+            problems.append(f"{where}.sizes[{j}]: {msg}")
+            continue
         out.append(n)
     return out
 
 
-def _operators(entries: list, registry: Registry, where0: str,
-               base_dir: Path) -> list[_OperatorInstance]:
+def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
+               problems: list[str]) -> list[_OperatorInstance]:
     """Every operator entry × its parameter grid × its sizes, each validated."""
     out: list[_OperatorInstance] = []
     for i, entry in enumerate(entries):
-        where = f"{where0}: operators[{i}]"
-        entry = _entry(entry, OPERATOR_KEYS, where)
+        where = f"operators[{i}]"
         try:
-            cls = registry.operator(str(entry["name"]))
+            cls = registry.operator(entry.name)
         except LubenchError as exc:
-            raise _err(f"{where}.name", str(exc)) from None
-        for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
-            for n in _sizes(entry, cls, cls(**params), where):
+            problems.append(f"{where}.name: {exc}")
+            continue
+        runnable = registry.unavailable("operator", cls.name) is None
+        for params, given in _grid(cls, entry.params, f"{where}.params", base_dir, runnable,
+                                   problems):
+            for n in _sizes(entry, cls, cls(**params), where, problems):
                 out.append((cls.name, params, n, given))
     return out
 
 
-def _methods(entries: list, registry: Registry, where0: str, base_dir: Path,
-             settings: _Settings) -> list[_MethodInstance]:
-    """Every method entry × its parameter grid, with its budget, limits and resources."""
+def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
+             settings: _Settings, problems: list[str]) -> list[_MethodInstance]:
+    """Every method entry × its parameter grid, with its budget, limits and resources.
+
+    A method entry's ``timeout`` and ``memory_limit`` override the suite's (``none`` there
+    lifts the limit for that method); ``--timeout`` overrides both."""
     out: list[_MethodInstance] = []
     for i, entry in enumerate(entries):
-        where = f"{where0}: methods[{i}]"
-        entry = _entry(entry, METHOD_KEYS, where)
+        where = f"methods[{i}]"
         try:
-            cls = registry.method(str(entry["name"]))
+            cls = registry.method(entry.name)
         except LubenchError as exc:
-            raise _err(f"{where}.name", str(exc)) from None
-        budget = entry.get("budget") or {}
-        _check_keys(budget, BUDGET_KEYS, f"{where}.budget")
-        budget = {
-            "max_steps": _scalar(budget, "max_steps", int, f"{where}.budget", None),
-            "max_seconds": _scalar(budget, "max_seconds", float, f"{where}.budget", None),
-            "target_loss": _scalar(budget, "target_loss", float, f"{where}.budget", None),
-        }
+            problems.append(f"{where}.name: {exc}")
+            continue
+        given = entry.model_fields_set
         overrides = {
-            "budget": budget,
-            "timeout": settings.timeout if settings.timeout_forced else
-            _scalar(entry, "timeout", float, where, settings.timeout),
-            "memory_limit": parse_memory(entry.get("memory_limit", settings.memory_limit),
-                                         f"{where}.memory_limit"),
-            "resources": {**getattr(cls, "resources", {}), **_check_keys(
-                entry.get("resources") or {}, {"gpus_per_task", "cpus_per_task", "mem_gb",
-                                               "timeout_min"}, f"{where}.resources")},
+            "budget": entry.budget.model_dump(),
+            "timeout": settings.timeout if settings.timeout_forced or "timeout" not in given
+            else entry.timeout,
+            "memory_limit": entry.memory_limit if "memory_limit" in given
+            else settings.memory_limit,
+            "resources": {**getattr(cls, "resources", {}),
+                          **entry.resources.model_dump(exclude_unset=True)},
         }
-        for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
-            out.append((cls.name, params, cls.family, overrides, given))
+        runnable = registry.unavailable("method", cls.name) is None
+        for params, given_params in _grid(cls, entry.params, f"{where}.params", base_dir,
+                                          runnable, problems):
+            out.append((cls.name, params, cls.family, overrides, given_params))
     return out
 
 
@@ -364,15 +286,20 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
 
 
 def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
-                device: str | None = None, timeout: float | None = None) -> Suite:
+                device: str | None = None, timeout: float | str | None = None) -> Suite:
     """Validate a suite given as a dict (the parsed YAML) and expand it into cases:
-    the settings, then the operators, then the methods, then their product."""
+    the fixed part (schema), the settings, the operators, the methods, then their product.
+    Raises one :class:`SuiteError` listing every problem found."""
     where0 = str(path) if path else "<suite>"
     base_dir = path.resolve().parent if path else Path.cwd()
-    settings = _settings(data, where0, path, device, timeout)
-    operators = _operators(data["operators"], registry, where0, base_dir)
-    methods = _methods(data["methods"], registry, where0, base_dir, settings)
-    return Suite(path=path, name=settings.name, description=str(data.get("description") or ""),
+    model = validate_suite(data, where0)
+    problems: list[str] = []
+    settings = _settings(model, path, device, timeout, problems)
+    operators = _operators(model.operators, registry, base_dir, problems)
+    methods = _methods(model.methods, registry, base_dir, settings, problems)
+    if problems:
+        raise suite_error(where0, list(dict.fromkeys(problems)))
+    return Suite(path=path, name=settings.name, description=model.description,
                  seed=settings.seed, repeats=settings.repeats, timeout=settings.timeout,
                  memory_limit=settings.memory_limit, exact_limit=settings.exact_limit,
                  device=settings.device, plugins=settings.plugins, executor=settings.executor,

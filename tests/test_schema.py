@@ -103,11 +103,12 @@ def test_explicit_none_is_known_apart_from_absent():
     ("name: 'a b'", "name", "letters, digits"),
     ("executor: {slurm_time: soon}", "executor.slurm_time", "HH:MM"),
     ("report: 3", "report", "expected a mapping"),
-    ("exectuor: {}", "exectuor", "did you mean 'executor'?"),
+    ("exectuor: {}", "", "unknown key 'exectuor'; did you mean 'executor'?"),
+    ("executor: {kindd: local}", "executor", "unknown key 'kindd'; did you mean 'kind'?"),
 ])
 def test_each_bad_value_is_named_with_its_path(extra, path, words):
     message = _errors(BASE + extra)
-    assert message.startswith(f"x.yaml: {path}: ")
+    assert message.startswith(f"x.yaml: {path}: " if path else "x.yaml: ")
     assert words in message
     assert "\n" not in message  # one problem, one line
 
@@ -120,14 +121,14 @@ def test_every_error_is_reported_at_once():
     lines = message.splitlines()
     assert lines[0] == "x.yaml: 6 errors"
     paths = [line.strip().split(": ")[0] for line in lines[1:]]
-    assert paths == ["repeats", "executor.jobs", "operators[0].sizes[1]", "operators[0].sise",
-                     "methods[0].budget.max_steps", "methods[0].resources.gpus"]
+    assert paths == ["repeats", "executor.jobs", "operators[0].sizes[1]", "operators[0]",
+                     "methods[0].budget.max_steps", "methods[0].resources"]
     assert "did you mean 'sizes'?" in message and "did you mean 'gpus_per_task'?" in message
 
 
 def test_entries_must_be_there():
     message = _errors("operators: []\nmethods: plu\n")
-    assert "operators: at least 1 entry is needed" in message
+    assert "operators: at least one entry is needed" in message
     assert "methods: expected a list" in message
     assert "operators: missing" in _errors("methods: [plu]\n")
 
