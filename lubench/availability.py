@@ -19,11 +19,14 @@ load. Import heavy modules inside the methods that use them.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["REQUIRES_ATTR", "HINT_ATTR", "requirements", "missing_modules", "install_hint",
-           "unavailable_reason"]
+           "unavailable_reason", "preload_requirements"]
 
 REQUIRES_ATTR = "requires"
 HINT_ATTR = "install_hint"
@@ -72,3 +75,16 @@ def unavailable_reason(obj: object) -> str | None:
     if not missing:
         return None
     return f"needs {', '.join(missing)}: {install_hint(obj, missing)}"
+
+
+def preload_requirements(registry: Any, methods: Iterable[str]) -> None:
+    """Import here the modules the plugins of ``methods`` require, before worker processes
+    are forked: each worker then inherits them instead of importing them again (PyTorch takes
+    a second or more). Importing PyTorch initialises no CUDA context. A module that fails to
+    import is left to the case, which records the error."""
+    plugins = {registry.provider.get(("method", m)) for m in methods} - {None}
+    for plugin in sorted(plugins):
+        obj = registry.pm.get_plugin(plugin)
+        for name in requirements(obj) if obj is not None else []:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)

@@ -21,6 +21,7 @@ import click
 
 from lubench import __version__
 from lubench.api import LubenchError
+from lubench.values import DEVICES, EXECUTOR_KINDS
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -84,12 +85,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("-k", "selectors", multiple=True, metavar="SELECTOR",
               help='Only cases whose method or operator matches, e.g. -k plu, '
                    '-k "gfmm_lu[P=16]", -k "laplacian_*[n=256]". Repeat to OR.')
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+@click.option("--device", type=click.Choice(DEVICES),
               help="Override the suite's device (auto: CUDA when available).")
-@click.option("--timeout", type=float, metavar="S", help="Hard per-case limit, seconds.")
+@click.option("--timeout", metavar="TIME",
+              help="Hard per-case limit, overriding the suite's: seconds, '90s', '10m', '1h30m', "
+                   "or 'none'.")
 @click.option("-j", "--jobs", type=int, default=None, metavar="N",
               help="Parallel local workers (default: the suite's executor.jobs, else 1).")
-@click.option("--executor", type=click.Choice(["local", "inline", "slurm"]), default=None,
+@click.option("--executor", type=click.Choice(EXECUTOR_KINDS), default=None,
               help="Where cases run (default: the suite's executor.kind, else local).")
 @click.option("--slurm-partition", default=None, help="SLURM partition (executor slurm).")
 @click.option("--slurm-time", default=None, metavar="HH:MM", help="SLURM time per task.")
@@ -99,6 +102,12 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="At most this many array tasks at once.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Continue the run in this directory: run only missing cases.")
+@click.option("--retry", metavar="STATUSES", default=None,
+              help="With --resume: also run again the cases recorded with one of these "
+                   "statuses, e.g. failed,timeout (the new record supersedes the old).")
+@click.option("--columns", metavar="COLUMNS", default=None,
+              help="Metric columns of the summary table, comma-separated, or 'all' (default: "
+                   "factor_error,solve_residual,n_params,setup_seconds).")
 @click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
               help="Load an extra plugin (repeatable).")
 @click.option("--dry-run", is_flag=True, help="List the cases and run nothing.")
@@ -108,28 +117,45 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Progress bar (default: when the output is a terminal).")
 @user_errors
 def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], device: str | None,
-        timeout: float | None, jobs: int | None, executor: str | None,
+        timeout: str | None, jobs: int | None, executor: str | None,
         slurm_partition: str | None, slurm_time: str | None,
         slurm_gpus_per_task: int | None, slurm_array_parallelism: int | None,
-        resume: Path | None, plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
+        resume: Path | None, retry: str | None, columns: str | None,
+        plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
         progress: bool | None) -> None:
     """Run the cases of SUITE_FILE and print a summary table.
 
     Every case runs in a worker process with a hard timeout; each finished case is appended
     to RUN_DIR/records.jsonl before the next is reported, so a crash loses only the cases in
     flight (continue with --resume RUN_DIR).
+
+    \b
+    Exit status: 0 every case ended ok, unsupported, unavailable, diverged or timeout;
+    1 a case failed (the summary says which); 2 bad input (nothing run, nothing written);
+    130 interrupted.
     """
+    from lubench.console import parse_columns
     from lubench.execution import run_cases
     from lubench.selection import select_cases
     from lubench.store import RunStore
     from lubench.suite import load_suite, suite_plugins
+    from lubench.values import NO_LIMIT, parse_duration
 
+    try:
+        forced_timeout = None if timeout is None else (parse_duration(timeout) or NO_LIMIT)
+        shown_columns = parse_columns(columns)
+    except ValueError as exc:
+        raise LubenchError(f"--timeout: {exc}" if "--columns" not in str(exc) else str(exc)) \
+            from None
+    retry_statuses = _statuses(retry)
+    if retry_statuses and resume is None:
+        raise LubenchError("--retry reruns cases of an earlier run: give --resume RUN_DIR too")
     suite_plugin_specs = suite_plugins(suite_file)
     base_dir = suite_file.resolve().parent
     all_specs = tuple(plugin_specs) + tuple(
         _resolve_spec(s, base_dir) for s in suite_plugin_specs)
     registry = _registry(all_specs, Path.cwd())
-    suite = load_suite(suite_file, registry, device=device, timeout=timeout)
+    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout)
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
@@ -138,8 +164,15 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     if dry_run:
         click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
         for c in cases:
-            click.echo(f"  {c.case_id}  {c.label}")
+            why = registry.unavailable("method", c.method)
+            click.echo(f"  {c.case_id}  {c.label}" + (f"  (unavailable: {why})" if why else ""))
         return
+    if suite.device == "cuda" and any(c.family != "classical" for c in cases):
+        from lubench.devices import cuda_problem
+
+        problem = cuda_problem()
+        if problem:
+            raise LubenchError(problem)
 
     exec_opts = dict(suite.executor)
     kind = executor or exec_opts.pop("kind", "local")
@@ -169,11 +202,11 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     click.echo(f"lubench: {len(cases)} cases × {repeats} repeat(s) → {run_dir}", err=True)
     outcome = run_cases(cases, store, plugin_specs=all_specs, base_dir=str(Path.cwd()),
                         jobs=n_jobs, executor=kind, executor_options=exec_opts,
-                        show_progress=show, registry=registry)
+                        show_progress=show, registry=registry, retry=retry_statuses)
     results = store.finalize()
-    from lubench.report.tables import summary_markdown
+    from lubench.console import summary_table
 
-    click.echo(summary_markdown(results))
+    click.echo(summary_table(results, shown_columns))
     click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({outcome.summary()})")
     if report:
         from lubench.report import render_report
@@ -184,6 +217,34 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
         click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
                    f" --resume {shlex.quote(str(run_dir))}", err=True)
         sys.exit(130)
+    failed = _failed_labels(results, cases)
+    if failed:
+        click.echo(f"lubench: {len(failed)} case(s) failed (reasons above): "
+                   f"{'; '.join(failed)}", err=True)
+        sys.exit(1)
+
+
+def _statuses(text: str | None) -> set[str]:
+    """``--retry failed,timeout`` → {'failed', 'timeout'}; LubenchError for a typo."""
+    from lubench.records import STATUSES
+
+    wanted = {t.strip() for t in (text or "").split(",") if t.strip()}
+    unknown = sorted(wanted - set(STATUSES))
+    if unknown:
+        raise LubenchError(f"--retry: unknown status {', '.join(map(repr, unknown))} "
+                           f"(statuses: {', '.join(STATUSES)})")
+    return wanted
+
+
+def _failed_labels(results: Any, cases: list) -> list[str]:
+    """Labels of the selected cases whose latest record is ``failed``."""
+    from lubench.records import FAILED
+
+    labels = {c.case_id: c.label for c in cases}
+    if results is None or len(results) == 0:
+        return []
+    bad = results[(results["status"] == FAILED) & results["case_id"].isin(list(labels))]
+    return list(dict.fromkeys(labels[i] for i in bad["case_id"]))
 
 
 def _resolve_spec(spec: str, base_dir: Path) -> str:
@@ -198,49 +259,74 @@ def _resolve_spec(spec: str, base_dir: Path) -> str:
 # list
 # --------------------------------------------------------------------------------------------
 @main.command("list", context_settings=CONTEXT_SETTINGS)
+@click.argument("name", required=False)
 @click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
               help="Load an extra plugin (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @user_errors
-def list_(plugin_specs: tuple[str, ...], as_json: bool) -> None:
-    """Operators and methods: parameters, defaults, descriptions and providing plugin."""
-    from lubench.params import param_specs
+def list_(name: str | None, plugin_specs: tuple[str, ...], as_json: bool) -> None:
+    """Operators and methods: parameters, defaults, descriptions and providing plugin.
+
+    With NAME, one operator or method and its whole description.
+    """
+    from lubench.listing import entries, entry, render
 
     reg = _registry(plugin_specs, Path.cwd())
-    entries: dict[str, list[dict]] = {"operators": [], "methods": []}
-    for kind, table in (("operator", reg.operators), ("method", reg.methods)):
-        for name in sorted(table):
-            cls = table[name]
-            entries[kind + "s"].append({
-                "name": name,
-                "family": getattr(cls, "family", None) if kind == "method" else None,
-                "plugin": reg.provider.get((kind, name), "?"),
-                "description": cls.describe(),
-                "params": [{"name": p.name, "type": p.type_name,
-                            "default": _show_default(p.default), "doc": p.doc}
-                           for p in param_specs(cls).values()],
-            })
+    if name is not None:
+        one = entry(reg, name)
+        if as_json:
+            click.echo(json.dumps(one, indent=2, default=str))
+            return
+        for line in render(one, click.style, details=True):
+            click.echo(line)
+        return
+    table = entries(reg)
     if as_json:
-        click.echo(json.dumps(entries, indent=2, default=str))
+        click.echo(json.dumps(table, indent=2, default=str))
         return
     for title, key in (("Operators", "operators"), ("Methods", "methods")):
         click.secho(f"{title}:", bold=True)
-        for e in entries[key]:
-            fam = f" [{e['family']}]" if e["family"] else ""
-            click.echo(f"  {click.style(e['name'], bold=True)}{fam}  — {e['description']}"
-                       f"  (plugin: {e['plugin']})")
-            for p in e["params"]:
-                doc = f"  {p['doc']}" if p["doc"] else ""
-                click.echo(f"      {p['name']}: {p['type']} = {p['default']}{doc}")
+        for e in table[key]:
+            for line in render(e, click.style):
+                click.echo(line)
         click.echo()
 
 
-def _show_default(value: Any) -> Any:
-    import inspect
+@main.command(context_settings=CONTEXT_SETTINGS)
+@user_errors
+def schema() -> None:
+    """The suite format as JSON Schema, for editors that check and complete YAML.
 
-    if value is inspect.Parameter.empty:
-        return "(required)"
-    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    \b
+    lubench schema > lubench-suite.schema.json
+    then, with the YAML language server (VS Code, Neovim, ...), as the first line of a suite:
+      # yaml-language-server: $schema=./lubench-suite.schema.json
+    """
+    from lubench.schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("run_dirs", nargs=-1, required=True,
+                type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The new run directory (must not exist, or be empty).")
+@user_errors
+def merge(run_dirs: tuple[Path, ...], output: Path) -> None:
+    """One run directory from several (e.g. parts run on different machines).
+
+    One record per case and repeat; when several directories hold one, the newest is kept,
+    and duplicates whose status or plugin version differ are reported as conflicts.
+    """
+    from lubench.merge import merge_runs
+
+    outcome = merge_runs(list(run_dirs), output)
+    for line in outcome.conflicts:
+        click.echo(f"lubench: conflict: {line}", err=True)
+    click.echo(f"merged {len(run_dirs)} run(s) into {output}: {outcome.records} records "
+               f"({outcome.duplicates} duplicate(s) dropped, {len(outcome.conflicts)} "
+               f"conflict(s))")
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +396,10 @@ def plugins(plugin_specs: tuple[str, ...], as_json: bool) -> None:
         for kind in ("operators", "methods"):
             if p[kind]:
                 click.echo(f"    {kind}: {', '.join(p[kind])}")
-    broken = sum(p["status"].startswith("broken") for p in rows)
-    click.echo(f"{len(rows)} plugins, {broken} broken" if broken else f"{len(rows)} plugins")
+    counts = [f"{n} {what}" for what, n in (
+        ("unavailable", sum(p["status"].startswith("unavailable") for p in rows)),
+        ("broken", sum(p["status"].startswith("broken") for p in rows))) if n]
+    click.echo(", ".join([f"{len(rows)} plugins", *counts]))
 
 
 @main.command("check-plugin", context_settings=CONTEXT_SETTINGS)

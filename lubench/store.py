@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from lubench.records import (
     IDENTITY_COLUMNS,
     RECORDS,
     RESULT_COLUMNS,
+    UNAVAILABLE,
     dedupe_records,
     read_records,
     record_line,
@@ -68,7 +70,7 @@ def _now() -> str:
 # --------------------------------------------------------------------------------------------
 # Reading records
 # --------------------------------------------------------------------------------------------
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write atomically (temp file + rename); object columns that Arrow cannot type (mixed
     values) become JSON strings rather than failing the whole table."""
     import pyarrow as pa
@@ -105,8 +107,10 @@ class RunStore:
         self.meta = meta
         self._lock_fd = lock_fd
         self._fh: Any = None
-        self._done: set[tuple[str, int]] = {
-            (r["case_id"], int(r.get("repeat", 0))) for r in read_records(self.records_path)}
+        # (case_id, repeat) -> status of its latest record
+        self._done: dict[tuple[str, int], str] = {
+            (r["case_id"], int(r.get("repeat", 0))): str(r.get("status", ""))
+            for r in read_records(self.records_path)}
 
     # -- paths -----------------------------------------------------------------------------
     @property
@@ -233,9 +237,13 @@ class RunStore:
                     "mid-write); moved it to %s", path, len(fragment), PARTIAL)
 
     # -- writing -----------------------------------------------------------------------------
-    def done(self) -> set[tuple[str, int]]:
-        """(case_id, repeat) pairs that already have a record."""
-        return set(self._done)
+    def done(self, retry: Collection[str] = ()) -> set[tuple[str, int]]:
+        """(case_id, repeat) pairs that already have a record, except those whose latest
+        record has a status in ``retry`` (``--retry failed,timeout``) or is ``unavailable``
+        (its plugin may be installed now): those run again, and their new record supersedes
+        the old one."""
+        again = set(retry) | {UNAVAILABLE}
+        return {key for key, status in self._done.items() if status not in again}
 
     def append(self, record: dict) -> None:
         """Append one record as one line, flushed and fsync'd before returning."""
@@ -244,7 +252,8 @@ class RunStore:
         self._fh.write(record_line(record))
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self._done.add((record["case_id"], int(record.get("repeat", 0))))
+        self._done[(record["case_id"], int(record.get("repeat", 0)))] = \
+            str(record.get("status", ""))
 
     def update_meta(self, **fields: Any) -> None:
         """Add fields to this session's entry in ``meta.json`` (executor, jobs, ...)."""
@@ -267,8 +276,8 @@ class RunStore:
             self._fh = None
         order = {c.case_id: i for i, c in enumerate(self.suite.cases)} if self.suite else None
         results, histories = records_to_frames(self.records(), order)
-        _write_parquet(results, self.run_dir / RESULTS)
-        _write_parquet(histories, self.run_dir / HISTORIES)
+        write_parquet(results, self.run_dir / RESULTS)
+        write_parquet(histories, self.run_dir / HISTORIES)
         ended = _now()
         self.meta["ended_at"] = ended
         self.meta["sessions"][-1]["ended_at"] = ended

@@ -42,11 +42,11 @@ from lubench.schema import (
     OperatorEntry,
     SuiteError,
     SuiteModel,
-    parse_duration,
     suite_error,
     validate_suite,
 )
 from lubench.selection import parse_selector, select_cases
+from lubench.values import parse_duration
 
 __all__ = ["Suite", "Case", "SuiteError", "load_suite", "build_suite", "parse_selector",
            "select_cases", "canonical_json"]

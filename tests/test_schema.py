@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lubench.schema import (
-    SuiteError,
-    json_schema,
-    parse_duration,
-    parse_memory,
-    validate_suite,
-)
+from lubench.schema import SuiteError, json_schema, validate_suite
+from lubench.values import parse_duration, parse_memory
 
 SUITES = sorted((Path(__file__).parent.parent / "suites").glob("*.yaml"))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lubench.schema import parse_memory
 from lubench.suite import SuiteError, build_suite, load_suite, select_cases
+from lubench.values import parse_memory
 
 BASE = {
     "name": "t",

@@ -35,8 +35,9 @@ NumPy, SciPy and the plugins (the registry is loaded once, before the first fork
 a worker costs milliseconds instead of the second or more an interpreter needs to import them
 again (``spawn``/``forkserver``), which matters for suites of hundreds of small cases. The
 known hazards of ``fork`` do not apply: the parent runs no computation of its own (no OpenMP
-pool is live in it), does not initialise CUDA (PyTorch, when a learned plugin needs it, is
-imported lazily in the worker, where the thread settings below are already in place), and a
+pool is live in it), does not initialise CUDA (PyTorch, when a selected method's plugin
+``requires`` it, is imported once in the parent before the first fork — importing creates no
+CUDA context — and each worker sets its threads), and a
 worker ends with ``os._exit`` so no parent ``atexit`` handler runs twice. Elsewhere (macOS,
 where ``fork`` is unsafe with system frameworks) workers are spawned.
 

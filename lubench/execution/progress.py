@@ -1,4 +1,10 @@
-"""The progress display on stderr: a tqdm bar, counts by status, the latest case."""
+"""What a run shows while it goes, on stderr.
+
+In a terminal: a tqdm bar (cases done, counts by status, the latest case and its training
+step), and one line per case that did not end ``ok``, as it ends. Without one (CI, ``nohup``,
+a SLURM log) or with ``--no-progress``: one line per finished case,
+``status  case  seconds  error`` (:func:`lubench.console.case_line`), flushed at once.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import sys
 import time
 from collections import Counter
 
-from lubench.records import DIVERGED, FAILED, STATUSES, TIMEOUT
+from lubench.console import case_line
+from lubench.records import OK, STATUSES
 from lubench.suite import Case
 
 
@@ -15,8 +22,8 @@ def _short(text: str, width: int = 60) -> str:
 
 
 class Display:
-    """A tqdm bar on stderr: cases done, counts by status, the latest case and its training
-    step/loss. Messages (job ids, failures) are written even when the bar is hidden."""
+    """A tqdm bar on stderr (``show``) or one line per finished case (not ``show``).
+    Messages (job ids, warnings) are written either way."""
 
     def __init__(self, total: int, show: bool):
         self.show = show
@@ -61,11 +68,13 @@ class Display:
     def finished(self, rec: dict, label: str) -> None:
         status = rec.get("status", "?")
         self.counts[status] += 1
-        if self.bar is not None:
-            if status in (FAILED, TIMEOUT, DIVERGED):
-                self.bar.write(f"{status}: {label}: {rec.get('error', '')}", file=sys.stderr)
-            self.bar.update(1)
-            self._refresh()
+        if self.bar is None:
+            self.write(case_line(rec, label))
+            return
+        if status != OK:
+            self.bar.write(case_line(rec, label), file=sys.stderr)
+        self.bar.update(1)
+        self._refresh()
 
     def write(self, message: str) -> None:
         if self.bar is not None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lubench.api import LubenchError
+from lubench.availability import preload_requirements
 from lubench.execution.limits import thread_controller, threads_per_worker
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.process import plain_fields
@@ -17,7 +19,7 @@ from lubench.execution.progress import Display
 from lubench.execution.signals import StopSignals
 from lubench.execution.slurm import default_submitit_executor, run_submitit
 from lubench.plugins import Registry, load_registry
-from lubench.records import STATUSES
+from lubench.records import STATUSES, UNAVAILABLE, base_record
 from lubench.suite import Case
 from lubench.worker import run_case
 
@@ -59,9 +61,14 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
               base_dir: str | None = None, jobs: int = 1, executor: str = "local",
               executor_options: dict | None = None, show_progress: bool = False,
               submitit_executor: Callable[[Path], Any] | None = None,
-              registry: Registry | None = None) -> RunOutcome:
+              registry: Registry | None = None, retry: Collection[str] = ()) -> RunOutcome:
     """Run every (case, repeat) that ``store`` has no record of; append each record as it
     finishes. Never raises for a case's own failure; returns a :class:`RunOutcome`.
+
+    ``retry``: statuses whose cases run again although recorded (``--retry failed,timeout``);
+    ``unavailable`` ones always do. A case whose plugin lacks what it requires is recorded
+    ``unavailable`` (with the install command) without running. Every record names the plugin
+    of its method and that plugin's version; resuming with another version warns.
 
     ``executor``: ``local`` (``jobs`` worker processes), ``inline`` (this process, no limits)
     or ``slurm`` (submitit; ``executor_options`` holds the ``slurm_*`` options and ``folder``
@@ -76,33 +83,49 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
     if jobs < 1:
         raise LubenchError(f"--jobs must be at least 1, got {jobs}")
     options = dict(executor_options or {})
-    done = store.done()
+    done = store.done(retry)
     all_items = [(c, r) for c in cases for r in range(c.repeats)]
     items = [(c, r) for c, r in all_items if (c.case_id, r) not in done]
     outcome = RunOutcome(total=len(items), skipped=len(all_items) - len(items))
     if not items:
         return outcome
     plugin_specs = tuple(plugin_specs)
+    if registry is None:
+        registry = load_registry(list(plugin_specs), Path(base_dir) if base_dir else None)
+    missing = {c.case_id: _unavailable(c, registry) for c, _ in items}
+    runnable = [(c, r) for c, r in items if not missing[c.case_id]]
     threads = threads_per_worker(jobs) if executor == "local" else None
     store.update_meta(executor=executor, jobs=jobs if executor == "local" else None,
                       threads_per_worker=threads, n_items=len(items), n_skipped=outcome.skipped)
     labels = {(c.case_id, r): c.label + (f" #{r}" if c.repeats > 1 else "") for c, r in items}
     display = Display(len(items), show_progress)
 
+    for line in _version_changes(store, runnable, registry):
+        display.write(f"lubench: warning: {line}")
+
     def on_record(rec: dict) -> None:
         rec.setdefault("executor", executor)
+        plugin, version = registry.provenance("method", rec["method"])
+        rec.setdefault("plugin", plugin)
+        rec.setdefault("plugin_version", version)
         store.append(rec)
         outcome.counts[rec.get("status", "?")] += 1
         display.finished(rec, labels.get((rec["case_id"], int(rec.get("repeat", 0))),
                                           rec["case_id"]))
 
     try:
-        if registry is None:
-            registry = load_registry(list(plugin_specs), Path(base_dir) if base_dir else None)
+        for case, repeat in items:
+            if missing[case.case_id]:
+                on_record(_unavailable_record(case, repeat, store.run_id, missing[case.case_id]))
+        items = runnable
+        if not items:
+            return outcome
         if executor == "inline":
             outcome.interrupted = not _run_inline(items, store.run_id, registry, on_record,
                                                   display)
             return outcome
+        if executor == "local":  # once here, not in every forked worker (PyTorch: seconds)
+            preload_requirements(registry, {c.method for c, _ in items})
         thread_controller()
         stopper = StopSignals(on_first=lambda: None)
         with stopper:
@@ -128,6 +151,39 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
     finally:
         display.close()
     return outcome
+
+
+def _unavailable(case: Case, registry: Registry) -> str:
+    """Why ``case`` cannot run here ('' when it can): its method's or operator's plugin
+    lacks a module it requires."""
+    return registry.unavailable("method", case.method) or \
+        registry.unavailable("operator", case.operator) or ""
+
+
+def _unavailable_record(case: Case, repeat: int, run_id: str, reason: str) -> dict:
+    rec = base_record(case, repeat, run_id)
+    rec.update(status=UNAVAILABLE, error=reason, started_at=time.time(), wall_seconds=0.0,
+               host=socket.gethostname())
+    return rec
+
+
+def _version_changes(store: RunStore, items: list[WorkItem], registry: Registry) -> list[str]:
+    """One line per method whose earlier records in ``store`` were made by another version
+    of its plugin than the one loaded now (a resumed run mixes them)."""
+    methods = {c.method for c, _ in items}
+    before: dict[str, set] = {}
+    for rec in store.records():
+        if rec.get("method") in methods and rec.get("status") != UNAVAILABLE:
+            before.setdefault(rec["method"], set()).add(rec.get("plugin_version"))
+    lines = []
+    for method in sorted(before):
+        plugin, now = registry.provenance("method", method)
+        old = sorted(str(v) for v in before[method] if v != now)
+        if old:
+            lines.append(f"{store.run_dir}: records of '{method}' were made by plugin "
+                         f"'{plugin}' version {', '.join(old)}, it is {now} now; the new "
+                         f"records mix with them (--retry, or a new run directory, to redo)")
+    return lines
 
 
 def _run_inline(items: list[WorkItem], run_id: str, registry: Registry,
