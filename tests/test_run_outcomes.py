@@ -1,0 +1,344 @@
+"""``lubench run`` as a user and a log see it: exit statuses, bad input caught before anything
+is written, one line per case without a terminal, retry, merge, unavailable plugins, list NAME.
+
+Everything goes through the installed ``lubench`` command in real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, TOY_PLUGIN
+from test_cli import lubench, lubench_exe, write_suite
+
+TOY = {
+    "name": "toy",
+    "plugins": [str(TOY_PLUGIN)],
+    "operators": [{"name": "toy_tridiag", "sizes": [8, 16]}],
+    "methods": [{"name": "toy_lu"}, {"name": "toy_lu", "params": {"mode": "refuse_nonsym"}}],
+}
+
+# A method whose behaviour a variable switches: raises with SWITCH=raise, else dense LU.
+SWITCH_PLUGIN = '''
+import os
+import scipy.linalg as sla
+from lubench import hookimpl
+from lubench.api import Factorization, Method
+
+
+class _LU(Factorization):
+    def __init__(self, A):
+        super().__init__()
+        self.A, self.lu, self.n_params = A, sla.lu_factor(A), A.size
+
+    def solve(self, B):
+        return sla.lu_solve(self.lu, B)
+
+    def apply(self, X):
+        return self.A @ X
+
+
+class Switch(Method):
+    """Dense LU, or a RuntimeError when SWITCH=raise."""
+
+    name = "switch"
+
+    def factorize(self, op, ctx):
+        if os.environ.get("SWITCH") == "raise":
+            raise RuntimeError("switched to raise: " + "a long explanation " * 8)
+        return _LU(op.dense())
+
+
+@hookimpl
+def lubench_methods():
+    return [Switch]
+'''
+
+# A plugin that needs a module this machine does not have.
+NEEDY_PLUGIN = '''
+from lubench import hookimpl
+from lubench.api import Method
+
+requires = ["lubench_test_no_such_module"]
+install_hint = 'pip install "needy[extra]"'
+
+
+class Needy(Method):
+    """Needs a module that is not installed."""
+
+    name = "needy"
+
+    def factorize(self, op, ctx):
+        import lubench_test_no_such_module  # noqa: F401
+
+
+@hookimpl
+def lubench_methods():
+    return [Needy]
+'''
+
+
+def _switch_suite(tmp_path: Path) -> Path:
+    (tmp_path / "switch.py").write_text(SWITCH_PLUGIN)
+    return write_suite(tmp_path, {**TOY, "plugins": [str(TOY_PLUGIN), "switch.py"],
+                                  "methods": ["toy_lu", "switch"]}, "switch.yaml")
+
+
+def _run(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
+    if env is None:
+        return lubench(*args)
+    full = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run([lubench_exe(), *map(str, args)], capture_output=True, text=True,
+                          env=full, timeout=300)
+
+
+# --------------------------------------------------------------------------------------------
+# Exit status 2: bad input, caught before any case runs and before anything is written
+# --------------------------------------------------------------------------------------------
+BAD_SUITES = [
+    ("jobs", {"executor": {"jobs": "two"}}, "executor.jobs: expected an integer, got 'two'"),
+    ("kind", {"executor": {"kind": "lokal"}},
+     "executor.kind: expected one of local, inline, slurm, got 'lokal'"),
+    ("timeout", {"timeout": -1}, "timeout: must be positive (say 'none' for no limit)"),
+    ("zero_timeout", {"timeout": 0}, "timeout: must be positive"),
+    ("memory", {"memory_limit": 0.5}, "memory_limit: is below 1MiB"),
+    ("gfmm_M", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
+                "methods": [{"name": "gfmm_lu", "params": {"M": 3, "P": 4}}]},
+     "methods[0].params: gfmm_lu: M must be a power of two"),
+]
+
+
+@pytest.mark.parametrize("name, patch, message", BAD_SUITES, ids=[b[0] for b in BAD_SUITES])
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "run"])
+def test_each_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, name, patch, message,
+                                                              dry_run):
+    suite = write_suite(tmp_path, {**TOY, **patch})
+    run_dir = tmp_path / "run"
+    out = lubench("run", suite, "-o", run_dir, *(["--dry-run"] if dry_run else []))
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lubench: error: {suite}: {message}")
+    assert "Traceback" not in out.stderr
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "0"], "--timeout: must be positive"),
+    (["--timeout", "soon"], "--timeout: expected a time such as 600"),
+    (["--retry", "failed"], "--retry reruns cases of an earlier run: give --resume"),
+    (["--columns", "eror"], "--columns: unknown column 'eror'"),
+    (["-k", "nothing_matches"], "no case matches -k nothing_matches"),
+])
+def test_bad_options_are_one_line_exit_2(tmp_path, args, message):
+    suite = write_suite(tmp_path, TOY)
+    out = lubench("run", suite, "-o", tmp_path / "run", *args)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines() == [out.stderr.strip()]
+    assert message in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_device_cuda_without_cuda_is_bad_input(tmp_path):
+    from lubench.devices import cuda_problem
+
+    if cuda_problem() is None:
+        pytest.skip("this machine has a CUDA device")
+    out = lubench("run", REPO / "suites" / "smoke.yaml", "-k", "gfmm_lu", "--device", "cuda",
+                  "-o", tmp_path / "run")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lubench: error: --device cuda: ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_every_problem_of_a_suite_at_once(tmp_path):
+    suite = write_suite(tmp_path, {**TOY, "repeats": 0, "executor": {"jobs": "two"},
+                                   "methods": [{"name": "toy_luu"},
+                                               {"name": "toy_lu", "params": {"moode": 1}}]})
+    out = lubench("run", suite, "--dry-run")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines[0] == f"lubench: error: {suite}: 2 errors"  # the fixed part first ...
+    assert [line.split(":")[0].strip() for line in lines[1:]] == ["repeats", "executor.jobs"]
+    out = lubench("run", write_suite(tmp_path, {**TOY, "methods": [
+        {"name": "toy_luu"}, {"name": "toy_lu", "params": {"moode": 1}}]}), "--dry-run")
+    lines = out.stderr.strip().splitlines()  # ... then every entry against its plugin
+    assert lines[0].endswith(": 2 errors")
+    assert "methods[0].name: unknown method 'toy_luu'" in lines[1]
+    assert "methods[1].params: 'toy_lu' takes no parameter 'moode'" in lines[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Exit status 0 and 1, the summary, and one line per case in a log
+# --------------------------------------------------------------------------------------------
+def test_outcomes_of_methods_exit_0(tmp_path):
+    skewed = [{"name": "toy_tridiag", "sizes": [8], "params": {"skew": [0.0, 0.5]}}]
+    out = lubench("run", write_suite(tmp_path, {**TOY, "operators": skewed}), "-o",
+                  tmp_path / "run", "--no-report")
+    assert out.returncode == 0, out.stderr
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert set(df["status"]) == {"ok", "unsupported"}
+
+
+def test_a_raising_plugin_exits_1_and_the_summary_names_it(tmp_path):
+    suite = _switch_suite(tmp_path)
+    out = _run("run", suite, "-o", tmp_path / "run", "--no-report", env={"SWITCH": "raise"})
+    assert out.returncode == 1, out.stderr
+    reason = "RuntimeError: switched to raise: " + ("a long explanation " * 8).strip()
+    assert reason in out.stdout  # the full reason under the table, not cut
+    assert "failed [1]" in out.stdout
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("lubench: 2 case(s) failed (reasons above): ")
+    assert "toy_tridiag[n=8] × switch" in last
+
+
+def test_without_a_terminal_the_log_has_one_line_per_case(tmp_path):
+    suite = _switch_suite(tmp_path)
+    log = tmp_path / "log"
+    with open(log, "w") as err:  # `lubench run ... 2>log`: stderr is a file, not a terminal
+        proc = subprocess.run([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                               "--no-report"], stdout=subprocess.DEVNULL, stderr=err,
+                              env={**os.environ, "SWITCH": "raise"}, timeout=300)
+    assert proc.returncode == 1
+    lines = log.read_text().splitlines()
+    case_lines = [line for line in lines if line.split()[0] in ("ok", "failed")]
+    assert len(case_lines) == 4  # 2 sizes × 2 methods, in the order they finished
+    for line in case_lines:
+        status, label_and_rest = line.split(None, 1)
+        assert " × " in label_and_rest and "s" in label_and_rest.split("  ")[1]
+        if status == "failed":
+            assert "RuntimeError: switched to raise" in line
+    assert sum(line.startswith("ok ") for line in case_lines) == 2
+
+
+def test_columns_choose_the_summary(tmp_path):
+    out = lubench("run", write_suite(tmp_path, TOY), "-o", tmp_path / "run", "--no-report",
+                  "--columns", "n_params,solve_seconds")
+    header = out.stdout.splitlines()[0].split()
+    assert header == ["operator", "n", "method", "n_params", "solve_seconds", "status"]
+
+
+# --------------------------------------------------------------------------------------------
+# Resume that retries, plugin versions, merge
+# --------------------------------------------------------------------------------------------
+def test_resume_retries_the_statuses_asked_for(tmp_path):
+    suite, run_dir = _switch_suite(tmp_path), tmp_path / "run"
+    first = _run("run", suite, "-o", run_dir, "--no-report", env={"SWITCH": "raise"})
+    assert first.returncode == 1
+    again = _run("run", suite, "--resume", run_dir, "--no-report", env={"SWITCH": "ok"})
+    assert again.returncode == 1 and "4 already done" in again.stdout  # resume alone: done
+    fixed = _run("run", suite, "--resume", run_dir, "--retry", "failed,timeout", "--no-report",
+                 env={"SWITCH": "ok"})
+    assert fixed.returncode == 0, fixed.stderr
+    assert "2 ok, 2 already done" in fixed.stdout
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6  # the failed records stay in the log ...
+    df = pd.read_parquet(run_dir / "results.parquet")
+    assert len(df) == 4 and set(df["status"]) == {"ok"}  # ... superseded by the new ones
+
+
+def test_records_carry_the_plugin_version_and_a_changed_version_warns(tmp_path):
+    suite, run_dir = write_suite(tmp_path, {**TOY, "methods": ["toy_lu", "plu"]}), \
+        tmp_path / "run"
+    first = lubench("run", suite, "-o", run_dir, "--no-report", "-k", "*[n=8]")
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    by_method = {r["method"]: r for r in records}
+    from importlib.metadata import version
+
+    assert by_method["plu"]["plugin"] == "classical"
+    assert by_method["plu"]["plugin_version"] == version("lubench")
+    assert by_method["toy_lu"]["plugin"] == "toy_plugin"  # a file: no distribution version
+    for r in records:
+        r["plugin_version"] = "0.0.0-old"
+    (run_dir / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    resumed = lubench("run", suite, "--resume", run_dir, "--no-report")
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [line for line in resumed.stderr.splitlines() if "warning" in line]
+    assert any("records of 'plu' were made by plugin 'classical' version 0.0.0-old" in w
+               for w in warnings), resumed.stderr
+
+
+def test_merge_keeps_the_newest_and_reports_conflicts(tmp_path):
+    suite = _switch_suite(tmp_path)
+    a, b, out = tmp_path / "a", tmp_path / "b", tmp_path / "merged"
+    assert _run("run", suite, "-o", a, "--no-report", env={"SWITCH": "raise"}).returncode == 1
+    assert _run("run", suite, "-o", b, "--no-report", "-k", "switch",
+                env={"SWITCH": "ok"}).returncode == 0
+    merged = lubench("merge", a, b, "-o", out)
+    assert merged.returncode == 0, merged.stderr
+    conflicts = [line for line in merged.stderr.splitlines() if "conflict" in line]
+    assert len(conflicts) == 2  # the two switch cases: failed in a, ok in b
+    assert all("status 'failed' in" in c and "kept the newest" in c for c in conflicts)
+    assert "4 records (2 duplicate(s) dropped, 2 conflict(s))" in merged.stdout
+    df = pd.read_parquet(out / "results.parquet")
+    assert len(df) == 4 and set(df["status"]) == {"ok"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert [m["records"] for m in meta["merged_from"]] == [2, 2]
+    assert lubench("report", out).returncode == 0
+    again = lubench("merge", a, b, "-o", out)  # nothing is overwritten
+    assert again.returncode == 2 and "not an empty folder" in again.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Unavailable plugins, list NAME, schema
+# --------------------------------------------------------------------------------------------
+def test_an_unavailable_plugin_is_listed_with_its_install_command_and_skipped(tmp_path):
+    (tmp_path / "needy.py").write_text(NEEDY_PLUGIN)
+    needy = str(tmp_path / "needy.py")
+    plugins = lubench("plugins", "--plugin", needy)
+    assert plugins.returncode == 0
+    assert ('needy: unavailable: needs lubench_test_no_such_module: pip install "needy[extra]"'
+            in plugins.stdout)
+    assert "warning" not in plugins.stderr  # unavailable is not broken
+    listed = lubench("list", "needy", "--plugin", needy)
+    assert listed.returncode == 0 and 'pip install "needy[extra]"' in listed.stdout
+    suite = write_suite(tmp_path, {**TOY, "plugins": [str(TOY_PLUGIN), "needy.py"],
+                                   "methods": ["toy_lu", "needy"]})
+    out = lubench("run", suite, "-o", tmp_path / "run", "--no-report")
+    assert out.returncode == 0, out.stderr
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    skipped = df[df.method == "needy"]
+    assert len(skipped) == 2 and set(skipped["status"]) == {"unavailable"}
+    assert set(skipped["error"]) == {
+        'needs lubench_test_no_such_module: pip install "needy[extra]"'}
+    assert set(df.loc[df.method == "toy_lu", "status"]) == {"ok"}
+    assert 'unavailable [1]' in out.stdout and 'pip install "needy[extra]"' in out.stdout
+
+
+def test_list_name_shows_one_entry_as_plain_text():
+    out = lubench("list", "gfmm_lu")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.lstrip().startswith("gfmm_lu [learned]")
+    assert "M: int | None = None" in out.stdout and "parameters:" in out.stdout
+    assert "``" not in out.stdout and ":class:" not in out.stdout  # no raw RST
+    assert "laplacian_1d" not in out.stdout  # one entry only
+    whole = lubench("list").stdout
+    assert "``" not in whole and ":class:" not in whole
+    typo = lubench("list", "gfmm_l")
+    assert typo.returncode == 2 and "did you mean 'gfmm_lu'?" in typo.stderr
+
+
+def test_schema_command_prints_json_schema():
+    out = lubench("schema")
+    assert out.returncode == 0
+    schema = json.loads(out.stdout)
+    assert schema["title"] == "lubench suite"
+    assert {"operators", "methods", "executor", "timeout"} <= set(schema["properties"])
+
+
+def test_suites_of_the_repo_still_validate_with_units(tmp_path):
+    suite = yaml.safe_load((REPO / "suites" / "smoke.yaml").read_text())
+    suite.update(timeout="2m", memory_limit="4GiB")
+    suite["methods"][-1]["budget"] = {"max_steps": 5, "max_seconds": "10s"}
+    path = tmp_path / "smoke.yaml"
+    (tmp_path / "data").symlink_to(REPO / "suites" / "data")
+    path.write_text(yaml.safe_dump(suite))
+    out = lubench("run", path, "--dry-run")
+    assert out.returncode == 0, out.stderr
