@@ -258,8 +258,16 @@ def _resolve_spec(spec: str, base_dir: Path) -> str:
 # --------------------------------------------------------------------------------------------
 # list
 # --------------------------------------------------------------------------------------------
+def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of operator and method names (the installed plugins)."""
+    from lubench.plugins import load_registry
+
+    reg = load_registry()
+    return sorted(n for n in [*reg.methods, *reg.operators] if n.startswith(incomplete))
+
+
 @main.command("list", context_settings=CONTEXT_SETTINGS)
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete_names)
 @click.option("--plugin", "plugin_specs", multiple=True, metavar="MODULE|FILE.py",
               help="Load an extra plugin (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
