@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas only where a table is printed: `lubench list` does without
+    import pandas as pd
 
 __all__ = ["DEFAULT_COLUMNS", "column_choices", "parse_columns", "summary_table",
            "reason_notes", "case_line", "plain_text"]
