@@ -19,12 +19,9 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
-
-if TYPE_CHECKING:
-    from lubench.suite import Case
 
 __all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "STATUSES", "NOT_OK",
            "IDENTITY_COLUMNS", "METRIC_COLUMNS", "NUMERIC_COLUMNS", "RESULT_COLUMNS",
@@ -71,6 +68,21 @@ _FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_e
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+class CaseIdentity(Protocol):
+    """What a record needs of a case (:class:`lubench.cases.Case` has it)."""
+
+    suite: str
+    case_id: str
+    operator: str
+    operator_params: dict
+    n: int
+    method: str
+    family: str
+    method_params: dict
+    seed: int
+    device: str
+
+
 def jsonable(value: Any) -> Any:
     """Paths as text, tuples as lists: a value JSON can write the same way every time."""
     if isinstance(value, PurePath):
@@ -89,7 +101,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"))
 
 
-def base_record(case: Case, repeat: int, run_id: str = "", device: str = "") -> dict:
+def base_record(case: CaseIdentity, repeat: int, run_id: str = "", device: str = "") -> dict:
     """The identity columns of a result row, metrics empty."""
     rec: dict[str, Any] = {
         "run_id": run_id,

@@ -1,4 +1,4 @@
-"""The run directory: an append-only record log, the environment, and the tables built from it.
+"""The run directory: an append-only record log, its meta.json, and the tables built from it.
 
 A run directory holds
 
