@@ -44,9 +44,6 @@ from lubench.suite import Case
 __all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS"]
 
 
-
-
-
 def resolve_device(device: str, family: str = "learned") -> str:
     """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu``. Classical methods run on
     the CPU (SciPy) whatever is asked."""
