@@ -112,7 +112,6 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - b) / scale)
 
 
-
 def check_check_raises_unsupported(cls: type, params: dict | None = None, *,
                                    cache: Fits | None = None) -> None:
     """``check(op)`` returns None or raises ``lubench.api.Unsupported(reason)`` with a
