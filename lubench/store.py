@@ -70,9 +70,10 @@ HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
 NOT_COLUMNS = {"history", "traceback"}
 
 _INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "threads", "pid"]
+                "precond_iterations", "gmres_iterations", "threads", "pid"]
 _FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
+                  "setup_seconds", "solve_seconds", "precond_seconds", "final_loss",
+                  "started_at", "wall_seconds"]
 
 
 def _now() -> str:
@@ -143,8 +144,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in _FLOAT_COLUMNS:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    if "precond_converged" in df:
-        df["precond_converged"] = df["precond_converged"].astype("boolean")
+    for col in ("precond_converged", "gmres_converged"):
+        if col in df:
+            df[col] = df[col].astype("boolean")
     for col in ("status", "error", "factor_error_kind", "device"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

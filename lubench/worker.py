@@ -44,7 +44,8 @@ __all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_C
 
 METRIC_COLUMNS = [
     "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
-    "precond_iterations", "precond_converged", "n_params", "setup_seconds", "solve_seconds",
+    "precond_iterations", "precond_converged", "precond_seconds", "gmres_iterations",
+    "gmres_converged", "n_params", "setup_seconds", "solve_seconds",
     "peak_memory_bytes", "iterations", "final_loss",
 ]
 
@@ -177,7 +178,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
                                      f"lubench.api.Factorization")
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
-        metrics = grade(op, fact, seed=case.seed, exact_limit=case.exact_limit,
+        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
                         synchronize=ctx.synchronize)
         rec.update(metrics)
         rec["setup_seconds"] = setup
