@@ -30,7 +30,7 @@ NOT_OK = ("failed", "unsupported", "timeout", "diverged")
 NUMERIC_COLUMNS = [
     "factor_error", "factor_error_2", "solve_residual", "forward_error", "precond_iterations",
     "n_params", "setup_seconds", "solve_seconds", "peak_memory_bytes", "iterations",
-    "final_loss",
+    "final_loss", "precond_seconds", "gmres_iterations",
 ]
 IDENTITY_COLUMNS = [
     "run_id", "suite", "case_id", "operator", "operator_params", "n", "method", "family",
