@@ -213,6 +213,16 @@ def test_more_gmres_iterations_or_lost_convergence_are_regressions(real_run, tmp
     out = compare_cli(real_run, c)
     assert out.returncode == 1 and "ilu: precond_converged true → false" in out.stdout
 
+    # two runs that both did not converge: their counts are not compared
+    def stalled(count):
+        def f(df):
+            df.loc[_ilu(df), ["precond_iterations", "precond_converged"]] = count, False
+            return df
+        return f
+
+    d, e = (planted(real_run, tmp_path / f"stall{k}", stalled(k)) for k in (7, 500))
+    assert compare_cli(d, e).returncode == 0
+
 
 def _times(values_a, values_b):
     """Edits that set the plu rows' setup_seconds to the given per-repeat values."""

@@ -314,3 +314,32 @@ def test_twin_configurations_in_a_suite_are_graded_on_one_problem(registry):
         assert plu_true[key] == plu_false[key], key
     # every row of the operator carries the same plain GMRES
     assert plu_true["gmres_iterations"] == slu["gmres_iterations"] > 1
+
+
+def test_the_comparable_suite_at_small_sizes(tmp_path):
+    """suites/comparable.yaml (sizes cut to 64, the learned budget to 20 steps) through the
+    installed command: the twins' rows are identical, every row holds the plain GMRES."""
+    import pandas as pd
+    import yaml
+    from conftest import REPO
+    from test_cli import lubench
+
+    suite = yaml.safe_load((REPO / "suites" / "comparable.yaml").read_text())
+    for entry in suite["operators"]:
+        entry["sizes"] = [64]
+    for entry in suite["methods"]:
+        if "budget" in entry:
+            entry["budget"] = {"max_steps": 20}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(suite))
+    out = lubench("run", tmp_path / "s.yaml", "-o", tmp_path / "run", "--no-report")
+    assert out.returncode == 0, out.stderr
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert (df["status"] == "ok").all(), df.loc[df.status != "ok", "error"]
+    assert (df.loc[df.method == "ilu", "operator"].value_counts() == 3).all()
+    graded = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
+              "precond_iterations", "precond_converged", "gmres_iterations", "n_params"]
+    for (_op, method), g in df.groupby(["operator", "method"]):
+        if method in ("plu", "sparse_lu"):  # the twins
+            assert len(g) == 2 and (g[graded].nunique(dropna=False) == 1).all(), method
+    assert df["gmres_iterations"].notna().all()
+    assert (df.groupby("operator")["gmres_iterations"].nunique() == 1).all()

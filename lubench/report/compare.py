@@ -10,7 +10,8 @@ residual. A case is a **regression** (listed, and ``lubench compare`` exits 1) w
   ``unsupported``);
 * a metric blew up: finite in A, NaN or ±inf in B (any metric of
   :data:`BLOWUP_METRICS`; ``factor_error_2`` only where B measured it);
-* ``precond_iterations`` grew, or ``precond_converged`` went from true to false;
+* ``precond_iterations`` grew (where A converged), or ``precond_converged`` went from true
+  to false;
 * a time got slower by more than ``threshold`` (median B/A > threshold) **and** B's median is
   at least :data:`TIME_FLOOR` (1 ms; below that, timings are noise of the machine) **and**,
   when both runs have more than one repeat, the slowdown is significant: a one-sided
@@ -139,7 +140,9 @@ def _case_flags(ra: pd.Series, rb: pd.Series, ta: dict, tb: dict,
             if _finite(ra[key]) and not _finite(rb[key]):
                 flags.append(f"{key} finite → NaN/inf")
         a_it, b_it = ra["precond_iterations"], rb["precond_iterations"]
-        if _finite(a_it) and _finite(b_it) and b_it > a_it:
+        # counts of two runs that both failed to converge measure nothing comparable
+        if _finite(a_it) and _finite(b_it) and b_it > a_it \
+                and _truth(ra["precond_converged"]) is not False:
             flags.append(f"precond_iterations {_fmt_its(a_it)} → {_fmt_its(b_it)}")
         if _truth(ra["precond_converged"]) is True and _truth(rb["precond_converged"]) is False:
             flags.append("precond_converged true → false")
