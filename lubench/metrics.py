@@ -17,8 +17,8 @@ product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's
   ``precond_seconds`` is the wall time of that GMRES solve.
 * ``gmres_iterations`` / ``gmres_converged`` the same GMRES (same A, b, restart, tolerance and
   cap) without a preconditioner: what the preconditioner saved. It depends on the operator
-  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on the
-  content of A and the seed) and every method's row carries the same value.
+  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on a
+  digest of A's action and the seed) and every method's row carries the same value.
 * ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
 
 **One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
@@ -43,7 +43,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from lubench.api import Factorization, FactorizationError, Operator
@@ -61,6 +60,7 @@ NAN = float("nan")
 
 # The salts of the random draws, each seeded with [operator seed, salt].
 _PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT = 1, 2, 3, 4
+_KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
 
 
 def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -206,20 +206,16 @@ _PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _PLAIN_CACHE_SIZE = 64
 
 
-def _fingerprint(matrix: object) -> str:
-    """A digest of A's content (shape, format, values), the key of the plain-GMRES memo."""
+def _fingerprint(op: Operator, b: np.ndarray) -> str:
+    """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
+    from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
+    difference annihilates both Gaussian vectors — with probability zero — and the key costs
+    two products with A instead of hashing n² numbers."""
+    w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
     h = hashlib.blake2b(digest_size=20)
-    if sp.issparse(matrix):
-        M = sp.csr_array(matrix, dtype=np.float64, copy=True)
-        M.sum_duplicates()
-        M.sort_indices()
-        h.update(f"csr{M.shape}".encode())
-        for part in (M.indptr, M.indices, M.data):
-            h.update(np.ascontiguousarray(part))
-    else:
-        M = np.ascontiguousarray(matrix, dtype=np.float64)
-        h.update(f"dense{M.shape}".encode())
-        h.update(M)
+    h.update(repr(tuple(op.matrix.shape)).encode())
+    h.update(np.ascontiguousarray(b, dtype=np.float64))
+    h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
     return h.hexdigest()
 
 
@@ -228,16 +224,17 @@ def plain_gmres(op: Operator, seed: int) -> dict[str, float | bool]:
     A, b (from the operator's ``seed``), restart, tolerance and cap as
     :func:`precond_iterations`.
 
-    A function of A and the seed only: memoized per process on a digest of A's content and
-    the seed (never on names, so two different matrices cannot share an entry), so the
-    methods of one operator run in one process compute it once. (The local executor forks
-    a fresh worker per case, so there each case computes it again — the same value.)
+    A function of A and the seed only: memoized per process on a digest of A's action
+    (:func:`_fingerprint`; never on names, so two different matrices do not share an entry),
+    so the methods of one operator run in one process compute it once. (The local executor
+    forks a fresh worker per case, so there each case computes it again — the same value.)
     """
-    key = (_fingerprint(op.matrix), int(seed), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    b = _gmres_rhs(op, seed)
+    key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
-    its, conv, _seconds = _gmres(op, _gmres_rhs(op, seed), None)
+    its, conv, _seconds = _gmres(op, b, None)
     out = {"gmres_iterations": its, "gmres_converged": conv}
     _PLAIN_CACHE[key] = out
     while len(_PLAIN_CACHE) > _PLAIN_CACHE_SIZE:
