@@ -132,7 +132,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
                                      f"lubench.api.Factorization")
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
-        metrics = grade(op, fact, seed=case.seed, exact_limit=case.exact_limit,
+        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
                         synchronize=ctx.synchronize)
         rec.update(metrics)
         rec["setup_seconds"] = setup
