@@ -93,7 +93,7 @@ def test_parameters_are_checked():
                                     {"drop_tol": 0.0, "fill_factor": 100.0}], ids=repr)
 def test_keeps_the_plugin_contract(params):
     status = {r.check: r.status for r in check_method(ILU, **params)}  # raises on a failure
-    assert status["check_exact_residual"] == "skip"  # not exact: family "compressed"
+    assert status["check_exact_residual"] == "skip"  # incomplete: exact = False
     assert status["check_factorize_tiny"] == status["check_pickle"] == "pass"
     assert status["check_runner_records"] == "pass"
 
@@ -101,7 +101,7 @@ def test_keeps_the_plugin_contract(params):
 def test_registered_as_a_built_in(registry):
     assert registry.method("ilu") is ILU
     assert registry.provider[("method", "ilu")] == "classical"
-    assert ILU.family == "compressed"  # approximate: lubench.testing holds classical to 1e-10
+    assert ILU.family == "classical" and ILU.exact is False  # incomplete: not held to 1e-10
 
 
 def test_a_fill_factor_grid_in_a_suite(registry):

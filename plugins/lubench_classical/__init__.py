@@ -1,11 +1,13 @@
-"""Built-in classical factorizations of lubench (exact up to round-off), as a plugin.
+"""Built-in classical factorizations of lubench, as a plugin.
+
+Exact up to round-off:
 
 * ``plu``        dense LU with partial pivoting, A = P·L·U (LAPACK getrf);
 * ``cholesky``   dense A = L·Lᵀ for symmetric positive definite A (LAPACK potrf);
 * ``sparse_lu``  sparse Pr·A·Pc = L·U with a fill-reducing ordering (SuperLU).
 
-And one approximate factorization (family ``compressed``), the classical baseline of the
-learned ones:
+And one incomplete factorization (family ``classical``, ``exact = False``), the classical
+approximate baseline of the learned ones:
 
 * ``ilu``        incomplete Pr·A·Pc ≈ L·U by threshold dropping (SuperLU ILUTP).
 """
@@ -20,8 +22,8 @@ from lubench_classical.sparse_lu import SparseLU
 
 __all__ = ["PLU", "Cholesky", "SparseLU", "ILU", "METHODS", "APPROXIMATE", "lubench_methods"]
 
-METHODS = [PLU, Cholesky, SparseLU]  # exact: family "classical"
-APPROXIMATE = [ILU]                  # family "compressed"
+METHODS = [PLU, Cholesky, SparseLU]  # exact
+APPROXIMATE = [ILU]                  # exact = False
 
 
 @hookimpl
