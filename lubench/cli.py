@@ -13,7 +13,6 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +116,9 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Progress bar (default: when the output is a terminal).")
 @user_errors
 def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], device: str | None,
-        timeout: str | None, jobs: int | None, executor: str | None,
-        slurm_partition: str | None, slurm_time: str | None,
-        slurm_gpus_per_task: int | None, slurm_array_parallelism: int | None,
-        resume: Path | None, retry: str | None, columns: str | None,
-        plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
-        progress: bool | None) -> None:
+        timeout: str | None, jobs: int | None, executor: str | None, resume: Path | None,
+        retry: str | None, columns: str | None, plugin_specs: tuple[str, ...], dry_run: bool,
+        report: bool, progress: bool | None, **slurm_options: Any) -> None:
     """Run the cases of SUITE_FILE and print a summary table.
 
     Every case runs in a worker process with a hard timeout; each finished case is appended
@@ -134,125 +130,114 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     1 a case failed (the summary says which); 2 bad input (nothing run, nothing written);
     130 interrupted.
     """
-    from lubench.console import parse_columns
-    from lubench.execution import run_cases
+    from lubench.execution import executor_settings, run_cases
     from lubench.selection import select_cases
-    from lubench.store import RunStore
-    from lubench.suite import load_suite, suite_plugins
-    from lubench.values import NO_LIMIT, parse_duration
+    from lubench.store import RunStore, run_directory
+    from lubench.suite import load_suite
+    from lubench.suite import plugin_specs as suite_plugin_specs
 
-    try:
-        forced_timeout = None if timeout is None else (parse_duration(timeout) or NO_LIMIT)
-        shown_columns = parse_columns(columns)
-    except ValueError as exc:
-        raise LubenchError(f"--timeout: {exc}" if "--columns" not in str(exc) else str(exc)) \
-            from None
-    retry_statuses = _statuses(retry)
-    if retry_statuses and resume is None:
-        raise LubenchError("--retry reruns cases of an earlier run: give --resume RUN_DIR too")
-    suite_plugin_specs = suite_plugins(suite_file)
-    base_dir = suite_file.resolve().parent
-    all_specs = tuple(plugin_specs) + tuple(
-        _resolve_spec(s, base_dir) for s in suite_plugin_specs)
-    registry = _registry(all_specs, Path.cwd())
+    forced_timeout, retry_statuses, shown_columns = _run_options(timeout, retry, columns,
+                                                                 resume)
+    specs = suite_plugin_specs(suite_file, plugin_specs)
+    registry = _registry(specs, Path.cwd())
     suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout)
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
-
-    repeats = suite.repeats
     if dry_run:
-        click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
-        for c in cases:
-            why = registry.unavailable("method", c.method)
-            click.echo(f"  {c.case_id}  {c.label}" + (f"  (unavailable: {why})" if why else ""))
+        _echo_cases(cases, suite.repeats, suite_file, registry)
         return
-    if suite.device == "cuda" and any(c.family != "classical" for c in cases):
+    _check_device(suite.device, cases)
+    settings = executor_settings(suite.executor, executor, jobs, **slurm_options)
+    run_dir = run_directory(suite.name, output, resume)
+    command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
+    store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
+    click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
+    outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
+                        jobs=settings.jobs, executor=settings.kind,
+                        executor_options=settings.options, registry=registry,
+                        show_progress=sys.stderr.isatty() if progress is None else progress,
+                        retry=retry_statuses)
+    results = store.finalize()
+    _echo_results(results, run_dir, outcome.summary(), report, shown_columns)
+    if outcome.interrupted:
+        click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
+                   f" --resume {shlex.quote(str(run_dir))}", err=True)
+        sys.exit(130)
+    _exit_if_failed(results, cases)
+
+
+def _run_options(timeout: str | None, retry: str | None, columns: str | None,
+                 resume: Path | None) -> tuple[float | str | None, set[str], list[str]]:
+    """``--timeout`` (seconds, or ``none``), ``--retry`` statuses and ``--columns``, checked;
+    LubenchError naming the option otherwise."""
+    from lubench.console import parse_columns
+    from lubench.records import STATUSES
+    from lubench.values import NO_LIMIT, parse_duration
+
+    try:
+        forced = None if timeout is None else (parse_duration(timeout) or NO_LIMIT)
+    except ValueError as exc:
+        raise LubenchError(f"--timeout: {exc}") from None
+    try:
+        shown = parse_columns(columns)
+    except ValueError as exc:
+        raise LubenchError(str(exc)) from None
+    statuses = {t.strip() for t in (retry or "").split(",") if t.strip()}
+    unknown = sorted(statuses - set(STATUSES))
+    if unknown:
+        raise LubenchError(f"--retry: unknown status {', '.join(map(repr, unknown))} "
+                           f"(statuses: {', '.join(STATUSES)})")
+    if statuses and resume is None:
+        raise LubenchError("--retry reruns cases of an earlier run: give --resume RUN_DIR too")
+    return forced, statuses, shown
+
+
+def _check_device(device: str, cases: list) -> None:
+    """``cuda`` asked for a case that uses the device, where PyTorch sees none: bad input."""
+    if device == "cuda" and any(c.family != "classical" for c in cases):
         from lubench.devices import cuda_problem
 
         problem = cuda_problem()
         if problem:
             raise LubenchError(problem)
 
-    exec_opts = dict(suite.executor)
-    kind = executor or exec_opts.pop("kind", "local")
-    exec_opts.pop("kind", None)
-    n_jobs = jobs if jobs is not None else int(exec_opts.pop("jobs", 1) or 1)
-    exec_opts.pop("jobs", None)
-    for key, value in (("slurm_partition", slurm_partition), ("slurm_time", slurm_time),
-                       ("slurm_gpus_per_task", slurm_gpus_per_task),
-                       ("slurm_array_parallelism", slurm_array_parallelism)):
-        if value is not None:
-            exec_opts[key] = value
-    if n_jobs < 1:
-        raise LubenchError(f"--jobs must be at least 1, got {n_jobs}")
 
-    if resume is not None:
-        if output is not None and output.resolve() != resume.resolve():
-            raise LubenchError("give either -o DIR or --resume DIR, not two different folders")
-        run_dir = resume
-    elif output is not None:
-        run_dir = output
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("reports") / suite.name / stamp
-    command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
-    store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
-    show = sys.stderr.isatty() if progress is None else progress
-    click.echo(f"lubench: {len(cases)} cases × {repeats} repeat(s) → {run_dir}", err=True)
-    outcome = run_cases(cases, store, plugin_specs=all_specs, base_dir=str(Path.cwd()),
-                        jobs=n_jobs, executor=kind, executor_options=exec_opts,
-                        show_progress=show, registry=registry, retry=retry_statuses)
-    results = store.finalize()
-    from lubench.console import summary_table
+def _exit_if_failed(results: Any, cases: list) -> None:
+    """Exit status 1, naming them, when a selected case's latest record is ``failed``."""
+    from lubench.records import FAILED
 
-    click.echo(summary_table(results, shown_columns))
-    click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({outcome.summary()})")
-    if report:
-        from lubench.report import render_report
-
-        out = render_report(run_dir)
-        click.echo(f"report:  {out / 'report.html'}")
-    if outcome.interrupted:
-        click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
-                   f" --resume {shlex.quote(str(run_dir))}", err=True)
-        sys.exit(130)
-    failed = _failed_labels(results, cases)
+    labels = {c.case_id: c.label for c in cases}
+    if results is None or len(results) == 0:
+        return
+    bad = results[(results["status"] == FAILED) & results["case_id"].isin(list(labels))]
+    failed = list(dict.fromkeys(labels[i] for i in bad["case_id"]))
     if failed:
         click.echo(f"lubench: {len(failed)} case(s) failed (reasons above): "
                    f"{'; '.join(failed)}", err=True)
         sys.exit(1)
 
 
-def _statuses(text: str | None) -> set[str]:
-    """``--retry failed,timeout`` → {'failed', 'timeout'}; LubenchError for a typo."""
-    from lubench.records import STATUSES
-
-    wanted = {t.strip() for t in (text or "").split(",") if t.strip()}
-    unknown = sorted(wanted - set(STATUSES))
-    if unknown:
-        raise LubenchError(f"--retry: unknown status {', '.join(map(repr, unknown))} "
-                           f"(statuses: {', '.join(STATUSES)})")
-    return wanted
+def _echo_cases(cases: list, repeats: int, suite_file: Path, registry: Any) -> None:
+    """``--dry-run``: the cases that would run (and those that cannot, here)."""
+    click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
+    for c in cases:
+        why = registry.unavailable("method", c.method)
+        click.echo(f"  {c.case_id}  {c.label}" + (f"  (unavailable: {why})" if why else ""))
 
 
-def _failed_labels(results: Any, cases: list) -> list[str]:
-    """Labels of the selected cases whose latest record is ``failed``."""
-    from lubench.records import FAILED
+def _echo_results(results: Any, run_dir: Path, summary: str, report: bool,
+                  columns: list[str]) -> None:
+    """The summary table, where the results are, and the report when asked for."""
+    from lubench.console import summary_table
 
-    labels = {c.case_id: c.label for c in cases}
-    if results is None or len(results) == 0:
-        return []
-    bad = results[(results["status"] == FAILED) & results["case_id"].isin(list(labels))]
-    return list(dict.fromkeys(labels[i] for i in bad["case_id"]))
+    click.echo(summary_table(results, columns))
+    click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
+    if report:
+        from lubench.report import render_report
 
-
-def _resolve_spec(spec: str, base_dir: Path) -> str:
-    """A suite's ``plugins:`` entry: .py paths relative to the suite file, modules as they are."""
-    if spec.endswith(".py") or "/" in spec:
-        path = Path(spec).expanduser()
-        return str(path if path.is_absolute() else (base_dir / path).resolve())
-    return spec
+        out = render_report(run_dir)
+        click.echo(f"report:  {out / 'report.html'}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """The exceptions of lubench, and how an exception becomes one line of a record or a message.
 
-``LubenchError`` (and ``InvalidParameter``) are the user's mistakes: the CLI prints them on one
-line and exits with status 2. ``Unsupported``, ``FactorizationError`` and ``Diverged`` are a
-case's outcomes: the worker records them with status ``unsupported``, ``failed`` and
-``diverged``. They are re-exported by :mod:`lubench.api`, where plugins import them from.
+``LubenchError`` (and ``InvalidParameter``, ``PluginError``) are the user's mistakes: the CLI
+prints them on one line and exits with status 2. ``Unsupported``, ``FactorizationError`` and
+``Diverged`` are a case's outcomes: the worker records them with status ``unsupported``,
+``failed`` and ``diverged``. They are re-exported by :mod:`lubench.api` (plugins import them
+from there) and :mod:`lubench.plugins` (``PluginError``).
 """
 
 from __future__ import annotations
 
-__all__ = ["LubenchError", "InvalidParameter", "SuiteError", "Unsupported", "FactorizationError",
-           "Diverged", "one_line"]
+__all__ = ["LubenchError", "InvalidParameter", "SuiteError", "PluginError", "Unsupported",
+           "FactorizationError", "Diverged", "one_line"]
 
 
 class LubenchError(Exception):
@@ -22,6 +23,14 @@ class InvalidParameter(LubenchError, ValueError):
 
 class SuiteError(LubenchError):
     """A suite file that cannot be used; the message names the file and every bad field."""
+
+
+class PluginError(LubenchError):
+    """A plugin could not be loaded or broke the contract; names the plugin and the rule."""
+
+    def __init__(self, message: str, plugin: str | None = None):
+        super().__init__(message)
+        self.plugin = plugin
 
 
 class Unsupported(Exception):  # noqa: N818 - the status it produces is called "unsupported"

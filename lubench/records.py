@@ -20,12 +20,9 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pandas as pd
-
-if TYPE_CHECKING:
-    from lubench.suite import Case
 
 __all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", "STATUSES",
            "NOT_OK", "OUTCOMES",
@@ -53,13 +50,14 @@ IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params",
                     "family", "method_params", "seed", "repeat", "device", "status", "error"]
 METRIC_COLUMNS = [
     "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
-    "precond_iterations", "precond_converged", "n_params", "setup_seconds", "solve_seconds",
+    "precond_iterations", "precond_converged", "precond_seconds", "gmres_iterations",
+    "gmres_converged", "n_params", "setup_seconds", "solve_seconds",
     "peak_memory_bytes", "iterations", "final_loss",
 ]
 #: The metrics that are numbers (the others: ``factor_error_kind`` text, ``precond_converged``
 #: a boolean).
-NUMERIC_COLUMNS = [c for c in METRIC_COLUMNS if c not in ("factor_error_kind",
-                                                          "precond_converged")]
+NUMERIC_COLUMNS = [c for c in METRIC_COLUMNS
+                   if c not in ("factor_error_kind", "precond_converged", "gmres_converged")]
 RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
 HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
 # Fields of a record that are not result columns: the curve goes to histories.parquet, the
@@ -68,14 +66,30 @@ NOT_COLUMNS = {"history", "traceback"}
 RECORDS = "records.jsonl"
 
 _INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "threads", "pid"]
+                "precond_iterations", "gmres_iterations", "threads", "pid"]
 _FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
+                  "setup_seconds", "solve_seconds", "precond_seconds", "final_loss",
+                  "started_at", "wall_seconds"]
 
 
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+class CaseIdentity(Protocol):
+    """What a record needs of a case (:class:`lubench.cases.Case` has it)."""
+
+    suite: str
+    case_id: str
+    operator: str
+    operator_params: dict
+    n: int
+    method: str
+    family: str
+    method_params: dict
+    seed: int
+    device: str
+
+
 def jsonable(value: Any) -> Any:
     """Paths as text, tuples as lists: a value JSON can write the same way every time."""
     if isinstance(value, PurePath):
@@ -94,7 +108,7 @@ def canonical_json(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"))
 
 
-def base_record(case: Case, repeat: int, run_id: str = "", device: str = "") -> dict:
+def base_record(case: CaseIdentity, repeat: int, run_id: str = "", device: str = "") -> dict:
     """The identity columns of a result row, metrics empty."""
     rec: dict[str, Any] = {
         "run_id": run_id,
@@ -167,8 +181,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in _FLOAT_COLUMNS:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    if "precond_converged" in df:
-        df["precond_converged"] = df["precond_converged"].astype("boolean")
+    for col in ("precond_converged", "gmres_converged"):
+        if col in df:
+            df[col] = df[col].astype("boolean")
     for col in ("status", "error", "factor_error_kind", "device"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

@@ -1,4 +1,4 @@
-"""The run directory: an append-only record log, the environment, and the tables built from it.
+"""The run directory: an append-only record log, its meta.json, and the tables built from it.
 
 A run directory holds
 
@@ -51,8 +51,8 @@ from lubench.records import (
 )
 from lubench.suite import Suite
 
-__all__ = ["RunStore", "read_records", "dedupe_records", "records_to_frames", "IDENTITY_COLUMNS",
-           "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
+__all__ = ["RunStore", "run_directory", "read_records", "dedupe_records", "records_to_frames",
+           "IDENTITY_COLUMNS", "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
 
 log = logging.getLogger("lubench")
 
@@ -304,6 +304,19 @@ class RunStore:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def run_directory(suite_name: str, output: Path | None = None,
+                  resume: Path | None = None) -> Path:
+    """Where a run goes: ``--resume DIR``, else ``-o DIR``, else
+    ``reports/<suite name>/<timestamp>/``. Both given must name the same folder."""
+    if resume is not None:
+        if output is not None and Path(output).resolve() != Path(resume).resolve():
+            raise LubenchError("give either -o DIR or --resume DIR, not two different folders")
+        return Path(resume)
+    if output is not None:
+        return Path(output)
+    return Path("reports") / suite_name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _atomic_write(path: Path, text: str) -> None:

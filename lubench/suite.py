@@ -48,8 +48,8 @@ from lubench.schema import (
 from lubench.selection import parse_selector, select_cases
 from lubench.values import parse_duration
 
-__all__ = ["Suite", "Case", "SuiteError", "load_suite", "build_suite", "parse_selector",
-           "select_cases", "canonical_json"]
+__all__ = ["Suite", "Case", "SuiteError", "load_suite", "build_suite", "suite_plugins",
+           "plugin_specs", "parse_selector", "select_cases", "canonical_json"]
 
 
 def _is_grid(value: Any, ann: Any) -> bool:
@@ -126,6 +126,21 @@ def suite_plugins(path: Path) -> list[str]:
         raise SuiteError(f"{path}: plugins: expected a list of module names or .py paths, "
                          f"got {plugins!r}")
     return plugins
+
+
+def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The plugins a run of the suite file loads: ``extra`` (``--plugin``), then the suite's
+    ``plugins:`` entries, ``.py`` paths made absolute from the suite file's folder."""
+    base_dir = Path(path).resolve().parent
+    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path))
+
+
+def _resolve_spec(spec: str, base_dir: Path) -> str:
+    """A suite's ``plugins:`` entry: .py paths relative to the suite file, modules as they are."""
+    if spec.endswith(".py") or "/" in spec:
+        p = Path(spec).expanduser()
+        return str(p if p.is_absolute() else (base_dir / p).resolve())
+    return spec
 
 
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,

@@ -9,6 +9,7 @@ Modules
 ``signals``   Ctrl-C and SIGTERM
 ``progress``  the progress bar on stderr
 ``slurm``     submitit job arrays
+``options``   the executor settings: command line over the suite
 
 Executors
 ---------
@@ -78,9 +79,11 @@ with ``interrupted=True``; every finished case is already on disk. A second Ctrl
 from __future__ import annotations
 
 from lubench.execution.limits import format_bytes, limit_threads, threads_per_worker
+from lubench.execution.options import ExecutorSettings, executor_settings
 from lubench.execution.pool import LocalPool
 from lubench.execution.run import EXECUTORS, RunOutcome, run_cases
 from lubench.execution.slurm import execute_case, submitit_parameters
 
 __all__ = ["run_cases", "execute_case", "RunOutcome", "LocalPool", "threads_per_worker",
-           "limit_threads", "format_bytes", "submitit_parameters", "EXECUTORS"]
+           "limit_threads", "format_bytes", "submitit_parameters", "EXECUTORS",
+           "ExecutorSettings", "executor_settings"]

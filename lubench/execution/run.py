@@ -56,7 +56,6 @@ class RunOutcome:
         return ", ".join(parts) or "nothing to run"
 
 
-
 def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ...] = (),
               base_dir: str | None = None, jobs: int = 1, executor: str = "local",
               executor_options: dict | None = None, show_progress: bool = False,

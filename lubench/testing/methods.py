@@ -18,6 +18,7 @@ from lubench.api import (
     OperatorGenerator,
     RunContext,
     Unsupported,
+    is_exact,
 )
 from lubench.errors import one_line
 from lubench.hookspecs import hookimpl
@@ -38,7 +39,10 @@ CHECK_BUDGET = Budget(max_steps=100)  # steps only: a time budget would break sa
 
 
 @dataclass
-class _Fits:
+class Fits:
+    """What the method checks share: one factorization per tiny operator, computed once (on
+    first use) for ``cls(**params)``."""
+
     cls: type
     params: dict
     ops: dict[str, Operator] = field(default_factory=dict)
@@ -51,7 +55,7 @@ class _Fits:
     def method(self) -> Method:
         return self.cls(**self.params)
 
-    def run(self) -> _Fits:
+    def run(self) -> Fits:
         if self._done:
             return self
         self._done = True
@@ -93,10 +97,10 @@ def _ctx(seed: int = SEED) -> RunContext:
     return RunContext(device="cpu", dtype="float64", seed=seed, budget=CHECK_BUDGET)
 
 
-def _fits(cls: type, params: dict | None, cache: _Fits | None) -> _Fits:
+def _fits(cls: type, params: dict | None, cache: Fits | None) -> Fits:
     if cache is not None:
         return cache.run()
-    return _Fits(cls, dict(params or {})).run()
+    return Fits(cls, dict(params or {})).run()
 
 
 def _rhs(n: int, k: int | None = None, salt: int = 0) -> np.ndarray:
@@ -109,9 +113,8 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - b) / scale)
 
 
-
 def check_check_raises_unsupported(cls: type, params: dict | None = None, *,
-                                   cache: _Fits | None = None) -> None:
+                                   cache: Fits | None = None) -> None:
     """``check(op)`` returns None or raises ``lubench.api.Unsupported(reason)`` with a
     one-line reason, and accepts at least one tiny operator."""
     fits = _fits(cls, params, cache)
@@ -130,7 +133,7 @@ def check_check_raises_unsupported(cls: type, params: dict | None = None, *,
 
 
 def check_factorize_tiny(cls: type, params: dict | None = None, *,
-                         cache: _Fits | None = None) -> None:
+                         cache: Fits | None = None) -> None:
     """``factorize`` returns a Factorization on every accepted tiny operator (a
     FactorizationError is allowed only on ``needs_pivoting``), leaves ``op.matrix`` unchanged,
     and ``solve`` / ``apply`` map shape (n,) to (n,) and (n, k) to (n, k), finite."""
@@ -170,7 +173,7 @@ def check_factorize_tiny(cls: type, params: dict | None = None, *,
 
 
 def check_n_params(cls: type, params: dict | None = None, *,
-                   cache: _Fits | None = None) -> None:
+                   cache: Fits | None = None) -> None:
     """``n_params`` (the numbers the factorization stores) is a positive integer."""
     for kind, fact in _fits(cls, params, cache).factorizations().items():
         n_params = getattr(fact, "n_params", None)
@@ -181,12 +184,14 @@ def check_n_params(cls: type, params: dict | None = None, *,
 
 
 def check_exact_residual(cls: type, params: dict | None = None, *,
-                         cache: _Fits | None = None) -> None:
-    """An exact method (family ``classical``): ‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10 and
+                         cache: Fits | None = None) -> None:
+    """An exact method (:func:`lubench.api.is_exact`): ‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10 and
     ‖A − apply(I)‖_F/‖A‖_F ≤ 1e-10 on every tiny operator it factorized, and solving k
     right-hand sides at once equals solving them one by one."""
-    if cls.family != "classical":
-        raise CheckSkipped(f"family is '{cls.family}', not 'classical' (not exact)")
+    if not is_exact(cls):
+        if getattr(cls, "exact", None) is None:
+            raise CheckSkipped(f"family is '{cls.family}', not 'classical' (not exact)")
+        raise CheckSkipped(f"{cls.name} declares exact = False (not exact)")
     n = TINY_N
     fits = _fits(cls, params, cache)
     for kind, fact in fits.factorizations().items():
@@ -213,7 +218,7 @@ def check_exact_residual(cls: type, params: dict | None = None, *,
 
 
 def check_same_seed(cls: type, params: dict | None = None, *,
-                    cache: _Fits | None = None) -> None:
+                    cache: Fits | None = None) -> None:
     """Two factorizations with the same ``ctx.seed`` give the same result (n_params, solve,
     apply equal to 1e-12), and ``factorize`` leaves the method's parameters unchanged."""
     fits = _fits(cls, params, cache)
@@ -241,7 +246,7 @@ def check_same_seed(cls: type, params: dict | None = None, *,
                               f"relative difference {_rel(b, a):.3g} on the {kind} operator")
 
 
-def check_pickle(cls: type, params: dict | None = None, *, cache: _Fits | None = None) -> None:
+def check_pickle(cls: type, params: dict | None = None, *, cache: Fits | None = None) -> None:
     """The method and its factorization survive ``pickle`` (worker processes, SLURM), and the
     unpickled factorization solves as the original does."""
     fits = _fits(cls, params, cache)
@@ -286,7 +291,7 @@ class _CheckPlugin:
 
 
 def check_runner_records(cls: type, params: dict | None = None, *,
-                         cache: _Fits | None = None) -> None:
+                         cache: Fits | None = None) -> None:
     """Through the worker (``lubench.worker.run_case``) each tiny operator is recorded:
     ``unsupported`` with the reason where ``check`` refuses it, ``ok`` where it factorizes
     (``failed`` with the FactorizationError's message allowed on ``needs_pivoting``), and a
@@ -323,6 +328,6 @@ def check_runner_records(cls: type, params: dict | None = None, *,
         if status != OK:
             raise CheckFailed("status 'ok'", f"status {status!r}, error {error!r} on the "
                                              f"{kind} operator")
-        if cls.family == "classical" and not rec["solve_residual"] <= EXACT_TOL:
+        if is_exact(cls) and not rec["solve_residual"] <= EXACT_TOL:
             raise CheckFailed(f"graded solve_residual ≤ {EXACT_TOL:g}",
                               f"{rec['solve_residual']:.3g} on the {kind} operator")

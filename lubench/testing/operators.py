@@ -41,7 +41,10 @@ def _pick_size(gen: OperatorGenerator) -> int:
 
 
 @dataclass
-class _Built:
+class Built:
+    """What the operator checks share: one operator built once (on first use) by
+    ``cls(**params)`` at a size it accepts."""
+
     cls: type
     params: dict
     n: int = 0
@@ -49,7 +52,7 @@ class _Built:
     skipped: CheckSkipped | None = None  # no size to build at
     _done: bool = False
 
-    def run(self) -> _Built:
+    def run(self) -> Built:
         if not self._done:
             self._done = True
             gen = self.cls(**self.params)
@@ -67,11 +70,11 @@ class _Built:
         return self
 
 
-def _built(cls: type, params: dict | None, cache: _Built | None) -> _Built:
-    return (cache or _Built(cls, dict(params or {}))).run()
+def _built(cls: type, params: dict | None, cache: Built | None) -> Built:
+    return (cache or Built(cls, dict(params or {}))).run()
 
 
-def check_build(cls: type, params: dict | None = None, *, cache: _Built | None = None) -> None:
+def check_build(cls: type, params: dict | None = None, *, cache: Built | None = None) -> None:
     """``build(n, seed)`` returns an Operator named after the generator: float64 n × n,
     finite, JSON-serialisable params, coords None or one row per unknown, and ``symmetric``
     and ``spd`` flags that tell the truth."""
@@ -124,7 +127,7 @@ def _cholesky_ok(A: np.ndarray) -> bool:
 
 
 def check_operator_same_seed(cls: type, params: dict | None = None, *,
-                             cache: _Built | None = None) -> None:
+                             cache: Built | None = None) -> None:
     """The same ``seed`` builds the same matrix, entry for entry."""
     b = _built(cls, params, cache)
     if not isinstance(b.op, Operator):
@@ -151,7 +154,7 @@ def check_size_validation(cls: type, params: dict | None = None, *, cache: Any =
 
 
 def check_operator_pickle(cls: type, params: dict | None = None, *,
-                          cache: _Built | None = None) -> None:
+                          cache: Built | None = None) -> None:
     """The generator and the operator it builds survive ``pickle``."""
     b = _built(cls, params, cache)
     gen = cls(**b.params)

@@ -14,7 +14,7 @@ from lubench.api import (
 from lubench.errors import one_line
 from lubench.testing.common import check_init_stores_params, check_name, check_params_documented
 from lubench.testing.methods import (
-    _Fits,
+    Fits,
     check_check_raises_unsupported,
     check_exact_residual,
     check_factorize_tiny,
@@ -24,7 +24,7 @@ from lubench.testing.methods import (
     check_same_seed,
 )
 from lubench.testing.operators import (
-    _Built,
+    Built,
     check_build,
     check_operator_pickle,
     check_operator_same_seed,
@@ -61,12 +61,12 @@ def method_checks(cls: type[Method], **params: Any) -> list[Callable[[], None]]:
         def test_contract(check):
             check()
     """
-    return _bound(cls, params, METHOD_CHECKS, _Fits(cls, dict(params)))
+    return _bound(cls, params, METHOD_CHECKS, Fits(cls, dict(params)))
 
 
 def operator_checks(cls: type[OperatorGenerator], **params: Any) -> list[Callable[[], None]]:
     """Every operator generator check bound to ``cls(**params)`` (see :func:`method_checks`)."""
-    return _bound(cls, params, OPERATOR_CHECKS, _Built(cls, dict(params)))
+    return _bound(cls, params, OPERATOR_CHECKS, Built(cls, dict(params)))
 
 
 def run_bound(target: str, checks: list[Callable[[], None]]) -> list[CheckResult]:
