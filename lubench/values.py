@@ -21,7 +21,7 @@ __all__ = ["DEVICES", "EXECUTOR_KINDS", "NO_LIMIT", "MIN_MEMORY", "parse_duratio
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTOR_KINDS = ("local", "inline", "slurm")
 NO_LIMIT = "none"
-MIN_MEMORY = 2**20  # below 1 MiB a "limit" is a slip of the unit (0.5 meant 0.5GiB)
+MIN_MEMORY = 1  # bytes: below one byte a "limit" is a slip of the unit (0.5 meant 0.5GiB)
 
 
 # --------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def parse_duration(value: Any) -> float | None:
 def parse_memory(value: Any) -> int | None:
     """Bytes from ``4GiB``, ``512MB``, ``1e9`` or an int; ``None``/``"none"`` give None.
 
-    Raises ValueError for an unreadable size and for less than 1 MiB (a unit left out:
+    Raises ValueError for an unreadable size and for less than one byte (a unit left out:
     ``0.5`` is half a byte, not half a GiB).
     """
     if _is_none(value):
@@ -100,6 +100,6 @@ def parse_memory(value: Any) -> int | None:
     if not math.isfinite(nbytes) or nbytes <= 0:
         raise ValueError(f"must be positive (say '{NO_LIMIT}' for no limit), got {value!r}")
     if nbytes < MIN_MEMORY:
-        raise ValueError(f"is below 1MiB, a unit left out? write e.g. '512MiB' or '4GiB', "
-                         f"got {value!r}")
+        raise ValueError(f"is less than one byte, a unit left out? write e.g. '512MiB' or "
+                         f"'4GiB', got {value!r}")
     return int(nbytes)

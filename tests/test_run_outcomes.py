@@ -107,7 +107,7 @@ BAD_SUITES = [
      "executor.kind: expected one of local, inline, slurm, got 'lokal'"),
     ("timeout", {"timeout": -1}, "timeout: must be positive (say 'none' for no limit)"),
     ("zero_timeout", {"timeout": 0}, "timeout: must be positive"),
-    ("memory", {"memory_limit": 0.5}, "memory_limit: is below 1MiB"),
+    ("memory", {"memory_limit": 0.5}, "memory_limit: is less than one byte"),
     ("gfmm_M", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
                 "methods": [{"name": "gfmm_lu", "params": {"M": 3, "P": 4}}]},
      "methods[0].params: gfmm_lu: M must be a power of two"),

@@ -91,7 +91,7 @@ def test_explicit_none_is_known_apart_from_absent():
     ("timeout: -1", "timeout", "must be positive"),
     ("timeout: 0", "timeout", "must be positive"),
     ("timeout: .nan", "timeout", "must be positive"),
-    ("memory_limit: 0.5", "memory_limit", "below 1MiB"),
+    ("memory_limit: 0.5", "memory_limit", "less than one byte"),
     ("memory_limit: -5", "memory_limit", "must be positive"),
     ("repeats: 0", "repeats", "must be at least 1"),
     ("device: gpu", "device", "got 'gpu'"),

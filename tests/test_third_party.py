@@ -243,7 +243,8 @@ def test_lubench_run_with_the_installed_plugin(textbook_site, tmp_path):
     """)
     proc = lubench("run", str(suite), "-o", str(tmp_path / "run"), "--no-report",
                    "--no-progress", site=textbook_site)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # the breakdown at d = 1 is a failed case
+    assert "1 case(s) failed" in proc.stderr and "toy_tridiag[d=1.0][n=31]" in proc.stderr
     records = [json.loads(line) for line in (tmp_path / "run" / "records.jsonl").open()]
     status = {json.loads(r["operator_params"])["d"]: (r["status"], r["error"]) for r in records}
     assert status[4.0] == ("ok", "")
