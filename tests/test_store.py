@@ -165,3 +165,20 @@ def test_resume_with_an_edited_suite_warns(tmp_path, rt_plugin, caplog):  # noqa
     assert "another version of the suite" in caplog.text
     assert (tmp_path / "run" / "suite.yaml").read_text() == second.text
     assert [p.name for p in (tmp_path / "run").glob("suite.*.yaml")]  # the old copy is kept
+
+
+def test_done_leaves_out_the_statuses_to_retry_and_unavailable(tmp_path, toy_registry):
+    from lubench.store import RunStore
+    from lubench.suite import build_suite
+
+    suite = build_suite({"name": "retry", "methods": ["toy_lu"],
+                         "operators": [{"name": "toy_tridiag", "sizes": [4, 8, 16]}]},
+                        toy_registry)
+    a, b, c = suite.cases
+    with RunStore.open(tmp_path / "run", suite) as store:
+        for case, status in ((a, "ok"), (b, "failed"), (c, "unavailable")):
+            store.append({"case_id": case.case_id, "repeat": 0, "status": status})
+        assert store.done() == {(a.case_id, 0), (b.case_id, 0)}
+        assert store.done({"failed"}) == {(a.case_id, 0)}
+        store.append({"case_id": b.case_id, "repeat": 0, "status": "ok"})  # supersedes
+        assert store.done({"failed"}) == {(a.case_id, 0), (b.case_id, 0)}
