@@ -6,11 +6,12 @@ import subprocess
 import time
 
 import pytest
+from _cluster import slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 
 
-def test_a_batch_job_runs_on_the_test_cluster(slurm_cluster, tmp_path):
+def test_a_batch_job_runs_on_the_test_cluster(tmp_path, slurm_cluster):  # noqa: F811
     out = tmp_path / "hello.out"
     sub = subprocess.run(["sbatch", "--parsable", "-p", slurm_cluster.partition, "-o", str(out),
                           "--wrap", "echo hello from $SLURM_JOB_ID"],

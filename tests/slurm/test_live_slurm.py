@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from _cluster import slurm_cluster  # noqa: F401
 
 from lubench.execution.slurm_ledger import LEDGER_FILE
 from lubench.execution.slurm_queue import ACTIVE, job_states
@@ -96,7 +97,7 @@ def _wait(predicate, timeout: float, what: str):
 
 
 @pytest.fixture
-def run_dir(tmp_path, slurm_cluster):
+def run_dir(tmp_path, slurm_cluster):  # noqa: F811
     """The run directory; whatever it submitted is cancelled when the test ends."""
     path = tmp_path / "run"
     yield path
@@ -111,7 +112,7 @@ def _starts(tmp_path: Path) -> Counter:
     return Counter(line.split()[0] for line in lines)
 
 
-def test_classical_and_learned_cases_run_on_a_cpu_partition(tmp_path, run_dir, slurm_cluster):
+def test_classical_and_learned_cases_run_on_a_cpu_partition(tmp_path, run_dir, slurm_cluster):  # noqa: F811
     """gfmm_lu asks for a GPU; device auto on a partition without one requests none."""
     suite = _suite(tmp_path, [
         {"name": "plu"},
@@ -137,7 +138,7 @@ def test_classical_and_learned_cases_run_on_a_cpu_partition(tmp_path, run_dir, s
 
 
 def test_sigkill_with_jobs_queued_then_resume_runs_each_case_once(tmp_path, run_dir,
-                                                                   slurm_cluster):
+                                                                   slurm_cluster):  # noqa: F811
     tags = ["a", "b", "c", "d"]
     suite = _suite(tmp_path, _probes(tags, seconds=3.0))
     args = [suite, "--executor", "slurm", "-o", run_dir]
@@ -159,7 +160,8 @@ def test_sigkill_with_jobs_queued_then_resume_runs_each_case_once(tmp_path, run_
     subprocess.run(["scancel", lost], check=True)
     _wait(lambda: lost not in _active([lost]), 30, "the cancelled job to leave the queue")
 
-    second = _run(args[:-2] + ["--resume", run_dir], tmp_path)
+    # no --executor: resuming a run that has SLURM jobs goes on with SLURM
+    second = _run([suite, "--resume", run_dir], tmp_path)
     assert second.returncode == 0, second.stderr
     assert "adopted 3 case(s)" in second.stderr and "1 to submit again" in second.stderr
     results = pd.read_parquet(run_dir / "results.parquet")
@@ -170,7 +172,7 @@ def test_sigkill_with_jobs_queued_then_resume_runs_each_case_once(tmp_path, run_
     assert len(resubmitted) == 1 and lost not in resubmitted
 
 
-def test_ctrl_c_cancels_the_jobs(tmp_path, run_dir, slurm_cluster):
+def test_ctrl_c_cancels_the_jobs(tmp_path, run_dir, slurm_cluster):  # noqa: F811
     suite = _suite(tmp_path, _probes(["x", "y", "z"], seconds=120))
     proc = _start([suite, "--executor", "slurm", "-o", run_dir], tmp_path)
     try:
@@ -183,13 +185,13 @@ def test_ctrl_c_cancels_the_jobs(tmp_path, run_dir, slurm_cluster):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "resume with" in err and "Traceback" not in err
+    assert "--executor slurm --resume" in err and "Traceback" not in err
     _wait(lambda: not _active(ids), 30, "the queue to be empty of the run's jobs")
     cancelled = [e for e in _ledger(run_dir) if e["event"] == "cancelled"]
     assert cancelled and sorted(cancelled[-1]["job_ids"]) == sorted(ids)
 
 
-def test_an_unknown_partition_is_one_line_and_exit_2(tmp_path, run_dir, slurm_cluster):
+def test_an_unknown_partition_is_one_line_and_exit_2(tmp_path, run_dir, slurm_cluster):  # noqa: F811
     suite = _suite(tmp_path, _probes(["p"], seconds=0))
     out = _run([suite, "--executor", "slurm", "--slurm-partition", "no-such-partition",
                 "-o", run_dir], tmp_path)
@@ -203,7 +205,7 @@ def test_an_unknown_partition_is_one_line_and_exit_2(tmp_path, run_dir, slurm_cl
 
 
 def test_a_refusal_after_an_accepted_array_leaves_nothing_queued(tmp_path, run_dir,
-                                                                 slurm_cluster):
+                                                                 slurm_cluster):  # noqa: F811
     """device cuda: gfmm_lu asks for a GPU the partition lacks; the plu array before it was
     accepted and is cancelled."""
     suite = _suite(tmp_path, [

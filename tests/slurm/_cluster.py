@@ -1,4 +1,5 @@
-"""The live SLURM the tests marked ``slurm`` run against.
+"""The live SLURM the tests marked ``slurm`` run against (a test module imports the fixture:
+``from _cluster import slurm_cluster``; not a conftest.py, whose name the top one owns).
 
 ``slurm_cluster`` (session) uses the single-node cluster of ``start-cluster.sh`` when it
 answers; otherwise, as root with ``slurm-wlm`` and ``munge`` installed, it starts one (and stops
