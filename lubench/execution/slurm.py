@@ -39,17 +39,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from lubench.api import LubenchError
-from lubench.errors import one_line
+from lubench.cases import Case
+from lubench.errors import LubenchError, one_line
 from lubench.execution.limits import thread_controller
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.progress import Display
 from lubench.execution.slurm_ledger import Ledger
 from lubench.execution.slurm_queue import ACTIVE, QUEUED, array_of, cancel_jobs, job_states
 from lubench.execution.slurm_resources import partition_gpus, submitit_parameters
-from lubench.records import FAILED, canonical_json
-from lubench.suite import Case
-from lubench.worker import base_record
+from lubench.records import FAILED, base_record, canonical_json
 
 __all__ = ["execute_case", "run_submitit", "default_submitit_executor", "submitit_parameters",
            "LOG_FILE"]

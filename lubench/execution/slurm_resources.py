@@ -27,8 +27,8 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from lubench.api import LubenchError
-from lubench.suite import Case
+from lubench.cases import Case
+from lubench.errors import LubenchError
 
 __all__ = ["submitit_parameters", "partition_gpus", "DEFAULT_MEM_GB", "MEM_HEADROOM_GB",
            "DEFAULT_TIME_MIN"]
