@@ -228,7 +228,7 @@ class _ArrayRun:
         if not known:
             return items
         states = self.sched.states()
-        fresh, finished, waiting = [], 0, 0
+        finished = waiting = 0
         adopted: set[tuple[str, int]] = set()
         for (case, repeat), entry in known:
             task = _Task(entry["job_id"], case, repeat, result_file(entry["folder"],
@@ -279,7 +279,8 @@ class _ArrayRun:
                         [self.run_id] * n, [self.plugin_specs] * n, [self.base_dir] * n,
                         [params["cpus_per_task"]] * n)
             except Exception as exc:  # sbatch refused, or submitit refused the parameters
-                self._refused(exc, [it for _, g in pending for it in g], n)
+                self._refused(exc, [it for _, g in pending for it in g], n,
+                              params.get("slurm_gpus_per_task"))
             ids = [str(j.job_id) for j in jobs]
             self.ledger.submitted([(j, c.case_id, r) for j, (c, r) in zip(ids, group)],
                                   self.folder)
@@ -294,8 +295,12 @@ class _ArrayRun:
                 f"{_describe_jobs(ids)}; logs in {self.folder}")
             pending.pop(0)
 
-    def _refused(self, exc: BaseException, not_submitted: list[WorkItem], n: int) -> None:
+    def _refused(self, exc: BaseException, not_submitted: list[WorkItem], n: int,
+                 gpus: int | None) -> None:
         message = _sbatch_message(exc)
+        if gpus:
+            message += (f" (they asked for {gpus} GPU each: --device cpu or "
+                        f"--slurm-gpus-per-task 0 asks for none)")
         self.log.write(f"sbatch refused an array of {n} case(s):\n{exc}\n")
         self.log.flush()
         self.ledger.refused([(c.case_id, r) for c, r in not_submitted], message)
@@ -377,16 +382,23 @@ class _ArrayRun:
         for array in sorted(self.totals):
             self._status(array)
 
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every job not collected yet (and say so in the ledger and the terminal)."""
+        left = sorted(self.tasks)
+        if not left:
+            return
+        self.sched.cancel(left)
+        self.ledger.cancelled(left, reason)
+        self.tasks.clear()
+        self.display.write(f"lubench: cancelled {len(left)} job(s) of array(s) "
+                           f"{', '.join(sorted({array_of(j) for j in left}))}")
+
     def watch(self, stop: Callable[[], bool], wakeup: Any) -> bool:
         """Until every task is collected (True) or ``stop()`` (False: the rest cancelled)."""
         next_squeue = 0.0
         while self.tasks:
             if stop():
-                left = sorted(self.tasks)
-                self.sched.cancel(left)
-                self.ledger.cancelled(left, "interrupted")
-                self.display.write(f"lubench: cancelled {len(left)} job(s) of "
-                                   f"{', '.join(sorted({array_of(j) for j in left}))}")
+                self.cancel_all("interrupted")
                 return False
             for task in list(self.tasks.values()):
                 rec = self._collect(task)
@@ -420,7 +432,11 @@ def run_submitit(items: list[WorkItem], *, folder: Path, run_id: str,
                            plugin_specs=tuple(plugin_specs), base_dir=base_dir,
                            options=options, executor=executor, on_record=on_record,
                            display=display, job_ids=job_ids, log=log)
-        fresh = arrays.adopt(items)
-        if fresh:
-            arrays.submit(fresh)
-        return arrays.watch(stop, wakeup)
+        try:
+            fresh = arrays.adopt(items)
+            if fresh:
+                arrays.submit(fresh)
+            return arrays.watch(stop, wakeup)
+        except KeyboardInterrupt:  # a second Ctrl-C: still cancel what has not ended
+            arrays.cancel_all("interrupted")
+            raise

@@ -8,7 +8,8 @@ died). ``squeue`` works everywhere: it lists pending and running jobs, and finis
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import subprocess
 from collections.abc import Iterable
 
@@ -30,7 +31,8 @@ def array_of(job_id: str) -> str:
 def job_states(timeout: float = 30.0) -> dict[str, str] | None:
     """State of every job of this user that ``squeue`` lists, by id (array tasks one by one,
     ``123_4``); ``None`` when ``squeue`` does not answer (then nothing can be concluded)."""
-    cmd = ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T"]
+    user = pwd.getpwuid(os.getuid()).pw_name
+    cmd = ["squeue", "-h", "-r", "-u", user, "-o", "%i %T"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.SubprocessError):
