@@ -80,8 +80,9 @@ $node_line State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+running() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }  # pid file → process alive
+running /run/slurmctld.pid || slurmctld
+running /run/slurmd.pid || slurmd
 for _ in $(seq $((timeout_s * 2))); do
   case "$(node_state)" in
     idle|mixed|allocated) exit 0 ;;
