@@ -95,8 +95,12 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Where cases run (default: the suite's executor.kind, else local).")
 @click.option("--slurm-partition", default=None, help="SLURM partition (executor slurm).")
 @click.option("--slurm-time", default=None, metavar="HH:MM", help="SLURM time per task.")
-@click.option("--slurm-gpus-per-task", type=int, default=None,
-              help="GPUs per task for methods that use one.")
+@click.option("--slurm-gpus-per-task", type=click.IntRange(min=0), default=None,
+              help="GPUs per task for methods that use one, when the case runs on CUDA "
+                   "(device cuda, or auto: default what the partition offers); 0: none.")
+@click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Memory per task, GB (default: from memory_limit or the method's "
+                   "estimate; see DESIGN.md).")
 @click.option("--slurm-array-parallelism", type=int, default=None,
               help="At most this many array tasks at once.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
@@ -147,8 +151,9 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     if dry_run:
         _echo_cases(cases, suite.repeats, suite_file, registry)
         return
-    _check_device(suite.device, cases)
-    settings = executor_settings(suite.executor, executor, jobs, **slurm_options)
+    kind = executor or _resumed_executor(resume, suite.executor)
+    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
+    _check_environment(suite.device, cases, settings.kind)
     run_dir = run_directory(suite.name, output, resume)
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
@@ -162,6 +167,7 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     _echo_results(results, run_dir, outcome.summary(), report, shown_columns)
     if outcome.interrupted:
         click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
+                   f"{' --executor slurm' if settings.kind == 'slurm' else ''}"
                    f" --resume {shlex.quote(str(run_dir))}", err=True)
         sys.exit(130)
     _exit_if_failed(results, cases)
@@ -193,8 +199,13 @@ def _run_options(timeout: str | None, retry: str | None, columns: str | None,
     return forced, statuses, shown
 
 
-def _check_device(device: str, cases: list) -> None:
-    """``cuda`` asked for a case that uses the device, where PyTorch sees none: bad input."""
+def _check_environment(device: str, cases: list, executor: str) -> None:
+    """Bad input: ``--executor slurm`` without submitit (the ``slurm`` extra), ``cuda`` asked
+    for a case that uses the device where PyTorch sees none."""
+    from lubench.availability import missing_modules
+
+    if executor == "slurm" and missing_modules(["submitit"]):
+        raise LubenchError('--executor slurm needs submitit: pip install "lubench[slurm]"')
     if device == "cuda" and any(c.family != "classical" for c in cases):
         from lubench.devices import cuda_problem
 
@@ -216,6 +227,16 @@ def _exit_if_failed(results: Any, cases: list) -> None:
         click.echo(f"lubench: {len(failed)} case(s) failed (reasons above): "
                    f"{'; '.join(failed)}", err=True)
         sys.exit(1)
+
+
+def _resumed_executor(resume: Path | None, suite_executor: dict) -> str | None:
+    """``slurm`` when the run being resumed has SLURM jobs (resume adopts them) and neither
+    the command line nor the suite names an executor."""
+    from lubench.execution.slurm_ledger import LEDGER_FILE
+
+    if resume is None or suite_executor.get("kind") or not (resume / LEDGER_FILE).exists():
+        return None
+    return "slurm"
 
 
 def _echo_cases(cases: list, repeats: int, suite_file: Path, registry: Any) -> None:

@@ -88,3 +88,13 @@ def test_run_pde_without_torch_exits_0_with_learned_cases_unavailable(light_env)
     assert (classical["method"] == "plu").sum() == 6  # -k plu[n=256]: every operator
     assert "unavailable [1]" in out.stdout and HINT in out.stdout  # the summary says why
     assert (run_dir / "report" / "report.html").exists()  # the report needs no torch either
+
+
+def test_slurm_without_submitit_is_bad_input_with_the_install_command(light_env):
+    run_dir = light_env["root"] / "slurm-run"
+    out = _lubench(light_env, "run", "suites/smoke.yaml", "-k", "plu", "--executor", "slurm",
+                   "-o", run_dir)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ('lubench: error: --executor slurm needs submitit: '
+                                  'pip install "lubench[slurm]"')
+    assert not run_dir.exists()

@@ -142,7 +142,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                     base_dir=base_dir, options=options,
                     factory=submitit_executor or default_submitit_executor,
                     on_record=on_record, stop=stopper, wakeup=stopper.wakeup,
-                    display=display, job_ids=outcome.job_ids)
+                    display=display, job_ids=outcome.job_ids, run_dir=store.run_dir)
                 store.update_meta(job_ids=outcome.job_ids)
         outcome.interrupted = not completed
     except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
