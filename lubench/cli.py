@@ -200,13 +200,14 @@ def _run_options(timeout: str | None, retry: str | None, columns: str | None,
 
 
 def _check_environment(device: str, cases: list, executor: str) -> None:
-    """Bad input: ``--executor slurm`` without submitit (the ``slurm`` extra), ``cuda`` asked
-    for a case that uses the device where PyTorch sees none."""
+    """Bad input: ``--executor slurm`` without submitit (the ``slurm`` extra); ``cuda`` asked
+    for a case that uses the device where PyTorch sees none (cases that run here: on SLURM
+    the compute nodes, not this one, have the GPUs, and sbatch refuses what they lack)."""
     from lubench.availability import missing_modules
 
     if executor == "slurm" and missing_modules(["submitit"]):
         raise LubenchError('--executor slurm needs submitit: pip install "lubench[slurm]"')
-    if device == "cuda" and any(c.family != "classical" for c in cases):
+    if device == "cuda" and executor != "slurm" and any(c.family != "classical" for c in cases):
         from lubench.devices import cuda_problem
 
         problem = cuda_problem()

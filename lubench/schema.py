@@ -52,14 +52,6 @@ __all__ = ["SuiteModel", "OperatorEntry", "MethodEntry", "BudgetModel", "Executo
            "ResourcesModel", "SuiteError", "validate_suite", "suite_error", "json_schema"]
 
 
-def _duration(value: Any) -> float | None:
-    return parse_duration(value)
-
-
-def _memory(value: Any) -> int | None:
-    return parse_memory(value)
-
-
 _DURATION_SCHEMA = {"anyOf": [
     {"type": "number", "exclusiveMinimum": 0},
     {"type": "string", "pattern": r"^\s*(none|(\d+(\.\d*)?\s*[a-zA-Z]*\s*)+)$",
@@ -71,9 +63,9 @@ _MEMORY_SCHEMA = {"anyOf": [
      "examples": ["512MiB", "4GiB", "none"]},
     {"type": "null"}]}
 
-Duration = Annotated[float | None, BeforeValidator(_duration),
+Duration = Annotated[float | None, BeforeValidator(parse_duration),
                      WithJsonSchema(_DURATION_SCHEMA)]
-Memory = Annotated[int | None, BeforeValidator(_memory), WithJsonSchema(_MEMORY_SCHEMA)]
+Memory = Annotated[int | None, BeforeValidator(parse_memory), WithJsonSchema(_MEMORY_SCHEMA)]
 
 
 def _mapping_or_empty(value: Any) -> Any:
