@@ -519,9 +519,12 @@ def scaling(summary: pd.DataFrame, style: Style) -> Figure:
     if not ops:
         return _placeholder("no case finished ok", style.preset)
     with plt.rc_context(style.rc):
+        labels = max(g["method_label"].nunique() for _k, g in ops)
+        legend_h = (1.5 + labels) * style.preset.font / 62
         fig, axes = plt.subplots(len(ops), 3, squeeze=False, layout="constrained",
                                  figsize=(max(style.preset.width, 6.0),
-                                          (style.preset.panel_height + 1.1) * len(ops)))
+                                          (style.preset.panel_height + 0.4 + legend_h)
+                                          * len(ops)))
         for row, (op, d) in zip(axes, ops):
             op = " ".join(map(str, op)) if isinstance(op, tuple) else op
             sizes = np.array(sorted({int(n) for n in d["n"]}), float)
@@ -565,9 +568,9 @@ def _scaling_panel(ax, d: pd.DataFrame, col: str, sizes: np.ndarray, style: Styl
     if len(sizes) >= 2:
         _reference_slopes(ax, sizes, float(np.exp(np.mean(np.log(starts)))), lo, hi)
         ax.set_ylim(lo, hi)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2 if len(starts) > 3 else 1,
-              title="fitted slope of log y on log n", fontsize=6.5, title_fontsize=6.5,
-              handlelength=1.5, columnspacing=1.0)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=1,
+              title="fitted slope of log y on log n", fontsize="x-small",
+              title_fontsize="x-small", handlelength=2.2)
 
 
 def _reference_slopes(ax, sizes: np.ndarray, y0: float, lo: float, hi: float) -> None:

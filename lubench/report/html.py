@@ -44,7 +44,7 @@ td code { white-space: pre-wrap; word-break: break-word; }
 #results th { cursor: pointer; user-select: none; white-space: nowrap; }
 #results th[aria-sort=ascending]::after { content: " ▲"; }
 #results th[aria-sort=descending]::after { content: " ▼"; }
-td.best { background: #eef6ee; }
+td.best { background: #eef6ee; } #results td code { white-space: nowrap; }
 .filters { font-size: 0.9em; margin: 0.5em 0; } .filters label { margin-right: 1em; }
 """
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 __all__ = ["OKABE_ITO", "MARKERS", "KNOWN", "method_color", "method_marker", "variant_dashes",
-           "FAMILY_FRONT"]
+           "FAMILY_FRONT", "OTHER_FRONT"]
 
 OKABE_ITO = {
     "blue": "#0072B2", "vermillion": "#D55E00", "bluish_green": "#009E73",
@@ -23,13 +23,13 @@ OKABE_ITO = {
 }
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
 
-#: The built-in methods: classical in blues/greens/black, compressed in orange, learned in
-#: vermillion/purple.
+#: The built-in methods: classical in blues, green and gold, compressed in orange, learned in
+#: vermillion and purple (black, for other names, is never a front's grey).
 KNOWN: dict[str, tuple[str, str]] = {
     "plu": (OKABE_ITO["blue"], "s"),
     "cholesky": (OKABE_ITO["sky_blue"], "D"),
     "sparse_lu": (OKABE_ITO["bluish_green"], "^"),
-    "ilu": (OKABE_ITO["black"], "v"),
+    "ilu": (OKABE_ITO["yellow"], "v"),
     "gfmm_compressed": (OKABE_ITO["orange"], "P"),
     "gfmm_lu": (OKABE_ITO["vermillion"], "o"),
     "dense_masked_lu": (OKABE_ITO["reddish_purple"], "X"),

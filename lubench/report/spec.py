@@ -60,10 +60,10 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # one-column article (A4/letter with ~2.5 cm margins: \linewidth ~ 6 in)
     "paper": Preset("paper", width=6.0, font=8.0, panel_height=2.1, max_cols=3,
-                    tabcolsep="4pt"),
+                    tabcolsep="3pt"),
     # one column of a two-column paper (IEEE, ACM, Elsevier: 3.3-3.5 in)
     "paper-2col": Preset("paper-2col", width=3.4, font=7.0, panel_height=1.9, max_cols=2,
-                         table_size=r"\small", tabcolsep="3pt"),
+                         table_size=r"\small", tabcolsep="2.5pt"),
     # a 16:9 beamer frame (~5.9 in of text width), larger text
     "slides": Preset("slides", width=5.9, font=9.0, panel_height=2.3, max_cols=3,
                      table_size=r"\small"),

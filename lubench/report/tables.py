@@ -418,6 +418,16 @@ def _tex_header(m: Metric) -> str:
     return "{" + m.latex + unit + "}"
 
 
+def _tex_method(label: str) -> str:
+    """``\\texttt{ilu} (fill\\_factor${=}$1)``: the name in typewriter, the parameters that
+    tell configurations apart in the text font (narrower)."""
+    name, _, params = str(label).partition("[")
+    text = r"\texttt{" + tex_escape(name) + "}"
+    if params:
+        text += " (" + tex_escape(params.rstrip("]")).replace("=", "${=}$") + ")"
+    return text
+
+
 def _tex_label(text: str) -> str:
     return "tab:lubench-" + "".join(ch if ch.isalnum() else "-" for ch in text).strip("-")
 
@@ -432,22 +442,20 @@ def _tex_table(t: pd.DataFrame, cols: list[Metric], blocks: bool, caption: str, 
             cells[c.key].append(_tex_value(row, c, bool(best[c.key][i])))
     formats = {c.key: _table_format([num for _, num in cells[c.key] if num is not None])
                for c in cols}
-    lead = ["r", "l"] + (["l"] if multi else [])
-    spec = " ".join(lead + [f"S[table-format={formats[c.key]}]" for c in cols])
-    head = ["$n$", "method"] + (["run"] if multi else []) + [_tex_header(c) for c in cols]
+    lead = ["@{}l"] + (["l"] if multi else [])  # flush with the rules, as booktabs sets it
+    spec = " ".join(lead + [f"S[table-format={formats[c.key]}]" for c in cols]) + "@{}"
+    head = ["method"] + (["run"] if multi else []) + [_tex_header(c) for c in cols]
     width = len(head)
     body, notes = [], []
-    prev_op, prev_n = None, None
+    prev: tuple | None = None
     for j, (_i, row) in enumerate(t.iterrows()):
         op, n = row["operator_label"], row["n"]
-        if blocks and op != prev_op:
-            if prev_op is not None:
-                body.append(r"\midrule")
-            body.append(rf"\multicolumn{{{width}}}{{@{{}}l}}{{\emph{{{tex_escape(op)}}}}} \\")
-            prev_n = None
-        elif prev_n is not None and n != prev_n:
-            body.append(r"\addlinespace")
-        method = r"\texttt{" + tex_escape(row["method_label"]) + "}"
+        if (op, n) != prev:  # a heading row per size (and operator, in one table of blocks)
+            if prev is not None:
+                body.append(r"\midrule" if blocks and op != prev[0] else r"\addlinespace")
+            what = (rf"\emph{{{tex_escape(op)}}}, " if blocks else "") + f"$n = {n}$"
+            body.append(rf"\multicolumn{{{width}}}{{@{{}}l}}{{{what}}} \\")
+        method = _tex_method(row["method_label"])
         if row["status"] != OK or row.get("note"):
             why = (f"{row['status']}" + (f" in {row['repeats'] - row['n_ok']} of "
                                          f"{row['repeats']} repeats" if row["n_ok"] else "")
@@ -456,10 +464,9 @@ def _tex_table(t: pd.DataFrame, cols: list[Metric], blocks: bool, caption: str, 
             if why not in notes:  # one mark per distinct reason
                 notes.append(why)
             method += rf"$^{{{notes.index(why) + 1}}}$"
-        lead_cells = [str(n) if n != prev_n else "", method]
-        lead_cells += [r"\texttt{" + tex_escape(row["run"]) + "}"] if multi else []
+        lead_cells = [method] + ([r"	exttt{" + tex_escape(row["run"]) + "}"] if multi else [])
         body.append(" & ".join(lead_cells + [cells[c.key][j][0] for c in cols]) + r" \\")
-        prev_op, prev_n = op, n
+        prev = (op, n)
     defs = "; ".join(f"{c.latex}: {c.latex_meaning}" for c in cols)
     rep = f"Median of {repeats} repeats. " if repeats > 1 else ""
     note = (f"{rep}{defs}. Bold: best per $n$; --: not measured; NaN: not finite."
