@@ -114,8 +114,13 @@ def _panel_keys(data: pd.DataFrame) -> list[tuple]:
     out = list(dict.fromkeys(map(tuple, data[keys].itertuples(index=False))))
     ops = {op: i for i, op in enumerate(dict.fromkeys(data["operator_label"]))}
     runs = {r: i for i, r in enumerate(dict.fromkeys(data["run"]))} if "run" in data else {}
-    return sorted(out, key=lambda k: (ops[k[0]], runs.get(k[2], 0) if len(k) > 2 else 0,
-                                      int(k[1])))
+    # runs side by side: the panels of one (operator, n) are neighbours
+    return sorted(out, key=lambda k: (ops[k[0]], int(k[1]),
+                                      runs.get(k[2], 0) if len(k) > 2 else 0))
+
+
+def _runs(data: pd.DataFrame) -> int:
+    return int(data["run"].nunique()) if "run" in data.columns else 1
 
 
 def _panel(data: pd.DataFrame, key: tuple) -> pd.DataFrame:
@@ -135,11 +140,11 @@ def _title(key: tuple, limit: int = 30) -> str:
     return text
 
 
-def _grid(count: int, preset: Preset, height: float | None = None,
-          legend_rows: int = 2) -> tuple[Figure, np.ndarray]:
-    """Panels in at most ``preset.max_cols`` columns at the preset's width; room below for
-    a legend of ``legend_rows`` rows."""
-    ncols = max(1, min(preset.max_cols, count))
+def _grid(count: int, preset: Preset, height: float | None = None, legend_rows: int = 2,
+          runs: int = 1) -> tuple[Figure, np.ndarray]:
+    """Panels in at most ``preset.max_cols`` columns at the preset's width (one column per
+    run when several runs fit in a row); room below for a legend of ``legend_rows`` rows."""
+    ncols = runs if 1 < runs <= preset.max_cols else max(1, min(preset.max_cols, count))
     nrows = max(1, math.ceil(count / ncols))
     h = (height or preset.panel_height) * nrows + 0.16 * legend_rows * preset.font / 8
     fig, axes = plt.subplots(nrows, ncols, figsize=(preset.width, h), squeeze=False,
@@ -312,13 +317,15 @@ def _points(ax, d: pd.DataFrame, xcol: str, ycol: str, style: Style, zero: float
 
 def _fronts(ax, d: pd.DataFrame, xcol: str, ycol: str, zero: float = FLOOR) -> list[str]:
     """The Pareto front (lower x and lower y both better) of each family in the panel, as a
-    grey staircase; returns the families drawn."""
+    grey staircase (values at or below the metric's round-off floor count as equal); returns
+    the families drawn."""
     drawn = []
+    floor = BY_KEY[ycol].floor  # values at round-off level tie: none dominates another
     for fam, g in d.groupby("family", sort=False):
         x = g[xcol].to_numpy(float)
         y = g[ycol].to_numpy(float)
         y = np.where(y > 0, y, zero)
-        idx = pareto_front(x, y)
+        idx = pareto_front(x, np.maximum(y, floor))
         if len(idx) < 2:
             continue
         ax.step(x[idx], y[idx], where="post", color="0.35", lw=1.1, zorder=1,
@@ -346,7 +353,7 @@ def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, title: str)
     if not keys:
         return _placeholder(f"no configuration has both factor_error and {xcol}", style.preset)
     with plt.rc_context(style.rc):
-        fig, axes = _grid(len(keys), style.preset)
+        fig, axes = _grid(len(keys), style.preset, runs=_runs(data))
         families: set[str] = set()
         probe = False
         for ax, key in zip(axes.flat, keys):
@@ -397,7 +404,7 @@ def gmres_vs_params(summary: pd.DataFrame, style: Style) -> Figure:
         return _placeholder("no configuration recorded precond_iterations", style.preset)
     data = data.assign(no_conv=data["precond_converged"].map(lambda v: v is False))
     with plt.rc_context(style.rc):
-        fig, axes = _grid(len(keys), style.preset)
+        fig, axes = _grid(len(keys), style.preset, runs=_runs(data))
         families: set[str] = set()
         plain_drawn = no_conv = False
         for ax, key in zip(axes.flat, keys):
@@ -451,7 +458,7 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
     rows_max = max(_panel(data, k)["method_label"].nunique() for k in keys)
     with plt.rc_context(style.rc):
         height = max(style.preset.panel_height, 0.5 + 0.16 * rows_max)
-        fig, axes = _grid(len(keys), style.preset, height=height)
+        fig, axes = _grid(len(keys), style.preset, height=height, runs=_runs(data))
         no_conv = False
         for ax, key in zip(axes.flat, keys):
             d = _panel(data, key).iloc[::-1]  # first method at the top
