@@ -464,7 +464,7 @@ def _tex_table(t: pd.DataFrame, cols: list[Metric], blocks: bool, caption: str, 
             if why not in notes:  # one mark per distinct reason
                 notes.append(why)
             method += rf"$^{{{notes.index(why) + 1}}}$"
-        lead_cells = [method] + ([r"	exttt{" + tex_escape(row["run"]) + "}"] if multi else [])
+        lead_cells = [method] + ([r"\texttt{" + tex_escape(row["run"]) + "}"] if multi else [])
         body.append(" & ".join(lead_cells + [cells[c.key][j][0] for c in cols]) + r" \\")
         prev = (op, n)
     defs = "; ".join(f"{c.latex}: {c.latex_meaning}" for c in cols)
