@@ -512,6 +512,7 @@ Text at the document's font size.
                     reason="pdflatex is not installed (.ci/run installs TeX Live when it can)")
 @pytest.mark.parametrize("group", ["operator", "blocks"])
 def test_latex_compiles_in_a_one_column_article_without_overfull_boxes(run_dir, tmp_path, group):
+    import shutil
     import subprocess
 
     from lubench.report import render_report
@@ -526,6 +527,10 @@ def test_latex_compiles_in_a_one_column_article_without_overfull_boxes(run_dir, 
     assert proc.returncode == 0, log[-3000:]
     assert (out / "doc.pdf").read_bytes().startswith(b"%PDF")
     assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:500]
+    if shutil.which("pdffonts"):  # vector fonts only (no bitmap Type 3 fallback)
+        fonts = subprocess.run(["pdffonts", "doc.pdf"], cwd=out, capture_output=True,
+                               text=True, check=True).stdout
+        assert "Type 3" not in fonts, fonts
 
 
 def test_report_lists_the_cases_that_failed(report_dir):

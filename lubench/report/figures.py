@@ -277,7 +277,10 @@ def _log_axis(ax, which: str, values: np.ndarray, decades: float = 2.0) -> None:
         axis.set_minor_locator(mticker.LogLocator(base=10, subs=np.arange(2, 10) * 0.1,
                                                   numticks=12))
     elif span >= 0.8:
-        axis.set_major_locator(mticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+        # 1-2-5, or 1-3 on a narrow x axis (where "2×10⁵ 5×10⁵" labels would collide)
+        width = ax.get_position().width * ax.figure.get_figwidth()
+        subs = (1.0, 3.0) if which == "x" and width < 2.0 else (1.0, 2.0, 5.0)
+        axis.set_major_locator(mticker.LogLocator(base=10, subs=subs, numticks=12))
         axis.set_major_formatter(mticker.FuncFormatter(_tick_label))
         axis.set_minor_locator(mticker.NullLocator())
     else:

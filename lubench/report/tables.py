@@ -371,8 +371,9 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-_SI_PREAMBLE = (r"\sisetup{detect-weight=true, mode=text, reset-text-series=false, "
-                r"text-series-to-math=true, table-align-text-after=false}")
+# numbers in math mode (Type 1 fonts; siunitx's text mode would need TS1 bitmap fonts for the
+# minus sign), bold from \bfseries (detect-weight)
+_SI_PREAMBLE = r"\sisetup{detect-weight=true, table-align-text-after=false}"
 
 
 def _tex_value(row: pd.Series, m: Metric, bold: bool) -> tuple[str, str | None]:
@@ -471,7 +472,9 @@ def _tex_table(t: pd.DataFrame, cols: list[Metric], blocks: bool, caption: str, 
     rep = f"Median of {repeats} repeats. " if repeats > 1 else ""
     note = (f"{rep}{defs}. Bold: best per $n$; --: not measured; NaN: not finite."
             + "".join(f" $^{{{k}}}$\\,{tex_escape(w)}." for k, w in enumerate(notes, 1)))
-    out = [r"\begin{table}[tbp]", r"\centering"]
+    # a column of a two-column paper holds three metric columns; more span both columns
+    env = "table*" if preset.name == "paper-2col" and len(cols) > 3 else "table"
+    out = [rf"\begin{{{env}}}[tbp]", r"\centering"]
     if preset.table_size:
         out.append(preset.table_size)
     if preset.tabcolsep:
@@ -480,7 +483,7 @@ def _tex_table(t: pd.DataFrame, cols: list[Metric], blocks: bool, caption: str, 
             r"\begin{tabular}{" + spec + "}", r"\toprule", " & ".join(head) + r" \\",
             r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
             r"\par\smallskip{\footnotesize\raggedright " + note + r"\par}",
-            r"\end{table}", ""]
+            rf"\end{{{env}}}", ""]
     return out
 
 
