@@ -133,6 +133,12 @@ def test_selection_orders_and_filters_and_warns(run_dir):
     assert list(dict.fromkeys(df["method"])) == ["ilu", "plu"]
     assert set(df["operator"]) == {"convdiff_1d"} and set(df["n"]) == {32}
     assert unmatched == ["methods: 'nope'", "sizes: 99"]
+    # -k syntax: parameters and n, whether or not the label shows them
+    df, unmatched = select(pd.read_parquet(run_dir / "results.parquet"),
+                           spec(methods="ilu[fill_factor=2],plu[n=32]",
+                                operators="laplacian_1d[n=32]"))
+    assert set(df["method_label"]) == {"ilu[fill_factor=2]", "plu"} and set(df["n"]) == {32}
+    assert not unmatched
     with pytest.raises(LubenchError, match="keeps no result row"):
         select(pd.read_parquet(run_dir / "results.parquet"), spec(methods="nope"))
 

@@ -5,7 +5,7 @@ and a suite's ``report:`` section (the same keys)::
 
     report:
       columns: [factor_error, precond_iterations, n_params, setup_seconds]  # table columns
-      methods: [plu, ilu, "gfmm_lu[P=32]"]   # names or labels, globs allowed; table order
+      methods: [plu, ilu, "gfmm_lu[P=32]"]   # names, labels or -k selectors; table order
       operators: [laplacian_2d, "convdiff_*"]
       sizes: [1024]                          # n to keep
       group: operator                        # one table per operator | blocks: one table

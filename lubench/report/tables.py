@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import html
+import json
 import math
 import re
 from collections import Counter
@@ -90,10 +91,51 @@ def _ordered(values: pd.Series) -> list:
     return list(dict.fromkeys(values.tolist()))
 
 
-def _match_index(name: str, label: str, patterns: Sequence[str]) -> int:
-    """The index of the first pattern naming ``name`` or ``label`` (globs), -1 for none."""
+def _value_matches(actual: object, wanted: str) -> bool:
+    if isinstance(actual, bool):
+        return wanted.lower() == str(actual).lower()
+    if isinstance(actual, (int, float)):
+        try:
+            return float(wanted) == float(actual)
+        except ValueError:
+            return False
+    return fnmatch.fnmatchcase(str(actual), wanted)
+
+
+def _matches(pattern: str, name: str, label: str, params: str, n: object) -> bool:
+    """A pattern names a row: its label or name (globs), or ``name[key=value,...]`` as
+    ``-k`` reads it (:func:`lubench.suite.parse_selector`), the values compared with the
+    row's parameters (``n`` its size) — so ``gfmm_lu[P=32]`` matches whether or not the
+    label shows ``P``."""
+    from lubench.suite import parse_selector
+
+    if fnmatch.fnmatchcase(label, pattern) or label == pattern:
+        return True
+    try:
+        glob, constraints = parse_selector(pattern)
+    except LubenchError:
+        return False
+    if not fnmatch.fnmatchcase(name, glob):
+        return False
+    try:
+        values = json.loads(params) if params else {}
+    except ValueError:
+        values = {}
+    for key, wanted in constraints.items():
+        actual = n if key == "n" else values.get(key, _MISSING)
+        if actual is _MISSING or not _value_matches(actual, wanted):
+            return False
+    return True
+
+
+_MISSING = object()
+
+
+def _match_index(name: str, label: str, params: str, n: object,
+                 patterns: Sequence[str]) -> int:
+    """The index of the first pattern naming the row (:func:`_matches`), -1 for none."""
     for i, p in enumerate(patterns):
-        if fnmatch.fnmatchcase(label, p) or fnmatch.fnmatchcase(name, p) or label == p:
+        if _matches(p, name, label, params, n):
             return i
     return -1
 
@@ -111,7 +153,8 @@ def select(results: pd.DataFrame, spec: ReportSpec | None) -> tuple[pd.DataFrame
         patterns = getattr(spec, key)
         if not patterns:
             continue
-        idx = [_match_index(str(a), str(b), patterns) for a, b in zip(df[name], df[label])]
+        idx = [_match_index(str(a), str(b), str(p), nn, patterns) for a, b, p, nn in
+               zip(df[name], df[label], df[name + "_params"], df["n"])]
         df = df.assign(**{f"_{key}": idx})
         hit = set(df[f"_{key}"])
         unmatched += [f"{key}: '{p}'" for i, p in enumerate(patterns) if i not in hit]
