@@ -23,9 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
@@ -103,6 +100,7 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
            spec: ReportSpec | None = None,
            echo: Callable[[str], object] = print) -> Path:
     """Write the report of ``run_dirs`` into ``output`` and return that folder."""
+    matplotlib.use("Agg")  # drawn into files: chosen here, not on import (a notebook's stays)
     run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else \
         [Path(d) for d in run_dirs]
     if not run_dirs:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from lubench.api import LubenchError
+from lubench.metrics import GMRES_MAXITER as GMRES_MAX
 from lubench.report.columns import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
 from lubench.report.load import OK, prepare_results
 from lubench.report.spec import Preset, ReportSpec
@@ -39,7 +40,6 @@ __all__ = ["summarize", "select", "table_columns", "summary_markdown", "latex_ta
            "html_table", "frame_text", "fmt_number", "short_reason", "cell", "best_flags",
            "nonfinite_keys", "NOT_MEASURED", "GMRES_MAX"]
 
-GMRES_MAX = 500
 REASON_CHARS = 60
 NOT_MEASURED = "–"
 NAN_TEXT = "NaN"
@@ -104,10 +104,10 @@ def _value_matches(actual: object, wanted: str) -> bool:
 
 def _matches(pattern: str, name: str, label: str, params: str, n: object) -> bool:
     """A pattern names a row: its label or name (globs), or ``name[key=value,...]`` as
-    ``-k`` reads it (:func:`lubench.suite.parse_selector`), the values compared with the
+    ``-k`` reads it (:func:`lubench.selection.parse_selector`), the values compared with the
     row's parameters (``n`` its size) — so ``gfmm_lu[P=32]`` matches whether or not the
     label shows ``P``."""
-    from lubench.suite import parse_selector
+    from lubench.selection import parse_selector
 
     if fnmatch.fnmatchcase(label, pattern) or label == pattern:
         return True
