@@ -434,7 +434,8 @@ def _tex_value(row: pd.Series, m: Metric, bold: bool) -> tuple[str, str | None]:
     if _not_converged(row, m):
         if med >= GMRES_MAX:
             return rf"{{$>${GMRES_MAX}}}", None
-        return text + r"$^\dagger$", text
+        # a text cell (braced): the dagger does not fit the space siunitx keeps for numbers
+        return "{" + text + r"$^\dagger$}", text
     return (r"\bfseries " + text if bold else text), text
 
 
