@@ -298,13 +298,23 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threshold", type=float, default=1.5, show_default=True,
               help="Flag a case when B/A of a time or an error exceeds this ratio.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table to this file, in the format its suffix names "
+                   "(.md, .tex or .html), for a report.")
 @user_errors
-def compare(run_a: Path, run_b: Path, threshold: float) -> None:
+def compare(run_a: Path, run_b: Path, threshold: float, output: Path | None) -> None:
     """Per case, the ratios B/A of times and errors; exit 1 when a regression is flagged."""
     from lubench.report.compare import compare_runs
 
     text, n_regressions = compare_runs(run_a, run_b, threshold=threshold)
     click.echo(text)
+    if output is not None:
+        fmt = output.suffix.lstrip(".").lower()
+        if fmt not in ("md", "tex", "html"):
+            raise LubenchError(f"--output {output}: the suffix must be .md, .tex or .html")
+        table = text if fmt == "md" else compare_runs(run_a, run_b, threshold, fmt=fmt)[0]
+        output.write_text(table + ("" if table.endswith("\n") else "\n"), encoding="utf-8")
+        click.echo(f"compare: wrote {output}", err=True)
     if n_regressions:
         click.echo(f"lubench: {n_regressions} regression(s) beyond ×{threshold}", err=True)
         sys.exit(1)
