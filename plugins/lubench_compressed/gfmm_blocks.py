@@ -230,45 +230,106 @@ class GFMMArrays:
 
 
 class _SolvePlan:
-    """Block forward substitution for a block-lower graph: leaf by leaf (reference)."""
+    """Block forward substitution for a block-lower graph G, level by level.
+
+    Cut the leaves at the boundary of a node p of level l. What the leaves right of p need
+    from p's leaves, and what p's leaves need from the left, are (l+1) P-vectors each:
+
+    * inflow  σ_p = (z⁰, …, z^{l−1}, y^l_p): zⁱ = Bⁱ vⁱ of the node left of p's first node of
+      level i (the band term it receives from outside p), y^l_p p's own decoder input;
+    * outflow ω_p = (v⁰, …, v^{l−1} of p's last node at each level i < l, and v^l_p).
+
+    Substitution inside p is affine in its inflow: ω_p = S_p + T_p σ_p, where S_p (the
+    outflow with zero inflow) depends on the right-hand side and T_p only on G. With c, c'
+    the children of p, Λ the map σ_p ↦ σ_c (y^{l−1}_c = z^{l−1} + F_c y^l_p), Γ the bands from
+    c's last nodes into c''s first ones, Δ the decoder F_{c'} into c', and Π the merge
+    (c''s last nodes, v^l_p = E_c v^{l−1}_c + E_{c'} v^{l−1}_{c'}):
+
+        σ_{c'} = Γ ω_c + Δ σ_p,     ω_p = Π(ω_c, ω_{c'}),
+        S_p = Π(S_c, S_{c'} + T_{c'} Γ S_c),
+        T_p = Π(T_c Λ, T_{c'} B_p),  B_p = Γ T_c Λ + Δ,       T_leaf = −D_a⁻¹.
+
+    Setup forms T (right children) and B level by level from the leaves up: batched products
+    of ((l+1)P)-square blocks, Σ_l (M/2^l)(l+1)² P² ≈ 12·n·P numbers in all. A solve is an
+    up pass (S_p, and R_p = Γ S_c kept) and a down pass from σ_root = 0
+    (σ_c = Λσ_p, σ_{c'} = R_p + B_p σ_p), then x = D⁻¹(b − σ⁰) on all leaves at once: per
+    level a few np.matmul calls over all its nodes, no loop over leaves, O(n·P) operations
+    and memory per right-hand side (the constant above instead of the ≈ 6 of substitution
+    leaf by leaf, in exchange for batching).
+    """
 
     def __init__(self, G: _LowerArrays, reversed_: bool):
-        self.G = G
         self.reversed = reversed_
-        self.inv = _diag_inverses(G.diag)
+        M, P = G.M, G.P
+        K = M.bit_length() - 1
+        self.M, self.P, self.K = M, P, K
+        self.dinv = _diag_inverses(G.diag)
+        bands = [G.off, *G.bridge]
+        self.gam: list[np.ndarray | None] = [None]   # gam[l]: (N_l, l, P, P)
+        self.tr: list[np.ndarray | None] = [None]    # T of the right children of level l
+        self.bm: list[np.ndarray | None] = [None]    # B_p of level l
+        self.enc_c: list[np.ndarray | None] = [None]
+        self.enc_r: list[np.ndarray | None] = [None]
+        self.dec_c: list[np.ndarray | None] = [None]
+        T = -self.dinv                                  # T of level l − 1 (all nodes)
+        for l in range(1, K + 1):
+            N = M >> l
+            d = l * P
+            p = np.arange(N)
+            gam = np.stack([bands[i][(2 * p + 1) * (1 << (l - 1 - i)) - 1]
+                            for i in range(l)], axis=1)
+            self.gam.append(gam)
+            if l == K:      # the root: its inflow is zero, only Γ S_c is needed
+                break
+            enc = G.enc[l - 1]
+            dec = G.dec[l - 1]
+            dec_c, dec_r = dec[:, :P], dec[:, P:]
+            enc_c, enc_r = enc[:, :, :P], enc[:, :, P:]
+            Tc, Tr = T[0::2], T[1::2]
+            A = np.empty((N, d, d + P))
+            A[:, :, :d] = Tc
+            A[:, :, d:] = np.matmul(Tc[:, :, d - P:], dec_c)
+            Bm = np.matmul(gam, A.reshape(N, l, P, d + P)).reshape(N, d, d + P)
+            Bm[:, d - P:, d:] += dec_r
+            C = np.matmul(Tr, Bm)
+            T = np.empty((N, d + P, d + P))
+            T[:, :d] = C
+            T[:, d:] = np.matmul(enc_c, A[:, d - P:]) + np.matmul(enc_r, C[:, d - P:])
+            self.tr.append(np.ascontiguousarray(Tr))
+            self.bm.append(Bm)
+            self.enc_c.append(np.ascontiguousarray(enc_c))
+            self.enc_r.append(np.ascontiguousarray(enc_r))
+            self.dec_c.append(np.ascontiguousarray(dec_c))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
-        G = self.G
-        M, P, K = G.M, G.P, G.M.bit_length() - 1
+        M, P, K = self.M, self.P, self.K
         c = b.shape[2]
-        x = np.empty((M, P, c))
-        v = [x] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-        y = [None] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-        for a in range(M):
-            for i in range(K - 1, 0, -1):   # entering nodes, top-down: their decoder outputs
-                if a % (1 << i):
-                    continue
-                node = a >> i
-                acc = np.zeros((P, c))
-                if node >= 1:
-                    acc += G.bridge[i - 1][node - 1] @ v[i][node - 1]
-                if i + 1 <= K - 1:
-                    acc += G.dec[i][node >> 1][(node & 1) * P:(node & 1) * P + P] \
-                        @ y[i + 1][node >> 1]
-                y[i][node] = acc
-            r = b[a].copy()
-            if a >= 1:
-                r -= G.off[a - 1] @ x[a - 1]
-            if K >= 2:
-                r -= G.dec[0][a >> 1][(a & 1) * P:(a & 1) * P + P] @ y[1][a >> 1]
-            x[a] = self.inv[a] @ r
-            for i in range(0, K - 1):       # leaving nodes, bottom-up: encode into the parent
-                if (a + 1) % (1 << i):
-                    break
-                node = a >> i
-                v[i + 1][node >> 1] += \
-                    G.enc[i][node >> 1][:, (node & 1) * P:(node & 1) * P + P] @ v[i][node]
-        return x
+        S = np.matmul(self.dinv, b)                     # S of the leaves: D⁻¹ b
+        if K == 0:
+            return S
+        R: list[np.ndarray | None] = [None]
+        for l in range(1, K):                           # up pass
+            N, d = M >> l, l * P
+            Sl = S.reshape(N, 2, d, c)
+            Sc, Sr = Sl[:, 0], Sl[:, 1]
+            Rl = np.matmul(self.gam[l], Sc.reshape(N, l, P, c)).reshape(N, d, c)
+            W = Sr + np.matmul(self.tr[l], Rl)
+            S = np.empty((N, d + P, c))
+            S[:, :d] = W
+            S[:, d:] = (np.matmul(self.enc_c[l], Sc[:, d - P:])
+                        + np.matmul(self.enc_r[l], W[:, d - P:]))
+            R.append(Rl)
+        d = K * P                                       # the root's children
+        sigma = np.zeros((2, d, c))
+        sigma[1] = np.matmul(self.gam[K][0], S[0].reshape(K, P, c)).reshape(d, c)
+        for l in range(K - 1, 0, -1):                   # down pass
+            N, d = M >> l, l * P
+            nxt = np.empty((N, 2, d, c))
+            nxt[:, 0] = sigma[:, :d]
+            nxt[:, 0, d - P:] += np.matmul(self.dec_c[l], sigma[:, d:])
+            nxt[:, 1] = R[l] + np.matmul(self.bm[l], sigma)
+            sigma = nxt.reshape(2 * N, d, c)
+        return np.matmul(self.dinv, b - sigma)
 
 
 def _diag_inverses(diag: np.ndarray) -> np.ndarray:
