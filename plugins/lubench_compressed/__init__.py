@@ -11,10 +11,11 @@ NumPy/SciPy only: importing this package never imports torch.
 from __future__ import annotations
 
 from lubench import hookimpl
+from lubench_compressed.gfmm_compressed import GfmmCompressed
 
-__all__ = ["METHODS", "lubench_methods"]
+__all__ = ["GfmmCompressed", "METHODS", "lubench_methods"]
 
-METHODS: list[type] = []
+METHODS: list[type] = [GfmmCompressed]
 
 
 @hookimpl
