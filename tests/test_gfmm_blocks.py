@@ -67,6 +67,20 @@ def test_solve_inverts_dense_factor(M, P, lower, transpose):
     np.testing.assert_allclose(x1, X[:, 0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("M,P", [(64, 8), (128, 8), (256, 4), (32, 32)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_solve_exact_at_larger_sizes(M, P, transpose):
+    """Up to K = 8 levels: the level-wise solve against a dense solve of the same factor."""
+    F = random_arrays(M, P, transpose, seed=7, scale=0.5 / np.sqrt(P))
+    D = F.dense()
+    Dop = D.T if transpose else D
+    B = np.random.default_rng(8).standard_normal((F.n, 4))
+    X = F.solve(B, transpose=transpose)
+    X_ref = np.linalg.solve(Dop, B)
+    kappa = np.linalg.cond(Dop)
+    assert np.linalg.norm(X - X_ref) / np.linalg.norm(X_ref) <= 1e3 * kappa * 2.2e-16
+
+
 @pytest.mark.parametrize("lower", [True, False])
 def test_apply_transpose_is_dense_transpose(lower):
     F = random_arrays(8, 3, lower, seed=3)

@@ -339,6 +339,7 @@ class CompressedFactorization(Factorization):
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         B2, vec = self._padded(B)
+        B2 = B2.copy()                      # a view of the caller's B when N = n
         B2[: self.n] = B2[self.perm]
         Y = self.L.solve(B2)
         Y[self.n:] = 0.0
