@@ -270,13 +270,13 @@ class _SolvePlan:
         self.M, self.P, self.K = M, P, K
         self.dinv = _diag_inverses(G.diag)
         bands = [G.off, *G.bridge]
-        self.gam: list[np.ndarray | None] = [None]   # gam[l]: (N_l, l, P, P)
-        self.tr: list[np.ndarray | None] = [None]    # T of the right children of level l
-        self.gt: list[np.ndarray | None] = [None]    # Γ T_c of level l (B_p = Γ T_c Λ + Δ)
-        self.enc_c: list[np.ndarray | None] = [None]
-        self.enc_r: list[np.ndarray | None] = [None]
-        self.dec_c: list[np.ndarray | None] = [None]
-        self.dec_r: list[np.ndarray | None] = [None]
+        # per level l = 1 … K−1 (index 0 unused): Γ (N_l, l, P, P); T_{c'} (N_l, d, d);
+        # Γ T_c (N_l, d, d); the level's encoder and decoder edges E, F
+        self.gam: list[np.ndarray] = [np.empty(0)]
+        self.tr: list[np.ndarray] = [np.empty(0)]
+        self.gt: list[np.ndarray] = [np.empty(0)]
+        self.enc: list[np.ndarray] = [np.empty(0)]
+        self.dec: list[np.ndarray] = [np.empty(0)]
         T = -self.dinv                                  # T of level l − 1 (all nodes)
         for l in range(1, K + 1):
             N = M >> l
@@ -292,21 +292,19 @@ class _SolvePlan:
             dec_c, dec_r = dec[:, :P], dec[:, P:]
             enc_c, enc_r = enc[:, :, :P], enc[:, :, P:]
             Tc, Tr = T[0::2], T[1::2]
-            A = np.empty((N, d, d + P))
+            A = np.empty((N, d, d + P))                 # T_c Λ
             A[:, :, :d] = Tc
             A[:, :, d:] = np.matmul(Tc[:, :, d - P:], dec_c)
             Bm = np.matmul(gam, A.reshape(N, l, P, d + P)).reshape(N, d, d + P)
-            Bm[:, d - P:, d:] += dec_r
+            Bm[:, d - P:, d:] += dec_r                  # B_p = Γ T_c Λ + Δ
             C = np.matmul(Tr, Bm)
             T = np.empty((N, d + P, d + P))
             T[:, :d] = C
             T[:, d:] = np.matmul(enc_c, A[:, d - P:]) + np.matmul(enc_r, C[:, d - P:])
             self.tr.append(np.ascontiguousarray(Tr))
-            self.gt.append(np.ascontiguousarray(Bm[:, :, :d]))   # Γ T_c: Λ is cheap
-            self.dec_r.append(np.ascontiguousarray(dec_r))
-            self.enc_c.append(np.ascontiguousarray(enc_c))
-            self.enc_r.append(np.ascontiguousarray(enc_r))
-            self.dec_c.append(np.ascontiguousarray(dec_c))
+            self.gt.append(np.ascontiguousarray(Bm[:, :, :d]))
+            self.enc.append(np.ascontiguousarray(enc))
+            self.dec.append(np.ascontiguousarray(dec))
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         M, P, K = self.M, self.P, self.K
@@ -314,30 +312,33 @@ class _SolvePlan:
         S = np.matmul(self.dinv, b)                     # S of the leaves: D⁻¹ b
         if K == 0:
             return S
-        R: list[np.ndarray | None] = [None]
+        R: list[np.ndarray] = [S]
         for l in range(1, K):                           # up pass
             N, d = M >> l, l * P
             Sl = S.reshape(N, 2, d, c)
-            Sc, Sr = Sl[:, 0], Sl[:, 1]
-            Rl = np.matmul(self.gam[l], Sc.reshape(N, l, P, c)).reshape(N, d, c)
-            W = Sr + np.matmul(self.tr[l], Rl)
+            Rl = np.matmul(self.gam[l], Sl[:, 0].reshape(N, l, P, c)).reshape(N, d, c)
             S = np.empty((N, d + P, c))
-            S[:, :d] = W
-            S[:, d:] = (np.matmul(self.enc_c[l], Sc[:, d - P:])
-                        + np.matmul(self.enc_r[l], W[:, d - P:]))
+            W = S[:, :d]
+            np.matmul(self.tr[l], Rl, out=W)
+            W += Sl[:, 1]                               # W = S_{c'} + T_{c'} Γ S_c
+            last = np.concatenate([Sl[:, 0, d - P:], W[:, d - P:]], axis=1)
+            np.matmul(self.enc[l], last, out=S[:, d:])  # v^l_p = E_c v_c + E_{c'} v_{c'}
             R.append(Rl)
         d = K * P                                       # the root's children
         sigma = np.zeros((2, d, c))
         sigma[1] = np.matmul(self.gam[K][0], S[0].reshape(K, P, c)).reshape(d, c)
         for l in range(K - 1, 0, -1):                   # down pass
             N, d = M >> l, l * P
+            fy = np.matmul(self.dec[l], sigma[:, d:])   # F_c y, F_{c'} y
             nxt = np.empty((N, 2, d, c))
             nxt[:, 0] = sigma[:, :d]
-            nxt[:, 0, d - P:] += np.matmul(self.dec_c[l], sigma[:, d:])
-            nxt[:, 1] = R[l] + np.matmul(self.gt[l], nxt[:, 0])
-            nxt[:, 1, d - P:] += np.matmul(self.dec_r[l], sigma[:, d:])
+            nxt[:, 0, d - P:] += fy[:, :P]              # σ_c = Λ σ_p
+            nxt[:, 1] = np.matmul(self.gt[l], nxt[:, 0])
+            nxt[:, 1] += R[l]
+            nxt[:, 1, d - P:] += fy[:, P:]              # σ_{c'} = R + Γ T_c σ_c + Δ σ_p
             sigma = nxt.reshape(2 * N, d, c)
-        return np.matmul(self.dinv, b - sigma)
+        b = b - sigma
+        return np.matmul(self.dinv, b)
 
 
 def _diag_inverses(diag: np.ndarray) -> np.ndarray:
