@@ -95,6 +95,17 @@ def test_inverse_norm_estimate_matches_dense():
     assert exact / 3 <= est <= exact * (1 + 1e-12)
 
 
+def test_pickle_drops_the_solve_plans_and_solves_the_same():
+    import pickle
+
+    F = random_arrays(16, 4, False, seed=9)
+    b = np.ones(F.n)
+    x = F.solve(b)
+    blob = pickle.dumps(F)
+    assert len(blob) < 2 * F.n_numbers() * 8 + 10_000      # the arrays, not the plans
+    np.testing.assert_array_equal(pickle.loads(blob).solve(b), x)
+
+
 def test_singular_diagonal_block_is_a_factorization_error():
     from lubench.api import FactorizationError
 

@@ -113,7 +113,9 @@ class GFMMArrays:
     * ``bridge[i−1]`` ((M/2^i)−1, P, P): the band of interior level i = 1 … K−1.
 
     ``apply`` runs the graph (O(n·P) per column); ``solve`` is block substitution through
-    the graph. The diagonal blocks are LU-factored once, on the first solve, and kept.
+    the graph, level by level. Its transfer maps (and the LU-factored diagonal blocks) are
+    formed on the first solve of each orientation and kept: do not modify the arrays after
+    solving (build a new GFMMArrays instead). Pickling drops them.
     """
 
     M: int
@@ -165,6 +167,11 @@ class GFMMArrays:
     @property
     def n(self) -> int:
         return self.M * self.P
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_plans"] = {}
+        return state
 
     def n_numbers(self) -> int:
         """How many numbers the arrays hold (all of them, live or not)."""
