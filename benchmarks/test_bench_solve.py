@@ -20,7 +20,7 @@ import scipy.linalg as sla
 from lubench_compressed.gfmm_blocks import GFMMArrays
 
 P = 32
-SIZES = [1024, 4096, 16384]
+SIZES = [1024, 2048, 4096, 16384]
 
 
 def random_factor(M: int, P: int, lower: bool, seed: int = 0) -> GFMMArrays:
