@@ -308,7 +308,8 @@ class _SolvePlan:
             T = np.empty((N, d + P, d + P))
             T[:, :d] = C
             T[:, d:] = np.matmul(enc_c, A[:, d - P:]) + np.matmul(enc_r, C[:, d - P:])
-            self.tr.append(np.ascontiguousarray(Tr))
+            # level 1's T_{c'} is −D⁻¹ of the right leaf: the solve uses D⁻¹ itself there
+            self.tr.append(np.ascontiguousarray(Tr) if l > 1 else np.empty(0))
             self.gt.append(np.ascontiguousarray(Bm[:, :, :d]))
             self.enc.append(np.ascontiguousarray(enc))
             self.dec.append(np.ascontiguousarray(dec))
@@ -316,11 +317,21 @@ class _SolvePlan:
     def solve(self, b: np.ndarray) -> np.ndarray:
         M, P, K = self.M, self.P, self.K
         c = b.shape[2]
-        S = np.matmul(self.dinv, b)                     # S of the leaves: D⁻¹ b
-        if K == 0:
-            return S
-        R: list[np.ndarray] = [S]
-        for l in range(1, K):                           # up pass
+        if K <= 1:
+            S = np.matmul(self.dinv, b)                 # S of the leaves: D⁻¹ b
+            if K == 0:
+                return S
+        else:                                           # level 1: W = D⁻¹_{c'}(b_{c'} − R)
+            N = M >> 1
+            dl, bl = self.dinv.reshape(N, 2, P, P), b.reshape(N, 2, P, c)
+            Sc = np.matmul(dl[:, 0], bl[:, 0])
+            R1 = np.matmul(self.gam[1][:, 0], Sc)
+            S = np.empty((N, 2 * P, c))
+            W = S[:, :P]
+            np.matmul(dl[:, 1], bl[:, 1] - R1, out=W)
+            np.matmul(self.enc[1], np.concatenate([Sc, W], axis=1), out=S[:, P:])
+        R: list[np.ndarray] = [b, R1] if K > 1 else [b]
+        for l in range(2, K):                           # up pass
             N, d = M >> l, l * P
             Sl = S.reshape(N, 2, d, c)
             Rl = np.matmul(self.gam[l], Sl[:, 0].reshape(N, l, P, c)).reshape(N, d, c)
@@ -340,7 +351,7 @@ class _SolvePlan:
             nxt = np.empty((N, 2, d, c))
             nxt[:, 0] = sigma[:, :d]
             nxt[:, 0, d - P:] += fy[:, :P]              # σ_c = Λ σ_p
-            nxt[:, 1] = np.matmul(self.gt[l], nxt[:, 0])
+            np.matmul(self.gt[l], nxt[:, 0], out=nxt[:, 1])
             nxt[:, 1] += R[l]
             nxt[:, 1, d - P:] += fy[:, P:]              # σ_{c'} = R + Γ T_c σ_c + Δ σ_p
             sigma = nxt.reshape(2 * N, d, c)
