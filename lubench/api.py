@@ -24,6 +24,15 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from lubench.errors import (  # noqa: F401 - re-exported: plugins import them from here
+    Diverged,
+    FactorizationError,
+    InvalidParameter,
+    LubenchError,
+    Unsupported,
+)
+from lubench.params import param_specs
+
 __all__ = [
     "Budget",
     "Diverged",
@@ -33,6 +42,7 @@ __all__ = [
     "LubenchError",
     "Method",
     "Operator",
+    "is_exact",
     "OperatorGenerator",
     "RunContext",
     "Unsupported",
@@ -40,48 +50,6 @@ __all__ = [
 ]
 
 FAMILIES = ("classical", "learned", "compressed")
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-class LubenchError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits with status 2."""
-
-
-class InvalidParameter(LubenchError, ValueError):
-    """A parameter value (or a size) that a plugin cannot take; the message names it."""
-
-
-class Unsupported(Exception):  # noqa: N818 - the status it produces is called "unsupported"
-    """Raised by ``Method.check`` or ``Method.factorize`` when the method does not apply.
-
-    The runner records the case with status ``unsupported`` and ``reason`` as its error.
-    """
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class FactorizationError(Exception):
-    """The factorization broke down numerically (zero pivot, not positive definite, ...).
-
-    Recorded as status ``failed`` with the message as reason.
-    """
-
-
-class Diverged(Exception):  # noqa: N818 - the status it produces is called "diverged"
-    """A training run reached NaN or Inf. Recorded as status ``diverged``.
-
-    ``step`` is the step at which the loss stopped being finite; ``history`` the training
-    curve up to there, saved like any other.
-    """
-
-    def __init__(self, step: int, history: list[dict] | None = None, message: str = ""):
-        super().__init__(message or f"loss is not finite at step {step}")
-        self.step = step
-        self.history = history or []
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,8 +118,6 @@ class _Parameterized:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their current values."""
-        from lubench.params import param_specs
-
         return {p: getattr(self, p) for p in param_specs(type(self))}
 
     def __repr__(self) -> str:
@@ -279,6 +245,13 @@ class Factorization:
         raise NotImplementedError
 
 
+def is_exact(method: type | object) -> bool:
+    """Whether a method class (or instance) promises ``P·L·U = A`` up to round-off: its
+    ``exact`` attribute, or, when that is ``None``, whether its family is ``classical``."""
+    exact = getattr(method, "exact", None)
+    return getattr(method, "family", None) == "classical" if exact is None else bool(exact)
+
+
 class Method(_Parameterized):
     """Base class of factorization methods.
 
@@ -287,7 +260,14 @@ class Method(_Parameterized):
     name : str
         Unique across all plugins (the suite refers to it).
     family : str
-        ``classical`` (exact up to round-off), ``learned`` or ``compressed``.
+        ``classical`` (computed by a numerical-linear-algebra algorithm, no training),
+        ``learned`` (fitted by optimization) or ``compressed`` (a structured approximation
+        built by classical means, e.g. low-rank blocks).
+    exact : bool or None
+        Whether ``P·L·U = A`` up to round-off, so that the exactness checks of
+        :mod:`lubench.testing` apply (‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10). ``None`` (the default) means
+        "exact when the family is ``classical``"; an incomplete factorization such as ILU is
+        ``classical`` with ``exact = False``. Read it through :func:`is_exact`.
     resources : dict
         What one case needs on a cluster, e.g. ``{"gpus_per_task": 1}`` (SLURM executor).
 
@@ -296,6 +276,7 @@ class Method(_Parameterized):
     """
 
     family: ClassVar[str] = "classical"
+    exact: ClassVar[bool | None] = None
     resources: ClassVar[dict] = {}
 
     def check(self, op: Operator) -> None:
