@@ -300,6 +300,17 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
     return cases
 
 
+def _report_section(report: dict | None, problems: list[str]) -> None:
+    """The ``report:`` section, checked against the report's own schema
+    (:mod:`lubench.report.spec`, read again by ``lubench report``)."""
+    from lubench.report.spec import parse_spec
+
+    try:
+        parse_spec(report, "report")
+    except LubenchError as exc:
+        problems.append(str(exc))
+
+
 def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
                 device: str | None = None, timeout: float | str | None = None) -> Suite:
     """Validate a suite given as a dict (the parsed YAML) and expand it into cases:
@@ -310,6 +321,7 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
     model = validate_suite(data, where0)
     problems: list[str] = []
     settings = _settings(model, path, device, timeout, problems)
+    _report_section(model.report, problems)
     operators = _operators(model.operators, registry, base_dir, problems)
     methods = _methods(model.methods, registry, base_dir, settings, problems)
     if problems:

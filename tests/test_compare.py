@@ -162,6 +162,23 @@ def test_a_rerun_of_the_same_suite_compares_clean(real_run, tmp_path):
     assert "2 common case(s), 0 flagged" in out.stdout
 
 
+@pytest.mark.parametrize("suffix", ["md", "tex", "html"])
+def test_the_comparison_is_written_in_a_report_format(real_run, tmp_path, suffix):
+    b = planted(real_run, tmp_path / "b", lambda df: df)
+    out = compare_cli(real_run, b, "-o", tmp_path / f"cmp.{suffix}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (tmp_path / f"cmp.{suffix}").read_text()
+    case = "laplacian\\_2d n=64 ilu" if suffix == "tex" else "laplacian_2d n=64 ilu"
+    assert case in text and "precond" in text
+    assert {"md": "| case |", "tex": r"\toprule", "html": "<table>"}[suffix] in text
+
+
+def test_an_unknown_output_suffix_is_one_line(real_run, tmp_path):
+    out = compare_cli(real_run, real_run, "-o", tmp_path / "cmp.docx")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and ".docx" in out.stderr
+
+
 @pytest.mark.parametrize("metric", ["factor_error", "solve_residual", "precond_iterations"])
 def test_a_metric_that_turns_nan_is_a_regression(real_run, tmp_path, metric):
     def blow_up(df):

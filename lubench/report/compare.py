@@ -35,7 +35,7 @@ import pandas as pd
 
 from lubench.metrics import repeat_median
 from lubench.report.load import OK, load_run
-from lubench.report.tables import fmt_number, short_reason
+from lubench.report.tables import fmt_number, frame_text, short_reason
 
 __all__ = ["compare_runs", "compare_frames", "TIME_FLOOR", "ERROR_FLOOR", "ALPHA", "METRICS",
            "BLOWUP_METRICS"]
@@ -207,40 +207,51 @@ def _fmt_iterations(a: float, b: float) -> str:
     return _fmt_its(a) if a == b else f"{_fmt_its(a)} → {_fmt_its(b)}"
 
 
-def compare_runs(run_a: Path, run_b: Path, threshold: float = 1.5) -> tuple[str, int]:
-    """A Markdown table of B/A per common case and the number of cases with a regression."""
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison as the rows a reader sees: case, status A → B, the ratios B/A, the
+    preconditioned GMRES iterations A → B, and the regression flags (or notes)."""
+    rows = []
+    for _, r in table.iterrows():
+        status = r["status_a"] if r["status_a"] == r["status_b"] else \
+            f"{r['status_a']} → {r['status_b']}"
+        row = {"case": r["label"], "status A → B": status}
+        row.update({f"{k} B/A": _fmt_ratio(r[k + "_ratio"]) for k, _ in METRICS})
+        row["precond_iterations A → B"] = _fmt_iterations(r["precond_iterations_a"],
+                                                          r["precond_iterations_b"])
+        row["flag"] = ("REGRESSION: " + "; ".join(r["flags"]) if r["flags"]
+                       else "; ".join(r["notes"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_runs(run_a: Path, run_b: Path, threshold: float = 1.5,
+                 fmt: str = "md") -> tuple[str, int]:
+    """The table of B/A per common case, in ``fmt`` (``md`` with the lists of unmatched
+    and flagged cases around it, or ``tex``/``html``: the table alone, for a report), and the
+    number of cases with a regression."""
     if not threshold > 1:
         from lubench.api import LubenchError
 
         raise LubenchError(f"--threshold must be greater than 1, got {threshold}")
     A, B = load_run(run_a), load_run(run_b)
     table, only_a, only_b = compare_frames(A.results, B.results, threshold)
+    flagged = table[[bool(f) for f in table["flags"]]] if not table.empty else table
+    shown = display_table(table)
+    footer = (f"{len(table)} common case(s), {len(flagged)} flagged (threshold "
+              f"×{threshold:g}; times under {TIME_FLOOR * 1e3:g} ms and errors under "
+              f"{ERROR_FLOOR:g} are noise or round-off and never flagged; with repeats, "
+              f"a slowdown must be significant, Mann–Whitney p ≤ {ALPHA:g}).")
+    if fmt != "md":
+        caption = f"B = {run_b} against A = {run_a}. {footer}"
+        return frame_text(shown, fmt, caption=caption), len(flagged)
     lines = [f"A: {run_a}", f"B: {run_b}", ""]
     if not table.empty:
-        head = (["case", "status A → B"] + [f"{k} B/A" for k, _ in METRICS]
-                + ["precond_iterations A → B", "flag"])
-        lines += ["| " + " | ".join(head) + " |",
-                  "|" + "|".join(["---", "---"] + ["---:"] * (len(METRICS) + 1) + ["---"])
-                  + "|"]
-        for _, r in table.iterrows():
-            status = r["status_a"] if r["status_a"] == r["status_b"] else \
-                f"{r['status_a']} → {r['status_b']}"
-            cells = [r["label"], status] + [_fmt_ratio(r[k + "_ratio"]) for k, _ in METRICS]
-            cells.append(_fmt_iterations(r["precond_iterations_a"], r["precond_iterations_b"]))
-            if r["flags"]:
-                cells.append("REGRESSION: " + "; ".join(r["flags"]))
-            else:
-                cells.append("; ".join(r["notes"]))
-            lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+        lines.append(frame_text(shown, "md").rstrip("\n"))
     for title, labels in (("only in A", only_a), ("only in B", only_b)):
         if labels:
             lines += ["", f"{len(labels)} case(s) {title}:"] + [f"  {x}" for x in labels]
-    flagged = table[[bool(f) for f in table["flags"]]] if not table.empty else table
     if len(flagged):
         lines += ["", f"Regressions ({len(flagged)} case(s)):"]
         lines += [f"  {r['label']}: {'; '.join(r['flags'])}" for _, r in flagged.iterrows()]
-    lines += ["", f"{len(table)} common case(s), {len(flagged)} flagged (threshold "
-                  f"×{threshold:g}; times under {TIME_FLOOR * 1e3:g} ms and errors under "
-                  f"{ERROR_FLOOR:g} are noise or round-off and never flagged; with repeats, "
-                  f"a slowdown must be significant, Mann–Whitney p ≤ {ALPHA:g})."]
+    lines += ["", footer]
     return "\n".join(lines), len(flagged)
