@@ -29,10 +29,10 @@ STATUS_WIDTH = 11  # the longest status, "unavailable"
 # Columns
 # --------------------------------------------------------------------------------------------
 def column_choices() -> list[str]:
-    """The metric columns a summary can show (the report's table columns)."""
-    from lubench.report.tables import COLUMNS
+    """The metric columns a summary can show (the report's, :mod:`lubench.report.columns`)."""
+    from lubench.report.columns import METRICS
 
-    return [c.key for c in COLUMNS]
+    return [m.key for m in METRICS]
 
 
 def parse_columns(text: str | None) -> list[str]:
@@ -110,12 +110,12 @@ def _text(value: object) -> str:
 def summary_table(results: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """The run as an aligned text table, one row per operator × n × method (median over the
     ``ok`` repeats), then the notes giving the full reason of every row not ``ok``."""
-    from lubench.report.tables import COLUMNS, cell, summarize
+    from lubench.report.columns import BY_KEY
+    from lubench.report.tables import cell, summarize
 
     if results is None or len(results) == 0:
         return "(no results)"
-    by_key = {c.key: c for c in COLUMNS}
-    chosen = [by_key[k] for k in (columns or parse_columns(None)) if k in by_key]
+    chosen = [BY_KEY[k] for k in (columns or parse_columns(None)) if k in BY_KEY]
     table = summarize(results)
     notes, numbers = reason_notes(results)
     header = ["operator", "n", "method"] + [c.header for c in chosen] + ["status"]
