@@ -194,8 +194,9 @@ class GfmmLU(LearnedLU):
                               f"raise M or leave it unset")
 
     def memory_estimate(self, op: Operator) -> float:
-        """Bytes: parameters, gradients and optimizer state (Adam's 2 moments or L-BFGS's
-        history of 2·50 vectors), activations, A, the float64 copies."""
+        """Bytes: parameters, gradients and optimizer state (Adam's 2 moments, L-BFGS's
+        history of 2·50 vectors, or LM's 6 conjugate-gradient vectors), activations, A, the
+        float64 copies."""
         cfg = self._validated()
         M, P = self.shape_for(op.n)
         N = M * P
@@ -204,7 +205,7 @@ class GfmmLU(LearnedLU):
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
-        state = 100 if cfg["optimizer"] == "lbfgs" else 2
+        state = {"lbfgs": 100, "lm": 6}.get(cfg["optimizer"], 2)
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
                 + self._target_bytes(op, N, cfg["loss"] == "identity", cfg))
 
