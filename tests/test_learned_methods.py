@@ -253,9 +253,42 @@ def test_info_records_the_watch_and_the_config():
     assert any("cond_est" in row for row in fact.history)
 
 
-def test_projected_init_with_zero_steps_is_gfmm_compressed():
-    compressed = pytest.importorskip(
-        "lubench_compressed.gfmm_compressed",
-        reason="init: projected needs gfmm_compressed (branch 'compressed', not merged yet)")
-    if not hasattr(compressed, "compress_lu"):
-        pytest.skip("gfmm_compressed has no compress_lu yet: init: projected is not wired")
+@pytest.mark.parametrize("op", [_laplacian(40), _exponential(40, rho=0.9)],
+                         ids=["laplacian", "exponential"])
+@pytest.mark.parametrize("diag", ["triangular", "full"])
+def test_projected_init_with_zero_steps_is_gfmm_compressed(op, diag):
+    """init: projected loads gfmm_compressed's factors; with no training step the learned
+    factorization is that one (to round-off of the softplus round trip), padding included."""
+    from lubench_compressed import GfmmCompressed
+
+    ctx = _ctx(max_steps=0)
+    fact = GfmmLU(P=8, init="projected", diag=diag).factorize(op, ctx)
+    ref = GfmmCompressed(P=8).factorize(op, ctx)
+    assert fact.info["iterations"] == 0 and fact.info["start"] == "gfmm_compressed"
+    np.testing.assert_array_equal(fact.perm, ref.perm)
+    for mine, theirs in ((fact.L, ref.L), (fact.U, ref.U)):
+        np.testing.assert_allclose(mine.dense(), theirs.dense(), rtol=0,
+                                   atol=1e-12 * np.abs(theirs.dense()).max())
+    b = np.random.default_rng(0).standard_normal(40)
+    np.testing.assert_allclose(fact.solve(b), ref.solve(b), rtol=1e-10, atol=1e-12)
+
+
+def test_projected_init_with_row_exchanges_trains_on_the_permuted_rows():
+    """An operator whose LU needs row exchanges: the start carries gfmm_compressed's
+    permutation (with zero steps: the same factorization, rows put back by apply and solve),
+    and training fits A[perm] without making the held-out residual worse (keep: best)."""
+    from lubench_compressed import GfmmCompressed
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((24, 24)) + 6 * np.eye(24)
+    A[0, 0] = 0.0
+    op = Operator("needs_pivoting", A, symmetric=False, spd=False)
+    ref = GfmmCompressed(P=4).factorize(op, _ctx(max_steps=0))
+    start = GfmmLU(P=4, init="projected").factorize(op, _ctx(max_steps=0))
+    assert start.info["start_pivoting"] == "partial"
+    assert not np.array_equal(start.perm, np.arange(24))
+    x = rng.standard_normal(24)
+    np.testing.assert_allclose(start.apply(x), ref.apply(x), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(start.solve(x), ref.solve(x), rtol=1e-9, atol=1e-12)
+    trained = GfmmLU(P=4, init="projected").factorize(op, _ctx(max_steps=50))
+    assert trained.info["heldout_residual"] <= start.info["heldout_residual"]

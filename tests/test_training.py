@@ -310,7 +310,7 @@ def test_watch_rows_carry_the_conditioning():
     result, net, w = _run(LossSpec("identity", transpose=False), Budget(max_steps=40),
                           Schedule(optimizer="lbfgs"), watch=True)
     rows = [r for r in result.history if "heldout_residual" in r]
-    assert [r["step"] for r in rows] == [20, 40]
+    assert [r["step"] for r in rows] == [0, 20, 40]  # the start, every 20 steps
     L, U = (f.arrays().dense() for f in (net.L, net.U))
     last = w.measure(net)
     # cond_est is a Hager–Higham lower bound of ‖A‖₁‖(LU)⁻¹‖₁ within a factor 3

@@ -41,32 +41,26 @@ factor's transpose is an upper graph. Each level's edges are one (nodes, P, P) t
 applied by one ``torch.bmm``; the two sibling edges of a parent are stored side by side, so
 that the sum into the parent (and the split out of it) is the same single product.
 
-:class:`FactorArrays` holds a factor's effective tensors in float64 NumPy (the same layout
-as :class:`GFMMFactor`); its ``solve`` runs block substitution without forming the factor —
-O(n·P) operations per right-hand side, O(n) memory — and ``solve(B, transpose=True)`` the
-transposed one; :func:`inv_norm1_estimate` estimates ‖F⁻¹‖₁ from those two solves.
+Once trained, a factor leaves as :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`
+(:meth:`GFMMFactor.arrays`: the same layout, diagonal blocks as used, float64), the one
+structure both ``gfmm_lu`` and ``gfmm_compressed`` apply and solve with — block substitution
+through the graph, O(n·P) per right-hand side, also transposed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.linalg import lapack
+from lubench_compressed.gfmm_blocks import GFMMArrays
 from torch import nn
-
-from lubench.api import FactorizationError
 
 __all__ = [
     "DIAGS",
     "GFMMFactor",
     "GFMMProduct",
-    "FactorArrays",
-    "inv_norm1_estimate",
     "factor_params",
     "live_params",
     "is_power_of_two",
@@ -265,21 +259,19 @@ class GFMMFactor(nn.Module):
         """Numbers that reach the output (:func:`live_params`)."""
         return live_params(self.M, self.P, self.lower, self.diag_kind)
 
-    def arrays(self) -> FactorArrays:
-        """The factor as used (diagonal blocks after the parametrization), in float64."""
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return t.detach().to("cpu", torch.float64).numpy().copy()
-
+    def arrays(self) -> GFMMArrays:
+        """The factor as used (diagonal blocks after the parametrization), in float64: the
+        structure ``gfmm_compressed`` solves with (one structure, one solve)."""
         with torch.no_grad():
-            return FactorArrays.from_tensors(
-                self.M, self.P, self.lower, [arr(e) for e in self.enc],
-                [arr(d) for d in self.dec], arr(self.diagonal_blocks()), arr(self.off),
-                [arr(b) for b in self.bridge])
+            return GFMMArrays.from_tensors(self.M, self.P, self.lower, list(self.enc),
+                                           list(self.dec), self.diagonal_blocks(), self.off,
+                                           list(self.bridge))
 
     def load_arrays(self, enc: list[np.ndarray], dec: list[np.ndarray], diag: np.ndarray,
                     off: np.ndarray, bridge: list[np.ndarray]) -> None:
-        """Set the weights so that the factor equals the given tensors (layout of
-        :class:`FactorArrays`): the inverse of the parametrization.
+        """Set the weights so that the factor equals the given tensors (the layout of
+        :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`): the inverse of the
+        parametrization.
 
         Triangular L needs unit lower triangular diagonal blocks; triangular U upper ones
         whose pivots keep their sign in ``pivot_sign`` and get θ = softplus⁻¹(|d| − δ)
@@ -370,7 +362,7 @@ class GFMMProduct(nn.Module):
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         return self.L.edge_views() + self.U.edge_views()
 
-    def float64_factors(self) -> tuple[FactorArrays, FactorArrays]:
+    def float64_factors(self) -> tuple[GFMMArrays, GFMMArrays]:
         """L and U as used, in float64 (what the watch and the factorization solve with)."""
         return self.L.arrays(), self.U.arrays()
 
@@ -379,188 +371,6 @@ class GFMMProduct(nn.Module):
 
     def n_live(self) -> int:
         return self.L.n_live() + self.U.n_live()
-
-
-# --------------------------------------------------------------------------------------------
-# Structured solve (float64 NumPy)
-# --------------------------------------------------------------------------------------------
-@dataclass
-class FactorArrays:
-    """One factor in float64 NumPy: the tensors of :class:`GFMMFactor` (diagonal blocks as
-    used), edges split out, diagonal blocks LU-factored once."""
-
-    M: int
-    P: int
-    lower: bool
-    tensors: tuple  # (enc, dec, diag, off, bridge) in the layout of GFMMFactor
-    enc: list[list[np.ndarray]]   # enc[i][child] : P×P
-    dec: list[list[np.ndarray]]   # dec[i][child] : P×P
-    off: list[np.ndarray]         # leaf band
-    bridge: list[list[np.ndarray]]  # bridge[i-1][j] : P×P, interior level i
-    lu: list[np.ndarray]
-    piv: list[np.ndarray]
-    _transposed: FactorArrays | None = None
-
-    @property
-    def K(self) -> int:
-        return self.M.bit_length() - 1
-
-    @property
-    def n(self) -> int:
-        return self.M * self.P
-
-    @classmethod
-    def from_tensors(cls, M: int, P: int, lower: bool, enc: list[np.ndarray],
-                     dec: list[np.ndarray], diag: np.ndarray, off: np.ndarray,
-                     bridge: list[np.ndarray], name: str = "factor") -> FactorArrays:
-        """Split the edges out and LU-factor the diagonal blocks (once).
-
-        Raises :class:`FactorizationError` for a diagonal block that is not finite or
-        singular."""
-        f64 = [np.asarray(a, dtype=np.float64) for a in enc], \
-            [np.asarray(a, dtype=np.float64) for a in dec], np.asarray(diag, np.float64), \
-            np.asarray(off, np.float64), [np.asarray(a, dtype=np.float64) for a in bridge]
-        enc64, dec64, diag64, off64, bridge64 = f64
-        enc_s = [[np.ascontiguousarray(a[c >> 1][:, (c & 1) * P:(c & 1) * P + P])
-                  for c in range(2 * a.shape[0])] for a in enc64]
-        dec_s = [[np.ascontiguousarray(a[c >> 1][(c & 1) * P:(c & 1) * P + P])
-                  for c in range(2 * a.shape[0])] for a in dec64]
-        lu, piv = [], []
-        for a, block in enumerate(diag64):
-            if not np.all(np.isfinite(block)):
-                raise FactorizationError(f"diagonal block {a} of {name} is not finite")
-            lu_a, piv_a, info = lapack.dgetrf(block)
-            if info > 0:
-                raise FactorizationError(f"diagonal block {a} of {name} is singular "
-                                         f"(zero pivot {info})")
-            lu.append(lu_a)
-            piv.append(piv_a)
-        return cls(M, P, lower, f64, enc_s, dec_s, list(off64), [list(b) for b in bridge64],
-                   lu, piv)
-
-    def transposed(self) -> FactorArrays:
-        """Fᵀ: every edge transposed, encoders and decoders swapped, lower ↔ upper."""
-        if self._transposed is None:
-            enc, dec, diag, off, bridge = self.tensors
-            t = FactorArrays.from_tensors(
-                self.M, self.P, not self.lower, [d.transpose(0, 2, 1) for d in dec],
-                [e.transpose(0, 2, 1) for e in enc], diag.transpose(0, 2, 1),
-                off.transpose(0, 2, 1), [b.transpose(0, 2, 1) for b in bridge])
-            t._transposed = self
-            self._transposed = t
-        return self._transposed
-
-    def apply(self, X: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """F X (or Fᵀ X) for X of shape (n, c), through the graph in float64."""
-        enc, dec, diag, off, bridge = (self.transposed() if transpose else self).tensors
-        lower = self.lower != transpose
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        c = X.shape[1]
-        t = torch.from_numpy
-        with torch.no_grad():
-            y = _sweep(t(X).reshape(self.M, self.P, c), [t(np.ascontiguousarray(e))
-                                                         for e in enc],
-                       [t(np.ascontiguousarray(d)) for d in dec],
-                       t(np.ascontiguousarray(diag)), t(np.ascontiguousarray(off)),
-                       [t(np.ascontiguousarray(b)) for b in bridge], lower)
-        return y.reshape(self.n, c).numpy()
-
-    def solve(self, B: np.ndarray, transpose: bool = False) -> np.ndarray:
-        """x with F x = B (or Fᵀ x = B), B of shape (n, c): block substitution."""
-        return _block_substitution(self.transposed() if transpose else self,
-                                   np.asarray(B, dtype=np.float64))
-
-    def dense(self) -> np.ndarray:
-        """The factor as a dense matrix (tests and small checks only)."""
-        return self.apply(np.eye(self.n))
-
-
-def _block_substitution(F: FactorArrays, B: np.ndarray) -> np.ndarray:
-    """x with F x = B (F block-lower: forward substitution; block-upper: back substitution).
-
-    B has shape (n, c). Leaves are visited in dependency order; on entering a tree node its
-    decoder output yⁱ (bridge term from the finished neighbour plus the parent's output
-    through the decoder edge) is formed once, and on leaving it its encoder value is added
-    into the parent. Each edge is used once: O(n·P·c) operations, O(n·c) extra memory.
-    """
-    M, P, K = F.M, F.P, F.K
-    c = B.shape[1]
-    b = B.reshape(M, P, c)
-    x = np.empty((M, P, c))
-    v = [x] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-    y = [None] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-    step = 1 if F.lower else -1
-    order = range(M) if F.lower else range(M - 1, -1, -1)
-    getrs = lapack.dgetrs
-    for a in order:
-        # entering nodes (top-down): form their decoder outputs
-        for i in range(K - 1, 0, -1):
-            span = 1 << i
-            if a % span != (0 if F.lower else span - 1):
-                continue
-            node = a >> i
-            src = node - step
-            acc = np.zeros((P, c))
-            if 0 <= src < (M >> i):
-                acc += F.bridge[i - 1][min(node, src)] @ v[i][src]
-            if i + 1 <= K - 1:
-                acc += F.dec[i][node] @ y[i + 1][node >> 1]
-            y[i][node] = acc
-        # the leaf itself
-        r = b[a].copy()
-        src = a - step
-        if 0 <= src < M:
-            r -= F.off[min(a, src)] @ x[src]
-        if K >= 2:
-            r -= F.dec[0][a] @ y[1][a >> 1]
-        xa, info = getrs(F.lu[a], F.piv[a], r)
-        if info != 0:
-            raise FactorizationError(f"getrs failed on diagonal block {a} (info {info})")
-        x[a] = xa
-        # leaving nodes (bottom-up): add finished encoder values into the parent
-        for i in range(0, K - 1):
-            span = 1 << i
-            if a % span != (span - 1 if F.lower else 0):
-                break
-            node = a >> i
-            v[i + 1][node >> 1] += F.enc[i][node] @ v[i][node]
-    return x.reshape(M * P, c)
-
-
-def inv_norm1_estimate(solve: Callable[[np.ndarray, bool], np.ndarray], n: int,
-                       max_iter: int = 5) -> float:
-    """Hager–Higham estimate of ‖F⁻¹‖₁ from solves with F and Fᵀ (``solve(B, transpose)``).
-
-    Hager's power method on the convex function x ↦ ‖F⁻¹x‖₁ over the unit 1-ball (LAPACK
-    ``dlacon``): x = 1/n; repeat y = F⁻¹x, ξ = sign(y), z = F⁻ᵀξ; stop when
-    ‖z‖_∞ ≤ zᵀx, else x = e_j with j = argmax |z_j|. Higham's safeguard adds the alternating
-    vector x_i = (−1)^i (1 + i/(n−1)), estimate 2‖F⁻¹x‖₁/(3n). A lower bound of ‖F⁻¹‖₁,
-    usually within a factor 3; inf when a solve overflows.
-    """
-    with np.errstate(all="ignore"):
-        x = np.full((n, 1), 1.0 / n)
-        est = 0.0
-        last_j = -1
-        for k in range(max_iter):
-            y = solve(x, False)
-            if not np.all(np.isfinite(y)):
-                return math.inf
-            est = max(est, float(np.abs(y).sum()))
-            xi = np.where(y >= 0, 1.0, -1.0)
-            z = solve(xi, True)
-            if not np.all(np.isfinite(z)):
-                return math.inf
-            j = int(np.argmax(np.abs(z)))
-            if k > 0 and (abs(z[j, 0]) <= float(z[:, 0] @ x[:, 0]) or j == last_j):
-                break
-            x = np.zeros((n, 1))
-            x[j] = 1.0
-            last_j = j
-        alt = np.array([(-1.0) ** i * (1 + i / max(n - 1, 1)) for i in range(n)])[:, None]
-        y = solve(alt, False)
-        if not np.all(np.isfinite(y)):
-            return math.inf
-        return max(est, 2.0 * float(np.abs(y).sum()) / (3 * n))
 
 
 def dense_factor(F: GFMMFactor) -> np.ndarray:

@@ -7,12 +7,14 @@ from collections import Counter
 from typing import Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from lubench_compressed.gfmm_compressed import CompressedFactorization, compress_lu, derive_M
 
-from lubench.api import Factorization, InvalidParameter, Operator, RunContext, Unsupported
+from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
-from .gfmm import DIAGS, FactorArrays, GFMMProduct, is_power_of_two
+from .gfmm import DIAGS, GFMMProduct, is_power_of_two
 
 __all__ = ["GfmmLU", "GfmmFactorization", "derive_M", "POST", "DEFAULT"]
 
@@ -35,55 +37,14 @@ DEFAULT: dict[str, Any] = {
 }
 
 
-def derive_M(n: int, P: int) -> int:
-    """The smallest power of two M with M·P ≥ n."""
-    M = 1
-    while M * P < n:
-        M *= 2
-    return M
+class GfmmFactorization(CompressedFactorization):
+    """Trained GFMM factors of A padded to N = M·P (identity block below n), in float64.
 
-
-class GfmmFactorization(Factorization):
-    """GFMM factors L, U of A padded to N = M·P (identity block below n), in float64.
-
-    ``solve`` runs block forward substitution with L, then block back substitution with U,
-    through the graphs (:meth:`~lubench_learned.gfmm.FactorArrays.solve`); ``apply`` runs
-    L(U X) through the graphs. Neither forms L or U; both run in float64 whatever precision
-    training ran in.
-
-    With padding, L = [[L₁₁, 0], [L₂₁, L₂₂]] and U = [[U₁₁, U₁₂], [0, U₂₂]] split at n
-    (see ``GFMMFactor``): ``apply`` is L₁₁U₁₁ X (zeros below X, top n rows kept), and
-    ``solve`` inverts exactly that: forward substitution on [B; 0], its padding rows set to
-    0, then back substitution, whose padding rows then stay 0.
+    The same structure and solve as ``gfmm_compressed``'s factorization (GFMMArrays, level-wise
+    block substitution through the graphs, O(n·P) per column, never a dense L or U), whatever
+    precision training ran in; ``perm`` is the identity unless the start (``init:
+    projected``) came with row exchanges.
     """
-
-    expensive_apply = False
-
-    def __init__(self, L: FactorArrays, U: FactorArrays, n: int, n_params: int):
-        super().__init__()
-        self.n, self.N = n, L.n
-        self.L, self.U = L, U
-        self.n_params = int(n_params)
-
-    def _padded(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
-        X = np.asarray(X, dtype=np.float64)
-        vec = X.ndim == 1
-        X2 = X.reshape(self.n, -1)
-        if self.N > self.n:
-            X2 = np.vstack([X2, np.zeros((self.N - self.n, X2.shape[1]))])
-        return X2, vec
-
-    def solve(self, B: np.ndarray) -> np.ndarray:
-        B2, vec = self._padded(B)
-        Y = self.L.solve(B2)
-        Y[self.n:] = 0.0
-        X = self.U.solve(Y)[: self.n]
-        return X[:, 0] if vec else X
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        X2, vec = self._padded(X)
-        Y = self.L.apply(self.U.apply(X2))[: self.n]
-        return Y[:, 0] if vec else Y
 
 
 class GfmmLU(LearnedLU):
@@ -100,6 +61,12 @@ class GfmmLU(LearnedLU):
         ones; 4·log₂M·P² of them per factor never reach the output (``info``:
         ``trainable_params``, ``live_params``). Trained on ‖LU − A‖²_F (see ``loss``);
         solved in float64 by block substitution through the graphs.
+
+        ``init: projected`` (this method only) starts from ``gfmm_compressed``'s factors
+        (exact LU of A, row exchanges only where it must, far field compressed into the
+        tree at full rank P) and trains from there on A[perm]; the start is the watch's
+        first check, so with ``keep: best`` the result's held-out residual is never worse
+        than the start's.
 
         Parameters
         ----------
@@ -118,7 +85,7 @@ class GfmmLU(LearnedLU):
 
     name = "gfmm_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
-    INITS = ("uniform", "identity")
+    INITS = ("uniform", "identity", "projected")
 
     def __init__(self, P: int = 32, M: int | None = None,
                  preset: Literal["default", "post"] = "default",
@@ -132,7 +99,7 @@ class GfmmLU(LearnedLU):
                  max_steps_per_block: int | None = None, check_interval: int | None = None,
                  tol: float | None = None, patience: int | None = None,
                  dtype: Literal["float32", "float64"] | None = None,
-                 init: Literal["uniform", "identity"] | None = None,
+                 init: Literal["uniform", "identity", "projected"] | None = None,
                  init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
                  watch_patience: int | None = None, eval_every: int | None = None,
                  seed: int | None = None, log_every: int = 10):
@@ -206,8 +173,9 @@ class GfmmLU(LearnedLU):
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
         state = {"lbfgs": 100, "lm": 6}.get(cfg["optimizer"], 2)
+        projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
-                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg))
+                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected)
 
     def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
@@ -230,11 +198,15 @@ class GfmmLU(LearnedLU):
         seed = self._seed(ctx)
         torch.manual_seed(seed)
         net = self.build_model(op, cfg, seed)
+        perm, start = np.arange(M * P), {}
+        if cfg["init"] == "projected":
+            perm, op, start = self.project(net, op)
         net.to(self._device(ctx))
         result, info = self._train(net, op, M * P, ctx, cfg, blockwise=bool(cfg["blockwise"]),
                                    edge_groups=net.edge_views(), block_size=P)
         L, U = net.float64_factors()
-        fact = GfmmFactorization(L, U, op.n, net.n_trainable())
+        fact = GfmmFactorization(perm, L, U, op.n, net.n_trainable())
+        info.update(start)
         fact.history = result.history
         fact.info = {**info, "M": M, "P": P, "N": M * P, "padding": M * P - op.n,
                      "diag": cfg["diag"], "trainable_params": net.n_trainable(),
@@ -242,3 +214,21 @@ class GfmmLU(LearnedLU):
                      "block_stops": dict(Counter(result.block_stops)),
                      "frozen_fraction": result.frozen_fraction}
         return fact
+
+    @staticmethod
+    def project(net: GFMMProduct, op: Operator) -> tuple[np.ndarray, Operator, dict[str, Any]]:
+        """Load ``gfmm_compressed``'s factors of ``op`` (P·L·U ≈ A at full rank) into
+        ``net``; return the row permutation, the operator to train on (A's rows permuted,
+        A[perm] ≈ L·U) and what the start was (``info`` fields ``start_*``)."""
+        perm, L, U, cinfo = compress_lu(op.dense(), net.M, net.P)
+        net.L.load_arrays(L.enc, L.dec, L.diag, L.off, L.bridge)
+        net.U.load_arrays(U.enc, U.dec, U.diag, U.off, U.bridge)
+        start = {"start": "gfmm_compressed", "start_pivoting": cinfo["pivoting"],
+                 "start_growth": cinfo["growth"]}
+        p = np.asarray(perm[: op.n])
+        if np.array_equal(p, np.arange(op.n)):
+            return perm, op, start
+        A = sp.csr_array(op.matrix)[p] if op.is_sparse else op.dense()[p]
+        permuted = Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
+                            params=op.params)
+        return perm, permuted, start

@@ -57,13 +57,14 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import torch
 
 from lubench.api import Budget, Diverged, Operator
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
            "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP", "Watch",
-           "solve_lu"]
+           "solve_lu", "inv_norm1", "LevenbergMarquardt"]
 
 STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged", "residual_worse",
                 "nonfinite")
@@ -223,6 +224,22 @@ class EdgeFreezer:
         return total
 
 
+def inv_norm1(solve: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
+    """‖F⁻¹‖₁ estimated by Hager–Higham (``scipy.sparse.linalg.onenormest``, as
+    ``gfmm_blocks.inv_norm1_estimate``) from solves with F and Fᵀ (``solve(B, transpose)``):
+    a lower bound, usually within a factor 3; inf when a solve is not finite."""
+    with np.errstate(all="ignore"):
+        if n <= 4:
+            X = solve(np.eye(n), False)
+            return float(np.abs(X).sum(axis=0).max()) if np.all(np.isfinite(X)) else math.inf
+        op = spla.LinearOperator(
+            (n, n), dtype=np.float64, matvec=lambda x: solve(x.reshape(n, -1), False),
+            rmatvec=lambda x: solve(x.reshape(n, -1), True),
+            matmat=lambda X: solve(X, False), rmatmat=lambda X: solve(X, True))
+        est = float(spla.onenormest(op))
+    return est if math.isfinite(est) else math.inf
+
+
 def solve_lu(L: Any, U: Any, B: np.ndarray, transpose: bool = False) -> np.ndarray:
     """x with L U x = B (or (LU)ᵀ x = B) for float64 factors with ``solve(B, transpose)``."""
     if transpose:
@@ -242,9 +259,7 @@ class Watch:
     """
 
     def __init__(self, target: Target, *, seed: int, keep: str = "best", patience: int = 0):
-        from .gfmm import inv_norm1_estimate  # the one Hager–Higham estimator
-
-        self._estimate = inv_norm1_estimate
+        self._estimate = inv_norm1
         self.A = target.A64
         self.N = target.N
         self.keep, self.patience = keep, patience
@@ -682,6 +697,10 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
     def elapsed() -> float:
         return time.perf_counter() - t0
 
+    if watch is not None:  # the start is a candidate too
+        loss0, rel0 = tr.final_loss()
+        history.append({"step": 0, "seconds": 0.0, "loss": loss0, "rel_error": rel0,
+                        **watch.check(model, 0)[0]})
     for bi, m in enumerate(tr.blocks):
         remaining = n_blocks - bi
         cap, cap_reason = schedule.max_steps_per_block, "block_max_steps"
