@@ -38,9 +38,9 @@ POST: dict[str, Any] = {
 }
 # The best configuration measured here (DESIGN.md, "The learned methods").
 DEFAULT: dict[str, Any] = {
-    **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "lbfgs",
+    **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "lm",
     "dtype": "float64", "init": "identity", "keep": "best",
-    "watch_patience": 10, "eval_every": 100,
+    "watch_patience": 10, "eval_every": 10, "check_interval": 20,
 }
 
 
@@ -240,12 +240,13 @@ class DenseMaskedLU(LearnedLU):
 
     def memory_estimate(self, op: Operator) -> float:
         """Bytes: 2n² weights, their gradients, the optimizer state (Adam: 2 moments each;
-        L-BFGS: 2·50 history vectors of 2n²), masked copies and products (~8 n² more with
-        identity inputs, ~5 n² with probes), A, and the float64 factors the watch forms."""
+        L-BFGS: 2·50 history vectors of 2n²; LM: 6 conjugate-gradient vectors of 2n²), masked
+        copies and products (~8 n² more with identity inputs, ~5 n² with probes), A, and the
+        float64 factors the watch forms."""
         cfg = self._validated()
         n = op.n
         size = self._itemsize(cfg)
-        state = 200 if cfg["optimizer"] == "lbfgs" else 4
+        state = {"lbfgs": 200, "lm": 12}.get(cfg["optimizer"], 4)
         per_n2 = 4 + state + (8 if cfg["loss"] == "identity" else 5)
         return (float(n) * n * (size * per_n2 + 2 * 8)
                 + self._target_bytes(op, n, cfg["loss"] == "identity", cfg))

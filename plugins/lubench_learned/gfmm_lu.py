@@ -32,8 +32,8 @@ POST: dict[str, Any] = {
 # The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
-    "transpose_loss": False, "optimizer": "lbfgs", "dtype": "float64", "init": "identity",
-    "keep": "best", "watch_patience": 10, "eval_every": 100,
+    "transpose_loss": False, "optimizer": "lm", "dtype": "float64", "init": "identity",
+    "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
 }
 
 
