@@ -30,8 +30,11 @@ def _ctx(max_steps: int | None = 50, **kw) -> RunContext:
     return RunContext(device="cpu", seed=3, budget=Budget(max_steps=max_steps), **kw)
 
 
-@pytest.mark.parametrize("check", method_checks(GfmmLU, P=4, init="identity") +
-                         method_checks(DenseMaskedLU), ids=lambda c: getattr(c, "__name__", ""))
+# The contract does not depend on the optimizer: L-BFGS keeps these checks quick (a
+# Levenberg–Marquardt step costs ~80 small backward passes); LM has its own tests.
+@pytest.mark.parametrize("check", method_checks(GfmmLU, P=4, optimizer="lbfgs") +
+                         method_checks(DenseMaskedLU, optimizer="lbfgs"),
+                         ids=lambda c: getattr(c, "__name__", ""))
 def test_contract(check):
     try:
         check()
@@ -189,9 +192,8 @@ def test_worker_records_histories(registry):
     assert refused["status"] == "unsupported" and "memory limit" in refused["error"]
 
 
-def test_check_method_passes_with_lbfgs():
-    assert all(r.passed for r in check_method(GfmmLU, P=4, optimizer="lbfgs", dtype="float64",
-                                              init="identity"))
+def test_check_method_passes_with_the_post_preset():
+    assert all(r.passed for r in check_method(GfmmLU, P=4, preset="post"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def test_unit_lower_l_and_floored_pivots_after_any_training(optimizer, lr):
     for method in (GfmmLU(P=8, optimizer=optimizer, lr=lr, pivot_floor=floor,
                           keep="last", dtype="float32"),
                    DenseMaskedLU(optimizer=optimizer, lr=lr, pivot_floor=floor, keep="last")):
-        fact = method.factorize(op, _ctx(max_steps=40))
+        fact = method.factorize(op, _ctx(max_steps=15))
         if isinstance(fact.L, np.ndarray):
             L, U = fact.L, fact.U
         else:
@@ -290,5 +292,5 @@ def test_projected_init_with_row_exchanges_trains_on_the_permuted_rows():
     x = rng.standard_normal(24)
     np.testing.assert_allclose(start.apply(x), ref.apply(x), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(start.solve(x), ref.solve(x), rtol=1e-9, atol=1e-12)
-    trained = GfmmLU(P=4, init="projected").factorize(op, _ctx(max_steps=50))
+    trained = GfmmLU(P=4, init="projected").factorize(op, _ctx(max_steps=10))
     assert trained.info["heldout_residual"] <= start.info["heldout_residual"]
