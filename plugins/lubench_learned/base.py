@@ -80,14 +80,20 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
 """)
 
 
-def pivot_signs_and_floor(op: Operator, N: int, floor_rel: float) -> tuple[torch.Tensor, float]:
-    """U's fixed pivot signs s (those of A's diagonal, + where it is 0 and on the padding) and
-    the floor δ = floor_rel · max|A_ij|."""
-    sign = np.ones(N)
+def pivot_signs_and_floor(op: Operator, N: int,
+                          floor_rel: float) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """U's fixed pivot signs s (those of A's diagonal, + where it is 0 and on the padding),
+    the floor δ = floor_rel · max|A_ij|, and the pivots' start magnitudes for ``init:
+    identity``: |A_ii| (max|A_ij| where A_ii = 0, 1 on the padding), so that the start has
+    A's scale (a start at I, 41 or 910 times too small on some suite operators, trained
+    into factors with cond 1e38)."""
     d = np.asarray(op.sparse().diagonal() if op.is_sparse else np.diag(op.dense()))
-    sign[: op.n] = np.where(d < 0, -1.0, 1.0)
     scale = float(abs(op.sparse()).max()) if op.is_sparse else float(np.abs(op.dense()).max())
-    return torch.as_tensor(sign), floor_rel * max(scale, 1e-300)
+    scale = max(scale, 1e-300)
+    sign, start = np.ones(N), np.ones(N)
+    sign[: op.n] = np.where(d < 0, -1.0, 1.0)
+    start[: op.n] = np.where(d != 0, np.abs(d), scale)
+    return torch.as_tensor(sign), floor_rel * scale, torch.as_tensor(start)
 
 
 def gib(nbytes: float) -> str:

@@ -77,7 +77,8 @@ class MaskedDenseLUNet(nn.Module):
 
     def __init__(self, n: int, *, init_scale: float = 0.1, identity_diag: bool = False,
                  pivots: str = "free", pivot_sign: torch.Tensor | None = None,
-                 pivot_floor: float = 0.0, dtype: torch.dtype = torch.float32,
+                 pivot_floor: float = 0.0, pivot_start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32,
                  generator: torch.Generator | None = None):
         super().__init__()
         if pivots not in ("free", "floored"):
@@ -86,12 +87,15 @@ class MaskedDenseLUNet(nn.Module):
         self.n, self.pivots = n, pivots
         w = torch.empty((2, n, n), dtype=torch.float64).uniform_(-init_scale, init_scale,
                                                                   generator=g)
-        if identity_diag:
+        mag = np.ones(n) if pivot_start is None else np.asarray(pivot_start, np.float64)
+        sgn = np.ones(n) if pivot_sign is None else np.where(np.asarray(pivot_sign) < 0, -1, 1)
+        if identity_diag:  # U's diagonal at s ⊙ start (|A_ii|: A's scale), L's at 1
             if pivots == "free":
-                w[1] += torch.eye(n, dtype=torch.float64)
+                w[1] += torch.diag(torch.as_tensor(sgn * mag, dtype=torch.float64))
             else:
-                start = max(1.0, 2.0 * float(pivot_floor))
-                w[1].diagonal().fill_(float(softplus_inverse(start - float(pivot_floor))))
+                floor = float(pivot_floor)
+                theta = softplus_inverse(np.maximum(mag, 2.0 * floor) - floor)
+                w[1].diagonal().copy_(torch.as_tensor(theta))
         self.WL = nn.Parameter(w[0].to(dtype))
         self.WU = nn.Parameter(w[1].to(dtype))
         sign = torch.ones(n, dtype=dtype) if pivot_sign is None else \
@@ -257,10 +261,10 @@ class DenseMaskedLU(LearnedLU):
                            f"n² = {op.n}² parameters and optimizer state")
         seed = self._seed(ctx)
         torch.manual_seed(seed)
-        sign, floor = pivot_signs_and_floor(op, op.n, float(cfg["pivot_floor"]))
+        sign, floor, start = pivot_signs_and_floor(op, op.n, float(cfg["pivot_floor"]))
         net = MaskedDenseLUNet(op.n, init_scale=float(cfg["init_scale"]),
                                identity_diag=cfg["init"] == "identity", pivots=cfg["pivots"],
-                               pivot_sign=sign, pivot_floor=floor,
+                               pivot_sign=sign, pivot_floor=floor, pivot_start=start,
                                dtype={"float32": torch.float32,
                                       "float64": torch.float64}[cfg["dtype"]],
                                generator=torch.Generator().manual_seed(seed))

@@ -148,15 +148,16 @@ class GFMMFactor(nn.Module):
 
     ``diag_kind``: ``full`` or ``triangular`` (see the module docstring); for a triangular
     U, ``pivot_sign`` (M, P) holds s and ``pivot_floor`` δ. ``identity_diag`` starts the
-    diagonal blocks at I (full: Θ + I; triangular: L's strict part as drawn, U's pivots at
-    s·1 — or at s·δ·2 should δ exceed 1 — with its strict part as drawn).
+    diagonal blocks at I, U's at diag(s ⊙ ``pivot_start``) when given (the magnitudes, e.g.
+    |A_ii|, so that the start has A's scale); full: Θ + that; triangular: the strict parts as
+    drawn, U's pivots at s·max(start, 2δ).
     """
 
     def __init__(self, M: int, P: int, lower: bool, *, diag: str = "full",
                  init_scale: float = 0.1, identity_diag: bool = False,
                  n_valid: int | None = None, pivot_sign: torch.Tensor | None = None,
-                 pivot_floor: float = 0.0, dtype: torch.dtype = torch.float32,
-                 generator: torch.Generator | None = None):
+                 pivot_floor: float = 0.0, pivot_start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
         super().__init__()
         if not is_power_of_two(M):
             raise ValueError(f"M must be a power of two, got {M}")
@@ -181,13 +182,17 @@ class GFMMFactor(nn.Module):
         self.register_buffer("pivot_sign", sign)
         self.register_buffer("pivot_floor", torch.tensor(float(pivot_floor), dtype=dtype))
         if identity_diag:
+            start = np.ones((M, P)) if lower or pivot_start is None else \
+                np.asarray(pivot_start, dtype=np.float64).reshape(M, P)
             with torch.no_grad():
                 if diag == "full":
-                    self.diag += torch.eye(P, dtype=dtype)
+                    d = torch.as_tensor(start, dtype=dtype) * (1.0 if lower else sign)
+                    self.diag += torch.diag_embed(d)
                 elif not lower:
-                    start = max(1.0, 2.0 * float(pivot_floor))
-                    theta = float(softplus_inverse(start - float(pivot_floor)))
-                    torch.diagonal(self.diag, dim1=1, dim2=2).fill_(theta)
+                    floor = float(pivot_floor)
+                    theta = softplus_inverse(np.maximum(start, 2.0 * floor) - floor)
+                    idx = torch.arange(P)
+                    self.diag[:, idx, idx] = torch.as_tensor(theta, dtype=dtype)
         # Padding that splits leaf a at local index r: zero L's diagonal block above-right of
         # (r, r) (U's below-left), so that L = [[L₁₁, 0], [L₂₁, L₂₂]], U = [[U₁₁, U₁₂],
         # [0, U₂₂]] at n_valid exactly and (LU)[:n, :n] = L₁₁U₁₁ is what solve inverts.
@@ -325,13 +330,14 @@ class GFMMProduct(nn.Module):
     """The product L·U of a block-lower and a block-upper GFMM factor (n = M·P).
 
     ``forward(X)`` = L(U X); ``forward(X, transpose=True)`` = Uᵀ(Lᵀ X). ``diag``, the
-    pivot signs s and the floor δ apply as in :class:`GFMMFactor` (s and δ to U only).
+    pivot signs s, the floor δ and the start apply as in :class:`GFMMFactor` (to U only).
     """
 
     def __init__(self, M: int, P: int, *, diag: str = "full", init_scale: float = 0.1,
                  identity_diag: bool = False, n_valid: int | None = None,
                  pivot_sign: torch.Tensor | None = None, pivot_floor: float = 0.0,
-                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
+                 pivot_start: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None):
         super().__init__()
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         self.M, self.P, self.diag_kind = M, P, diag
@@ -339,7 +345,8 @@ class GFMMProduct(nn.Module):
         kw = {"diag": diag, "init_scale": init_scale, "identity_diag": identity_diag,
               "n_valid": n_valid, "dtype": dtype, "generator": g}
         self.L = GFMMFactor(M, P, True, **kw)
-        self.U = GFMMFactor(M, P, False, pivot_sign=pivot_sign, pivot_floor=pivot_floor, **kw)
+        self.U = GFMMFactor(M, P, False, pivot_sign=pivot_sign, pivot_floor=pivot_floor,
+                            pivot_start=pivot_start, **kw)
 
     @property
     def n(self) -> int:

@@ -180,10 +180,10 @@ class GfmmLU(LearnedLU):
     def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
         M, P = self.shape_for(op.n)
-        sign, floor = pivot_signs_and_floor(op, M * P, float(cfg["pivot_floor"]))
+        sign, floor, start = pivot_signs_and_floor(op, M * P, float(cfg["pivot_floor"]))
         return GFMMProduct(M, P, diag=cfg["diag"], init_scale=float(cfg["init_scale"]),
                            identity_diag=cfg["init"] == "identity", n_valid=op.n,
-                           pivot_sign=sign, pivot_floor=floor,
+                           pivot_sign=sign, pivot_floor=floor, pivot_start=start,
                            dtype={"float32": torch.float32,
                                   "float64": torch.float64}[cfg["dtype"]],
                            generator=torch.Generator().manual_seed(seed))
