@@ -294,3 +294,17 @@ def test_projected_init_with_row_exchanges_trains_on_the_permuted_rows():
     np.testing.assert_allclose(start.solve(x), ref.solve(x), rtol=1e-9, atol=1e-12)
     trained = GfmmLU(P=4, init="projected").factorize(op, _ctx(max_steps=10))
     assert trained.info["heldout_residual"] <= start.info["heldout_residual"]
+
+
+@pytest.mark.parametrize("diag", ["triangular", "full"])
+def test_identity_start_has_the_scale_of_a(diag):
+    """init: identity starts L's diagonal blocks at I and U's at diag(A) (|A_ii| with A's
+    signs): a start at I is 41× too small on the smoke suite's convdiff_2d."""
+    A = 41.0 * np.eye(16) + np.diag(-np.ones(15), 1)
+    A[3, 3] = -7.0
+    op = Operator("scaled", A, symmetric=False, spd=False)
+    method = GfmmLU(P=4, diag=diag, init_scale=0.0)
+    net = method.build_model(op, method.config(), seed=0)
+    L, U = net.L.arrays().dense(), net.U.arrays().dense()
+    np.testing.assert_allclose(L, np.eye(16), atol=1e-12)
+    np.testing.assert_allclose(np.diag(U), np.diag(A), rtol=1e-12)
