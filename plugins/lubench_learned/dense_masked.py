@@ -89,7 +89,8 @@ class MaskedDenseLUNet(nn.Module):
                                                                   generator=g)
         mag = np.ones(n) if pivot_start is None else np.asarray(pivot_start, np.float64)
         sgn = np.ones(n) if pivot_sign is None else np.where(np.asarray(pivot_sign) < 0, -1, 1)
-        if identity_diag:  # U's diagonal at s ⊙ start (|A_ii|: A's scale), L's at 1
+        if identity_diag:  # U = S·Ũ, S = diag(start) (|A_ii|: A's scale), L's diagonal 1
+            w[1] *= torch.as_tensor(mag, dtype=torch.float64)[:, None]
             if pivots == "free":
                 w[1] += torch.diag(torch.as_tensor(sgn * mag, dtype=torch.float64))
             else:

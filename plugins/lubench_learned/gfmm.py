@@ -185,6 +185,15 @@ class GFMMFactor(nn.Module):
             start = np.ones((M, P)) if lower or pivot_start is None else \
                 np.asarray(pivot_start, dtype=np.float64).reshape(M, P)
             with torch.no_grad():
+                # U = S·Ũ with S = diag(start): every row of U's start (its leaf bridge and
+                # the leaf decoders that bring the far field in) scaled by its pivot, so
+                # that small pivots do not meet O(init_scale) entries (cond(U) ≤ cond(S)
+                # cond(Ũ) instead of exponential growth)
+                rows = torch.as_tensor(start, dtype=dtype)[..., None]
+                self.diag.mul_(rows)
+                self.off.mul_(rows[:-1] if not lower else 1.0)
+                if K:
+                    self.dec[0].mul_(rows.reshape(M >> 1, 2 * P, 1))
                 if diag == "full":
                     d = torch.as_tensor(start, dtype=dtype) * (1.0 if lower else sign)
                     self.diag += torch.diag_embed(d)
