@@ -16,6 +16,7 @@ from lubench_learned.training import (
     Schedule,
     Target,
     Trainer,
+    Watch,
     _Plateau,
     train,
 )
@@ -37,9 +38,9 @@ def _laplacian(n: int = N) -> Operator:
     return Operator("laplacian_1d", A, symmetric=True, spd=True)
 
 
-def _net(seed: int = 0) -> GFMMProduct:
-    return GFMMProduct(M, P, dtype=torch.float64, identity_diag=True,
-                  generator=torch.Generator().manual_seed(seed))
+def _net(seed: int = 0, diag: str = "full") -> GFMMProduct:
+    return GFMMProduct(M, P, dtype=torch.float64, identity_diag=True, diag=diag,
+                       generator=torch.Generator().manual_seed(seed))
 
 
 def _target(op: Operator, dense: bool = True, n_pad: int = N) -> Target:
@@ -155,12 +156,15 @@ def test_gradient_probe_freezes_only_what_influences_finished_blocks():
 # --------------------------------------------------------------------------------------------
 # The loop: budgets, stopping, divergence
 # --------------------------------------------------------------------------------------------
-def _run(spec: LossSpec, budget: Budget, schedule: Schedule | None = None, op=None, net=None):
+def _run(spec: LossSpec, budget: Budget, schedule: Schedule | None = None, op=None, net=None,
+         watch: bool = False, keep: str = "best", patience: int = 0):
     net = net or _net()
     op = op or _exponential()
-    return train(net, _target(op, dense=spec.kind == "identity"), spec,
-                 schedule or Schedule(), budget, seed=0, log_every=5, eval_every=20,
-                 edge_groups=net.edge_views(), block_size=P), net
+    target = _target(op, dense=spec.kind == "identity")
+    w = Watch(target, seed=0, keep=keep, patience=patience) if watch else None
+    result = train(net, target, spec, schedule or Schedule(), budget, seed=0, log_every=5,
+                   eval_every=20, edge_groups=net.edge_views(), block_size=P, watch=w)
+    return (result, net, w) if watch else (result, net)
 
 
 def test_training_lowers_the_loss_and_records_the_curve():
@@ -273,3 +277,81 @@ def test_dense_masked_model_products():
         torch.testing.assert_close(net(X, transpose=True), (L @ U).T @ X)
         torch.testing.assert_close(net.full_product(), L @ U)
     assert torch.equal(torch.diagonal(L), torch.ones(9, dtype=torch.float64))
+
+
+def test_lm_fits_the_exponential_kernel():
+    """Levenberg–Marquardt (matrix-free CG on JᵀJ) reaches a small error in a few steps."""
+    result, _ = _run(LossSpec("identity", transpose=False), Budget(max_steps=30),
+                     Schedule(optimizer="lm"), net=_net(diag="triangular"))
+    assert result.rel_error < 1e-3
+    assert result.history[-1]["loss"] < 1e-4 * result.history[0]["loss"]
+
+
+def test_lm_keeps_frozen_edges_fixed():
+    tr = _trainer(LossSpec("identity", transpose=True, blockwise=True),
+                  schedule=Schedule(optimizer="lm"))
+    tr.start_block(0)
+    for _ in range(3):
+        tr.step()
+    tr.freeze_through(0)
+    before = _dense_residual(tr.model, _exponential())
+    tr.start_block(1)
+    for _ in range(3):
+        tr.step()
+    after = _dense_residual(tr.model, _exponential())
+    np.testing.assert_array_equal(after[:P, :], before[:P, :])
+    np.testing.assert_array_equal(after[:, :P], before[:, :P])
+
+
+# --------------------------------------------------------------------------------------------
+# The watch: conditioning, held-out residual, the kept checkpoint
+# --------------------------------------------------------------------------------------------
+def test_watch_rows_carry_the_conditioning():
+    result, net, w = _run(LossSpec("identity", transpose=False), Budget(max_steps=40),
+                          Schedule(optimizer="lbfgs"), watch=True)
+    rows = [r for r in result.history if "heldout_residual" in r]
+    assert [r["step"] for r in rows] == [0, 20, 40]  # the start, every 20 steps
+    L, U = (f.arrays().dense() for f in (net.L, net.U))
+    last = w.measure(net)
+    # cond_est is a Hager–Higham lower bound of ‖A‖₁‖(LU)⁻¹‖₁ within a factor 3
+    A = _exponential().dense()
+    exact = np.abs(A).sum(0).max() * np.abs(np.linalg.inv(L @ U)).sum(0).max()
+    assert exact / 3 <= last["cond_est"] <= exact * (1 + 1e-9)
+    growth = (np.abs(L) @ np.abs(U)).sum(1).max() / np.abs(A).sum(1).max()
+    assert last["growth"] == pytest.approx(growth, rel=1e-12)
+    assert {"cond_est", "growth", "inv_norm1_L", "inv_norm1_U"} <= result.watch.keys()
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_kept_checkpoint_is_the_best_held_out_residual(keep):
+    """keep=best restores the weights of the check with the smallest held-out residual (not
+    the smallest loss); keep=last the weights training ended with. Adam at a large learning
+    rate from a good start makes the two differ."""
+    net = _net(diag="triangular")
+    _run(LossSpec("identity", transpose=False), Budget(max_steps=60),
+         Schedule(optimizer="lbfgs"), net=net)
+    result, net, w = _run(LossSpec("identity", transpose=False), Budget(max_steps=200),
+                          Schedule(lr=0.05, betas=(0.999, 0.999), check_interval=0),
+                          net=net, watch=True, keep=keep)
+    rows = [r for r in result.history if "heldout_residual" in r]
+    best = min(rows, key=lambda r: r["heldout_residual"])
+    now = w.measure(net)["heldout_residual"]
+    if keep == "best":
+        assert now == best["heldout_residual"]
+        assert result.watch["kept_step"] == best["step"]
+    else:
+        assert now == rows[-1]["heldout_residual"]
+        assert result.watch["kept_step"] == result.iterations
+
+
+def test_watch_stops_when_the_residual_only_gets_worse():
+    net = _net(diag="triangular")
+    _run(LossSpec("identity", transpose=False), Budget(max_steps=60),
+         Schedule(optimizer="lbfgs"), net=net)
+    result, _, w = _run(LossSpec("identity", transpose=False), Budget(max_steps=2000),
+                        Schedule(lr=0.5, check_interval=0), net=net, watch=True, patience=3)
+    rows = [r["heldout_residual"] for r in result.history if "heldout_residual" in r]
+    if result.stopped_because == "residual_worse":
+        assert all(r > 2 * min(rows) for r in rows[-3:])
+    else:  # the run never got worse three checks in a row: it went to the end
+        assert result.iterations == 2000

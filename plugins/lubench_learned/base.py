@@ -6,6 +6,8 @@ import math
 import textwrap
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
+
 from lubench.api import InvalidParameter, Method, Operator, RunContext, Unsupported
 
 if TYPE_CHECKING:  # PyTorch is imported when a case runs (prepare), never at registration
@@ -13,53 +15,89 @@ if TYPE_CHECKING:  # PyTorch is imported when a case runs (prepare), never at re
 
     from .training import Schedule, TrainResult
 
-__all__ = ["LearnedLU", "TRAINING_PARAMS_DOC", "gib"]
+__all__ = ["LearnedLU", "TRAINING_PARAMS_DOC", "TRAINING_KEYS", "gib", "pivot_signs_and_floor"]
+
+# The parameters both methods take whose None means "the preset's value".
+TRAINING_KEYS = ("loss", "probes", "transpose_loss", "optimizer", "lr", "lr_late",
+                 "lr_drop_step", "betas", "max_steps_per_block", "check_interval", "tol",
+                 "patience", "dtype", "init", "init_scale", "keep", "watch_patience",
+                 "eval_every")
 
 # The numpydoc entries of the parameters both methods take (appended to their docstrings).
 TRAINING_PARAMS_DOC = textwrap.dedent("""\
-    loss : {'identity', 'probes'}
+    preset : {'default', 'post'}
+        Where every parameter left at None takes its value: ``default`` is the best
+        configuration measured here, ``post`` the "Learn LU" post's protocol (see the
+        class's ``PRESETS`` and DESIGN.md). What ran is in ``info["config"]``.
+    loss : {'identity', 'probes'} or None
         ``identity``: ‖LU − A‖²_F on the n identity columns (O(n²) per step);
         ``probes``: (1/k)‖(LU − A)Z‖²_F with Z an n×k Gaussian block redrawn each step.
-    probes : int
+    probes : int or None
         k, the number of Gaussian probe columns of the ``probes`` loss.
-    transpose_loss : bool
+    transpose_loss : bool or None
         Add the same term for UᵀLᵀ − Aᵀ.
-    optimizer : {'adam', 'lbfgs'}
-        Adam with the schedule below (the post's), or full-batch L-BFGS with a strong-Wolfe
-        line search (one iteration per step; ``lr`` and its schedule are then unused).
-    lr : float
+    optimizer : {'adam', 'lbfgs', 'lm'} or None
+        Adam with the schedule below; full-batch L-BFGS with a strong-Wolfe line search (one
+        iteration per step); or ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
+        an adaptive damping, each step up to 40 conjugate-gradient products JᵀJv). ``lr``
+        and its schedule apply to Adam only.
+    lr : float or None
         Adam learning rate at the start of each block.
-    lr_late : float
+    lr_late : float or None
         Adam learning rate from step ``lr_drop_step`` of a block on.
-    lr_drop_step : int
+    lr_drop_step : int or None
         Step within a block at which the learning rate drops to ``lr_late``.
-    betas : tuple[float, float]
+    betas : tuple[float, float] or None
         Adam's (β₁, β₂).
-    max_steps_per_block : int
+    max_steps_per_block : int or None
         A block ends after this many steps (the whole training is one block unless block-wise).
-    check_interval : int
+    check_interval : int or None
         The early stop compares the loss with the loss this many steps earlier (0: never).
-    tol : float
+    tol : float or None
         ... and counts a check as stalled when the relative improvement is below ``tol``.
-    patience : int
+    patience : int or None
         A block ends after this many stalled checks in a row.
-    dtype : {'float32', 'float64'}
-        Training precision (the factors are used in float64 afterwards).
-    init : {'uniform', 'identity'}
+    dtype : {'float32', 'float64'} or None
+        Training precision (the factors are always used in float64 afterwards).
+    init : str or None
         ``uniform`` (the post): every weight uniform on [−init_scale, init_scale];
-        ``identity``: the same plus the identity on the diagonal (blocks) of U and L, which
-        starts L·U near I instead of near 0 and avoids the ill-conditioned stalls seen from
-        ``uniform`` (e.g. on the exponential kernel).
-    init_scale : float
+        ``identity``: the same, with the diagonal (blocks) of L and U starting at I.
+    init_scale : float or None
         Half-width of the uniform initial weights.
+    keep : {'best', 'last'} or None
+        ``best``: the weights of the check with the smallest held-out solve residual
+        ‖A x̂ − b‖/‖b‖ (4 probes b = A x, x̂ by the float64 solve), not of the smallest loss;
+        ``last``: the weights training ended with.
+    watch_patience : int or None
+        Stop when the held-out residual exceeded twice its best at this many checks in a row
+        (0: never).
+    eval_every : int or None
+        Every this many steps: the relative error ‖LU − A‖_F/‖A‖_F (exact, or on 16 fixed
+        probes), the held-out residual, ‖L⁻¹‖₁, ‖U⁻¹‖₁, ``cond_est`` = ‖A‖₁‖(LU)⁻¹‖₁
+        (Hager–Higham) and the growth ‖|L||U|‖_∞/‖A‖_∞ (n ≤ 1024), in the history.
     seed : int or None
         Seed of the initial weights and probes; None takes the case's seed.
     log_every : int
         A training-curve row every this many steps.
-    eval_every : int
-        The relative error ‖LU − A‖_F/‖A‖_F (exact, or on 16 fixed probes) every this many
-        steps, and a progress report.
 """)
+
+
+def pivot_signs_and_floor(op: Operator, N: int,
+                          floor_rel: float) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """U's fixed pivot signs s (those of A's diagonal, + where it is 0 and on the padding),
+    the floor δ = floor_rel · max|A_ij|, and the pivots' start magnitudes for ``init:
+    identity``: |A_ii| (max|A_ij| where A_ii = 0, 1 on the padding), so that the start has
+    A's scale (a start at I, 41 or 910 times too small on some suite operators, trained
+    into factors with cond 1e38)."""
+    import torch
+
+    d = np.asarray(op.sparse().diagonal() if op.is_sparse else np.diag(op.dense()))
+    scale = float(abs(op.sparse()).max()) if op.is_sparse else float(np.abs(op.dense()).max())
+    scale = max(scale, 1e-300)
+    sign, start = np.ones(N), np.ones(N)
+    sign[: op.n] = np.where(d < 0, -1.0, 1.0)
+    start[: op.n] = np.where(d != 0, np.abs(d), scale)
+    return torch.as_tensor(sign), floor_rel * scale, torch.as_tensor(start)
 
 
 def gib(nbytes: float) -> str:
@@ -67,91 +105,94 @@ def gib(nbytes: float) -> str:
 
 
 class LearnedLU(Method):
-    """Base of the learned LU methods (not registered)."""
+    """Base of the learned LU methods (not registered).
+
+    Subclasses set ``PRESETS`` (preset name → a value for every key of ``TRAINING_KEYS`` and
+    of their own preset-able parameters) and store their constructor arguments unchanged;
+    :meth:`config` resolves the None ones.
+    """
 
     family: ClassVar[str] = "learned"
     resources: ClassVar[dict] = {"gpus_per_task": 1}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
 
-    # set by the subclasses' constructors
-    loss: str
-    probes: int
-    transpose_loss: bool
-    optimizer: str
-    lr: float
-    lr_late: float
-    lr_drop_step: int
-    betas: tuple[float, float]
-    max_steps_per_block: int
-    check_interval: int
-    tol: float
-    patience: int
-    dtype: str
-    init: str
-    init_scale: float
+    preset: str
     seed: int | None
     log_every: int
-    eval_every: int
 
     # ----------------------------------------------------------------------------------------
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        """The parameter checks of ``check``, when the suite loads (see ``_validate``)."""
-        cls(**params)._validate()
+        """The parameter checks of ``check``, when the suite loads (no PyTorch needed)."""
+        cls(**params)._validated()
 
-    def _validate(self) -> None:
-        self._validate_training()
+    def _validated(self) -> dict[str, Any]:
+        """The resolved configuration, checked (subclasses add their own parameters)."""
+        raise NotImplementedError
 
     def prepare(self, ctx: RunContext) -> None:
         """Import PyTorch and the training loop here, untimed, not in ``factorize``."""
         from . import training  # noqa: F401
 
-    def _validate_training(self) -> None:
-        def bad(name: str, rule: str) -> InvalidParameter:
-            return InvalidParameter(f"{self.name}: {name} {rule}, got {getattr(self, name)!r}")
+    def config(self) -> dict[str, Any]:
+        """Every preset-able parameter: its own value, or the preset's where it is None."""
+        if self.preset not in self.PRESETS:
+            raise InvalidParameter(f"{self.name}: preset must be one of "
+                                   f"{', '.join(map(repr, self.PRESETS))}, got {self.preset!r}")
+        base = self.PRESETS[self.preset]
+        return {k: (getattr(self, k) if getattr(self, k) is not None else v)
+                for k, v in base.items()}
 
-        if self.loss not in ("identity", "probes"):
+    def _validate_training(self, cfg: dict[str, Any], inits: tuple[str, ...]) -> None:
+        def bad(name: str, rule: str) -> InvalidParameter:
+            return InvalidParameter(f"{self.name}: {name} {rule}, got {cfg[name]!r}")
+
+        if cfg["loss"] not in ("identity", "probes"):
             raise bad("loss", "must be 'identity' or 'probes'")
-        if self.optimizer not in ("adam", "lbfgs"):
-            raise bad("optimizer", "must be 'adam' or 'lbfgs'")
-        if self.dtype not in ("float32", "float64"):
+        if cfg["optimizer"] not in ("adam", "lbfgs", "lm"):
+            raise bad("optimizer", "must be 'adam', 'lbfgs' or 'lm'")
+        if cfg["dtype"] not in ("float32", "float64"):
             raise bad("dtype", "must be 'float32' or 'float64'")
-        if self.init not in ("uniform", "identity"):
-            raise bad("init", "must be 'uniform' or 'identity'")
-        for name in ("probes", "max_steps_per_block", "patience", "log_every", "eval_every"):
-            if int(getattr(self, name)) < 1:
+        if cfg["init"] not in inits:
+            raise bad("init", "must be one of " + ", ".join(map(repr, inits)))
+        if cfg["keep"] not in ("best", "last"):
+            raise bad("keep", "must be 'best' or 'last'")
+        for name in ("probes", "max_steps_per_block", "patience", "eval_every"):
+            if int(cfg[name]) < 1:
                 raise bad(name, "must be at least 1")
-        for name in ("check_interval", "lr_drop_step"):
-            if int(getattr(self, name)) < 0:
+        if int(self.log_every) < 1:
+            raise InvalidParameter(f"{self.name}: log_every must be at least 1, "
+                                   f"got {self.log_every!r}")
+        for name in ("check_interval", "lr_drop_step", "watch_patience"):
+            if int(cfg[name]) < 0:
                 raise bad(name, "must be non-negative")
         for name in ("lr", "lr_late"):
-            v = float(getattr(self, name))
+            v = float(cfg[name])
             if not (v > 0 and math.isfinite(v)):
                 raise bad(name, "must be a positive number")
-        if not (float(self.init_scale) >= 0 and math.isfinite(float(self.init_scale))):
+        if not (float(cfg["init_scale"]) >= 0 and math.isfinite(float(cfg["init_scale"]))):
             raise bad("init_scale", "must be a non-negative number")
-        if len(self.betas) != 2 or not all(0 <= float(b) < 1 for b in self.betas):
+        betas = cfg["betas"]
+        if len(betas) != 2 or not all(0 <= float(b) < 1 for b in betas):
             raise bad("betas", "must be two numbers in [0, 1)")
 
-    def _schedule(self) -> Schedule:
+    @staticmethod
+    def _schedule(cfg: dict[str, Any]) -> Schedule:
         from .training import Schedule
 
-        return Schedule(optimizer=self.optimizer, lr=float(self.lr), lr_late=float(self.lr_late),
-                        lr_drop_step=int(self.lr_drop_step),
-                        betas=(float(self.betas[0]), float(self.betas[1])),
-                        max_steps_per_block=int(self.max_steps_per_block),
-                        check_interval=int(self.check_interval), tol=float(self.tol),
-                        patience=int(self.patience))
+        return Schedule(optimizer=cfg["optimizer"], lr=float(cfg["lr"]),
+                        lr_late=float(cfg["lr_late"]), lr_drop_step=int(cfg["lr_drop_step"]),
+                        betas=(float(cfg["betas"][0]), float(cfg["betas"][1])),
+                        max_steps_per_block=int(cfg["max_steps_per_block"]),
+                        check_interval=int(cfg["check_interval"]), tol=float(cfg["tol"]),
+                        patience=int(cfg["patience"]))
 
     def _seed(self, ctx: RunContext) -> int:
         return int(ctx.seed if self.seed is None else self.seed)
 
-    def _torch_dtype(self) -> torch.dtype:
-        from .training import torch_dtype
-
-        return torch_dtype(self.dtype)
-
-    def _itemsize(self) -> int:
-        return 4 if self.dtype == "float32" else 8
+    @staticmethod
+    def _itemsize(cfg: dict[str, Any]) -> int:
+        return 4 if cfg["dtype"] == "float32" else 8
 
     def _device(self, ctx: RunContext) -> str:
         import torch
@@ -167,27 +208,34 @@ class LearnedLU(Method):
             raise Unsupported(f"needs ~{gib(need)} for {what}, over the memory limit "
                               f"{gib(limit)}")
 
-    def _target_bytes(self, op: Operator, N: int, dense: bool) -> float:
+    def _target_bytes(self, op: Operator, N: int, dense: bool, cfg: dict[str, Any]) -> float:
+        size = self._itemsize(cfg)
         if dense or not op.is_sparse:
-            return float(N) * N * self._itemsize()
+            return float(N) * N * (size + 8)  # the training copy and the float64 one
         nnz = op.sparse().nnz + (N - op.n)
-        return 2.0 * nnz * (self._itemsize() + 8)
+        return 3.0 * nnz * (size + 8)
 
-    def _train(self, model: torch.nn.Module, op: Operator, N: int, ctx: RunContext, *,
-               blockwise: bool = False, edge_groups: list | None = None,
+    def _train(self, model: torch.nn.Module, op: Operator, N: int, ctx: RunContext,
+               cfg: dict[str, Any], *, blockwise: bool = False,
+               edge_groups: list | None = None,
                block_size: int | None = None) -> tuple[TrainResult, dict[str, Any]]:
-        """Run the shared training loop on ``model`` and return the result and info fields."""
-        from .training import LossSpec, Target, train
+        """Run the shared training loop (with its watch) on ``model``; the result and the
+        info fields."""
+        from .training import LossSpec, Target, Watch, torch_dtype, train
 
         device = self._device(ctx)
-        target = Target(op, N, self._torch_dtype(), device, dense=self.loss == "identity")
-        spec = LossSpec(kind=self.loss, probes=int(self.probes),
-                        transpose=bool(self.transpose_loss), blockwise=blockwise)
-        result = train(model, target, spec, self._schedule(), ctx.budget,
-                       seed=self._seed(ctx), progress=ctx.progress,
-                       log_every=int(self.log_every), eval_every=int(self.eval_every),
+        target = Target(op, N, torch_dtype(cfg["dtype"]), device,
+                        dense=cfg["loss"] == "identity")
+        spec = LossSpec(kind=cfg["loss"], probes=int(cfg["probes"]),
+                        transpose=bool(cfg["transpose_loss"]), blockwise=blockwise)
+        seed = self._seed(ctx)
+        watch = Watch(target, seed=seed, keep=cfg["keep"],
+                      patience=int(cfg["watch_patience"]))
+        result = train(model, target, spec, self._schedule(cfg), ctx.budget,
+                       seed=seed, progress=ctx.progress,
+                       log_every=int(self.log_every), eval_every=int(cfg["eval_every"]),
                        synchronize=ctx.synchronize, edge_groups=edge_groups,
-                       block_size=block_size)
+                       block_size=block_size, watch=watch)
         info = {
             "iterations": result.iterations,
             "final_loss": result.final_loss,
@@ -195,6 +243,9 @@ class LearnedLU(Method):
             "stopped_because": result.stopped_because,
             "train_seconds": result.seconds,
             "device": device,
-            "dtype": self.dtype,
+            "dtype": cfg["dtype"],
+            "preset": self.preset,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+            **result.watch,
         }
         return result, info

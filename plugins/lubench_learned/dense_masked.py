@@ -3,28 +3,66 @@
 from __future__ import annotations
 
 import textwrap
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.linalg as sla
 
-from lubench.api import Factorization, FactorizationError, Operator, RunContext
+from lubench.api import (
+    Factorization,
+    FactorizationError,
+    InvalidParameter,
+    Operator,
+    RunContext,
+)
 
-from .base import TRAINING_PARAMS_DOC, LearnedLU
+from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
 
-if TYPE_CHECKING:  # the network imports PyTorch: only when a case runs
+if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .dense_masked_net import MaskedDenseLUNet
 
-__all__ = ["MaskedDenseLUNet", "DenseMaskedLU", "DenseMaskedFactorization"]
+__all__ = ["DenseMaskedLU", "DenseMaskedFactorization", "DenseTriangular",
+           "POST", "DEFAULT"]
+
+# The post's dense masked-linear baseline: its Adam schedule, uniform start, float32, no
+# transpose loss, the last weights kept.
+POST: dict[str, Any] = {
+    "pivots": "free", "pivot_floor": 0.0, "loss": "identity", "probes": 64,
+    "transpose_loss": False, "optimizer": "adam",
+    "lr": 1e-2, "lr_late": 1e-3, "lr_drop_step": 5000, "betas": (0.999, 0.999),
+    "max_steps_per_block": 50000, "check_interval": 1000, "tol": 1e-3, "patience": 2,
+    "dtype": "float32", "init": "uniform", "init_scale": 0.1, "keep": "last",
+    "watch_patience": 0, "eval_every": 500,
+}
+# The best configuration measured here (DESIGN.md, "The learned methods").
+DEFAULT: dict[str, Any] = {
+    **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "lm",
+    "dtype": "float64", "init": "identity", "keep": "best",
+    "watch_patience": 10, "eval_every": 10, "check_interval": 20,
+}
 
 
-def __getattr__(name: str) -> Any:
-    """``MaskedDenseLUNet`` from here, imported on first use (it needs PyTorch)."""
-    if name == "MaskedDenseLUNet":
-        from .dense_masked_net import MaskedDenseLUNet
+@dataclass
+class DenseTriangular:
+    """A dense triangular factor in float64: ``solve(B, transpose)``, ``apply(X, transpose)``."""
 
-        return MaskedDenseLUNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    T: np.ndarray
+    lower: bool
+    unit: bool
+
+    @property
+    def n(self) -> int:
+        return self.T.shape[0]
+
+    def solve(self, B: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return sla.solve_triangular(self.T, np.asarray(B, dtype=np.float64), lower=self.lower,
+                                    unit_diagonal=self.unit, trans=1 if transpose else 0,
+                                    check_finite=False)
+
+    def apply(self, X: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return (self.T.T if transpose else self.T) @ np.asarray(X, dtype=np.float64)
+
 
 
 class DenseMaskedFactorization(Factorization):
@@ -69,18 +107,34 @@ class DenseMaskedLU(LearnedLU):
 
         Parameters
         ----------
+        pivots : {'free', 'floored'} or None
+            U's diagonal: free weights (the post), or s·(δ + softplus θ) with |U_ii| ≥ δ.
+        pivot_floor : float or None
+            δ / max|A_ij| (``floored`` only); the signs s are those of A's diagonal.
         """) + TRAINING_PARAMS_DOC)
 
     name = "dense_masked_lu"
+    PRESETS = {"default": DEFAULT, "post": POST}
+    INITS = ("uniform", "identity")
 
-    def __init__(self, loss: Literal["identity", "probes"] = "identity", probes: int = 64,
-                 transpose_loss: bool = False, optimizer: Literal["adam", "lbfgs"] = "adam",
-                 lr: float = 1e-2, lr_late: float = 1e-3, lr_drop_step: int = 5000,
-                 betas: tuple[float, float] = (0.999, 0.999), max_steps_per_block: int = 50000,
-                 check_interval: int = 1000, tol: float = 1e-3, patience: int = 2,
-                 dtype: Literal["float32", "float64"] = "float32",
-                 init: Literal["uniform", "identity"] = "uniform", init_scale: float = 0.1,
-                 seed: int | None = None, log_every: int = 10, eval_every: int = 500):
+    def __init__(self, preset: Literal["default", "post"] = "default",
+                 pivots: Literal["free", "floored"] | None = None,
+                 pivot_floor: float | None = None,
+                 loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
+                 transpose_loss: bool | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm"] | None = None, lr: float | None = None,
+                 lr_late: float | None = None, lr_drop_step: int | None = None,
+                 betas: tuple[float, float] | None = None,
+                 max_steps_per_block: int | None = None, check_interval: int | None = None,
+                 tol: float | None = None, patience: int | None = None,
+                 dtype: Literal["float32", "float64"] | None = None,
+                 init: Literal["uniform", "identity"] | None = None,
+                 init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
+                 watch_patience: int | None = None, eval_every: int | None = None,
+                 seed: int | None = None, log_every: int = 10):
+        self.preset = preset
+        self.pivots = pivots
+        self.pivot_floor = pivot_floor
         self.loss = loss
         self.probes = probes
         self.transpose_loss = transpose_loss
@@ -96,36 +150,68 @@ class DenseMaskedLU(LearnedLU):
         self.dtype = dtype
         self.init = init
         self.init_scale = init_scale
+        self.keep = keep
+        self.watch_patience = watch_patience
+        self.eval_every = eval_every
         self.seed = seed
         self.log_every = log_every
-        self.eval_every = eval_every
+
+    def _validated(self) -> dict[str, Any]:
+        cfg = self.config()
+        self._validate_training(cfg, self.INITS)
+        if cfg["pivots"] not in ("free", "floored"):
+            raise InvalidParameter(f"dense_masked_lu: pivots must be 'free' or 'floored', "
+                                   f"got {cfg['pivots']!r}")
+        if not float(cfg["pivot_floor"]) >= 0:
+            raise InvalidParameter(f"dense_masked_lu: pivot_floor must be non-negative, "
+                                   f"got {cfg['pivot_floor']!r}")
+        return cfg
 
     def check(self, op: Operator) -> None:
-        self._validate_training()
+        self._validated()
 
     def memory_estimate(self, op: Operator) -> float:
-        """Bytes: 2n² weights, their gradients, Adam's 2 moments each, masked copies and
-        products (~8 n² more with identity inputs, ~5 n² with probes), and A."""
+        """Bytes: 2n² weights, their gradients, the optimizer state (Adam: 2 moments each;
+        L-BFGS: 2·50 history vectors of 2n²; LM: 6 conjugate-gradient vectors of 2n²), masked
+        copies and products (~8 n² more with identity inputs, ~5 n² with probes), A, and the
+        float64 factors the watch forms."""
+        cfg = self._validated()
         n = op.n
-        size = self._itemsize()
-        per_n2 = 8 + (8 if self.loss == "identity" else 5)
-        return float(n) * n * size * per_n2 + self._target_bytes(op, n, self.loss == "identity")
+        size = self._itemsize(cfg)
+        state = {"lbfgs": 200, "lm": 12}.get(cfg["optimizer"], 4)
+        per_n2 = 4 + state + (8 if cfg["loss"] == "identity" else 5)
+        return (float(n) * n * (size * per_n2 + 2 * 8)
+                + self._target_bytes(op, n, cfg["loss"] == "identity", cfg))
 
     def factorize(self, op: Operator, ctx: RunContext) -> DenseMaskedFactorization:
+        cfg = self._validated()
+        self._check_memory(self.memory_estimate(op), ctx,
+                           f"n² = {op.n}² parameters and optimizer state")
         import torch
 
         from .dense_masked_net import MaskedDenseLUNet
 
-        self.check(op)
-        self._check_memory(self.memory_estimate(op), ctx,
-                           f"n² = {op.n}² parameters and Adam state")
         seed = self._seed(ctx)
-        net = MaskedDenseLUNet(op.n, init_scale=float(self.init_scale),
-                               identity_diag=self.init == "identity", dtype=self._torch_dtype(),
+        sign, floor, start = pivot_signs_and_floor(op, op.n, float(cfg["pivot_floor"]))
+        net = MaskedDenseLUNet(op.n, init_scale=float(cfg["init_scale"]),
+                               identity_diag=cfg["init"] == "identity", pivots=cfg["pivots"],
+                               pivot_sign=sign, pivot_floor=floor, pivot_start=start,
+                               dtype={"float32": torch.float32,
+                                      "float64": torch.float64}[cfg["dtype"]],
                                generator=torch.Generator().manual_seed(seed))
         net.to(self._device(ctx))
-        result, info = self._train(net, op, op.n, ctx)
+        result, info = self._train(net, op, op.n, ctx, cfg)
         fact = DenseMaskedFactorization(net)
         fact.history = result.history
-        fact.info = {**info, "live_params": fact.n_params, "padding": 0}
+        fact.info = {**info, "trainable_params": fact.n_params, "live_params": fact.n_params,
+                     "padding": 0}
         return fact
+
+
+def __getattr__(name: str) -> Any:
+    """``MaskedDenseLUNet`` lives in :mod:`.dense_masked_net` (PyTorch), imported on demand."""
+    if name == "MaskedDenseLUNet":
+        from .dense_masked_net import MaskedDenseLUNet
+
+        return MaskedDenseLUNet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,40 +5,73 @@ Imported when a case runs (``DenseMaskedLU.factorize``), never when the plugin r
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .dense_masked import DenseTriangular
+from .shape import softplus_inverse
 
 __all__ = ["MaskedDenseLUNet"]
 
 
 class MaskedDenseLUNet(nn.Module):
-    """L = I + tril(W_L, −1) (unit lower), U = triu(W_U) (upper); ``forward(X)`` = L(U X).
+    """L = I + tril(W_L, −1) (unit lower), U upper; ``forward(X)`` = L(U X).
 
-    The masks are ``torch.tril``/``torch.triu``: entries outside the triangles are exactly
-    zero whatever W holds, and receive no gradient.
+    ``pivots="free"`` (the post): U = triu(W_U). ``pivots="floored"``: U = triu(W_U, 1) +
+    diag(s ⊙ (δ + softplus(diag W_U))) with fixed signs s and floor δ, so |U_ii| ≥ δ and U
+    is invertible by construction. The masks are ``torch.tril``/``torch.triu``: entries
+    outside the triangles are exactly zero whatever W holds, and receive no gradient.
     """
 
     def __init__(self, n: int, *, init_scale: float = 0.1, identity_diag: bool = False,
-                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
+                 pivots: str = "free", pivot_sign: torch.Tensor | None = None,
+                 pivot_floor: float = 0.0, pivot_start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None):
         super().__init__()
+        if pivots not in ("free", "floored"):
+            raise ValueError(f"pivots must be 'free' or 'floored', got {pivots!r}")
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.n = n
+        self.n, self.pivots = n, pivots
         w = torch.empty((2, n, n), dtype=torch.float64).uniform_(-init_scale, init_scale,
                                                                   generator=g)
-        if identity_diag:
-            w[1] += torch.eye(n, dtype=torch.float64)
+        mag = np.ones(n) if pivot_start is None else np.asarray(pivot_start, np.float64)
+        sgn = np.ones(n) if pivot_sign is None else np.where(np.asarray(pivot_sign) < 0, -1, 1)
+        if identity_diag:  # U = S·Ũ, S = diag(start) (|A_ii|: A's scale), L's diagonal 1
+            w[1] *= torch.as_tensor(mag, dtype=torch.float64)[:, None]
+            if pivots == "free":
+                w[1] += torch.diag(torch.as_tensor(sgn * mag, dtype=torch.float64))
+            else:
+                floor = float(pivot_floor)
+                theta = softplus_inverse(np.maximum(mag, 2.0 * floor) - floor)
+                w[1].diagonal().copy_(torch.as_tensor(theta))
         self.WL = nn.Parameter(w[0].to(dtype))
         self.WU = nn.Parameter(w[1].to(dtype))
+        sign = torch.ones(n, dtype=dtype) if pivot_sign is None else \
+            torch.where(pivot_sign.reshape(n) < 0, -1.0, 1.0).to(dtype)
+        self.pivot_sign: torch.Tensor
+        self.pivot_floor: torch.Tensor
+        self.register_buffer("pivot_sign", sign)
+        self.register_buffer("pivot_floor", torch.tensor(float(pivot_floor), dtype=dtype))
+
+    def _upper(self) -> torch.Tensor:
+        if self.pivots == "free":
+            return torch.triu(self.WU)
+        eye = torch.eye(self.n, dtype=self.WU.dtype, device=self.WU.device)
+        d = self.pivot_sign * (self.pivot_floor + F.softplus((self.WU * eye).sum(-1)))
+        return torch.triu(self.WU, 1) + torch.diag(d)
 
     def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """L and U as dense tensors."""
         L = torch.tril(self.WL, -1)
         L.diagonal().fill_(1.0)
-        return L, torch.triu(self.WU)
+        return L, self._upper()
 
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """L(U X), or Uᵀ(Lᵀ X), with L X = tril(W_L, −1) X + X (no identity formed)."""
-        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
+        S, U = torch.tril(self.WL, -1), self._upper()
         if transpose:
             Y = S.T @ X + X
             return U.T @ Y
@@ -46,5 +79,12 @@ class MaskedDenseLUNet(nn.Module):
         return S @ Y + Y
 
     def full_product(self) -> torch.Tensor:
-        S, U = torch.tril(self.WL, -1), torch.triu(self.WU)
+        S, U = torch.tril(self.WL, -1), self._upper()
         return S @ U + U
+
+    def float64_factors(self) -> tuple[DenseTriangular, DenseTriangular]:
+        """L and U in float64 (what the watch solves with)."""
+        with torch.no_grad():
+            L, U = self.factors()
+            return (DenseTriangular(L.to("cpu", torch.float64).numpy().copy(), True, True),
+                    DenseTriangular(U.to("cpu", torch.float64).numpy().copy(), False, False))

@@ -11,64 +11,83 @@ block of the input and every learned piece a dense P×P map:
 * down-sweep: yⁱ_a = (bridge term)_a + F^i_a yⁱ⁺¹_{⌊a/2⌋}   (decoder edges),  y = y⁰.
 
 For L (``lower``) the bands connect node a−1 → a; for U (upper) node a+1 → a. Output block
-a then depends on input block b ≤ a (resp. ≥ a) only, with the full P×P block D_a on the
-diagonal: a block LU. Trainable numbers per factor (root bridge frozen at zero)::
+a then depends on input block b ≤ a (resp. ≥ a) only.
 
-    P²·[(2M−2) encoder + (2M−2) decoder + (2M−1) leaf bridge + (M−1−K) interior bridges]
-      = P²(7M − 6 − log₂M).
+**The diagonal blocks** (``diag``):
+
+* ``full`` (the post): D_a is a free P×P block, so (L·D, D⁻¹·U) fits equally well for any
+  invertible block-diagonal D — M·P² redundant numbers per product and a drifting gauge;
+  nothing keeps D_a invertible.
+* ``triangular`` (no gauge, invertible by construction): L's D_a = I + strict_lower(Θ_a)
+  (unit lower triangular), U's D_a = strict_upper(Θ_a) + diag(s ⊙ (δ + softplus θ_a)) with
+  θ_a = diag(Θ_a), a fixed sign s ∈ {±1}^P and a floor δ ≥ 0: |U_ii| ≥ δ whatever the
+  weights. Then det L = 1 and det U ≠ 0, and L·U is the unique unit-lower LU of its product.
+
+Numbers of one factor (root bridge frozen at zero; ``factor_params``)::
+
+    full:        P²·[(2M−2) enc + (2M−2) dec + (2M−1) leaf bridge + (M−1−K) interior]
+                   = P²(7M − 6 − log₂M)
+    triangular:  the same with each diagonal block's P² replaced by P(P−1)/2 (L) or
+                   P(P+1)/2 (U): M·P² fewer for the pair L, U.
 
 Of those, 4K edges never reach the output (the root's encoders and decoders, and the two
 encoder edges under each level's last node — resp. the decoder edges under its first node —
-whose values only meet the zero root bridge), so P²(7M − 6 − 5·log₂M) numbers are live.
+whose values only meet the zero root bridge), so 4K·P² fewer are live (``live_params``).
+The tensors hold P² per diagonal block whatever the parametrization (the masked-out half of
+a triangular block's Θ has zero gradient).
 
 Aᵀ runs the same graph with every edge transposed and encoder and decoder swapped; a lower
 factor's transpose is an upper graph. Each level's edges are one (nodes, P, P) tensor
 applied by one ``torch.bmm``; the two sibling edges of a parent are stored side by side, so
 that the sum into the parent (and the split out of it) is the same single product.
 
-:func:`block_substitution` solves L x = b (or U x = b) without forming the factor: it walks
-the leaves in order, LU-factored diagonal blocks in hand, and brings in the off-diagonal part
-through the tree's own edges — O(n·P) operations per right-hand side, O(n) memory.
+Once trained, a factor leaves as :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`
+(:meth:`GFMMFactor.arrays`: the same layout, diagonal blocks as used, float64), the one
+structure both ``gfmm_lu`` and ``gfmm_compressed`` apply and solve with — block substitution
+through the graph, O(n·P) per right-hand side, also transposed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.linalg import lapack
+from lubench_compressed.gfmm_blocks import GFMMArrays
 from torch import nn
 
-from lubench.api import FactorizationError
+from .shape import DIAGS, is_power_of_two, softplus_inverse
 
 __all__ = [
+    "DIAGS",
     "GFMMFactor",
     "GFMMProduct",
-    "FactorArrays",
-    "block_substitution",
     "factor_params",
     "live_params",
     "is_power_of_two",
     "dense_factor",
+    "softplus_inverse",
 ]
 
-
-def is_power_of_two(m: int) -> bool:
-    return m >= 1 and (m & (m - 1)) == 0
-
-
-def factor_params(M: int, P: int) -> int:
-    """Trainable numbers of one GFMM factor: P²(7M − 6 − log₂M)."""
-    return P * P * (7 * M - 6 - (M.bit_length() - 1))
+def _diag_numbers(P: int, lower: bool, diag: str) -> int:
+    """Numbers of one diagonal block under the parametrization ``diag``."""
+    if diag == "full":
+        return P * P
+    return P * (P - 1) // 2 if lower else P * (P + 1) // 2
 
 
-def live_params(M: int, P: int) -> int:
-    """Numbers of one GFMM factor that influence its output: P²(7M − 6 − 5·log₂M) (M ≥ 2)."""
+def factor_params(M: int, P: int, lower: bool = True, diag: str = "full") -> int:
+    """Numbers of one GFMM factor's parametrization: P²(7M − 6 − log₂M) with full diagonal
+    blocks; triangular ones replace each block's P² by P(P−1)/2 (L) or P(P+1)/2 (U)."""
     K = M.bit_length() - 1
-    return P * P * (7 * M - 6 - 5 * K) if K else P * P
+    return P * P * (6 * M - 6 - K) + M * _diag_numbers(P, lower, diag)
+
+
+def live_params(M: int, P: int, lower: bool = True, diag: str = "full") -> int:
+    """Numbers of one GFMM factor that influence its output: ``factor_params`` − 4·log₂M·P²."""
+    K = M.bit_length() - 1
+    return factor_params(M, P, lower, diag) - 4 * K * P * P
 
 
 def _uniform(shape: tuple[int, ...], scale: float, generator: torch.Generator,
@@ -104,6 +123,7 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
     return y
 
 
+
 class GFMMFactor(nn.Module):
     """One block-lower (``lower=True``) or block-upper GFMM factor of size n = M·P.
 
@@ -111,18 +131,28 @@ class GFMMFactor(nn.Module):
 
     * ``enc[i]`` (M/2^{i+1}, P, 2P): the encoder edges of level i, siblings side by side;
     * ``dec[i]`` (M/2^{i+1}, 2P, P): the decoder edges into level i, siblings stacked;
-    * ``diag`` (M, P, P) and ``off`` (M−1, P, P): the leaf bridge;
+    * ``diag`` (M, P, P) and ``off`` (M−1, P, P): the leaf bridge (``diag`` holds Θ, the raw
+      weights of the diagonal blocks; :meth:`diagonal_blocks` gives the blocks as used);
     * ``bridge[i−1]`` (M/2^i − 1, P, P): the interior bridge of level i = 1 … K−1.
+
+    ``diag_kind``: ``full`` or ``triangular`` (see the module docstring); for a triangular
+    U, ``pivot_sign`` (M, P) holds s and ``pivot_floor`` δ. ``identity_diag`` starts the
+    diagonal blocks at I, U's at diag(s ⊙ ``pivot_start``) when given (the magnitudes, e.g.
+    |A_ii|, so that the start has A's scale); full: Θ + that; triangular: the strict parts as
+    drawn, U's pivots at s·max(start, 2δ).
     """
 
-    def __init__(self, M: int, P: int, lower: bool, *, init_scale: float = 0.1,
-                 identity_diag: bool = False, n_valid: int | None = None,
-                 dtype: torch.dtype = torch.float32,
-                 generator: torch.Generator | None = None):
+    def __init__(self, M: int, P: int, lower: bool, *, diag: str = "full",
+                 init_scale: float = 0.1, identity_diag: bool = False,
+                 n_valid: int | None = None, pivot_sign: torch.Tensor | None = None,
+                 pivot_floor: float = 0.0, pivot_start: torch.Tensor | None = None,
+                 dtype: torch.dtype = torch.float32, generator: torch.Generator | None = None):
         super().__init__()
         if not is_power_of_two(M):
             raise ValueError(f"M must be a power of two, got {M}")
-        self.M, self.P, self.lower = M, P, lower
+        if diag not in DIAGS:
+            raise ValueError(f"diag must be one of {DIAGS}, got {diag!r}")
+        self.M, self.P, self.lower, self.diag_kind = M, P, lower, diag
         self.K = M.bit_length() - 1
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         K = self.K
@@ -134,14 +164,39 @@ class GFMMFactor(nn.Module):
         self.off = _uniform((M - 1, P, P), init_scale, g, dtype)
         self.bridge = nn.ParameterList(
             [_uniform(((M >> i) - 1, P, P), init_scale, g, dtype) for i in range(1, K)])
+        sign = torch.ones((M, P), dtype=dtype) if pivot_sign is None else \
+            torch.where(pivot_sign.reshape(M, P) < 0, -1.0, 1.0).to(dtype)
+        self.pivot_sign: torch.Tensor
+        self.pivot_floor: torch.Tensor
+        self.register_buffer("pivot_sign", sign)
+        self.register_buffer("pivot_floor", torch.tensor(float(pivot_floor), dtype=dtype))
         if identity_diag:
+            start = np.ones((M, P)) if lower or pivot_start is None else \
+                np.asarray(pivot_start, dtype=np.float64).reshape(M, P)
             with torch.no_grad():
-                self.diag += torch.eye(P, dtype=dtype)
+                # U = S·Ũ with S = diag(start): every row of U's start (its leaf bridge and
+                # the leaf decoders that bring the far field in) scaled by its pivot, so
+                # that small pivots do not meet O(init_scale) entries (cond(U) ≤ cond(S)
+                # cond(Ũ) instead of exponential growth)
+                rows = torch.as_tensor(start, dtype=dtype)[..., None]
+                self.diag.mul_(rows)
+                self.off.mul_(rows[:-1] if not lower else 1.0)
+                if K:
+                    self.dec[0].mul_(rows.reshape(M >> 1, 2 * P, 1))
+                if diag == "full":
+                    d = torch.as_tensor(start, dtype=dtype) * (1.0 if lower else sign)
+                    self.diag += torch.diag_embed(d)
+                elif not lower:
+                    floor = float(pivot_floor)
+                    theta = softplus_inverse(np.maximum(start, 2.0 * floor) - floor)
+                    idx = torch.arange(P)
+                    self.diag[:, idx, idx] = torch.as_tensor(theta, dtype=dtype)
         # Padding that splits leaf a at local index r: zero L's diagonal block above-right of
         # (r, r) (U's below-left), so that L = [[L₁₁, 0], [L₂₁, L₂₂]], U = [[U₁₁, U₁₂],
         # [0, U₂₂]] at n_valid exactly and (LU)[:n, :n] = L₁₁U₁₁ is what solve inverts.
+        # (Triangular blocks have those zeros already.)
         mask = None
-        if n_valid is not None and n_valid < M * P and n_valid % P:
+        if diag == "full" and n_valid is not None and n_valid < M * P and n_valid % P:
             a, r = divmod(n_valid, P)
             mask = torch.ones((M, P, P), dtype=dtype)
             if lower:
@@ -156,8 +211,19 @@ class GFMMFactor(nn.Module):
         return self.M * self.P
 
     def diagonal_blocks(self) -> torch.Tensor:
-        """The diagonal blocks as used (masked where padding splits a leaf)."""
-        return self.diag if self.diag_mask is None else self.diag * self.diag_mask
+        """The diagonal blocks D_a as used (full: Θ, masked where padding splits a leaf;
+        triangular: I + strict_lower Θ for L, strict_upper Θ + diag(s(δ + softplus θ)) for U)."""
+        if self.diag_kind == "full":
+            return self.diag if self.diag_mask is None else self.diag * self.diag_mask
+        if self.lower:
+            eye = torch.eye(self.P, dtype=self.diag.dtype, device=self.diag.device)
+            return torch.tril(self.diag, -1) + eye
+        # (masks instead of diagonal views: their double backward, which Levenberg–Marquardt
+        # takes, has no in-place copies)
+        eye = torch.eye(self.P, dtype=self.diag.dtype, device=self.diag.device)
+        theta = (self.diag * eye).sum(-1)
+        pivots = self.pivot_sign * (self.pivot_floor + F.softplus(theta))
+        return torch.triu(self.diag, 1) + pivots[..., None] * eye
 
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """F X (or Fᵀ X) for X of shape (n, c)."""
@@ -189,26 +255,96 @@ class GFMMFactor(nn.Module):
         return out
 
     def n_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Numbers of the parametrization (:func:`factor_params`)."""
+        return factor_params(self.M, self.P, self.lower, self.diag_kind)
+
+    def n_live(self) -> int:
+        """Numbers that reach the output (:func:`live_params`)."""
+        return live_params(self.M, self.P, self.lower, self.diag_kind)
+
+    def arrays(self) -> GFMMArrays:
+        """The factor as used (diagonal blocks after the parametrization), in float64: the
+        structure ``gfmm_compressed`` solves with (one structure, one solve)."""
+        with torch.no_grad():
+            return GFMMArrays.from_tensors(self.M, self.P, self.lower, list(self.enc),
+                                           list(self.dec), self.diagonal_blocks(), self.off,
+                                           list(self.bridge))
+
+    def load_arrays(self, enc: list[np.ndarray], dec: list[np.ndarray], diag: np.ndarray,
+                    off: np.ndarray, bridge: list[np.ndarray]) -> None:
+        """Set the weights so that the factor equals the given tensors (the layout of
+        :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`): the inverse of the
+        parametrization.
+
+        Triangular L needs unit lower triangular diagonal blocks; triangular U upper ones
+        whose pivots keep their sign in ``pivot_sign`` and get θ = softplus⁻¹(|d| − δ)
+        (pivots with |d| ≤ δ are raised to the floor's nearest representable value, 2δ).
+        Raises ValueError for a shape or pattern that does not fit.
+        """
+        M, P, K = self.M, self.P, self.K
+        diag = np.asarray(diag, dtype=np.float64)
+        if diag.shape != (M, P, P) or len(enc) != K or len(dec) != K or \
+                len(bridge) != max(K - 1, 0):
+            raise ValueError(f"tensors do not fit a GFMM factor with M={M}, P={P}")
+        dev, dt = self.diag.device, self.diag.dtype
+
+        def put(p: torch.Tensor, a: np.ndarray) -> None:
+            a = np.asarray(a, dtype=np.float64)
+            if tuple(a.shape) != tuple(p.shape):
+                raise ValueError(f"shape {a.shape} does not fit {tuple(p.shape)}")
+            p.copy_(torch.as_tensor(a, dtype=dt, device=dev))
+
+        with torch.no_grad():
+            for p, a in zip(self.enc, enc):
+                put(p, a)
+            for p, a in zip(self.dec, dec):
+                put(p, a)
+            for p, a in zip(self.bridge, bridge):
+                put(p, a)
+            put(self.off, off)
+            if self.diag_kind == "full":
+                put(self.diag, diag)
+                return
+            eye = np.eye(P)
+            if self.lower:
+                if np.abs(np.triu(diag, 0) - eye).max() > 0:
+                    raise ValueError("L's diagonal blocks are not unit lower triangular")
+                put(self.diag, np.tril(diag, -1))
+                return
+            if np.abs(np.tril(diag, -1)).max() > 0:
+                raise ValueError("U's diagonal blocks are not upper triangular")
+            d = np.diagonal(diag, axis1=1, axis2=2)
+            floor = float(self.pivot_floor)
+            mag = np.maximum(np.abs(d) - floor, max(floor, 1e-300))
+            theta = np.triu(diag, 1)
+            idx = np.arange(P)
+            theta[:, idx, idx] = softplus_inverse(mag)
+            put(self.diag, theta)
+            self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0), dtype=dt,
+                                                  device=dev))
 
 
 class GFMMProduct(nn.Module):
     """The product L·U of a block-lower and a block-upper GFMM factor (n = M·P).
 
-    ``forward(X)`` = L(U X); ``forward(X, transpose=True)`` = Uᵀ(Lᵀ X).
+    ``forward(X)`` = L(U X); ``forward(X, transpose=True)`` = Uᵀ(Lᵀ X). ``diag``, the
+    pivot signs s, the floor δ and the start apply as in :class:`GFMMFactor` (to U only).
     """
 
-    def __init__(self, M: int, P: int, *, init_scale: float = 0.1, identity_diag: bool = False,
-                 n_valid: int | None = None, dtype: torch.dtype = torch.float32,
+    def __init__(self, M: int, P: int, *, diag: str = "full", init_scale: float = 0.1,
+                 identity_diag: bool = False, n_valid: int | None = None,
+                 pivot_sign: torch.Tensor | None = None, pivot_floor: float = 0.0,
+                 pivot_start: torch.Tensor | None = None, dtype: torch.dtype = torch.float32,
                  generator: torch.Generator | None = None):
         super().__init__()
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.M, self.P = M, P
+        self.M, self.P, self.diag_kind = M, P, diag
         self.n_valid = M * P if n_valid is None else n_valid
-        kw = {"init_scale": init_scale, "identity_diag": identity_diag, "n_valid": n_valid,
-              "dtype": dtype, "generator": g}
+        kw = {"diag": diag, "init_scale": init_scale, "identity_diag": identity_diag,
+              "n_valid": n_valid, "dtype": dtype, "generator": g}
         self.L = GFMMFactor(M, P, True, **kw)
-        self.U = GFMMFactor(M, P, False, **kw)
+        self.U = GFMMFactor(M, P, False, pivot_sign=pivot_sign, pivot_floor=pivot_floor,
+                            pivot_start=pivot_start, **kw)
 
     @property
     def n(self) -> int:
@@ -231,111 +367,15 @@ class GFMMProduct(nn.Module):
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         return self.L.edge_views() + self.U.edge_views()
 
+    def float64_factors(self) -> tuple[GFMMArrays, GFMMArrays]:
+        """L and U as used, in float64 (what the watch and the factorization solve with)."""
+        return self.L.arrays(), self.U.arrays()
 
-# --------------------------------------------------------------------------------------------
-# Structured solve
-# --------------------------------------------------------------------------------------------
-@dataclass
-class FactorArrays:
-    """One trained factor in float64 NumPy, edges split out, diagonal blocks LU-factored."""
+    def n_trainable(self) -> int:
+        return self.L.n_trainable() + self.U.n_trainable()
 
-    M: int
-    P: int
-    lower: bool
-    enc: list[list[np.ndarray]]   # enc[i][child] : P×P
-    dec: list[list[np.ndarray]]   # dec[i][child] : P×P
-    off: list[np.ndarray]         # leaf band
-    bridge: list[list[np.ndarray]]  # bridge[i-1][j] : P×P, interior level i
-    lu: list[np.ndarray]
-    piv: list[np.ndarray]
-
-    @property
-    def K(self) -> int:
-        return self.M.bit_length() - 1
-
-    @classmethod
-    def from_factor(cls, f: GFMMFactor, name: str = "factor") -> FactorArrays:
-        """Copy the factor's weights out and LU-factor its diagonal blocks (once)."""
-        P = f.P
-
-        def arr(t: torch.Tensor) -> np.ndarray:
-            return t.detach().to("cpu", torch.float64).numpy()
-
-        enc = []
-        for e in f.enc:
-            a = arr(e)
-            enc.append([np.ascontiguousarray(a[c >> 1][:, (c & 1) * P:(c & 1) * P + P])
-                        for c in range(2 * a.shape[0])])
-        dec = []
-        for d in f.dec:
-            a = arr(d)
-            dec.append([np.ascontiguousarray(a[c >> 1][(c & 1) * P:(c & 1) * P + P])
-                        for c in range(2 * a.shape[0])])
-        off = list(arr(f.off))
-        bridge = [list(arr(b)) for b in f.bridge]
-        lu, piv = [], []
-        for a, block in enumerate(arr(f.diagonal_blocks())):
-            if not np.all(np.isfinite(block)):
-                raise FactorizationError(f"diagonal block {a} of {name} is not finite")
-            lu_a, piv_a, info = lapack.dgetrf(block)
-            if info > 0:
-                raise FactorizationError(f"diagonal block {a} of {name} is singular "
-                                         f"(zero pivot {info})")
-            lu.append(lu_a)
-            piv.append(piv_a)
-        return cls(f.M, P, f.lower, enc, dec, off, bridge, lu, piv)
-
-
-def block_substitution(factor: FactorArrays, B: np.ndarray) -> np.ndarray:
-    """x with F x = B (F block-lower: forward substitution; block-upper: back substitution).
-
-    B has shape (n, c). Leaves are visited in dependency order; on entering a tree node its
-    decoder output yⁱ (bridge term from the finished neighbour plus the parent's output
-    through the decoder edge) is formed once, and on leaving it its encoder value is added
-    into the parent. Each edge is used once: O(n·P·c) operations, O(n·c) extra memory.
-    """
-    M, P, K = factor.M, factor.P, factor.K
-    c = B.shape[1]
-    b = B.reshape(M, P, c)
-    x = np.empty((M, P, c))
-    v = [x] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-    y = [None] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-    step = 1 if factor.lower else -1
-    order = range(M) if factor.lower else range(M - 1, -1, -1)
-    getrs = lapack.dgetrs
-    for a in order:
-        # entering nodes (top-down): form their decoder outputs
-        for i in range(K - 1, 0, -1):
-            span = 1 << i
-            if a % span != (0 if factor.lower else span - 1):
-                continue
-            node = a >> i
-            src = node - step
-            acc = np.zeros((P, c))
-            if 0 <= src < (M >> i):
-                acc += factor.bridge[i - 1][min(node, src)] @ v[i][src]
-            if i + 1 <= K - 1:
-                acc += factor.dec[i][node] @ y[i + 1][node >> 1]
-            y[i][node] = acc
-        # the leaf itself
-        r = b[a].copy()
-        src = a - step
-        if 0 <= src < M:
-            r -= factor.off[min(a, src)] @ x[src]
-        if K >= 2:
-            r -= factor.dec[0][a] @ y[1][a >> 1]
-        xa, info = getrs(factor.lu[a], factor.piv[a], r)
-        if info != 0:
-            raise FactorizationError(f"getrs failed on diagonal block {a} (info {info})")
-        x[a] = xa
-        # leaving nodes (bottom-up): add finished encoder values into the parent
-        for i in range(0, K - 1):
-            span = 1 << i
-            if a % span != (span - 1 if factor.lower else 0):
-                break
-            node = a >> i
-            v[i + 1][node >> 1] += factor.enc[i][node] @ v[i][node]
-    return x.reshape(M * P, c)
+    def n_live(self) -> int:
+        return self.L.n_live() + self.U.n_live()
 
 
 def dense_factor(factor: GFMMFactor) -> np.ndarray:
@@ -344,4 +384,3 @@ def dense_factor(factor: GFMMFactor) -> np.ndarray:
         p = next(factor.parameters())
         eye = torch.eye(factor.n, dtype=p.dtype, device=p.device)
         return factor(eye).to("cpu", torch.float64).numpy()
-

@@ -4,82 +4,49 @@ from __future__ import annotations
 
 import textwrap
 from collections import Counter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import scipy.sparse as sp
+from lubench_compressed.gfmm_compressed import CompressedFactorization, compress_lu, derive_M
 
-from lubench.api import Factorization, InvalidParameter, Operator, RunContext, Unsupported
+from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
 
-from .base import TRAINING_PARAMS_DOC, LearnedLU
+from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
+from .shape import DIAGS, is_power_of_two
 
-if TYPE_CHECKING:  # .gfmm imports PyTorch: only when a case runs, never at registration
+if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .gfmm import GFMMProduct
 
-__all__ = ["GfmmLU", "GfmmFactorization", "derive_M"]
+__all__ = ["GfmmLU", "GfmmFactorization", "derive_M", "POST", "DEFAULT"]
+
+# The "Learn LU" post's protocol: uniform start, full diagonal blocks, Adam 1e-2 with betas
+# (0.999, 0.999) and 1e-3 after 5 000 steps of a block, block-wise training with the
+# transpose loss on identity inputs, float32, its plateau rule; the last weights are kept.
+POST: dict[str, Any] = {
+    "diag": "full", "pivot_floor": 0.0, "blockwise": True, "loss": "identity", "probes": 64,
+    "transpose_loss": True, "optimizer": "adam", "lr": 1e-2, "lr_late": 1e-3,
+    "lr_drop_step": 5000, "betas": (0.999, 0.999), "max_steps_per_block": 50000,
+    "check_interval": 1000, "tol": 1e-3, "patience": 2, "dtype": "float32",
+    "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
+    "eval_every": 500,
+}
+# The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
+DEFAULT: dict[str, Any] = {
+    **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
+    "transpose_loss": False, "optimizer": "lm", "dtype": "float64", "init": "identity",
+    "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
+}
 
 
-def derive_M(n: int, P: int) -> int:
-    """The smallest power of two M with M·P ≥ n."""
-    M = 1
-    while M * P < n:
-        M *= 2
-    return M
+class GfmmFactorization(CompressedFactorization):
+    """Trained GFMM factors of A padded to N = M·P (identity block below n), in float64.
 
-
-class GfmmFactorization(Factorization):
-    """Trained GFMM factors L, U of A padded to N = M·P (identity block below n).
-
-    ``solve`` runs block forward substitution with L, then block back substitution with U,
-    through the graphs (:func:`~lubench_learned.gfmm.block_substitution`); ``apply`` runs
-    L(U X) through the graphs in float64. Neither forms L or U.
-
-    With padding, L = [[L₁₁, 0], [L₂₁, L₂₂]] and U = [[U₁₁, U₁₂], [0, U₂₂]] split at n
-    (see ``GFMMFactor``): ``apply`` is L₁₁U₁₁ X (zeros below X, top n rows kept), and
-    ``solve`` inverts exactly that: forward substitution on [B; 0], its padding rows set to
-    0, then back substitution, whose padding rows then stay 0.
+    The same structure and solve as ``gfmm_compressed``'s factorization (GFMMArrays, level-wise
+    block substitution through the graphs, O(n·P) per column, never a dense L or U), whatever
+    precision training ran in; ``perm`` is the identity unless the start (``init:
+    projected``) came with row exchanges.
     """
-
-    expensive_apply = False
-
-    def __init__(self, net: GFMMProduct, n: int):
-        import torch
-
-        from .gfmm import FactorArrays, GFMMProduct, factor_params
-
-        super().__init__()
-        self.n, self.N = n, net.n
-        self.net = GFMMProduct(net.M, net.P, n_valid=n, dtype=torch.float64)
-        self.net.load_state_dict({k: v.detach().to("cpu", torch.float64)
-                                  for k, v in net.state_dict().items()})
-        self.net.requires_grad_(False)
-        self.L = FactorArrays.from_factor(self.net.L, "L")
-        self.U = FactorArrays.from_factor(self.net.U, "U")
-        self.n_params = 2 * factor_params(net.M, net.P)
-
-    def _padded(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
-        X = np.asarray(X, dtype=np.float64)
-        vec = X.ndim == 1
-        X2 = X.reshape(self.n, -1)
-        if self.N > self.n:
-            X2 = np.vstack([X2, np.zeros((self.N - self.n, X2.shape[1]))])
-        return X2, vec
-
-    def solve(self, B: np.ndarray) -> np.ndarray:
-        from .gfmm import block_substitution
-
-        B2, vec = self._padded(B)
-        Y = block_substitution(self.L, B2)
-        Y[self.n:] = 0.0
-        X = block_substitution(self.U, Y)[: self.n]
-        return X[:, 0] if vec else X
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        import torch
-
-        X2, vec = self._padded(X)
-        with torch.no_grad():
-            Y = self.net(torch.from_numpy(np.ascontiguousarray(X2))).numpy()[: self.n]
-        return Y[:, 0] if vec else Y
 
 
 class GfmmLU(LearnedLU):
@@ -87,11 +54,21 @@ class GfmmLU(LearnedLU):
         GFMM-block LU: block-lower L and block-upper U as learned FMM graphs, A ≈ L·U.
 
         n = M·P (A padded with an identity block otherwise); each factor is a binary tree of
-        M leaves with one dense P×P map per edge, bridge block and diagonal block:
-        P²(7M − 6 − log₂M) trainable numbers per factor, O(n·P). L's leaf bridge is
-        lower-bidiagonal and its interior bridges strictly lower; U mirrors it. Trained by
-        gradient descent on ‖LU − A‖²_F (see ``loss``); solved by block substitution through
-        the graphs, with the P×P diagonal blocks LU-factored.
+        M leaves with one dense P×P map per edge and bridge block. L's leaf bridge is
+        lower-bidiagonal and its interior bridges strictly lower; U mirrors it. The diagonal
+        blocks (``diag``) are free P×P blocks (``full``, the post) or triangular —
+        L's unit lower, U's upper with pivots s·(δ + softplus θ), |U_ii| ≥ δ — so that L and
+        U are invertible by construction and carry no block-diagonal gauge. Numbers per
+        factor: P²(7M − 6 − log₂M) with full blocks, M·P² fewer for the pair with triangular
+        ones; 4·log₂M·P² of them per factor never reach the output (``info``:
+        ``trainable_params``, ``live_params``). Trained on ‖LU − A‖²_F (see ``loss``);
+        solved in float64 by block substitution through the graphs.
+
+        ``init: projected`` (this method only) starts from ``gfmm_compressed``'s factors
+        (exact LU of A, row exchanges only where it must, far field compressed into the
+        tree at full rank P) and trains from there on A[perm]; the start is the watch's
+        first check, so with ``keep: best`` the result's held-out residual is never worse
+        than the start's.
 
         Parameters
         ----------
@@ -99,23 +76,40 @@ class GfmmLU(LearnedLU):
             Leaf size: the size of every block and edge.
         M : int or None
             Number of leaves, a power of two; None or 0: the smallest with M·P ≥ n.
-        blockwise : bool
+        diag : {'full', 'triangular'} or None
+            The diagonal blocks' parametrization (see above).
+        pivot_floor : float or None
+            δ / max|A_ij|: U's pivots keep |U_ii| ≥ δ (``triangular`` only). Their signs s
+            are those of A's diagonal (+ where it is 0).
+        blockwise : bool or None
             Fit output block m = 0 … M−1 in turn, freezing what influenced finished blocks.
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
+    PRESETS = {"default": DEFAULT, "post": POST}
+    INITS = ("uniform", "identity", "projected")
 
-    def __init__(self, P: int = 32, M: int | None = None, blockwise: bool = True,
-                 loss: Literal["identity", "probes"] = "identity", probes: int = 64,
-                 transpose_loss: bool = True, optimizer: Literal["adam", "lbfgs"] = "adam",
-                 lr: float = 1e-2, lr_late: float = 1e-3, lr_drop_step: int = 5000,
-                 betas: tuple[float, float] = (0.999, 0.999), max_steps_per_block: int = 50000,
-                 check_interval: int = 1000, tol: float = 1e-3, patience: int = 2,
-                 dtype: Literal["float32", "float64"] = "float32",
-                 init: Literal["uniform", "identity"] = "uniform", init_scale: float = 0.1,
-                 seed: int | None = None, log_every: int = 10, eval_every: int = 500):
+    def __init__(self, P: int = 32, M: int | None = None,
+                 preset: Literal["default", "post"] = "default",
+                 diag: Literal["full", "triangular"] | None = None,
+                 pivot_floor: float | None = None, blockwise: bool | None = None,
+                 loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
+                 transpose_loss: bool | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm"] | None = None, lr: float | None = None,
+                 lr_late: float | None = None, lr_drop_step: int | None = None,
+                 betas: tuple[float, float] | None = None,
+                 max_steps_per_block: int | None = None, check_interval: int | None = None,
+                 tol: float | None = None, patience: int | None = None,
+                 dtype: Literal["float32", "float64"] | None = None,
+                 init: Literal["uniform", "identity", "projected"] | None = None,
+                 init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
+                 watch_patience: int | None = None, eval_every: int | None = None,
+                 seed: int | None = None, log_every: int = 10):
         self.P = P
         self.M = M
+        self.preset = preset
+        self.diag = diag
+        self.pivot_floor = pivot_floor
         self.blockwise = blockwise
         self.loss = loss
         self.probes = probes
@@ -132,20 +126,28 @@ class GfmmLU(LearnedLU):
         self.dtype = dtype
         self.init = init
         self.init_scale = init_scale
+        self.keep = keep
+        self.watch_patience = watch_patience
+        self.eval_every = eval_every
         self.seed = seed
         self.log_every = log_every
-        self.eval_every = eval_every
 
     # ----------------------------------------------------------------------------------------
-    def _validate(self) -> None:
-        from .gfmm import is_power_of_two
-
-        self._validate_training()
+    def _validated(self) -> dict[str, Any]:
+        cfg = self.config()
+        self._validate_training(cfg, self.INITS)
         if int(self.P) < 1:
             raise InvalidParameter(f"gfmm_lu: P must be at least 1, got {self.P!r}")
         if self.M not in (None, 0) and not is_power_of_two(int(self.M)):
             raise InvalidParameter(f"gfmm_lu: M must be a power of two (or 0/None to derive "
                                    f"it from n), got {self.M!r}")
+        if cfg["diag"] not in DIAGS:
+            raise InvalidParameter(f"gfmm_lu: diag must be 'full' or 'triangular', "
+                                   f"got {cfg['diag']!r}")
+        if not float(cfg["pivot_floor"]) >= 0:
+            raise InvalidParameter(f"gfmm_lu: pivot_floor must be non-negative, "
+                                   f"got {cfg['pivot_floor']!r}")
+        return cfg
 
     def shape_for(self, n: int) -> tuple[int, int]:
         """(M, P) used for size n."""
@@ -154,48 +156,84 @@ class GfmmLU(LearnedLU):
         return M, P
 
     def check(self, op: Operator) -> None:
-        self._validate()
+        self._validated()
         M, P = self.shape_for(op.n)
         if M * P < op.n:
             raise Unsupported(f"M·P = {M}·{P} = {M * P} is smaller than n = {op.n}; "
                               f"raise M or leave it unset")
 
     def memory_estimate(self, op: Operator) -> float:
-        """Bytes: parameters, gradients and Adam moments, activations, A, the float64 copy."""
-        from .gfmm import factor_params
-
+        """Bytes: parameters, gradients and optimizer state (Adam's 2 moments, L-BFGS's
+        history of 2·50 vectors, or LM's 6 conjugate-gradient vectors), activations, A, the
+        float64 copies."""
+        cfg = self._validated()
         M, P = self.shape_for(op.n)
         N = M * P
-        params = 2 * factor_params(M, P)
-        width = N if (self.loss == "identity" and not self.blockwise) else \
-            (2 * P if self.loss == "identity" else int(self.probes))
+        params = 2 * M * P * P * (7 - 1 / M)
+        width = N if (cfg["loss"] == "identity" and not cfg["blockwise"]) else \
+            (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
-        size = self._itemsize()
-        return (4.0 * params * size + activations * size + 2.0 * params * 8
-                + self._target_bytes(op, N, self.loss == "identity"))
+        size = self._itemsize(cfg)
+        state = {"lbfgs": 100, "lm": 6}.get(cfg["optimizer"], 2)
+        projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
+        return ((2 + state) * params * size + activations * size + 3.0 * params * 8
+                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected)
 
-    def factorize(self, op: Operator, ctx: RunContext) -> GfmmFactorization:
+    def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
+        """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
         import torch
 
-        from .gfmm import GFMMProduct, live_params
+        from .gfmm import GFMMProduct
 
+        M, P = self.shape_for(op.n)
+        sign, floor, start = pivot_signs_and_floor(op, M * P, float(cfg["pivot_floor"]))
+        return GFMMProduct(M, P, diag=cfg["diag"], init_scale=float(cfg["init_scale"]),
+                           identity_diag=cfg["init"] == "identity", n_valid=op.n,
+                           pivot_sign=sign, pivot_floor=floor, pivot_start=start,
+                           dtype={"float32": torch.float32,
+                                  "float64": torch.float64}[cfg["dtype"]],
+                           generator=torch.Generator().manual_seed(seed))
+
+    def factorize(self, op: Operator, ctx: RunContext) -> GfmmFactorization:
         self.check(op)
+        cfg = self._validated()
         M, P = self.shape_for(op.n)
         self._check_memory(self.memory_estimate(op), ctx,
-                           f"GFMM factors with M={M}, P={P}, their Adam state and activations")
+                           f"GFMM factors with M={M}, P={P}, their optimizer state and "
+                           f"activations")
         seed = self._seed(ctx)
-        net = GFMMProduct(M, P, init_scale=float(self.init_scale),
-                     identity_diag=self.init == "identity", n_valid=op.n,
-                     dtype=self._torch_dtype(),
-                     generator=torch.Generator().manual_seed(seed))
+        net = self.build_model(op, cfg, seed)
+        perm, start = np.arange(M * P), {}
+        if cfg["init"] == "projected":
+            perm, op, start = self.project(net, op)
         net.to(self._device(ctx))
-        result, info = self._train(net, op, M * P, ctx, blockwise=bool(self.blockwise),
+        result, info = self._train(net, op, M * P, ctx, cfg, blockwise=bool(cfg["blockwise"]),
                                    edge_groups=net.edge_views(), block_size=P)
-        fact = GfmmFactorization(net, op.n)
+        L, U = net.float64_factors()
+        fact = GfmmFactorization(perm, L, U, op.n, net.n_trainable())
+        info.update(start)
         fact.history = result.history
         fact.info = {**info, "M": M, "P": P, "N": M * P, "padding": M * P - op.n,
-                     "live_params": 2 * live_params(M, P),
-                     "trainable_params": fact.n_params,
+                     "diag": cfg["diag"], "trainable_params": net.n_trainable(),
+                     "live_params": net.n_live(),
                      "block_stops": dict(Counter(result.block_stops)),
                      "frozen_fraction": result.frozen_fraction}
         return fact
+
+    @staticmethod
+    def project(net: GFMMProduct, op: Operator) -> tuple[np.ndarray, Operator, dict[str, Any]]:
+        """Load ``gfmm_compressed``'s factors of ``op`` (P·L·U ≈ A at full rank) into
+        ``net``; return the row permutation, the operator to train on (A's rows permuted,
+        A[perm] ≈ L·U) and what the start was (``info`` fields ``start_*``)."""
+        perm, L, U, cinfo = compress_lu(op.dense(), net.M, net.P)
+        net.L.load_arrays(L.enc, L.dec, L.diag, L.off, L.bridge)
+        net.U.load_arrays(U.enc, U.dec, U.diag, U.off, U.bridge)
+        start = {"start": "gfmm_compressed", "start_pivoting": cinfo["pivoting"],
+                 "start_growth": cinfo["growth"]}
+        p = np.asarray(perm[: op.n])
+        if np.array_equal(p, np.arange(op.n)):
+            return perm, op, start
+        A = sp.csr_array(op.matrix)[p] if op.is_sparse else op.dense()[p]
+        permuted = Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
+                            params=op.params)
+        return perm, permuted, start

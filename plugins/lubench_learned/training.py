@@ -31,6 +31,16 @@ else ``target_loss`` when the last block reached it, else ``converged`` (the sch
 every block: plateau or its step cap). A loss that is not finite raises
 :class:`lubench.api.Diverged` with the step and the curve.
 
+**The watch** (optional, :class:`Watch`): every ``eval_every`` steps and at the end, the
+factors are taken out in float64 and checked where the loss cannot see: the solve residual
+‖A x̂ − b‖_F/‖b‖_F on 4 held-out probes (b = A x for Gaussian x, x̂ = U⁻¹L⁻¹b by the
+structured solve), Hager–Higham estimates of ‖L⁻¹‖₁, ‖U⁻¹‖₁ and
+``cond_est`` = ‖A‖₁·‖(LU)⁻¹‖₁, and (N ≤ 1024) the growth ‖|L||U|‖_∞/‖A‖_∞. With
+``keep="best"`` the weights of the check with the smallest held-out residual are restored at
+the end (not those of the smallest loss), a non-finite loss after a finite check restores
+them instead of raising, and training stops (``residual_worse``) after ``patience``
+consecutive checks whose residual exceeds twice the best.
+
 On the CPU, small steps (n × columns ≤ 2¹⁸, e.g. n = 256 block-wise or n ≤ 4096 with 64
 probes) train on one intra-op thread; subnormal floats are flushed to zero while training.
 """
@@ -47,14 +57,19 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 import torch
 
 from lubench.api import Budget, Diverged, Operator
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
-           "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP"]
+           "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP", "Watch",
+           "solve_lu", "inv_norm1", "LevenbergMarquardt"]
 
-STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged")
+STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged", "residual_worse",
+                "nonfinite")
+HELD_OUT = 4         # held-out probe columns of the watch
+GROWTH_LIMIT = 1024  # the watch forms |L| and |U| densely up to this size
 EVAL_PROBES = 16
 # Steps that push at most this many numbers (n × columns) through a graph run on one CPU
 # thread: their kernels are too small to share, and a second thread that the OS deschedules
@@ -88,6 +103,7 @@ class Schedule:
     tol: float = 1e-3
     patience: int = 2
     lbfgs_history: int = 50
+    cg_iters: int = 40
 
 
 @dataclass
@@ -111,6 +127,7 @@ class TrainResult:
     seconds: float
     block_stops: list[str] = field(default_factory=list)
     frozen_fraction: float = 0.0
+    watch: dict = field(default_factory=dict)
 
 
 class Target:
@@ -128,6 +145,7 @@ class Target:
             if N > n:
                 A = sp.csr_array(sp.block_diag((A, sp.identity(N - n)), format="csr"))
             self.fro2 = float((A.data ** 2).sum())
+            self.A64: np.ndarray | sp.csr_array = A
             self.A = self._csr(A)
             self.AT = self._csr(sp.csr_array(A.T))
             self.is_dense = False
@@ -137,6 +155,7 @@ class Target:
             if N > n:
                 A[n:, n:] = np.eye(N - n)
             self.fro2 = float((A ** 2).sum())
+            self.A64 = A
             self.A = torch.as_tensor(A, dtype=dtype, device=device)
             self.AT = self.A.T
             self.is_dense = True
@@ -205,7 +224,220 @@ class EdgeFreezer:
         return total
 
 
-def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule) -> torch.optim.Optimizer:
+def inv_norm1(solve: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
+    """‖F⁻¹‖₁ estimated by Hager–Higham (``scipy.sparse.linalg.onenormest``, as
+    ``gfmm_blocks.inv_norm1_estimate``) from solves with F and Fᵀ (``solve(B, transpose)``):
+    a lower bound, usually within a factor 3; inf when a solve is not finite."""
+    with np.errstate(all="ignore"):
+        if n <= 4:
+            X = solve(np.eye(n), False)
+            return float(np.abs(X).sum(axis=0).max()) if np.all(np.isfinite(X)) else math.inf
+        op = spla.LinearOperator(
+            (n, n), dtype=np.float64, matvec=lambda x: solve(x.reshape(n, -1), False),
+            rmatvec=lambda x: solve(x.reshape(n, -1), True),
+            matmat=lambda X: solve(X, False), rmatmat=lambda X: solve(X, True))
+        est = float(spla.onenormest(op))
+    return est if math.isfinite(est) else math.inf
+
+
+def solve_lu(L: Any, U: Any, B: np.ndarray, transpose: bool = False) -> np.ndarray:
+    """x with L U x = B (or (LU)ᵀ x = B) for float64 factors with ``solve(B, transpose)``."""
+    if transpose:
+        return L.solve(U.solve(B, True), True)
+    return U.solve(L.solve(B))
+
+
+class Watch:
+    """What the loss does not see, checked on the float64 factors (see the module docstring).
+
+    ``check(model, step)`` returns the row fields ``heldout_residual``, ``inv_norm1_L``,
+    ``inv_norm1_U``, ``cond_est`` and ``growth`` (NaN above ``GROWTH_LIMIT``), and keeps the
+    weights of the best held-out residual when ``keep == "best"``. The model provides
+    ``float64_factors() -> (L, U)``, each with ``solve(B, transpose)``, ``apply(X,
+    transpose)`` and ``n``; a factor that cannot be taken out (a singular block) counts as
+    an infinite residual.
+    """
+
+    def __init__(self, target: Target, *, seed: int, keep: str = "best", patience: int = 0):
+        self._estimate = inv_norm1
+        self.A = target.A64
+        self.N = target.N
+        self.keep, self.patience = keep, patience
+        x = np.random.default_rng([int(seed), 7]).standard_normal((self.N, HELD_OUT))
+        self.b = np.asarray(self.A @ x)
+        self.b_norm = float(np.linalg.norm(self.b))
+        absA = abs(self.A)
+        self.a_norm1 = float(np.max(np.asarray(absA.sum(axis=0)).ravel()))
+        self.a_norm_inf = float(np.max(np.asarray(absA.sum(axis=1)).ravel()))
+        self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.worse = 0
+        self.last: dict[str, Any] = {}
+
+    def measure(self, model: Any) -> dict[str, float]:
+        from lubench.api import FactorizationError
+
+        nan = float("nan")
+        try:
+            L, U = model.float64_factors()
+        except FactorizationError:
+            return {"heldout_residual": math.inf, "inv_norm1_L": math.inf,
+                    "inv_norm1_U": math.inf, "cond_est": math.inf, "growth": nan}
+        with np.errstate(all="ignore"):
+            try:
+                x = solve_lu(L, U, self.b)
+                res = float(np.linalg.norm(self.A @ x - self.b)) / self.b_norm
+            except FactorizationError:
+                res = math.inf
+            res = res if math.isfinite(res) else math.inf
+            inv_L = self._estimate(L.solve, self.N)
+            inv_U = self._estimate(U.solve, self.N)
+            inv_LU = self._estimate(lambda B, t: solve_lu(L, U, B, t), self.N)
+            growth = nan
+            if self.N <= GROWTH_LIMIT:
+                eye = np.eye(self.N)
+                row_sums = np.abs(L.apply(eye)) @ (np.abs(U.apply(eye)) @ np.ones(self.N))
+                growth = float(row_sums.max()) / self.a_norm_inf
+        return {"heldout_residual": res, "inv_norm1_L": inv_L, "inv_norm1_U": inv_U,
+                "cond_est": self.a_norm1 * inv_LU, "growth": growth}
+
+    def check(self, model: Any, step: int) -> tuple[dict[str, float], bool]:
+        """Measure, keep the best weights; True when the residual has been worse than twice
+        the best for ``patience`` checks in a row."""
+        m = self.measure(model)
+        self.last = {**m, "step": step}
+        res = m["heldout_residual"]
+        if self.best is None or res < self.best["heldout_residual"]:
+            self.best = dict(self.last)
+            if self.keep == "best":
+                self.best_state = {k: v.detach().clone()
+                                   for k, v in model.state_dict().items()}
+        if not res <= 2.0 * self.best["heldout_residual"]:
+            self.worse += 1
+        else:
+            self.worse = 0
+        return m, bool(self.patience) and self.worse >= self.patience
+
+    def restore(self, model: Any) -> bool:
+        """Load the best weights (``keep == "best"``); whether there were any."""
+        if self.keep != "best" or self.best_state is None:
+            return False
+        model.load_state_dict(self.best_state)
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        """What goes into ``info``: the kept check's figures and its step."""
+        kept = self.best if self.keep == "best" else self.last
+        if not kept:
+            return {}
+        out = {k: kept[k] for k in ("heldout_residual", "inv_norm1_L", "inv_norm1_U",
+                                    "cond_est", "growth")}
+        out["kept_step"] = kept["step"]
+        out["kept"] = self.keep
+        return out
+
+
+class LevenbergMarquardt:
+    """Matrix-free Levenberg–Marquardt on a least-squares loss f(θ) = ‖r(θ)‖².
+
+    One step: g = Jᵀr (a backward pass); d from conjugate gradients on (JᵀJ + λI) d = −g,
+    each product JᵀJv by two backward passes (Jv by the double-backward trick: the gradient
+    of u ↦ Jᵀu with respect to u); the trial θ + d is accepted when the actual decrease is
+    a positive share of the predicted one, ρ = (f(θ) − f(θ + d)) / (−2gᵀd − ‖Jd‖²) > 1e-4;
+    λ shrinks (÷3) for ρ > 0.75 and grows (×2) for ρ < 0.25; a rejected trial leaves θ
+    unchanged and multiplies λ by 4 (the step counts). Frozen edges
+    (``mask``) are kept out of d. For zero-residual problems such as A = LU exactly, close to
+    a solution this converges much faster than first-order methods.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter], cg_iters: int = 40,
+                 cg_tol: float = 1e-2, lam: float = 1e-3,
+                 mask: Callable[[list[torch.Tensor]], None] | None = None):
+        self.params, self.cg_iters, self.cg_tol, self.lam = params, cg_iters, cg_tol, lam
+        self.mask = mask or (lambda ts: None)
+        self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
+
+    def _grad(self, out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
+              **kw: Any) -> list[torch.Tensor]:
+        gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
+        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
+
+    def step(self, residual: Callable[[], tuple[torch.Tensor, float | None]]
+             ) -> tuple[float, float | None]:
+        params = self.params
+        r, rel = residual()
+        f0 = float((r.detach() ** 2).sum())
+        if not math.isfinite(f0):
+            return f0, rel
+        rd = r.detach()
+        g = self._grad(r, params, rd, retain_graph=True)
+        self.mask(g)
+        u = torch.zeros_like(rd, requires_grad=True)
+        jtu = self._grad(r, params, u, create_graph=True, retain_graph=True)
+
+        live = [i for i, t in enumerate(jtu) if t.requires_grad]
+
+        def jvp(v: list[torch.Tensor]) -> torch.Tensor:
+            (jv,) = torch.autograd.grad([jtu[i] for i in live], u,
+                                        grad_outputs=[v[i] for i in live], retain_graph=True)
+            return jv
+
+        def jtj(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            out = self._grad(r, params, jvp(v), retain_graph=True)
+            self.mask(out)
+            return out
+
+        def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+            return float(sum((x * y).sum() for x, y in zip(a, b)))
+
+        g_norm2 = dot(g, g)
+        if g_norm2 == 0.0:
+            return f0, rel
+        lam = self.lam
+        # CG on (JᵀJ + λI) d = −g, from d = 0
+        d = [torch.zeros_like(p) for p in params]
+        res = [-x for x in g]
+        pdir = [x.clone() for x in res]
+        rr = dot(res, res)
+        for _ in range(self.cg_iters):
+            Ap = [a + lam * b for a, b in zip(jtj(pdir), pdir)]
+            pAp = dot(pdir, Ap)
+            if pAp <= 0:
+                break
+            alpha = rr / pAp
+            d = [x + alpha * y for x, y in zip(d, pdir)]
+            res = [x - alpha * y for x, y in zip(res, Ap)]
+            rr_new = dot(res, res)
+            if rr_new <= self.cg_tol ** 2 * g_norm2:
+                break
+            pdir = [x + (rr_new / rr) * y for x, y in zip(res, pdir)]
+            rr = rr_new
+        jd = jvp(d)
+        pred = -2.0 * dot(g, d) - float((jd * jd).sum())
+        with torch.no_grad():
+            for p, x in zip(params, d):
+                p.add_(x)
+            r1, _ = residual()
+            f1 = float((r1 ** 2).sum())
+        rho = (f0 - f1) / pred if pred > 0 else -1.0
+        if math.isfinite(f1) and rho > 1e-4:
+            if rho > 0.75:
+                self.lam = max(lam / 3.0, 1e-12)
+            elif rho < 0.25:
+                self.lam = lam * 2.0
+            return f0, rel
+        with torch.no_grad():
+            for p, x in zip(params, d):
+                p.sub_(x)
+        self.lam = min(lam * 4.0, 1e12)
+        return f0, rel
+
+
+def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
+                    mask: Callable[[list[torch.Tensor]], None] | None = None
+                    ) -> torch.optim.Optimizer | LevenbergMarquardt:
+    if s.optimizer == "lm":
+        return LevenbergMarquardt(params, cg_iters=s.cg_iters, mask=mask)
     if s.optimizer == "lbfgs":
         # one iteration per step; max_eval bounds the line search's evaluations
         return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26,
@@ -282,36 +514,52 @@ class Trainer:
                 self._inputs["AT_cols"] = self.target.columns(s, transpose=True)
                 if self.spec.transpose:
                     self._inputs["A_cols"] = self.target.columns(s)
-        self.opt = _make_optimizer(self.params, self.schedule)
+        self.opt = _make_optimizer(self.params, self.schedule, self._mask_list)
+
+    def _mask_list(self, tensors: list[torch.Tensor]) -> None:
+        """Zero the frozen edges' entries of per-parameter tensors (block-wise training)."""
+        if self.freezer is None:
+            return
+        where = {id(p): (view, keep) for (p, view), keep in zip(self.freezer.groups,
+                                                                 self.freezer.keep)}
+        for p, t in zip(self.params, tensors):
+            view, keep = where.get(id(p), (None, None))
+            if keep is not None:
+                view(t).mul_(keep)
 
     def set_lr(self, lr: float) -> None:
         for g in self.opt.param_groups:
             g["lr"] = lr
 
-    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
-        """The loss of the current block, and the exact relative error when it is free."""
+    def residual(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
+        """r with ‖r‖² the loss of the current block (a flat vector), and the exact relative
+        error when it is free."""
         model, target, spec = self.model, self.target, self.spec
         if self.full_identity:
             R = model.full_product() - target.A
-            sq = (R * R).sum()
-            rel = math.sqrt(float(sq.detach())) / self.a_norm
-            return (2.0 * sq if spec.transpose else sq), rel
+            rel = math.sqrt(float((R.detach() ** 2).sum())) / self.a_norm
+            return (math.sqrt(2.0) * R if spec.transpose else R).reshape(-1), rel
         if spec.kind == "identity":  # block-wise: block-row m (transposed graph), block-column m
             E = self._inputs["E"]
-            loss = ((model.forward(E, transpose=True) - self._inputs["AT_cols"]) ** 2).sum()
+            parts = [model.forward(E, transpose=True) - self._inputs["AT_cols"]]
             if spec.transpose:
-                loss = loss + ((model.forward(E) - self._inputs["A_cols"]) ** 2).sum()
-            return loss, None
+                parts.append(model.forward(E) - self._inputs["A_cols"])
+            return torch.cat([p.reshape(-1) for p in parts]), None
         R = model.forward(Z) - target.mm(Z)
         if self.block is not None:
             R = R[self._inputs["rows"]]
-        loss = (R * R).sum()
+        parts = [R]
         if spec.transpose:
             RT = model.forward(Z, transpose=True) - target.mm(Z, transpose=True)
             if self.block is not None:
                 RT = RT[self._inputs["rows"]]
-            loss = loss + (RT * RT).sum()
-        return loss / spec.probes, None
+            parts.append(RT)
+        return torch.cat([p.reshape(-1) for p in parts]) / math.sqrt(spec.probes), None
+
+    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
+        """The loss of the current block, and the exact relative error when it is free."""
+        r, rel = self.residual(Z)
+        return (r * r).sum(), rel
 
     def step(self) -> tuple[float, float | None]:
         """One optimizer step; the loss before it (and the free relative error, if any)."""
@@ -331,6 +579,8 @@ class Trainer:
             rel_box[0] = rel
             return loss
 
+        if self.schedule.optimizer == "lm":
+            return opt.step(lambda: self.residual(Z))
         if self.schedule.optimizer == "lbfgs":
             lv = float(opt.step(closure).detach())
         else:
@@ -384,17 +634,19 @@ class Trainer:
 def train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
           *, seed: int = 0, progress: Callable[..., None] | None = None, log_every: int = 10,
           eval_every: int = 500, synchronize: Callable[[], None] = lambda: None,
-          edge_groups: list | None = None, block_size: int | None = None) -> TrainResult:
+          edge_groups: list | None = None, block_size: int | None = None,
+          watch: Watch | None = None) -> TrainResult:
     """Fit ``model`` (L U) to ``target`` (A) under ``budget``; see the module docstring.
 
     History rows: ``step``, ``seconds`` (since the start), ``loss`` (of the current block),
     ``block`` (block-wise only), and every ``eval_every`` steps and at the end of each block
-    ``rel_error``. Raises :class:`~lubench.api.Diverged` when the loss is not finite.
+    ``rel_error`` and, with a ``watch``, its fields. Raises :class:`~lubench.api.Diverged`
+    when the loss is not finite (unless the watch has weights to restore).
     """
     with training_environment(spec, target, block_size):
         return _train(model, target, spec, schedule, budget, seed=seed, progress=progress,
                       log_every=log_every, eval_every=eval_every, synchronize=synchronize,
-                      edge_groups=edge_groups, block_size=block_size)
+                      edge_groups=edge_groups, block_size=block_size, watch=watch)
 
 
 @contextlib.contextmanager
@@ -429,7 +681,7 @@ def _step_width(spec: LossSpec, N: int, block_size: int | None) -> int:
 def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
            *, seed: int, progress: Callable[..., None] | None, log_every: int, eval_every: int,
            synchronize: Callable[[], None], edge_groups: list | None,
-           block_size: int | None) -> TrainResult:
+           block_size: int | None, watch: Watch | None) -> TrainResult:
     tr = Trainer(model, target, spec, schedule, seed=seed, edge_groups=edge_groups,
                  block_size=block_size)
     n_blocks = len(tr.blocks)
@@ -438,11 +690,17 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
     budget_reason: str | None = None
     step = 0
     last_loss = float("nan")
+    end_reason: str | None = None  # the watch ended all training
+    checked_at = -1
     t0 = time.perf_counter()
 
     def elapsed() -> float:
         return time.perf_counter() - t0
 
+    if watch is not None:  # the start is a candidate too
+        loss0, rel0 = tr.final_loss()
+        history.append({"step": 0, "seconds": 0.0, "loss": loss0, "rel_error": rel0,
+                        **watch.check(model, 0)[0]})
     for bi, m in enumerate(tr.blocks):
         remaining = n_blocks - bi
         cap, cap_reason = schedule.max_steps_per_block, "block_max_steps"
@@ -472,6 +730,9 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             if not math.isfinite(lv):
                 history.append({"step": step, "seconds": elapsed(), "loss": lv,
                                 **({"block": m} if m is not None else {})})
+                if watch is not None and watch.keep == "best" and watch.best_state is not None:
+                    end_reason = "nonfinite"
+                    break
                 where = f" (block {m})" if m is not None else ""
                 raise Diverged(step, history, f"loss is {lv} at step {step}{where}")
             last_loss = lv
@@ -483,12 +744,21 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             elif elapsed() >= deadline:
                 stop = "max_seconds"
             last = stop is not None or bstep == cap - 1
+            evaluate = step % eval_every == 0 or last
+            watched: dict[str, float] = {}
+            if evaluate and watch is not None:
+                watched, worse = watch.check(model, step)
+                checked_at = step
+                if worse and stop is None:
+                    stop = end_reason = "residual_worse"
+                    last = True
             if step % log_every == 0 or last or step == 1:
                 row: dict[str, Any] = {"step": step, "seconds": elapsed(), "loss": lv}
                 if m is not None:
                     row["block"] = m
-                if step % eval_every == 0 or last:
+                if evaluate:
                     row["rel_error"] = rel if rel is not None else tr.probe_rel_error()
+                    row.update(watched)
                     if progress is not None:
                         progress(step, budget.max_steps, loss=lv,
                                  **({"block": m} if m is not None else {}))
@@ -496,6 +766,9 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             if stop is not None:
                 reason = stop
                 break
+        if end_reason is not None:
+            block_stops.append(end_reason)
+            break
         block_stops.append(reason)
         if reason in ("max_steps", "max_seconds"):
             budget_reason = reason
@@ -503,9 +776,15 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             tr.freeze_through(m)
 
     synchronize()
+    if watch is not None:
+        if checked_at != step and end_reason != "nonfinite":
+            watch.check(model, step)
+        watch.restore(model)
     seconds = elapsed()
     final_loss, rel_error = tr.final_loss()
-    if budget_reason is not None:
+    if end_reason is not None:
+        stopped = end_reason
+    elif budget_reason is not None:
         stopped = budget_reason
     elif block_stops and block_stops[-1] == "target_loss":
         stopped = "target_loss"
@@ -517,4 +796,5 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
                     "rel_error": rel_error, "final": True})
     return TrainResult(history=history, iterations=step, final_loss=final_loss,
                        rel_error=rel_error, stopped_because=stopped, seconds=seconds,
-                       block_stops=block_stops, frozen_fraction=frozen / max(n_total, 1))
+                       block_stops=block_stops, frozen_fraction=frozen / max(n_total, 1),
+                       watch=watch.summary() if watch is not None else {})
