@@ -1,7 +1,11 @@
 """The environment of a run, as ``meta.json`` keeps it: versions, BLAS and threads, CPU, GPU.
 
 What a reader needs to trust or reproduce the timings (DESIGN.md "Result rows"). Nothing here
-imports PyTorch: a GPU is named through an already-imported PyTorch or ``nvidia-smi``.
+imports PyTorch or touches CUDA: a GPU is named by ``nvidia-smi`` (or NVML through ``pynvml``
+when it is installed). The parent of ``lubench run`` calls this before it forks the workers,
+and a CUDA context (even the one ``torch.cuda.is_available()`` may create) does not survive a
+``fork``: every learned case on a GPU host would fail with "Cannot re-initialize CUDA in forked
+subprocess".
 """
 
 from __future__ import annotations
@@ -64,15 +68,8 @@ def available_cores() -> int:
 
 
 def _gpus() -> list[str]:
-    """GPU names, without importing PyTorch in this process when it is not already loaded."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            if torch.cuda.is_available():
-                return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            return []
-        except Exception:
-            pass
+    """GPU names from ``nvidia-smi``, else from NVML (``pynvml``); never through PyTorch,
+    never creating a CUDA context ([] when neither is there)."""
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
@@ -81,7 +78,20 @@ def _gpus() -> list[str]:
                 return [line.strip() for line in out.stdout.splitlines() if line.strip()]
         except (OSError, subprocess.SubprocessError):
             pass
-    return []
+    try:
+        import pynvml  # nvidia-ml-py: the driver's management library, no CUDA context
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+        try:
+            names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+                     for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:
+        return []
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
 def environment() -> dict[str, Any]:

@@ -45,17 +45,17 @@ __all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_C
 
 
 def resolve_device(device: str, family: str = "learned") -> str:
-    """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu``. Classical methods run on
-    the CPU (SciPy) whatever is asked."""
+    """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu`` (:func:`lubench.devices.
+    auto_device`: asked in a child process, so that this one may still fork). Classical
+    methods run on the CPU (SciPy) whatever is asked. ``run_cases`` resolves ``auto`` once
+    before any case; this covers a case run on its own."""
     if family == "classical":
         return "cpu"
     if device != "auto":
         return device
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from lubench.devices import auto_device
+
+    return auto_device()
 
 
 def current_rss() -> int:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lubench.api import LubenchError
 from lubench.availability import preload_requirements
+from lubench.devices import resolve_auto
 from lubench.execution.limits import thread_controller, threads_per_worker
 from lubench.execution.pool import LocalPool, WorkItem
 from lubench.execution.process import plain_fields
@@ -82,6 +83,8 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
     if jobs < 1:
         raise LubenchError(f"--jobs must be at least 1, got {jobs}")
     options = dict(executor_options or {})
+    if executor != "slurm":  # once, here (SLURM: on the compute node, in execute_case)
+        cases = resolve_auto(cases)
     done = store.done(retry)
     all_items = [(c, r) for c in cases for r in range(c.repeats)]
     items = [(c, r) for c, r in all_items if (c.case_id, r) not in done]

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lubench.cases import Case
+from lubench.devices import resolve_auto
 from lubench.errors import LubenchError, one_line
 from lubench.execution.limits import thread_controller
 from lubench.execution.pool import LocalPool, WorkItem
@@ -64,6 +65,7 @@ def execute_case(case: Case, repeat: int, run_id: str = "", plugin_specs: tuple[
     """Run one case under the local supervisor (own worker process, hard timeout, memory
     limit) and return its record. The body of a SLURM array task."""
     thread_controller()
+    case = resolve_auto([case])[0]  # on the node that runs it: every row names its device
     records: list[dict] = []
     LocalPool(1, run_id=run_id, plugin_specs=tuple(plugin_specs), base_dir=base_dir,
               threads=threads, on_record=records.append).run([(case, repeat)])

@@ -131,8 +131,15 @@ class LearnedLU(Method):
         raise NotImplementedError
 
     def prepare(self, ctx: RunContext) -> None:
-        """Import PyTorch and the training loop here, untimed, not in ``factorize``."""
-        from . import training  # noqa: F401
+        """Untimed, before ``factorize``: import PyTorch and the training loop, and on CUDA
+        start the device (context, cuBLAS, cuSPARSE — lazily started, seconds, that would
+        otherwise land in ``setup_seconds``) and reset its peak-memory statistics, so that
+        the case's peak is its own (the inline executor runs many cases in one process)."""
+        from . import training
+
+        device = self._device(ctx)
+        if device.startswith("cuda"):
+            training.warm_up(device)
 
     def config(self) -> dict[str, Any]:
         """Every preset-able parameter: its own value, or the preset's where it is None."""

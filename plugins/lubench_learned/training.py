@@ -64,7 +64,7 @@ from lubench.api import Budget, Diverged, Operator
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
            "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP", "Watch",
-           "solve_lu", "inv_norm1", "LevenbergMarquardt"]
+           "solve_lu", "inv_norm1", "LevenbergMarquardt", "warm_up"]
 
 STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged", "residual_worse",
                 "nonfinite")
@@ -362,8 +362,7 @@ class LevenbergMarquardt:
         gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
         return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
 
-    def step(self, residual: Callable[[], tuple[torch.Tensor, float | None]]
-             ) -> tuple[float, float | None]:
+    def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
         params = self.params
         r, rel = residual()
         f0 = float((r.detach() ** 2).sum())
@@ -442,7 +441,35 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
         # one iteration per step; max_eval bounds the line search's evaluations
         return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26,
                                  history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
+    if params and params[0].device.type == "cuda":  # one kernel for all parameters
+        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
     return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), foreach=True)
+
+
+def warm_up(device: str) -> None:
+    """Start ``device`` (CUDA: the context, cuBLAS's batched and plain GEMM, cuSPARSE's CSR
+    product, in both precisions), wait for it, and reset its peak-memory statistics."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse CSR tensor support")
+        for dtype in (torch.float32, torch.float64):
+            a = torch.ones((2, 8, 8), dtype=dtype, device=dev)
+            torch.bmm(a, a)
+            b = a[0] @ a[0]
+            torch.eye(8, dtype=dtype, device=dev).to_sparse_csr() @ b
+            torch.linalg.vector_norm(b)
+    torch.cuda.synchronize(dev)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _read(values: list[Any]) -> list[float]:
+    """Losses (0-dim tensors on one device, or floats) as floats: one wait for the device."""
+    if values and isinstance(values[0], torch.Tensor):
+        return [float(v) for v in torch.stack(values).tolist()]
+    return [float(v) for v in values]
 
 
 class _Plateau:
@@ -531,13 +558,14 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
 
-    def residual(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
+    def residual(self, Z: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """r with ‖r‖² the loss of the current block (a flat vector), and the exact relative
-        error when it is free."""
+        error when it is free (a 0-dim tensor on the device: reading it waits for the device)."""
         model, target, spec = self.model, self.target, self.spec
         if self.full_identity:
             R = model.full_product() - target.A
-            rel = math.sqrt(float((R.detach() ** 2).sum())) / self.a_norm
+            rel = torch.linalg.vector_norm(R.detach()) / self.a_norm
             return (math.sqrt(2.0) * R if spec.transpose else R).reshape(-1), rel
         if spec.kind == "identity":  # block-wise: block-row m (transposed graph), block-column m
             E = self._inputs["E"]
@@ -556,18 +584,29 @@ class Trainer:
             parts.append(RT)
         return torch.cat([p.reshape(-1) for p in parts]) / math.sqrt(spec.probes), None
 
-    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, float | None]:
-        """The loss of the current block, and the exact relative error when it is free."""
+    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss of the current block, and the exact relative error when it is free (a
+        0-dim tensor). On the full identity batch one reduction serves both: the loss is
+        (1 or 2)·‖LU − A‖²_F, the error its square root over ‖A‖_F."""
+        if self.full_identity:
+            R = self.model.full_product() - self.target.A
+            sq = (R * R).sum()
+            rel = sq.detach().sqrt() / self.a_norm
+            return (2.0 * sq if self.spec.transpose else sq), rel
         r, rel = self.residual(Z)
         return (r * r).sum(), rel
 
-    def step(self) -> tuple[float, float | None]:
-        """One optimizer step; the loss before it (and the free relative error, if any)."""
+    def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step; the loss before it (and the free relative error, if any) as
+        0-dim tensors on the device, not read: reading a CUDA tensor waits for the device, so
+        :func:`train` reads them every ``read_every`` steps. (L-BFGS and Levenberg–Marquardt
+        read their losses inside the step.) Adam steps whatever the loss: a loss that is not
+        finite ends training when it is read."""
         Z = None
         if self.spec.kind == "probes":
             Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
                             device=self.device)
-        rel_box: list[float | None] = [None]
+        rel_box: list[torch.Tensor | None] = [None]
         opt, freezer = self.opt, self.freezer
 
         def closure() -> torch.Tensor:
@@ -580,13 +619,12 @@ class Trainer:
             return loss
 
         if self.schedule.optimizer == "lm":
-            return opt.step(lambda: self.residual(Z))
+            f0, rel = opt.step(lambda: self.residual(Z))
+            return torch.tensor(f0), rel
         if self.schedule.optimizer == "lbfgs":
-            lv = float(opt.step(closure).detach())
-        else:
-            lv = float(closure().detach())
-            if math.isfinite(lv):
-                opt.step()
+            return opt.step(closure).detach(), rel_box[0]
+        lv = closure().detach()
+        opt.step()
         return lv, rel_box[0]
 
     def freeze_through(self, m: int) -> None:
@@ -635,18 +673,29 @@ def train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, bu
           *, seed: int = 0, progress: Callable[..., None] | None = None, log_every: int = 10,
           eval_every: int = 500, synchronize: Callable[[], None] = lambda: None,
           edge_groups: list | None = None, block_size: int | None = None,
-          watch: Watch | None = None) -> TrainResult:
+          watch: Watch | None = None, read_every: int | None = None) -> TrainResult:
     """Fit ``model`` (L U) to ``target`` (A) under ``budget``; see the module docstring.
 
     History rows: ``step``, ``seconds`` (since the start), ``loss`` (of the current block),
     ``block`` (block-wise only), and every ``eval_every`` steps and at the end of each block
     ``rel_error`` and, with a ``watch``, its fields. Raises :class:`~lubench.api.Diverged`
     when the loss is not finite (unless the watch has weights to restore).
+
+    The losses stay on the device and are read every ``read_every`` steps (default: every
+    step on the CPU, where reading costs nothing; every ``log_every`` steps elsewhere, where
+    a read waits for the device), and at every log row, check and block end. The stopping
+    tests (non-finite loss, ``target_loss``, the plateau, the deadline) run when the losses
+    are read, on every loss read: the step that reached the target, or the first non-finite
+    one, is known exactly, but up to ``read_every`` − 1 further steps may have run. Log rows
+    and budget checks wait for the device (``synchronize``) before they read the clock.
     """
+    if read_every is None:
+        read_every = 1 if target.device == "cpu" else log_every
     with training_environment(spec, target, block_size):
         return _train(model, target, spec, schedule, budget, seed=seed, progress=progress,
                       log_every=log_every, eval_every=eval_every, synchronize=synchronize,
-                      edge_groups=edge_groups, block_size=block_size, watch=watch)
+                      edge_groups=edge_groups, block_size=block_size, watch=watch,
+                      read_every=max(1, int(read_every)))
 
 
 @contextlib.contextmanager
@@ -681,7 +730,7 @@ def _step_width(spec: LossSpec, N: int, block_size: int | None) -> int:
 def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, budget: Budget,
            *, seed: int, progress: Callable[..., None] | None, log_every: int, eval_every: int,
            synchronize: Callable[[], None], edge_groups: list | None,
-           block_size: int | None, watch: Watch | None) -> TrainResult:
+           block_size: int | None, watch: Watch | None, read_every: int) -> TrainResult:
     tr = Trainer(model, target, spec, schedule, seed=seed, edge_groups=edge_groups,
                  block_size=block_size)
     n_blocks = len(tr.blocks)
@@ -722,26 +771,43 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
         tr.start_block(m)
         plateau = _Plateau(schedule.check_interval, schedule.tol, schedule.patience)
         reason = cap_reason
+        pending: list[tuple[int, Any, Any]] = []  # (step, loss, rel) not read yet
         for bstep in range(cap):
             if schedule.optimizer == "adam" and bstep == schedule.lr_drop_step:
                 tr.set_lr(schedule.lr_late)
-            lv, rel = tr.step()
+            loss_t, rel_t = tr.step()
             step += 1
-            if not math.isfinite(lv):
-                history.append({"step": step, "seconds": elapsed(), "loss": lv,
+            pending.append((step, loss_t, rel_t))
+            plateau_check = schedule.check_interval > 0 and \
+                (bstep + 1) % schedule.check_interval == 0
+            if not (step % read_every == 0 or step % log_every == 0 or
+                    step % eval_every == 0 or step == 1 or bstep == cap - 1 or plateau_check):
+                continue
+            values = _read([v for _, v, _ in pending])
+            rel = _read([pending[-1][2]])[0] if pending[-1][2] is not None else None
+            steps = [k for k, _, _ in pending]
+            pending = []
+            stop: str | None = None
+            bad = next((j for j, v in enumerate(values) if not math.isfinite(v)), None)
+            if bad is not None:
+                history.append({"step": steps[bad], "seconds": elapsed(), "loss": values[bad],
                                 **({"block": m} if m is not None else {})})
                 if watch is not None and watch.keep == "best" and watch.best_state is not None:
                     end_reason = "nonfinite"
                     break
                 where = f" (block {m})" if m is not None else ""
-                raise Diverged(step, history, f"loss is {lv} at step {step}{where}")
-            last_loss = lv
-            stop: str | None = None
-            if budget.target_loss is not None and lv <= budget.target_loss:
-                stop = "target_loss"
-            elif plateau.add(lv):
-                stop = "plateau"
-            elif elapsed() >= deadline:
+                raise Diverged(steps[bad], history,
+                               f"loss is {values[bad]} at step {steps[bad]}{where}")
+            for lv in values:
+                if stop is None and budget.target_loss is not None and \
+                        lv <= budget.target_loss:
+                    stop = "target_loss"
+                if plateau.add(lv) and stop is None:
+                    stop = "plateau"
+            lv = last_loss = values[-1]
+            if stop is None and deadline < math.inf:
+                synchronize()
+            if stop is None and elapsed() >= deadline:
                 stop = "max_seconds"
             last = stop is not None or bstep == cap - 1
             evaluate = step % eval_every == 0 or last
@@ -753,6 +819,7 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
                     stop = end_reason = "residual_worse"
                     last = True
             if step % log_every == 0 or last or step == 1:
+                synchronize()
                 row: dict[str, Any] = {"step": step, "seconds": elapsed(), "loss": lv}
                 if m is not None:
                     row["block"] = m
