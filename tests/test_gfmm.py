@@ -158,7 +158,7 @@ class _CountBmm(TorchFunctionMode):
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in (torch.bmm, torch.baddbmm):
+        if func in (torch.bmm, torch.baddbmm, torch.Tensor.baddbmm_):
             self.calls += 1
         return func(*args, **(kwargs or {}))
 

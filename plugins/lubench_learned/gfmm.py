@@ -124,6 +124,119 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
 
 
 
+class _FusedSweep(torch.autograd.Function):
+    """:func:`_sweep` with a hand-written backward: the same products, written into
+    preallocated level buffers (``out=``, in-place accumulation into the shifted band views)
+    instead of padded copies, and no zero-filled scatter of sliced gradients.
+
+    The backward of y = F x is the transposed graph run on g = ∂ℓ/∂y (∂ℓ/∂x = Fᵀ g), and
+    each edge's gradient is the product of the two values meeting at it: for an edge W
+    applied as out = W·in, ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ. Once differentiable (Levenberg–Marquardt's
+    double backward takes :func:`_sweep`)."""
+
+    @staticmethod
+    def forward(ctx, lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
+                off: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
+        enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
+        M, P, c = x.shape
+        if K == 0:
+            ctx.save_for_backward(x, diag)
+            ctx.lower, ctx.K = lower, K
+            return torch.bmm(diag, x)
+        v = [x]
+        for i in range(K - 1):
+            v.append(torch.bmm(enc[i], v[-1].reshape(M >> (i + 1), 2 * P, c)))
+        ys: list[torch.Tensor] = [x] * K  # ys[i]: the down-sweep's value at level i
+        y: torch.Tensor | None = None
+        for i in range(K - 1, -1, -1):
+            nodes = M >> i
+            band = off if i == 0 else bridges[i - 1]
+            out = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
+            dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
+                (out[:-1], v[i][1:], out[-1])
+            if y is None:
+                torch.bmm(band, src, out=dst)
+                edge.zero_()
+            else:
+                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
+                dst.baddbmm_(band, src)
+            if i == 0:
+                out.baddbmm_(diag, x)
+            ys[i] = y = out
+        ctx.save_for_backward(x, diag, off, *ws, *v[1:], *ys[1:])
+        ctx.lower, ctx.K = lower, K
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lower, K = ctx.lower, ctx.K
+        saved = ctx.saved_tensors
+        x, diag = saved[0], saved[1]
+        need_x = ctx.needs_input_grad[2]
+        g = g.contiguous()
+        if K == 0:
+            return (None, None, torch.bmm(_bt(diag), g) if need_x else None,
+                    torch.bmm(g, _bt(x)), None)
+        off = saved[2]
+        ws = saved[3:3 + 3 * K - 1]
+        enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
+        rest = saved[3 + 3 * K - 1:]
+        v = [x, *rest[:K - 1]]
+        ys = [None, *rest[K - 1:]]
+        M, P, c = x.shape
+        # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+        gy = [g]
+        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+        for i in range(K - 1):
+            nodes = M >> i
+            pairs = gy[i].view(nodes >> 1, 2 * P, c)
+            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
+            gy.append(torch.bmm(_bt(dec[i]), pairs))
+        g_diag = torch.bmm(g, _bt(x))
+        # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and
+        # encoder grads
+        g_band: list[torch.Tensor] = [g] * K
+        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+        gv_up: torch.Tensor | None = None  # ∂ℓ/∂vⁱ through the up-sweep (level i + 1)
+        gx = None
+        for i in range(K - 1, -1, -1):
+            nodes = M >> i
+            band = off if i == 0 else bridges[i - 1]
+            gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
+            g_band[i] = torch.bmm(gdst, _bt(src))
+            if i == 0 and not need_x:
+                break
+            gv = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
+            gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
+            if gv_up is None:
+                torch.bmm(_bt(band), gdst, out=gsrc)
+                edge.zero_()
+            else:
+                torch.bmm(_bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
+                gsrc.baddbmm_(_bt(band), gdst)
+            if i == 0:
+                gv.baddbmm_(_bt(diag), g)
+                gx = gv
+                break
+            # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
+            g_enc[i - 1] = torch.bmm(gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)))
+            gv_up = gv
+        return (None, None, gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
+def _bt(t: torch.Tensor) -> torch.Tensor:
+    """The blocks of a (…, a, b) tensor transposed (a view)."""
+    return t.transpose(-2, -1)
+
+
+def _sweep_fused(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                 diag: torch.Tensor, off: torch.Tensor, bridges: list[torch.Tensor],
+                 lower: bool) -> torch.Tensor:
+    """:func:`_sweep` (the same y, to round-off) through :class:`_FusedSweep`."""
+    return _FusedSweep.apply(lower, len(enc), x, diag, off, *enc, *dec, *bridges)
+
+
 class GFMMFactor(nn.Module):
     """One block-lower (``lower=True``) or block-upper GFMM factor of size n = M·P.
 
@@ -154,6 +267,9 @@ class GFMMFactor(nn.Module):
             raise ValueError(f"diag must be one of {DIAGS}, got {diag!r}")
         self.M, self.P, self.lower, self.diag_kind = M, P, lower, diag
         self.K = M.bit_length() - 1
+        # the sweep with the hand-written backward (_FusedSweep); False: plain autograd,
+        # which differentiates twice (Levenberg–Marquardt)
+        self.fused = True
         g = generator if generator is not None else torch.Generator().manual_seed(0)
         K = self.K
         self.enc = nn.ParameterList(
@@ -230,13 +346,14 @@ class GFMMFactor(nn.Module):
         n, c = X.shape
         x = X.reshape(self.M, self.P, c)
         diag = self.diagonal_blocks()
+        sweep = _sweep_fused if self.fused else _sweep
         if transpose:
-            y = _sweep(x, [d.transpose(1, 2) for d in self.dec],
+            y = sweep(x, [d.transpose(1, 2) for d in self.dec],
                        [e.transpose(1, 2) for e in self.enc], diag.transpose(1, 2),
                        self.off.transpose(1, 2), [b.transpose(1, 2) for b in self.bridge],
                        not self.lower)
         else:
-            y = _sweep(x, list(self.enc), list(self.dec), diag, self.off,
+            y = sweep(x, list(self.enc), list(self.dec), diag, self.off,
                        list(self.bridge), self.lower)
         return y.reshape(n, c)
 

@@ -441,9 +441,13 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
         # one iteration per step; max_eval bounds the line search's evaluations
         return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26,
                                  history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
-    if params and params[0].device.type == "cuda":  # one kernel for all parameters
+    # fused: one kernel per parameter (CPU) or for all of them (CUDA) instead of a loop of
+    # elementwise ops (n = 256: Adam 0.5 → 0.15 ms of a 2.5 ms step); foreach where a device
+    # has no fused Adam
+    try:
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
-    return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), foreach=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), foreach=True)
 
 
 def warm_up(device: str) -> None:
@@ -507,6 +511,11 @@ class Trainer:
         self.gen = torch.Generator(device=device).manual_seed(int(seed))
         eval_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        # graphs with a hand-written backward (GFMM: _FusedSweep) differentiate once;
+        # Levenberg–Marquardt differentiates twice and takes plain autograd
+        for module in model.modules():
+            if hasattr(module, "fused"):
+                module.fused = schedule.optimizer != "lm"
         self.full_identity = spec.kind == "identity" and not spec.blockwise
         if spec.blockwise:
             if not block_size or edge_groups is None or N % block_size:
