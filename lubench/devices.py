@@ -77,10 +77,12 @@ def cuda_problem() -> str | None:
     return None
 
 
-# Device nodes of a GPU driver PyTorch's "cuda" device runs on (NVIDIA; ROCm's /dev/kfd).
+# Device nodes of a GPU driver PyTorch's "cuda" device runs on (NVIDIA; ROCm's /dev/kfd; WSL2's
+# /dev/dxg).
 # Without any of them no CUDA device can exist, and the probe (an interpreter importing
 # PyTorch, seconds) is skipped.
-_DRIVER_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd")
+_DRIVER_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd",
+                 "/dev/dxg")
 
 
 def cuda_device_count() -> int:
