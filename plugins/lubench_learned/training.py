@@ -470,8 +470,10 @@ def warm_up(device: str) -> None:
 
 
 def _read(values: list[Any]) -> list[float]:
-    """Losses (0-dim tensors on one device, or floats) as floats: one wait for the device."""
-    if values and isinstance(values[0], torch.Tensor):
+    """Losses (0-dim tensors, or floats) as floats: one wait for the device when they are
+    tensors of one device and dtype."""
+    if values and all(isinstance(v, torch.Tensor) for v in values) and \
+            len({(v.device, v.dtype) for v in values}) == 1:
         return [float(v) for v in torch.stack(values).tolist()]
     return [float(v) for v in values]
 
@@ -629,7 +631,7 @@ class Trainer:
 
         if self.schedule.optimizer == "lm":
             f0, rel = opt.step(lambda: self.residual(Z))
-            return torch.tensor(f0), rel
+            return torch.tensor(f0, dtype=torch.float64), rel
         if self.schedule.optimizer == "lbfgs":
             return opt.step(closure).detach(), rel_box[0]
         lv = closure().detach()
@@ -792,8 +794,9 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             if not (step % read_every == 0 or step % log_every == 0 or
                     step % eval_every == 0 or step == 1 or bstep == cap - 1 or plateau_check):
                 continue
-            values = _read([v for _, v, _ in pending])
-            rel = _read([pending[-1][2]])[0] if pending[-1][2] is not None else None
+            free_rel = pending[-1][2] is not None  # the last step's exact error, read too
+            values = _read([v for _, v, _ in pending] + ([pending[-1][2]] if free_rel else []))
+            rel = values.pop() if free_rel else None
             steps = [k for k, _, _ in pending]
             pending = []
             stop: str | None = None
