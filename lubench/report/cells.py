@@ -22,7 +22,7 @@ from lubench.report.columns import Metric
 from lubench.report.load import OK
 
 __all__ = ["fmt_number", "short_reason", "nonfinite_keys", "cell", "best_flags", "status_text",
-           "NOT_MEASURED", "NAN_TEXT", "INF_TEXT", "REASON_CHARS", "GMRES_MAX"]
+           "not_converged", "NOT_MEASURED", "NAN_TEXT", "INF_TEXT", "REASON_CHARS", "GMRES_MAX"]
 
 REASON_CHARS = 60
 NOT_MEASURED = "–"
@@ -66,7 +66,7 @@ def nonfinite_keys(error: str) -> set[str]:
 
 
 
-def _not_converged(row: pd.Series, m: Metric) -> bool:
+def not_converged(row: pd.Series, m: Metric) -> bool:
     return bool(m.converged) and row.get(m.converged) is False
 
 
@@ -83,7 +83,7 @@ def cell(row: pd.Series, m: Metric, ranges: bool = True) -> str:
         return INF_TEXT
     med = row[m.key]
     text = fmt_number(med, integer=m.integer)
-    if _not_converged(row, m):
+    if not_converged(row, m):
         text = f">{GMRES_MAX}" if med >= GMRES_MAX else f"{text} (no conv.)"
     lo, hi = row[m.key + "_min"], row[m.key + "_max"]
     if ranges and row["n_ok"] > 1 and lo != hi:
@@ -103,7 +103,7 @@ def best_flags(table: pd.DataFrame, m: Metric) -> pd.Series:
         return flags
     for _k, g in table.groupby(["operator_label", "n"], sort=False):
         cand = {i: max(float(r[m.key]), m.floor) for i, r in g.iterrows()
-                if r["n_ok"] > 0 and r[m.key + "_state"] == "ok" and not _not_converged(r, m)}
+                if r["n_ok"] > 0 and r[m.key + "_state"] == "ok" and not not_converged(r, m)}
         if len(cand) < 2:
             continue
         best = fmt_number(min(cand.values()), integer=m.integer)

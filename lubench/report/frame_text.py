@@ -9,7 +9,7 @@ import pandas as pd
 from lubench.api import LubenchError
 from lubench.report.cells import fmt_number
 from lubench.report.latex import tex_escape
-from lubench.report.markdown import _md
+from lubench.report.markdown import md_lines
 
 __all__ = ["frame_text"]
 
@@ -29,7 +29,7 @@ def frame_text(df: pd.DataFrame, fmt: str, caption: str = "") -> str:
     rows = [[_plain(v) for v in r] for r in df.itertuples(index=False)]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
     if fmt == "md":
-        return "\n".join(_md(headers, rows, numeric)) + "\n"
+        return "\n".join(md_lines(headers, rows, numeric)) + "\n"
     if fmt in ("tex", "latex"):
         spec = "".join("r" if n else "l" for n in numeric)
         lines = [r"\begin{table}[tbp]", r"\centering"]

@@ -6,7 +6,7 @@ import html
 
 import pandas as pd
 
-from lubench.report.cells import _not_converged, best_flags, cell, status_text
+from lubench.report.cells import best_flags, cell, not_converged, status_text
 from lubench.report.columns import Metric
 from lubench.report.load import OK
 from lubench.report.spec import ReportSpec
@@ -17,7 +17,7 @@ __all__ = ["html_table"]
 
 def _sort_value(row: pd.Series, m: Metric) -> str:
     state = row[m.key + "_state"]
-    if state == "ok" and not _not_converged(row, m):
+    if state == "ok" and not not_converged(row, m):
         return repr(float(row[m.key]))
     if state == "ok":  # not converged: after every converged count
         return repr(1e300 + float(row[m.key]))

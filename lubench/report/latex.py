@@ -8,9 +8,9 @@ import pandas as pd
 
 from lubench.report.cells import (
     GMRES_MAX,
-    _not_converged,
     best_flags,
     fmt_number,
+    not_converged,
     short_reason,
 )
 from lubench.report.columns import Metric
@@ -50,7 +50,7 @@ def _tex_value(row: pd.Series, m: Metric, bold: bool) -> tuple[str, str | None]:
     med = row[m.key]
     # counts in full (siunitx groups the digits: 16 777 216), never 1.68e7
     text = str(int(round(med))) if m.integer else fmt_number(med)
-    if _not_converged(row, m):
+    if not_converged(row, m):
         if med >= GMRES_MAX:
             return rf"{{$>${GMRES_MAX}}}", None
         # a text cell (braced): the dagger does not fit the space siunitx keeps for numbers

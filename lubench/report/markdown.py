@@ -15,7 +15,7 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _md(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
+def md_lines(headers: list[str], rows: list[list[str]], numeric: list[bool]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |",
              "|" + "|".join("---:" if r else "---" for r in numeric) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows]
@@ -46,7 +46,7 @@ def summary_markdown(results: pd.DataFrame, spec: ReportSpec | None = None) -> s
         cells.append(status_text(row))
         rows.append(cells)
     numeric = [False, True, False] + ([False] if multi else []) + [True] * len(cols) + [False]
-    lines = _md(headers, rows, numeric)
+    lines = md_lines(headers, rows, numeric)
     repeats = int(table["repeats"].max())
     notes = []
     if repeats > 1:

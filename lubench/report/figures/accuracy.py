@@ -14,76 +14,33 @@ from matplotlib.lines import Line2D
 
 from lubench.report.columns import BY_KEY
 from lubench.report.figures.axes import (
-    FLOOR,
-    _log_axis,
-    _zero_level,
-    pareto_front,
+    draw_fronts,
+    draw_points,
+    log_axis,
+    zero_level,
 )
 from lubench.report.figures.layout import (
-    _finite,
-    _front_handles,
-    _grid,
-    _legend,
-    _method_handles,
-    _ok,
-    _outer_labels,
-    _panel,
-    _panel_keys,
-    _placeholder,
-    _runs,
-    _title,
+    finite_rows,
+    front_handles,
+    legend_below,
+    method_handles,
+    ok_rows,
+    outer_labels,
+    panel_grid,
+    panel_keys,
+    panel_rows,
+    panel_title,
+    placeholder,
+    run_count,
 )
 from lubench.report.figures.style import Style
-from lubench.report.palette import (
-    FAMILY_FRONT,
-    OTHER_FRONT,
-    method_color,
-    method_marker,
-)
 
 __all__ = ["error_vs_params", "error_vs_time"]
 
 
-def _points(ax, d: pd.DataFrame, xcol: str, ycol: str, style: Style, zero: float = FLOOR,
-            hollow: str | None = "probe") -> None:
-    """A point per configuration in its method's colour and marker (hollow where ``hollow``
-    is true); configurations of one method joined by a thin line in order of x."""
-    for name, g in d.groupby("method", sort=False):
-        g = g.sort_values(xcol)
-        x = g[xcol].to_numpy(float)
-        y = g[ycol].to_numpy(float)
-        y = np.where(y > 0, y, zero)
-        if len(g) > 1:
-            ax.plot(x, y, color=method_color(name), lw=0.7, alpha=0.7, zorder=2)
-        open_ = g[hollow].to_numpy(bool) if hollow and hollow in g else np.zeros(len(g), bool)
-        for xi, yi, o in zip(x, y, open_):
-            c = method_color(name)
-            ax.plot([xi], [yi], linestyle="none", marker=method_marker(name), zorder=3,
-                    markeredgecolor=c, markeredgewidth=1.0, markerfacecolor="none" if o else c)
-
-
-def _fronts(ax, d: pd.DataFrame, xcol: str, ycol: str, zero: float = FLOOR) -> list[str]:
-    """The Pareto front (lower x and lower y both better) of each family in the panel, as a
-    grey staircase (values at or below the metric's round-off floor count as equal); returns
-    the families drawn."""
-    drawn = []
-    floor = BY_KEY[ycol].floor  # values at round-off level tie: none dominates another
-    for fam, g in d.groupby("family", sort=False):
-        x = g[xcol].to_numpy(float)
-        y = g[ycol].to_numpy(float)
-        y = np.where(y > 0, y, zero)
-        idx = pareto_front(x, np.maximum(y, floor))
-        if len(idx) < 2:
-            continue
-        ax.step(x[idx], y[idx], where="post", color="0.35", lw=1.1, zorder=1,
-                ls=FAMILY_FRONT.get(fam, OTHER_FRONT))
-        drawn.append(fam)
-    return drawn
-
-
-def _zero_axis(ax, values: np.ndarray, zero: float) -> None:
+def zero_axis(ax, values: np.ndarray, zero: float) -> None:
     """Log y axis; exact zeros sit on a dotted line at ``zero`` with a tick labelled 0."""
-    _log_axis(ax, "y", np.where(values > 0, values, zero))
+    log_axis(ax, "y", np.where(values > 0, values, zero))
     if np.any(values <= 0):
         ax.axhline(zero, color="0.5", lw=0.6, ls=":", zorder=1)
         lo, hi = ax.get_ylim()
@@ -95,32 +52,32 @@ def _zero_axis(ax, values: np.ndarray, zero: float) -> None:
 
 
 def _accuracy_figure(summary: pd.DataFrame, style: Style, xcol: str, title: str) -> Figure:
-    data = _finite(_ok(summary), xcol, "factor_error")
-    keys = _panel_keys(data)
+    data = finite_rows(ok_rows(summary), xcol, "factor_error")
+    keys = panel_keys(data)
     if not keys:
-        return _placeholder(f"no configuration has both factor_error and {xcol}", style.preset)
+        return placeholder(f"no configuration has both factor_error and {xcol}", style.preset)
     with plt.rc_context(style.rc):
-        fig, axes = _grid(len(keys), style.preset, runs=_runs(data))
+        fig, axes = panel_grid(len(keys), style.preset, runs=run_count(data))
         families: set[str] = set()
         probe = False
         for ax, key in zip(axes.flat, keys):
-            d = _panel(data, key)
+            d = panel_rows(data, key)
             y = d["factor_error"].to_numpy(float)
-            zero = _zero_level(y)
-            _points(ax, d, xcol, "factor_error", style, zero)
-            families.update(_fronts(ax, d, xcol, "factor_error", zero))
+            zero = zero_level(y)
+            draw_points(ax, d, xcol, "factor_error", style, zero)
+            families.update(draw_fronts(ax, d, xcol, "factor_error", zero))
             probe |= bool(d["probe"].any())
-            _log_axis(ax, "x", d[xcol].to_numpy(float))
-            _zero_axis(ax, y, zero)
-            ax.set_title(_title(key))
-        _outer_labels(axes, len(keys), BY_KEY[xcol].axis, BY_KEY["factor_error"].axis)
-        handles = _method_handles(style, list(data["method_label"]))
-        handles += _front_handles(sorted(families))
+            log_axis(ax, "x", d[xcol].to_numpy(float))
+            zero_axis(ax, y, zero)
+            ax.set_title(panel_title(key))
+        outer_labels(axes, len(keys), BY_KEY[xcol].axis, BY_KEY["factor_error"].axis)
+        handles = method_handles(style, list(data["method_label"]))
+        handles += front_handles(sorted(families))
         if probe:
             handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
                                   linestyle="none", label="hollow: probe estimate"))
         fig.suptitle(title)
-        _legend(fig, handles, style.preset)
+        legend_below(fig, handles, style.preset)
     return fig
 
 

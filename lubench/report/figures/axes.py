@@ -1,5 +1,5 @@
-"""Axes shared by the figures: Pareto fronts, fitted slopes, log axes a reader can read
-whatever their span, where exact zeros are drawn."""
+"""Axes and marks shared by the figures: Pareto fronts, fitted slopes, log axes a reader can
+read whatever their span, where exact zeros are drawn, a point per configuration."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ import math
 
 import matplotlib.ticker as mticker
 import numpy as np
+import pandas as pd
 
-__all__ = ["pareto_front", "fitted_slope", "log_span", "FLOOR"]
+from lubench.report.columns import BY_KEY
+from lubench.report.figures.style import Style
+from lubench.report.palette import FAMILY_FRONT, OTHER_FRONT, method_color, method_marker
+
+__all__ = ["pareto_front", "fitted_slope", "log_span", "log_axis", "zero_level", "draw_points",
+           "draw_fronts", "FLOOR"]
 
 FLOOR = 1e-17  # an exact zero is drawn on a log axis at or below this, on a marked line
 
@@ -53,7 +59,7 @@ def _tick_label(value: float, _pos: object = None) -> str:
     return f"$10^{{{k}}}$" if abs(m - 1) < 1e-6 else f"${m:.3g}{{\\times}}10^{{{k}}}$"
 
 
-def _log_axis(ax, which: str, values: np.ndarray, decades: float = 2.0) -> None:
+def log_axis(ax, which: str, values: np.ndarray, decades: float = 2.0) -> None:
     """Log scale with limits from :func:`log_span` and ticks a reader can read whatever the
     span: powers of ten over two decades or more, 1-2-5 steps over one to two, a few round
     values over less than one (where powers of ten would leave the axis unlabelled)."""
@@ -85,8 +91,45 @@ def _log_axis(ax, which: str, values: np.ndarray, decades: float = 2.0) -> None:
     axis.set_minor_formatter(mticker.NullFormatter())
 
 
-def _zero_level(values: np.ndarray) -> float:
+def zero_level(values: np.ndarray) -> float:
     """Where exact zeros are drawn: a decade below the smallest positive value, at most
     :data:`FLOOR` (so that no measured error is mistaken for it)."""
     pos = values[np.isfinite(values) & (values > 0)]
     return min(FLOOR, 10 ** (math.floor(math.log10(pos.min())) - 1)) if len(pos) else FLOOR
+
+
+def draw_points(ax, d: pd.DataFrame, xcol: str, ycol: str, style: Style, zero: float = FLOOR,
+            hollow: str | None = "probe") -> None:
+    """A point per configuration in its method's colour and marker (hollow where ``hollow``
+    is true); configurations of one method joined by a thin line in order of x."""
+    for name, g in d.groupby("method", sort=False):
+        g = g.sort_values(xcol)
+        x = g[xcol].to_numpy(float)
+        y = g[ycol].to_numpy(float)
+        y = np.where(y > 0, y, zero)
+        if len(g) > 1:
+            ax.plot(x, y, color=method_color(name), lw=0.7, alpha=0.7, zorder=2)
+        open_ = g[hollow].to_numpy(bool) if hollow and hollow in g else np.zeros(len(g), bool)
+        for xi, yi, o in zip(x, y, open_):
+            c = method_color(name)
+            ax.plot([xi], [yi], linestyle="none", marker=method_marker(name), zorder=3,
+                    markeredgecolor=c, markeredgewidth=1.0, markerfacecolor="none" if o else c)
+
+
+def draw_fronts(ax, d: pd.DataFrame, xcol: str, ycol: str, zero: float = FLOOR) -> list[str]:
+    """The Pareto front (lower x and lower y both better) of each family in the panel, as a
+    grey staircase (values at or below the metric's round-off floor count as equal); returns
+    the families drawn."""
+    drawn = []
+    floor = BY_KEY[ycol].floor  # values at round-off level tie: none dominates another
+    for fam, g in d.groupby("family", sort=False):
+        x = g[xcol].to_numpy(float)
+        y = g[ycol].to_numpy(float)
+        y = np.where(y > 0, y, zero)
+        idx = pareto_front(x, np.maximum(y, floor))
+        if len(idx) < 2:
+            continue
+        ax.step(x[idx], y[idx], where="post", color="0.35", lw=1.1, zorder=1,
+                ls=FAMILY_FRONT.get(fam, OTHER_FRONT))
+        drawn.append(fam)
+    return drawn

@@ -20,12 +20,17 @@ from lubench.report.palette import (
 )
 from lubench.report.spec import Preset
 
+__all__ = ["ok_rows", "panel_keys", "run_count", "panel_rows", "panel_title", "panel_grid",
+           "outer_labels", "legend_below", "method_handles", "front_handles", "placeholder",
+           "finite_rows"]
 
-def _ok(summary: pd.DataFrame) -> pd.DataFrame:
+
+def ok_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary rows with at least one repeat that finished ok."""
     return summary[summary["n_ok"] > 0]
 
 
-def _panel_keys(data: pd.DataFrame) -> list[tuple]:
+def panel_keys(data: pd.DataFrame) -> list[tuple]:
     """(operator_label, n[, run]) of every panel, operators in order, n ascending."""
     keys = ["operator_label", "n"] + (["run"] if "run" in data.columns else [])
     out = list(dict.fromkeys(map(tuple, data[keys].itertuples(index=False))))
@@ -36,18 +41,20 @@ def _panel_keys(data: pd.DataFrame) -> list[tuple]:
                                       runs.get(k[2], 0) if len(k) > 2 else 0))
 
 
-def _runs(data: pd.DataFrame) -> int:
+def run_count(data: pd.DataFrame) -> int:
+    """How many runs the frame holds (1 without a ``run`` column)."""
     return int(data["run"].nunique()) if "run" in data.columns else 1
 
 
-def _panel(data: pd.DataFrame, key: tuple) -> pd.DataFrame:
+def panel_rows(data: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    """The rows of one panel (:func:`panel_keys`)."""
     mask = (data["operator_label"] == key[0]) & (data["n"] == key[1])
     if len(key) > 2:
         mask &= data["run"] == key[2]
     return data[mask]
 
 
-def _title(key: tuple, limit: int = 30) -> str:
+def panel_title(key: tuple, limit: int = 30) -> str:
     """``operator, n = 256 (run)``; a long operator label breaks before its parameters."""
     op = str(key[0])
     text = f"{op}, n = {key[1]}" + (f" ({key[2]})" if len(key) > 2 else "")
@@ -57,7 +64,7 @@ def _title(key: tuple, limit: int = 30) -> str:
     return text
 
 
-def _grid(count: int, preset: Preset, height: float | None = None, legend_rows: int = 2,
+def panel_grid(count: int, preset: Preset, height: float | None = None, legend_rows: int = 2,
           runs: int = 1) -> tuple[Figure, np.ndarray]:
     """Panels in at most ``preset.max_cols`` columns at the preset's width (one column per
     run when several runs fit in a row); room below for a legend of ``legend_rows`` rows."""
@@ -71,7 +78,7 @@ def _grid(count: int, preset: Preset, height: float | None = None, legend_rows: 
     return fig, axes
 
 
-def _outer_labels(axes: np.ndarray, count: int, xlabel: str, ylabel: str) -> None:
+def outer_labels(axes: np.ndarray, count: int, xlabel: str, ylabel: str) -> None:
     """Axis labels on the outer panels only (the bottom one of each column, the first of
     each row): every panel shares the quantity, not the limits."""
     nrows, ncols = axes.shape
@@ -83,7 +90,7 @@ def _outer_labels(axes: np.ndarray, count: int, xlabel: str, ylabel: str) -> Non
             ax.set_ylabel(ylabel)
 
 
-def _legend(fig: Figure, handles: list, preset: Preset) -> None:
+def legend_below(fig: Figure, handles: list, preset: Preset) -> None:
     """One legend under the panels (outside them, so it never hides a point)."""
     if not handles:
         return
@@ -92,14 +99,14 @@ def _legend(fig: Figure, handles: list, preset: Preset) -> None:
                columnspacing=1.0)
 
 
-def _method_handles(style: Style, labels: list[str]) -> list:
+def method_handles(style: Style, labels: list[str]) -> list:
     """One legend entry per method name present (configurations share colour and marker)."""
     names = list(dict.fromkeys(style.name(m) for m in style.methods if m in set(labels)))
     return [Line2D([], [], color=method_color(n), marker=method_marker(n), linestyle="-",
                    lw=0.8, label=n) for n in names]
 
 
-def _front_handles(families: list[str]) -> list:
+def front_handles(families: list[str]) -> list:
     out = []
     for fam in FAMILY_ORDER + sorted(set(families) - set(FAMILY_ORDER)):
         if fam in families:
@@ -108,15 +115,8 @@ def _front_handles(families: list[str]) -> list:
     return out
 
 
-def _empty(ax, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=7,
-            color="0.4")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-
-
-def _placeholder(text: str, preset: Preset) -> Figure:
+def placeholder(text: str, preset: Preset) -> Figure:
+    """A one-line figure saying why there is nothing to draw."""
     with plt.rc_context(rc(preset)):
         fig, ax = plt.subplots(figsize=(preset.width, 1.2))
         ax.set_axis_off()
@@ -124,7 +124,9 @@ def _placeholder(text: str, preset: Preset) -> Figure:
     return fig
 
 
-def _finite(d: pd.DataFrame, *cols: str) -> pd.DataFrame:
+def finite_rows(d: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    """The rows where every column of ``cols`` holds a finite value, positive except for
+    ``factor_error`` (an exact zero is drawn on its own line)."""
     mask = pd.Series(True, index=d.index)
     for c in cols:
         mask &= d[c + "_state"] == "ok" if c + "_state" in d else np.isfinite(d[c].astype(float))

@@ -12,12 +12,12 @@ from matplotlib.figure import Figure
 
 from lubench.report.columns import BY_KEY
 from lubench.report.figures.axes import (
-    _log_axis,
     fitted_slope,
+    log_axis,
 )
 from lubench.report.figures.layout import (
-    _ok,
-    _placeholder,
+    ok_rows,
+    placeholder,
 )
 from lubench.report.figures.style import Style
 
@@ -36,12 +36,12 @@ def scaling(summary: pd.DataFrame, style: Style) -> Figure:
     One row of panels per operator that was run at two sizes or more (every operator when
     none was).
     """
-    data = _ok(summary)
+    data = ok_rows(summary)
     by = ["operator_label"] + (["run"] if "run" in data.columns else [])
     groups = [(k, g) for k, g in data.groupby(by, sort=False)]
     ops = [(k, g) for k, g in groups if g["n"].nunique() > 1] or groups
     if not ops:
-        return _placeholder("no case finished ok", style.preset)
+        return placeholder("no case finished ok", style.preset)
     with plt.rc_context(style.rc):
         labels = max(g["method_label"].nunique() for _k, g in ops)
         legend_h = (1.5 + labels) * style.preset.font / 62
@@ -87,7 +87,7 @@ def _scaling_panel(ax, d: pd.DataFrame, col: str, sizes: np.ndarray, style: Styl
     if not values:
         ax.text(0.5, 0.5, "no value", ha="center", va="center", transform=ax.transAxes)
         return
-    _log_axis(ax, "y", np.asarray(values), decades=1.0)
+    log_axis(ax, "y", np.asarray(values), decades=1.0)
     lo, hi = ax.get_ylim()
     if len(sizes) >= 2:
         _reference_slopes(ax, sizes, float(np.exp(np.mean(np.log(starts)))), lo, hi)

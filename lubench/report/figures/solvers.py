@@ -10,23 +10,24 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lubench.report.columns import BY_KEY
-from lubench.report.figures.accuracy import _fronts, _points
 from lubench.report.figures.axes import (
-    _log_axis,
+    draw_fronts,
+    draw_points,
+    log_axis,
 )
 from lubench.report.figures.layout import (
-    _finite,
-    _front_handles,
-    _grid,
-    _legend,
-    _method_handles,
-    _ok,
-    _outer_labels,
-    _panel,
-    _panel_keys,
-    _placeholder,
-    _runs,
-    _title,
+    finite_rows,
+    front_handles,
+    legend_below,
+    method_handles,
+    ok_rows,
+    outer_labels,
+    panel_grid,
+    panel_keys,
+    panel_rows,
+    panel_title,
+    placeholder,
+    run_count,
 )
 from lubench.report.figures.style import Style
 
@@ -38,25 +39,25 @@ def gmres_vs_params(summary: pd.DataFrame, style: Style) -> Figure:
     a hollow marker is a count that stopped without converging (drawn at the count it
     reached); the horizontal line is plain GMRES on the same system (``gmres_iterations``,
     when the run recorded it), with the Pareto front of each family."""
-    data = _finite(_ok(summary), "n_params", "precond_iterations")
-    keys = _panel_keys(data)
+    data = finite_rows(ok_rows(summary), "n_params", "precond_iterations")
+    keys = panel_keys(data)
     if not keys:
-        return _placeholder("no configuration recorded precond_iterations", style.preset)
+        return placeholder("no configuration recorded precond_iterations", style.preset)
     data = data.assign(no_conv=data["precond_converged"].map(lambda v: v is False))
     with plt.rc_context(style.rc):
-        fig, axes = _grid(len(keys), style.preset, runs=_runs(data))
+        fig, axes = panel_grid(len(keys), style.preset, runs=run_count(data))
         families: set[str] = set()
         plain_drawn = no_conv = False
         for ax, key in zip(axes.flat, keys):
-            d = _panel(data, key)
-            _points(ax, d, "n_params", "precond_iterations", style, hollow="no_conv")
-            families.update(_fronts(ax, d[~d["no_conv"]], "n_params", "precond_iterations"))
+            d = panel_rows(data, key)
+            draw_points(ax, d, "n_params", "precond_iterations", style, hollow="no_conv")
+            families.update(draw_fronts(ax, d[~d["no_conv"]], "n_params", "precond_iterations"))
             no_conv |= bool(d["no_conv"].any())
             y = list(d["precond_iterations"].astype(float))
             plain = d.loc[d["gmres_iterations_state"] == "ok", "gmres_iterations"]
             if len(plain):
                 level = float(plain.median())
-                conv = _panel(summary, key)["gmres_converged"]
+                conv = panel_rows(summary, key)["gmres_converged"]
                 stopped = any(v is False for v in conv)
                 ax.axhline(level, color="0.15", lw=0.9, ls=(0, (3, 1.5)), zorder=1)
                 ax.annotate(f"plain GMRES{' (no conv.)' if stopped else ''}: {level:.0f}",
@@ -65,12 +66,12 @@ def gmres_vs_params(summary: pd.DataFrame, style: Style) -> Figure:
                             color="0.15", va="bottom")
                 y.append(level)
                 plain_drawn = True
-            _log_axis(ax, "x", d["n_params"].to_numpy(float))
-            _log_axis(ax, "y", np.asarray(y), decades=1.0)
-            ax.set_title(_title(key))
-        _outer_labels(axes, len(keys), BY_KEY["n_params"].axis, BY_KEY["precond_iterations"].axis)
-        handles = _method_handles(style, list(data["method_label"])) + \
-            _front_handles(sorted(families))
+            log_axis(ax, "x", d["n_params"].to_numpy(float))
+            log_axis(ax, "y", np.asarray(y), decades=1.0)
+            ax.set_title(panel_title(key))
+        outer_labels(axes, len(keys), BY_KEY["n_params"].axis, BY_KEY["precond_iterations"].axis)
+        handles = method_handles(style, list(data["method_label"])) + \
+            front_handles(sorted(families))
         if plain_drawn:
             handles.append(Line2D([], [], color="0.15", lw=0.9, ls=(0, (3, 1.5)),
                                   label="plain GMRES (no preconditioner)"))
@@ -78,7 +79,7 @@ def gmres_vs_params(summary: pd.DataFrame, style: Style) -> Figure:
             handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
                                   linestyle="none", label="hollow: did not converge"))
         fig.suptitle("GMRES iterations against memory (restart 50, rtol 1e-8)")
-        _legend(fig, handles, style.preset)
+        legend_below(fig, handles, style.preset)
     return fig
 
 
@@ -90,18 +91,18 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
     solution = setup + preconditioned GMRES (filled marker) joined by a bar; a ``×`` for a
     GMRES that did not converge. Runs that did not record ``precond_seconds`` show setup
     only, and the figure says so."""
-    data = _finite(_ok(summary), "setup_seconds")
-    keys = _panel_keys(data)
+    data = finite_rows(ok_rows(summary), "setup_seconds")
+    keys = panel_keys(data)
     if not keys:
-        return _placeholder("no configuration recorded setup_seconds", style.preset)
+        return placeholder("no configuration recorded setup_seconds", style.preset)
     have_total = bool((data["time_to_solution_state"] == "ok").any())
-    rows_max = max(_panel(data, k)["method_label"].nunique() for k in keys)
+    rows_max = max(panel_rows(data, k)["method_label"].nunique() for k in keys)
     with plt.rc_context(style.rc):
         height = max(style.preset.panel_height, 0.5 + 0.16 * rows_max)
-        fig, axes = _grid(len(keys), style.preset, height=height, runs=_runs(data))
+        fig, axes = panel_grid(len(keys), style.preset, height=height, runs=run_count(data))
         no_conv = False
         for ax, key in zip(axes.flat, keys):
-            d = _panel(data, key).iloc[::-1]  # first method at the top
+            d = panel_rows(data, key).iloc[::-1]  # first method at the top
             ypos = np.arange(len(d))
             xs = []
             for yi, (_i, r) in zip(ypos, d.iterrows()):
@@ -124,9 +125,9 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
             ax.tick_params(axis="y", length=0)
             ax.grid(axis="y", visible=False)
             ax.set_ylim(-0.6, len(d) - 0.4)
-            _log_axis(ax, "x", np.asarray(xs), decades=1.0)
-            ax.set_title(_title(key))
-        _outer_labels(axes, len(keys), "time [s] (wall clock)", "")
+            log_axis(ax, "x", np.asarray(xs), decades=1.0)
+            ax.set_title(panel_title(key))
+        outer_labels(axes, len(keys), "time [s] (wall clock)", "")
         handles = [Line2D([], [], color="0.3", marker="o", markerfacecolor="none",
                           linestyle="none", label="setup (factorization, training)")]
         if have_total:
@@ -139,5 +140,5 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
         if not have_total:
             title += " — precond_seconds not recorded: setup only"
         fig.suptitle(title)
-        _legend(fig, handles, style.preset)
+        legend_below(fig, handles, style.preset)
     return fig

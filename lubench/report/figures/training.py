@@ -10,10 +10,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lubench.report.figures.axes import (
-    _log_axis,
+    log_axis,
 )
 from lubench.report.figures.layout import (
-    _legend,
+    legend_below,
 )
 from lubench.report.figures.style import Style
 
@@ -76,9 +76,9 @@ def training(results: pd.DataFrame, histories: pd.DataFrame, style: Style) -> Fi
                             lw=1.1, marker="o" if few else None, ms=3.5)
                     xs.extend(xx[keep])
                     ys.extend(yy[keep])
-                _log_axis(ax, "y", np.asarray(ys), decades=0.0)
+                log_axis(ax, "y", np.asarray(ys), decades=0.0)
                 if x == "seconds":
-                    _log_axis(ax, "x", np.asarray(xs), decades=0.0)
+                    log_axis(ax, "x", np.asarray(xs), decades=0.0)
                 if missing:
                     ax.text(0.02, 0.02, "not recorded by: " + ", ".join(dict.fromkeys(missing)),
                             transform=ax.transAxes, fontsize=6.5, color="0.35", va="bottom")
@@ -89,5 +89,5 @@ def training(results: pd.DataFrame, histories: pd.DataFrame, style: Style) -> Fi
         handles = [Line2D([], [], color=style.color(m), label=m) for m in methods]
         handles += [Line2D([], [], color="0.3", ls=ls[n], label=f"n = {n}") for n in sizes]
         fig.suptitle("Training curves of the learned methods (repeat 0)")
-        _legend(fig, handles, style.preset)
+        legend_below(fig, handles, style.preset)
     return fig
