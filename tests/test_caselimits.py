@@ -1,0 +1,52 @@
+"""Case limits: one validating function, explicit 'none', defaults."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lubench.caselimits import (
+    DEFAULT_TIMEOUT,
+    LimitError,
+    case_limit,
+    default_limit,
+    default_memory_limit,
+)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("timeout", 10, 10.0), ("timeout", 2.5, 2.5), ("timeout", "90s", 90.0),
+    ("timeout", "10m", 600.0), ("timeout", "2h", 7200.0), ("timeout", "none", None),
+    ("timeout", "None", None), ("memory_limit", "4GiB", 4 * 2**30),
+    ("memory_limit", "512MB", 512 * 10**6), ("memory_limit", 1e9, 10**9),
+    ("memory_limit", "none", None),
+])
+def test_accepted_values(key, value, expected):
+    assert case_limit(key, value, "s.yaml: timeout") == expected
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("timeout", 0, "positive finite"), ("timeout", -1, "positive finite"),
+    ("timeout", math.nan, "positive finite"), ("timeout", math.inf, "positive finite"),
+    ("timeout", ".nan", "expected seconds"), ("timeout", None, "empty"),
+    ("timeout", True, "expected seconds"), ("timeout", "ten", "expected seconds"),
+    ("memory_limit", 0.5, "below 1 MiB"), ("memory_limit", -5, "positive finite"),
+    ("memory_limit", 0, "positive finite"), ("memory_limit", "nan", "positive finite"),
+    ("memory_limit", "4 parsecs", "expected a size"), ("memory_limit", "", "empty"),
+])
+def test_rejected_values_name_the_place_and_the_way_out(key, value, words):
+    with pytest.raises(LimitError) as info:
+        case_limit(key, value, "s.yaml: methods[0].timeout")
+    message = str(info.value)
+    assert message.startswith("s.yaml: methods[0].timeout: ") and words in message
+    assert "\n" not in message
+    assert isinstance(info.value, ValueError)  # usable from a pydantic validator
+
+
+def test_defaults():
+    assert default_limit("timeout") == DEFAULT_TIMEOUT == 3600.0
+    import psutil
+
+    assert default_limit("memory_limit") == default_memory_limit() == \
+        int(psutil.virtual_memory().total * 0.5)
