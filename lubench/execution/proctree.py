@@ -47,7 +47,7 @@ from typing import Any
 
 from lubench.execution.cgroups import CaseCgroup, cgroup_root
 
-__all__ = ["CaseTree", "enter_case", "pss", "SAMPLE_EVERY", "alive"]
+__all__ = ["CaseTree", "enter_case", "end_descendants", "pss", "SAMPLE_EVERY", "alive"]
 
 SAMPLE_EVERY = 0.025  # seconds between two memory samples of a case with a memory limit
 SWEEP_PASSES = 20  # look-again passes of a kill without a cgroup
@@ -97,6 +97,37 @@ def enter_case(cgroup_path: str | None) -> None:
     if cgroup_path:
         with contextlib.suppress(OSError):
             CaseCgroup(_path(cgroup_path)).join()
+
+
+def end_descendants(passes: int = SWEEP_PASSES) -> int:
+    """SIGKILL every descendant of this process (called by a worker when its case is done:
+    as a subreaper it still holds the ones that detached). Returns how many were killed."""
+    import psutil
+
+    me = psutil.Process()
+    killed: set[int] = set()
+    for _ in range(passes):
+        try:
+            children = [c for c in me.children(recursive=True) if c.pid not in killed]
+        except psutil.Error:
+            break
+        live = [c for c in children if alive(c)]
+        if not live:
+            break
+        for child in live:
+            with contextlib.suppress(psutil.Error):
+                child.send_signal(signal.SIGSTOP)
+        for child in live:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+            killed.add(child.pid)
+    for _ in range(len(killed)):  # reap the ones that are our children (zombies otherwise)
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return len(killed)
 
 
 def _path(text: str) -> Any:
