@@ -19,7 +19,7 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 import torch
-from lubench_learned.gfmm import GFMMLU
+from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.gfmm_lu import GfmmFactorization
 from lubench_learned.training import (
     LossSpec,
@@ -40,7 +40,7 @@ def _laplacian(n: int) -> Operator:
 
 
 def _trainer(n: int, spec: LossSpec) -> Trainer:
-    net = GFMMLU(n // P, P, generator=torch.Generator().manual_seed(0))
+    net = GFMMProduct(n // P, P, generator=torch.Generator().manual_seed(0))
     target = Target(_laplacian(n), n, torch.float32, "cpu", dense=spec.kind == "identity")
     return Trainer(net, target, spec, Schedule(), seed=0, edge_groups=net.edge_views(),
                    block_size=P)
@@ -81,7 +81,7 @@ def test_step_probes(benchmark, n):
 @pytest.mark.parametrize("n", [1024, 4096, 16384, 65536])
 def test_solve_gfmm(benchmark, n):
     """One right-hand side through block forward and back substitution (no dense L, U)."""
-    net = GFMMLU(n // P, P, init_scale=0.01, identity_diag=True,
+    net = GFMMProduct(n // P, P, init_scale=0.01, identity_diag=True,
                  generator=torch.Generator().manual_seed(0))
     fact = GfmmFactorization(net, n)
     b = np.random.default_rng(0).standard_normal(n)

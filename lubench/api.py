@@ -24,6 +24,15 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from lubench.errors import (  # noqa: F401 - re-exported: plugins import them from here
+    Diverged,
+    FactorizationError,
+    InvalidParameter,
+    LubenchError,
+    Unsupported,
+)
+from lubench.params import param_specs
+
 __all__ = [
     "Budget",
     "Diverged",
@@ -40,48 +49,6 @@ __all__ = [
 ]
 
 FAMILIES = ("classical", "learned", "compressed")
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-class LubenchError(Exception):
-    """A user-facing error: the CLI prints its message on one line and exits with status 2."""
-
-
-class InvalidParameter(LubenchError, ValueError):
-    """A parameter value (or a size) that a plugin cannot take; the message names it."""
-
-
-class Unsupported(Exception):  # noqa: N818 - the status it produces is called "unsupported"
-    """Raised by ``Method.check`` or ``Method.factorize`` when the method does not apply.
-
-    The runner records the case with status ``unsupported`` and ``reason`` as its error.
-    """
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class FactorizationError(Exception):
-    """The factorization broke down numerically (zero pivot, not positive definite, ...).
-
-    Recorded as status ``failed`` with the message as reason.
-    """
-
-
-class Diverged(Exception):  # noqa: N818 - the status it produces is called "diverged"
-    """A training run reached NaN or Inf. Recorded as status ``diverged``.
-
-    ``step`` is the step at which the loss stopped being finite; ``history`` the training
-    curve up to there, saved like any other.
-    """
-
-    def __init__(self, step: int, history: list[dict] | None = None, message: str = ""):
-        super().__init__(message or f"loss is not finite at step {step}")
-        self.step = step
-        self.history = history or []
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,8 +117,6 @@ class _Parameterized:
 
     def get_params(self) -> dict[str, Any]:
         """The constructor parameters and their current values."""
-        from lubench.params import param_specs
-
         return {p: getattr(self, p) for p in param_specs(type(self))}
 
     def __repr__(self) -> str:

@@ -13,7 +13,6 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -108,89 +107,64 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Progress bar (default: when the output is a terminal).")
 @user_errors
 def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], device: str | None,
-        timeout: float | None, jobs: int | None, executor: str | None,
-        slurm_partition: str | None, slurm_time: str | None,
-        slurm_gpus_per_task: int | None, slurm_array_parallelism: int | None,
-        resume: Path | None, plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
-        progress: bool | None) -> None:
+        timeout: float | None, jobs: int | None, executor: str | None, resume: Path | None,
+        plugin_specs: tuple[str, ...], dry_run: bool, report: bool, progress: bool | None,
+        **slurm_options: Any) -> None:
     """Run the cases of SUITE_FILE and print a summary table.
 
     Every case runs in a worker process with a hard timeout; each finished case is appended
     to RUN_DIR/records.jsonl before the next is reported, so a crash loses only the cases in
     flight (continue with --resume RUN_DIR).
     """
-    from lubench.runner import run_cases
-    from lubench.store import RunStore
-    from lubench.suite import load_suite, select_cases, suite_plugins
+    from lubench.execution import executor_settings, run_cases
+    from lubench.selection import select_cases
+    from lubench.store import RunStore, run_directory
+    from lubench.suite import load_suite
+    from lubench.suite import plugin_specs as suite_plugin_specs
 
-    suite_plugin_specs = suite_plugins(suite_file)
-    base_dir = suite_file.resolve().parent
-    all_specs = tuple(plugin_specs) + tuple(
-        _resolve_spec(s, base_dir) for s in suite_plugin_specs)
-    registry = _registry(all_specs, Path.cwd())
+    specs = suite_plugin_specs(suite_file, plugin_specs)
+    registry = _registry(specs, Path.cwd())
     suite = load_suite(suite_file, registry, device=device, timeout=timeout)
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
-
-    repeats = suite.repeats
     if dry_run:
-        click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
-        for c in cases:
-            click.echo(f"  {c.case_id}  {c.label}")
+        _echo_cases(cases, suite.repeats, suite_file)
         return
-
-    exec_opts = dict(suite.executor)
-    kind = executor or exec_opts.pop("kind", "local")
-    exec_opts.pop("kind", None)
-    n_jobs = jobs if jobs is not None else int(exec_opts.pop("jobs", 1) or 1)
-    exec_opts.pop("jobs", None)
-    for key, value in (("slurm_partition", slurm_partition), ("slurm_time", slurm_time),
-                       ("slurm_gpus_per_task", slurm_gpus_per_task),
-                       ("slurm_array_parallelism", slurm_array_parallelism)):
-        if value is not None:
-            exec_opts[key] = value
-    if n_jobs < 1:
-        raise LubenchError(f"--jobs must be at least 1, got {n_jobs}")
-
-    if resume is not None:
-        if output is not None and output.resolve() != resume.resolve():
-            raise LubenchError("give either -o DIR or --resume DIR, not two different folders")
-        run_dir = resume
-    elif output is not None:
-        run_dir = output
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("reports") / suite.name / stamp
+    settings = executor_settings(suite.executor, executor, jobs, **slurm_options)
+    run_dir = run_directory(suite.name, output, resume)
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
-    show = sys.stderr.isatty() if progress is None else progress
-    click.echo(f"lubench: {len(cases)} cases × {repeats} repeat(s) → {run_dir}", err=True)
-    outcome = run_cases(cases, store, plugin_specs=all_specs, base_dir=str(Path.cwd()),
-                        jobs=n_jobs, executor=kind, executor_options=exec_opts,
-                        show_progress=show)
-    results = store.finalize()
-    from lubench.report.tables import summary_markdown
-
-    click.echo(summary_markdown(results))
-    click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({outcome.summary()})")
-    if report:
-        from lubench.report import render_report
-
-        out = render_report(run_dir)
-        click.echo(f"report:  {out / 'report.html'}")
+    click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
+    outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
+                        jobs=settings.jobs, executor=settings.kind,
+                        executor_options=settings.options, registry=registry,
+                        show_progress=sys.stderr.isatty() if progress is None else progress)
+    _echo_results(store.finalize(), run_dir, outcome.summary(), report)
     if outcome.interrupted:
         click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
                    f" --resume {shlex.quote(str(run_dir))}", err=True)
         sys.exit(130)
 
 
-def _resolve_spec(spec: str, base_dir: Path) -> str:
-    """A suite's ``plugins:`` entry: .py paths relative to the suite file, modules as they are."""
-    if spec.endswith(".py") or "/" in spec:
-        path = Path(spec).expanduser()
-        return str(path if path.is_absolute() else (base_dir / path).resolve())
-    return spec
+def _echo_cases(cases: list, repeats: int, suite_file: Path) -> None:
+    """``--dry-run``: the cases that would run."""
+    click.echo(f"{len(cases)} cases × {repeats} repeat(s) in {suite_file}:")
+    for c in cases:
+        click.echo(f"  {c.case_id}  {c.label}")
+
+
+def _echo_results(results: Any, run_dir: Path, summary: str, report: bool) -> None:
+    """The summary table, where the results are, and the report when asked for."""
+    from lubench.report.tables import summary_markdown
+
+    click.echo(summary_markdown(results))
+    click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
+    if report:
+        from lubench.report import render_report
+
+        out = render_report(run_dir)
+        click.echo(f"report:  {out / 'report.html'}")
 
 
 # --------------------------------------------------------------------------------------------

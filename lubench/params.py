@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal, Union
 
-from lubench.api import InvalidParameter
+from lubench.errors import InvalidParameter
 
 __all__ = ["ParamSpec", "param_specs", "validate_params", "coerce", "closest"]
 

@@ -21,14 +21,12 @@ provides, or a plugin name already taken — a :class:`PluginError` naming both 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
 import inspect
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +34,15 @@ import pluggy
 
 from lubench import hookspecs
 from lubench.api import FAMILIES, LubenchError, Method, OperatorGenerator
+from lubench.errors import PluginError, one_line
 from lubench.params import closest
+from lubench.plugin_import import (
+    distribution_of,
+    find_module,
+    import_file,
+    importable_from,
+    is_file_spec,
+)
 
 __all__ = ["PluginInfo", "Registry", "PluginError", "load_registry", "ENTRY_POINT_GROUP",
            "HOOKS"]
@@ -47,14 +53,6 @@ _KIND = {"lubench_operators": "operator", "lubench_methods": "method"}
 _BASE = {"lubench_operators": OperatorGenerator, "lubench_methods": Method}
 STRICT_VAR = "LUBENCH_STRICT_PLUGINS"
 DISABLE_VAR = "LUBENCH_DISABLE_PLUGINS"
-
-
-class PluginError(LubenchError):
-    """A plugin could not be loaded or broke the contract; names the plugin and the rule."""
-
-    def __init__(self, message: str, plugin: str | None = None):
-        super().__init__(message)
-        self.plugin = plugin
 
 
 @dataclass
@@ -111,55 +109,6 @@ def _env_list(var: str) -> set[str]:
 
 def _strict() -> bool:
     return os.environ.get(STRICT_VAR, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0].strip() if text else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
-def _file_module_name(path: Path) -> str:
-    """A stable module name for a plugin file: the same in every process (for pickling)."""
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    return f"lubench_plugin_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
-
-
-def _import_file(path: Path) -> object:
-    """Import a .py file as a module (kept in sys.modules, so that its classes pickle)."""
-    modname = _file_module_name(path)
-    if modname in sys.modules:
-        return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(modname, None)
-        raise
-    return module
-
-
-def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
-    """(distribution, version) that installs the top-level package of ``module_name``."""
-    top = module_name.split(".")[0]
-    try:
-        dists = importlib.metadata.packages_distributions().get(top, [])
-    except Exception:  # broken metadata of some unrelated distribution
-        return None, None
-    for dist in dists:
-        try:
-            return dist, importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return None, None
-
-
-def _is_file_spec(spec: str) -> bool:
-    return spec.endswith(".py") or "/" in spec or os.sep in spec or spec.startswith(("~", "."))
 
 
 class Registry:
@@ -240,7 +189,7 @@ class Registry:
                 f"rename one (or skip one with {DISABLE_VAR}={info.name})", plugin=info.name)
 
     def _fail(self, info: PluginInfo, exc: BaseException | str) -> None:
-        reason = exc if isinstance(exc, str) else _one_line(exc)
+        reason = exc if isinstance(exc, str) else one_line(exc)
         info.status = f"broken: {reason}"
         info.operators, info.methods = [], []
         self.plugins[info.name] = info
@@ -278,7 +227,7 @@ class Registry:
         if m:
             return (f"unknown hook {m.group(1)}(){closest(m.group(1), HOOKS)} "
                     f"(the hooks are {', '.join(HOOKS)})")
-        return _one_line(exc)
+        return one_line(exc)
 
     def _collect(self, obj: object, hook: str, info: PluginInfo) -> list[type]:
         """Call this plugin's implementation of ``hook`` (through pluggy) and check its classes."""
@@ -363,7 +312,7 @@ class Registry:
         broken plugin). Loading the same file or module twice loads it once.
         """
         disabled = _env_list(DISABLE_VAR)
-        if _is_file_spec(spec):
+        if is_file_spec(spec):
             path = Path(spec).expanduser()
             if not path.is_absolute() and base_dir is not None:
                 path = Path(base_dir) / path
@@ -380,7 +329,7 @@ class Registry:
             self._claim_name(info)
             self._targets[str(path)] = name
             try:
-                obj = _import_file(path)
+                obj = import_file(path)
             except (Exception, SystemExit) as exc:
                 self._fail(info, exc)
                 return name
@@ -393,11 +342,12 @@ class Registry:
         if name in disabled:
             self._disabled(info)
             return name
-        self._find_module(spec, base_dir)
+        folder = find_module(spec, base_dir)
         self._claim_name(info)
         self._targets[spec] = name
         try:
-            obj = importlib.import_module(spec)
+            with importable_from(folder):
+                obj = importlib.import_module(spec)
         except ModuleNotFoundError as exc:
             if exc.name == spec or spec.startswith(f"{exc.name}."):  # a typo in the name
                 del self._targets[spec]
@@ -408,29 +358,11 @@ class Registry:
         except (Exception, SystemExit) as exc:
             self._fail(info, exc)
             return name
-        info.distribution, info.version = _distribution_of(spec)
+        info.distribution, info.version = distribution_of(spec)
         dist = f"{info.distribution} {info.version}, " if info.distribution else ""
         file = getattr(obj, "__file__", None)
         info.origin = f"{dist}module {spec}" + (f" ({file})" if file else "")
         return self.register(obj, name, info=info).name
-
-    @staticmethod
-    def _find_module(spec: str, base_dir: Path | None) -> None:
-        """Make sure the top-level package of ``spec`` can be imported, or PluginError."""
-        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", spec):
-            raise PluginError(f"--plugin {spec!r} is neither a module path (pkg.module) nor a "
-                              f".py file", plugin=spec)
-        top = spec.split(".")[0]
-        if top in sys.modules or importlib.util.find_spec(top) is not None:
-            return
-        if base_dir is not None:
-            folder = Path(base_dir).resolve()
-            if (folder / f"{top}.py").is_file() or (folder / top).is_dir():
-                sys.path.insert(0, str(folder))  # as `python -m` would from that folder
-                importlib.invalidate_caches()
-                return
-        raise PluginError(f"plugin module not found: '{spec}' (not importable from sys.path"
-                          + (f" nor from {base_dir}" if base_dir else "") + ")", plugin=spec)
 
     # -- lookup ----------------------------------------------------------------------------
     def operator(self, name: str) -> type[OperatorGenerator]:

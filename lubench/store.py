@@ -1,4 +1,4 @@
-"""The run directory: an append-only record log, the environment, and the tables built from it.
+"""The run directory: an append-only record log, its meta.json, and the tables built from it.
 
 A run directory holds
 
@@ -25,55 +25,41 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import importlib.metadata
 import json
 import logging
-import math
 import os
-import platform
-import shutil
-import socket
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from lubench import __version__
 from lubench.api import LubenchError
+from lubench.environment import environment
+from lubench.records import (
+    HISTORY_KEY_COLUMNS,
+    IDENTITY_COLUMNS,
+    RECORDS,
+    RESULT_COLUMNS,
+    dedupe_records,
+    read_records,
+    record_line,
+    records_to_frames,
+)
 from lubench.suite import Suite
-from lubench.worker import METRIC_COLUMNS
 
-__all__ = ["RunStore", "read_records", "dedupe_records", "records_to_frames", "IDENTITY_COLUMNS",
-           "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
+__all__ = ["RunStore", "run_directory", "read_records", "dedupe_records", "records_to_frames",
+           "IDENTITY_COLUMNS", "RESULT_COLUMNS", "HISTORY_KEY_COLUMNS", "environment"]
 
 log = logging.getLogger("lubench")
 
-RECORDS = "records.jsonl"
 PARTIAL = "records.jsonl.partial"
 META = "meta.json"
 SUITE_COPY = "suite.yaml"
 RESULTS = "results.parquet"
 HISTORIES = "histories.parquet"
 LOCK = ".lock"
-
-IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params", "n", "method",
-                    "family", "method_params", "seed", "repeat", "device", "status", "error"]
-RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
-HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
-# Fields of a record that are not result columns: the curve goes to histories.parquet, the
-# traceback stays in records.jsonl (for --debug).
-NOT_COLUMNS = {"history", "traceback"}
-
-_INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "threads", "pid"]
-_FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
@@ -82,41 +68,6 @@ def _now() -> str:
 # --------------------------------------------------------------------------------------------
 # Reading records
 # --------------------------------------------------------------------------------------------
-def read_records(path: str | Path) -> Iterator[dict]:
-    """The records of ``records.jsonl`` in file order.
-
-    A line that is not a JSON object (a crash mid-write leaves a truncated last line) is
-    skipped with a warning naming the file and the line; it never stops the reader.
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / RECORDS
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                rec = None
-            if not isinstance(rec, dict) or "case_id" not in rec:
-                tail = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write)"
-                log.warning("lubench: warning: %s:%d: skipping an unreadable record%s",
-                            path, lineno, tail)
-                continue
-            yield rec
-
-
-def dedupe_records(records: Iterable[dict]) -> list[dict]:
-    """One record per (case_id, repeat), the last one written, in order of first appearance."""
-    last: dict[tuple[str, int], dict] = {}
-    for rec in records:
-        last[(rec["case_id"], int(rec.get("repeat", 0)))] = rec
-    return list(last.values())
-
-
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     """Write atomically (temp file + rename); object columns that Arrow cannot type (mixed
     values) become JSON strings rather than failing the whole table."""
@@ -134,161 +85,6 @@ def _write_parquet(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    for col in _INT_COLUMNS:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    for col in _FLOAT_COLUMNS:
-        if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    if "precond_converged" in df:
-        df["precond_converged"] = df["precond_converged"].astype("boolean")
-    for col in ("status", "error", "factor_error_kind", "device"):
-        if col in df:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
-    return df
-
-
-def records_to_frames(records: list[dict],
-                      order: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(results, histories)`` from deduplicated records.
-
-    ``results`` has the DESIGN.md columns first (identity, status, error, metrics), then any
-    other field of the records (``threads``, ``pid``, ``wall_seconds``, ``info``, ...).
-    ``order`` (case_id → position) sorts the rows like the suite; unknown cases go last.
-    """
-    if order is not None:
-        records = sorted(records, key=lambda r: (order.get(r["case_id"], math.inf),
-                                                 int(r.get("repeat", 0))))
-    rows = [{k: v for k, v in rec.items() if k not in NOT_COLUMNS} for rec in records]
-    extra: list[str] = []
-    for row in rows:
-        extra.extend(k for k in row if k not in RESULT_COLUMNS and k not in extra)
-    results = _typed(pd.DataFrame(rows, columns=RESULT_COLUMNS + extra))
-
-    hist_rows = []
-    for rec in records:
-        key = {k: rec.get(k) for k in HISTORY_KEY_COLUMNS}
-        for h in rec.get("history") or []:
-            if isinstance(h, dict):
-                hist_rows.append({**key, **{k: v for k, v in h.items()
-                                            if k not in HISTORY_KEY_COLUMNS}})
-    hist_extra: list[str] = []
-    for row in hist_rows:
-        hist_extra.extend(k for k in row if k not in HISTORY_KEY_COLUMNS and k not in hist_extra)
-    histories = pd.DataFrame(hist_rows, columns=HISTORY_KEY_COLUMNS + hist_extra)
-    for col in ("n", "repeat"):
-        histories[col] = pd.to_numeric(histories[col], errors="coerce").astype("Int64")
-    return results, histories
-
-
-# --------------------------------------------------------------------------------------------
-# The environment (meta.json)
-# --------------------------------------------------------------------------------------------
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git_commit() -> tuple[str | None, bool | None]:
-    here = Path(__file__).resolve().parent
-    if shutil.which("git") is None:
-        return None, None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5)
-        if commit.returncode != 0:
-            return None, None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip(), bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return None, None
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def available_cores() -> int:
-    """Cores this process may run on (the affinity mask, e.g. a SLURM allocation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def _gpus() -> list[str]:
-    """GPU names, without importing PyTorch in this process when it is not already loaded."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        try:
-            if torch.cuda.is_available():
-                return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            return []
-        except Exception:
-            pass
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                 capture_output=True, text=True, timeout=10)
-            if out.returncode == 0:
-                return [line.strip() for line in out.stdout.splitlines() if line.strip()]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return []
-
-
-def environment() -> dict[str, Any]:
-    """What a reader needs to trust or reproduce the timings (see DESIGN.md "Result rows")."""
-    import numpy as np
-    from threadpoolctl import threadpool_info
-
-    commit, dirty = _git_commit()
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False)
-        memory = int(psutil.virtual_memory().total)
-    except Exception:
-        physical, memory = None, None
-    blas = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                   "threading_layer", "architecture", "filepath")}
-            for p in threadpool_info()]
-    return {
-        "lubench_version": __version__,
-        "git_commit": commit,
-        "git_dirty": dirty,
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "numpy": np.__version__,
-        "scipy": _version("scipy"),
-        "pandas": _version("pandas"),
-        "pytorch": _version("torch"),
-        "submitit": _version("submitit"),
-        "blas": blas,
-        "thread_env": {v: os.environ.get(v) for v in (
-            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-        "cpu_model": _cpu_model(),
-        "cpu_cores_logical": os.cpu_count(),
-        "cpu_cores_physical": physical,
-        "cpu_cores_available": available_cores(),
-        "memory_bytes": memory,
-        "gpu": _gpus(),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,10 +239,9 @@ class RunStore:
 
     def append(self, record: dict) -> None:
         """Append one record as one line, flushed and fsync'd before returning."""
-        line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
         if self._fh is None:
             self._fh = open(self.records_path, "ab")
-        self._fh.write(line.encode())
+        self._fh.write(record_line(record))
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._done.add((record["case_id"], int(record.get("repeat", 0))))
@@ -500,6 +295,19 @@ class RunStore:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def run_directory(suite_name: str, output: Path | None = None,
+                  resume: Path | None = None) -> Path:
+    """Where a run goes: ``--resume DIR``, else ``-o DIR``, else
+    ``reports/<suite name>/<timestamp>/``. Both given must name the same folder."""
+    if resume is not None:
+        if output is not None and Path(output).resolve() != Path(resume).resolve():
+            raise LubenchError("give either -o DIR or --resume DIR, not two different folders")
+        return Path(resume)
+    if output is not None:
+        return Path(output)
+    return Path("reports") / suite_name / datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
 def _atomic_write(path: Path, text: str) -> None:

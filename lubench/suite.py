@@ -21,23 +21,24 @@ plugin does not take or of the wrong type, and a size the operator cannot take.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import itertools
-import json
 import re
 import typing
-from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePath
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lubench.api import InvalidParameter, LubenchError
+from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
 from lubench.params import closest, coerce, param_specs, validate_params
 from lubench.plugins import Registry
+from lubench.records import canonical_json
+from lubench.selection import parse_selector, select_cases
 
-__all__ = ["Suite", "Case", "SuiteError", "load_suite", "parse_selector", "select_cases"]
+__all__ = ["Suite", "Case", "SuiteError", "load_suite", "build_suite", "suite_plugins",
+           "plugin_specs", "parse_memory", "parse_selector", "select_cases", "canonical_json"]
 
 TOP_KEYS = {
     "name": "names the run directory",
@@ -86,121 +87,6 @@ def parse_memory(value: Any, where: str) -> int | None:
         return int(float(m.group(1)) * units[m.group(2)])
     except (KeyError, ValueError):
         raise SuiteError(f"{where}: cannot read size {value!r}") from None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def canonical_json(value: Any) -> str:
-    """Compact, key-sorted JSON: the form hashed into case ids and stored in results."""
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 31-bit seed from the parts' canonical JSON (stable across runs and machines)."""
-    digest = hashlib.sha256(canonical_json(list(parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-@dataclass(frozen=True)
-class Case:
-    """One unit of work: an operator instance of size n, factorized by one configured method.
-
-    ``operator_seed`` depends only on the operator side (so that every method sees the same
-    random operator); ``seed`` on the whole case identity (not on its position in the suite:
-    adding a case changes no other case's numbers).
-    """
-
-    suite: str
-    operator: str
-    operator_params: dict
-    n: int
-    method: str
-    method_params: dict
-    family: str
-    suite_seed: int
-    seed: int
-    operator_seed: int
-    repeats: int = 1
-    timeout: float | None = None
-    memory_limit: int | None = None
-    exact_limit: int = 4096
-    device: str = "auto"
-    budget: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)
-    display: str = ""  # the label with only the parameters the suite set (not hashed)
-
-    @property
-    def case_id(self) -> str:
-        """Stable hash of (operator + params, n, method + params, seed): what --resume uses."""
-        key = canonical_json([self.operator, self.operator_params, self.n, self.method,
-                              self.method_params, self.suite_seed])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-    @property
-    def label(self) -> str:
-        if self.display:
-            return self.display
-        op = _fmt_params(self.operator_params)
-        me = _fmt_params(self.method_params)
-        return f"{self.operator}{op}[n={self.n}] × {self.method}{me}"
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d["operator_params"] = _jsonable(self.operator_params)
-        d["method_params"] = _jsonable(self.method_params)
-        d["case_id"] = self.case_id
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Case:
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-
-def _short(params: dict) -> dict:
-    """File paths by their name only, for labels."""
-    return {k: (v.name if isinstance(v, PurePath) else v) for k, v in params.items()}
-
-
-def _fmt_params(params: dict) -> str:
-    if not params:
-        return ""
-    inner = ",".join(f"{k}={_jsonable(v)}" for k, v in params.items())
-    return f"[{inner}]"
-
-
-@dataclass
-class Suite:
-    """A validated suite and the cases it expands to."""
-
-    path: Path | None
-    name: str
-    description: str
-    seed: int
-    repeats: int
-    timeout: float | None
-    memory_limit: int | None
-    exact_limit: int
-    device: str
-    plugins: list[str]
-    executor: dict
-    cases: list[Case]
-    raw: dict
-    text: str = ""
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,6 +183,21 @@ def suite_plugins(path: Path) -> list[str]:
     return plugins
 
 
+def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The plugins a run of the suite file loads: ``extra`` (``--plugin``), then the suite's
+    ``plugins:`` entries, ``.py`` paths made absolute from the suite file's folder."""
+    base_dir = Path(path).resolve().parent
+    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path))
+
+
+def _resolve_spec(spec: str, base_dir: Path) -> str:
+    """A suite's ``plugins:`` entry: .py paths relative to the suite file, modules as they are."""
+    if spec.endswith(".py") or "/" in spec:
+        p = Path(spec).expanduser()
+        return str(p if p.is_absolute() else (base_dir / p).resolve())
+    return spec
+
+
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,
                timeout: float | None = None) -> Suite:
     """Read, validate and expand a suite file. Raises SuiteError naming the file and field.
@@ -308,89 +209,125 @@ def load_suite(path: str | Path, registry: Registry, device: str | None = None,
     return build_suite(data, registry, path=path, text=text, device=device, timeout=timeout)
 
 
-def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
-                device: str | None = None, timeout: float | None = None) -> Suite:
-    """Validate a suite given as a dict (the parsed YAML) and expand it into cases."""
-    where0 = str(path) if path else "<suite>"
-    base_dir = path.resolve().parent if path else Path.cwd()
+@dataclass
+class _Settings:
+    """The suite-wide settings (top-level keys), command-line overrides applied."""
+
+    name: str
+    seed: int
+    repeats: int
+    timeout: float | None
+    timeout_forced: bool  # --timeout given: it wins over every method's own
+    memory_limit: int | None
+    exact_limit: int
+    device: str
+    plugins: list[str]
+    executor: dict
+
+
+# (name, params with defaults, n, params the suite set)
+_OperatorInstance = tuple[str, dict, int, dict]
+# (name, params with defaults, family, budget/timeout/memory/resources, params the suite set)
+_MethodInstance = tuple[str, dict, str, dict, dict]
+
+
+def _settings(data: dict, where0: str, path: Path | None, device: str | None,
+              timeout: float | None) -> _Settings:
+    """The top-level keys, validated (the entry lists are checked to be non-empty lists)."""
     _check_keys(data, TOP_KEYS, where0)
     for key in ("operators", "methods"):
         if not data.get(key):
             raise _err(f"{where0}: {key}", "at least one entry is needed")
         if not isinstance(data[key], list):
             raise _err(f"{where0}: {key}", f"expected a list of entries, got {data[key]!r}")
-
     name = _scalar(data, "name", str, where0, path.stem if path else "suite")
     if not re.fullmatch(r"[\w.-]+", name):
         raise _err(f"{where0}: name", f"use letters, digits, '-', '_' or '.', got {name!r}")
-    seed = _scalar(data, "seed", int, where0, 0)
     repeats = _scalar(data, "repeats", int, where0, 1)
     if repeats < 1:
         raise _err(f"{where0}: repeats", f"must be at least 1, got {repeats}")
     suite_timeout = _scalar(data, "timeout", float, where0, None)
-    if timeout is not None:
-        suite_timeout = timeout
-    memory_limit = parse_memory(data.get("memory_limit"), f"{where0}: memory_limit")
-    exact_limit = _scalar(data, "exact_limit", int, where0, 4096)
     dev = device or _scalar(data, "device", str, where0, "auto")
     if dev not in DEVICES:
         raise _err(f"{where0}: device", f"expected one of {', '.join(DEVICES)}, got {dev!r}")
-    plugins = data.get("plugins") or []
     executor = data.get("executor") or {}
     _check_keys(executor, EXECUTOR_KEYS, f"{where0}: executor")
+    return _Settings(
+        name=name, seed=_scalar(data, "seed", int, where0, 0), repeats=repeats,
+        timeout=timeout if timeout is not None else suite_timeout,
+        timeout_forced=timeout is not None,
+        memory_limit=parse_memory(data.get("memory_limit"), f"{where0}: memory_limit"),
+        exact_limit=_scalar(data, "exact_limit", int, where0, 4096), device=dev,
+        plugins=list(data.get("plugins") or []), executor=dict(executor))
 
-    # operators: (name, params, n) triples, each validated
-    op_instances: list[tuple[str, dict, int, dict]] = []
-    for i, entry in enumerate(data["operators"]):
+
+def _entry(entry: Any, keys: set[str], where: str) -> dict:
+    """An operator or method entry: a bare name, or a mapping with a ``name``."""
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    _check_keys(entry, keys, where)
+    if "name" not in entry:
+        raise _err(where, "missing 'name'")
+    return entry
+
+
+def _sizes(entry: dict, cls: type, gen: Any, where: str) -> list[int]:
+    """The sizes of one operator entry, each one the generator accepts."""
+    try:
+        fixed = gen.sizes()
+    except (InvalidParameter, OSError, ValueError) as exc:
+        raise _err(f"{where}.params", str(exc)) from None
+    sizes = entry.get("sizes")
+    if sizes is None:
+        if fixed is None:
+            raise _err(where, f"'sizes' is required for operator '{cls.name}'")
+        sizes = fixed
+    if isinstance(sizes, int) and not isinstance(sizes, bool):
+        sizes = [sizes]
+    if not isinstance(sizes, list) or not sizes:
+        raise _err(f"{where}.sizes", f"expected a list of integers, got {sizes!r}")
+    out = []
+    for j, n in enumerate(sizes):
+        try:
+            n = coerce(n, int)
+        except ValueError as exc:
+            raise _err(f"{where}.sizes[{j}]", str(exc)) from None
+        if fixed is not None and n not in fixed:
+            raise _err(f"{where}.sizes[{j}]",
+                       f"operator '{cls.name}' has fixed size {fixed}, got {n}")
+        try:
+            gen.check_size(n)
+        except (InvalidParameter, ValueError) as exc:
+            msg = str(exc) if str(exc).startswith(cls.name) else f"{cls.name}: {exc}"
+            raise _err(f"{where}.sizes[{j}]", msg) from None
+        out.append(n)
+    return out
+
+
+def _operators(entries: list, registry: Registry, where0: str,
+               base_dir: Path) -> list[_OperatorInstance]:
+    """Every operator entry × its parameter grid × its sizes, each validated."""
+    out: list[_OperatorInstance] = []
+    for i, entry in enumerate(entries):
         where = f"{where0}: operators[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        _check_keys(entry, OPERATOR_KEYS, where)
-        if "name" not in entry:
-            raise _err(where, "missing 'name'")
+        entry = _entry(entry, OPERATOR_KEYS, where)
         try:
             cls = registry.operator(str(entry["name"]))
         except LubenchError as exc:
             raise _err(f"{where}.name", str(exc)) from None
         for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
-            gen = cls(**params)
-            try:
-                fixed = gen.sizes()
-            except (InvalidParameter, OSError, ValueError) as exc:
-                raise _err(f"{where}.params", str(exc)) from None
-            sizes = entry.get("sizes")
-            if sizes is None:
-                if fixed is None:
-                    raise _err(where, f"'sizes' is required for operator '{cls.name}'")
-                sizes = fixed
-            if isinstance(sizes, int) and not isinstance(sizes, bool):
-                sizes = [sizes]
-            if not isinstance(sizes, list) or not sizes:
-                raise _err(f"{where}.sizes", f"expected a list of integers, got {sizes!r}")
-            for j, n in enumerate(sizes):
-                try:
-                    n = coerce(n, int)
-                except ValueError as exc:
-                    raise _err(f"{where}.sizes[{j}]", str(exc)) from None
-                if fixed is not None and n not in fixed:
-                    raise _err(f"{where}.sizes[{j}]",
-                               f"operator '{cls.name}' has fixed size {fixed}, got {n}")
-                try:
-                    gen.check_size(n)
-                except (InvalidParameter, ValueError) as exc:
-                    msg = str(exc) if str(exc).startswith(cls.name) else f"{cls.name}: {exc}"
-                    raise _err(f"{where}.sizes[{j}]", msg) from None
-                op_instances.append((cls.name, params, n, given))
+            for n in _sizes(entry, cls, cls(**params), where):
+                out.append((cls.name, params, n, given))
+    return out
 
-    # methods: (name, params, family, overrides)
-    method_instances: list[tuple[str, dict, str, dict, dict]] = []
-    for i, entry in enumerate(data["methods"]):
+
+def _methods(entries: list, registry: Registry, where0: str, base_dir: Path,
+             settings: _Settings) -> list[_MethodInstance]:
+    """Every method entry × its parameter grid, with its budget, limits and resources."""
+    out: list[_MethodInstance] = []
+    for i, entry in enumerate(entries):
         where = f"{where0}: methods[{i}]"
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        _check_keys(entry, METHOD_KEYS, where)
-        if "name" not in entry:
-            raise _err(where, "missing 'name'")
+        entry = _entry(entry, METHOD_KEYS, where)
         try:
             cls = registry.method(str(entry["name"]))
         except LubenchError as exc:
@@ -404,103 +341,54 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
         }
         overrides = {
             "budget": budget,
-            "timeout": suite_timeout if timeout is not None else
-            _scalar(entry, "timeout", float, where, suite_timeout),
-            "memory_limit": parse_memory(entry.get("memory_limit", memory_limit),
+            "timeout": settings.timeout if settings.timeout_forced else
+            _scalar(entry, "timeout", float, where, settings.timeout),
+            "memory_limit": parse_memory(entry.get("memory_limit", settings.memory_limit),
                                          f"{where}.memory_limit"),
             "resources": {**getattr(cls, "resources", {}), **_check_keys(
                 entry.get("resources") or {}, {"gpus_per_task", "cpus_per_task", "mem_gb",
                                                "timeout_min"}, f"{where}.resources")},
         }
         for params, given in _grid(cls, entry.get("params"), f"{where}.params", base_dir):
-            method_instances.append((cls.name, params, cls.family, overrides, given))
+            out.append((cls.name, params, cls.family, overrides, given))
+    return out
 
+
+def _expand(settings: _Settings, operators: list[_OperatorInstance],
+            methods: list[_MethodInstance]) -> list[Case]:
+    """Every operator instance × every method instance, in order; a case listed twice once."""
     cases: list[Case] = []
     seen: set[str] = set()
+    seed = settings.seed
     for (op, op_params, n, op_given), (me, me_params, family, ov, me_given) in \
-            itertools.product(op_instances, method_instances):
-        display = f"{op}{_fmt_params(_short(op_given))}[n={n}] × {me}{_fmt_params(me_given)}"
+            itertools.product(operators, methods):
+        display = f"{op}{fmt_params(short_params(op_given))}[n={n}] × {me}{fmt_params(me_given)}"
         case = Case(
-            suite=name, operator=op, operator_params=op_params, n=n, method=me,
+            suite=settings.name, operator=op, operator_params=op_params, n=n, method=me,
             method_params=me_params, family=family, suite_seed=seed,
             seed=derive_seed(seed, op, op_params, n, me, me_params),
             operator_seed=derive_seed(seed, op, op_params, n),
-            repeats=repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
-            exact_limit=exact_limit, device=dev, budget=ov["budget"],
+            repeats=settings.repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
+            exact_limit=settings.exact_limit, device=settings.device, budget=ov["budget"],
             resources=ov["resources"], display=display)
         if case.case_id in seen:
             continue  # the same case listed twice runs once
         seen.add(case.case_id)
         cases.append(case)
-
-    return Suite(path=path, name=name, description=str(data.get("description") or ""),
-                 seed=seed, repeats=repeats, timeout=suite_timeout, memory_limit=memory_limit,
-                 exact_limit=exact_limit, device=dev, plugins=list(plugins),
-                 executor=dict(executor), cases=cases, raw=data, text=text)
+    return cases
 
 
-# --------------------------------------------------------------------------------------------
-# Selection: -k "plu", -k "gfmm_lu[P=16]", -k "laplacian_*[n=256]"
-# --------------------------------------------------------------------------------------------
-_SELECTOR = re.compile(r"^\s*([^\[\]]+?)\s*(?:\[(.*)\])?\s*$")
-
-
-def parse_selector(text: str) -> tuple[str, dict[str, str]]:
-    """``name[k=v,k2=v2]`` → (name pattern, {k: v}); raises LubenchError when malformed."""
-    m = _SELECTOR.match(text)
-    if not m:
-        raise LubenchError(f"-k {text!r}: expected NAME or NAME[key=value,...]")
-    constraints: dict[str, str] = {}
-    if m.group(2):
-        for part in m.group(2).split(","):
-            if "=" not in part:
-                raise LubenchError(f"-k {text!r}: expected key=value inside [...], got {part!r}")
-            k, v = part.split("=", 1)
-            constraints[k.strip()] = v.strip()
-    return m.group(1), constraints
-
-
-def _value_matches(actual: Any, wanted: str) -> bool:
-    if isinstance(actual, bool):
-        return wanted.lower() == str(actual).lower()
-    if isinstance(actual, (int, float)):
-        try:
-            return float(wanted) == float(actual)
-        except ValueError:
-            return False
-    return fnmatch.fnmatchcase(str(_jsonable(actual)), wanted)
-
-
-def case_matches(case: Case, selector: str) -> bool:
-    """True when the selector names the case's method or operator (globs allowed) and every
-    ``key=value`` constraint holds on that side's parameters (``n`` and ``seed`` anywhere)."""
-    pattern, constraints = parse_selector(selector)
-    sides = [(case.method, case.method_params), (case.operator, case.operator_params)]
-    for name, params in sides:
-        if not (fnmatch.fnmatchcase(name, pattern) or pattern in ("*", "")):
-            if pattern not in name:
-                continue
-        ok = True
-        for key, wanted in constraints.items():
-            if key == "n":
-                actual: Any = case.n
-            elif key in params:
-                actual = params[key]
-            else:
-                ok = False
-                break
-            if not _value_matches(actual, wanted):
-                ok = False
-                break
-        if ok:
-            return True
-    return False
-
-
-def select_cases(cases: list[Case], selectors: tuple[str, ...] | list[str]) -> list[Case]:
-    """The cases matched by any of the selectors (all cases when there are none)."""
-    if not selectors:
-        return list(cases)
-    for s in selectors:
-        parse_selector(s)
-    return [c for c in cases if any(case_matches(c, s) for s in selectors)]
+def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
+                device: str | None = None, timeout: float | None = None) -> Suite:
+    """Validate a suite given as a dict (the parsed YAML) and expand it into cases:
+    the settings, then the operators, then the methods, then their product."""
+    where0 = str(path) if path else "<suite>"
+    base_dir = path.resolve().parent if path else Path.cwd()
+    settings = _settings(data, where0, path, device, timeout)
+    operators = _operators(data["operators"], registry, where0, base_dir)
+    methods = _methods(data["methods"], registry, where0, base_dir, settings)
+    return Suite(path=path, name=settings.name, description=str(data.get("description") or ""),
+                 seed=settings.seed, repeats=settings.repeats, timeout=settings.timeout,
+                 memory_limit=settings.memory_limit, exact_limit=settings.exact_limit,
+                 device=settings.device, plugins=settings.plugins, executor=settings.executor,
+                 cases=_expand(settings, operators, methods), raw=data, text=text)

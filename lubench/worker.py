@@ -35,36 +35,16 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.errors import one_line
 from lubench.metrics import grade
 from lubench.plugins import Registry, load_registry
-from lubench.suite import Case, canonical_json
+from lubench.records import DIVERGED, FAILED, METRIC_COLUMNS, OK, UNSUPPORTED, base_record
+from lubench.suite import Case
 
-__all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS",
-           "one_line"]
-
-METRIC_COLUMNS = [
-    "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
-    "precond_iterations", "precond_converged", "n_params", "setup_seconds", "solve_seconds",
-    "peak_memory_bytes", "iterations", "final_loss",
-]
-
-_REGISTRY: dict[tuple, Registry] = {}
+__all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS"]
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, for the ``error`` column."""
-    msg = str(exc).strip().splitlines()
-    text = msg[0] if msg else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
-
-def get_registry(plugin_specs: tuple[str, ...] = (), base_dir: str | None = None) -> Registry:
-    """The registry for this process, loaded once per (plugins, base_dir)."""
-    key = (tuple(plugin_specs), base_dir)
-    if key not in _REGISTRY:
-        _REGISTRY[key] = load_registry(list(plugin_specs),
-                                       Path(base_dir) if base_dir else None)
-    return _REGISTRY[key]
 
 
 def resolve_device(device: str, family: str = "learned") -> str:
@@ -79,29 +59,6 @@ def resolve_device(device: str, family: str = "learned") -> str:
     except ImportError:
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def base_record(case: Case, repeat: int, run_id: str = "", device: str = "") -> dict:
-    """The identity columns of a result row, metrics empty."""
-    rec: dict[str, Any] = {
-        "run_id": run_id,
-        "suite": case.suite,
-        "case_id": case.case_id,
-        "operator": case.operator,
-        "operator_params": canonical_json(case.operator_params),
-        "n": case.n,
-        "method": case.method,
-        "family": case.family,
-        "method_params": canonical_json(case.method_params),
-        "seed": case.seed,
-        "repeat": repeat,
-        "device": device or ("cpu" if case.family == "classical" else case.device),
-        "status": "",
-        "error": "",
-    }
-    for col in METRIC_COLUMNS:
-        rec[col] = None
-    return rec
 
 
 def current_rss() -> int:
@@ -155,7 +112,8 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
     history: list[dict] = []
     info: dict = {}
     try:
-        registry = registry or get_registry(plugin_specs, base_dir)
+        registry = registry or load_registry(list(plugin_specs),
+                                             Path(base_dir) if base_dir else None)
         gen = registry.operator(case.operator)(**case.operator_params)
         op = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
@@ -183,20 +141,20 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         rec["setup_seconds"] = setup
         rec["iterations"] = info.get("iterations")
         rec["final_loss"] = info.get("final_loss")
-        rec["status"] = "ok"
+        rec["status"] = OK
     except Unsupported as exc:
-        rec["status"], rec["error"] = "unsupported", exc.reason
+        rec["status"], rec["error"] = UNSUPPORTED, exc.reason
     except Diverged as exc:
-        rec["status"], rec["error"] = "diverged", str(exc)
+        rec["status"], rec["error"] = DIVERGED, str(exc)
         rec["iterations"] = exc.step
         history = list(exc.history)
     except MemoryError:
-        rec["status"], rec["error"] = "failed", "out of memory"
+        rec["status"], rec["error"] = FAILED, "out of memory"
     except FactorizationError as exc:
-        rec["status"], rec["error"] = "failed", str(exc).splitlines()[0] if str(exc) else \
+        rec["status"], rec["error"] = FAILED, str(exc).splitlines()[0] if str(exc) else \
             type(exc).__name__
     except Exception as exc:  # a plugin that raises must not take the run down
-        rec["status"], rec["error"] = "failed", one_line(exc)
+        rec["status"], rec["error"] = FAILED, one_line(exc)
         rec["traceback"] = traceback.format_exc()
     rec["peak_memory_bytes"] = _peak_memory(device, baseline)
     rec["info"] = json.dumps(_plain(info), default=str)

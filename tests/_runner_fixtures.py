@@ -167,7 +167,7 @@ def make_suite(tmp_path: Path, plugin: str, methods: list[dict], **kw):
 def run_suite(tmp_path: Path, plugin: str, methods: list[dict], run_name: str = "run",
               **run_kw):
     """Run a suite end to end in this process; returns (outcome, results, store)."""
-    from lubench.runner import run_cases
+    from lubench.execution import run_cases
     from lubench.store import RunStore
 
     sizes = run_kw.pop("sizes", (8, 12))
@@ -209,8 +209,8 @@ def wait_for_records(run_dir: Path, count: int, timeout: float = 30.0) -> int:
 
 
 def _drive(argv: list[str]) -> None:
+    from lubench.execution import run_cases
     from lubench.plugins import load_registry
-    from lubench.runner import run_cases
     from lubench.store import RunStore
     from lubench.suite import load_suite
 

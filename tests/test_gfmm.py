@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 from lubench_learned.gfmm import (
-    GFMMLU,
     FactorArrays,
     GFMMFactor,
+    GFMMProduct,
     block_substitution,
     dense_factor,
     factor_params,
@@ -19,8 +19,8 @@ from torch.overrides import TorchFunctionMode
 SHAPES = [(1, 3), (2, 3), (4, 2), (8, 4), (16, 3)]
 
 
-def _net(M: int, P: int, seed: int = 0, identity_diag: bool = False) -> GFMMLU:
-    return GFMMLU(M, P, dtype=torch.float64, identity_diag=identity_diag,
+def _net(M: int, P: int, seed: int = 0, identity_diag: bool = False) -> GFMMProduct:
+    return GFMMProduct(M, P, dtype=torch.float64, identity_diag=identity_diag,
                   generator=torch.Generator().manual_seed(seed))
 
 
@@ -28,7 +28,7 @@ def test_reference_parameter_counts():
     # REFERENCE.md: n = 256, M = 8, P = 32 → 48 128 per factor, 96 256 for L and U;
     # n = 512, M = 16 → 208 896 for both
     assert factor_params(8, 32) == 48_128
-    net = GFMMLU(8, 32)
+    net = GFMMProduct(8, 32)
     assert sum(p.numel() for p in net.L.parameters()) == 48_128
     assert sum(p.numel() for p in net.parameters()) == 96_256
     assert 2 * factor_params(16, 32) == 208_896
@@ -116,7 +116,7 @@ def test_one_batched_product_per_level_whatever_the_number_of_leaves():
     """No Python loop over edges: the number of batched products grows with log₂M only."""
     counts = {}
     for M in (8, 64):
-        net = GFMMLU(M, 2)
+        net = GFMMProduct(M, 2)
         X = torch.randn(net.n, 3)
         with torch.no_grad(), _CountBmm() as mode:
             net(X)
@@ -148,7 +148,7 @@ def test_solve_is_linear_in_the_number_of_leaves():
 def test_padding_split_keeps_the_leading_block_a_product_of_its_factors(n_valid):
     """With padding from n_valid on, L[:n, n:] = 0 and U[n:, :n] = 0 exactly (the leaf that
     the split cuts is masked), so (LU)[:n, :n] = L[:n, :n] U[:n, :n]."""
-    net = GFMMLU(8, 3, dtype=torch.float64, n_valid=n_valid, identity_diag=True,
+    net = GFMMProduct(8, 3, dtype=torch.float64, n_valid=n_valid, identity_diag=True,
                  generator=torch.Generator().manual_seed(4))
     L, U = dense_factor(net.L), dense_factor(net.U)
     n = n_valid

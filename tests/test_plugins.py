@@ -123,6 +123,16 @@ def test_module_found_in_base_dir(tmp_path, monkeypatch):
     monkeypatch.delitem(sys.modules, "lonely_mod_xyz")
 
 
+def test_loading_a_module_from_base_dir_leaves_sys_path_alone(tmp_path, monkeypatch):
+    """The folder is on sys.path only while the plugin is imported (no side effect)."""
+    before = list(sys.path)
+    good(tmp_path, "lonely_mod_path_xyz.py")
+    reg = load_registry(["lonely_mod_path_xyz"], base_dir=tmp_path, entry_points=False)
+    assert reg.plugins["lonely_mod_path_xyz"].methods == ["good_lu"]
+    assert sys.path == before
+    monkeypatch.delitem(sys.modules, "lonely_mod_path_xyz")
+
+
 def test_suite_plugins_list(tmp_path):
     """A suite's `plugins:` names files relative to the suite file (and modules)."""
     from lubench.suite import load_suite, suite_plugins

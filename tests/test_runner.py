@@ -11,15 +11,15 @@ import pytest
 from _runner_fixtures import _only_test_plugins, make_suite, rt_plugin, run_suite  # noqa: F401
 
 from lubench.api import LubenchError
-from lubench.runner import (
+from lubench.execution import (
     LocalPool,
     RunOutcome,
-    _minutes,
     format_bytes,
     run_cases,
     submitit_parameters,
     threads_per_worker,
 )
+from lubench.execution.slurm import _minutes
 from lubench.store import RunStore
 
 

@@ -20,7 +20,7 @@ from _runner_fixtures import (  # noqa: F401
     wait_for_records,
 )
 
-from lubench.runner import run_cases
+from lubench.execution import run_cases
 from lubench.store import RunStore
 
 COMPARED = ["status", "error", "n_params", "factor_error", "factor_error_2", "solve_residual",

@@ -119,6 +119,29 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path, suite, caplog):
         whole[: len(whole) // 2]
 
 
+def test_a_corrupt_middle_line_is_set_aside_alike_by_the_store_and_the_report(tmp_path, suite,
+                                                                             caplog):
+    """One reader (lubench.records) for both: the line is skipped with a warning naming it,
+    the records around it are kept."""
+    from lubench.report.load import load_run
+
+    with RunStore.open(tmp_path / "run", suite) as store:
+        store.append(_record(suite.cases[0]))
+    path = tmp_path / "run" / "records.jsonl"
+    with open(path, "a") as fh:
+        fh.write('{"case_id": "garbled\n')  # a whole line that is not JSON
+        fh.write(json.dumps(_record(suite.cases[1])) + "\n")
+    with caplog.at_level(logging.WARNING, logger="lubench"):
+        with RunStore.open(tmp_path / "run", suite, resume=True) as store:
+            from_store = [r["case_id"] for r in store.records()]
+    assert "records.jsonl:2: skipping an unreadable record" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lubench"):
+        from_report = load_run(tmp_path / "run").results["case_id"].tolist()
+    assert "records.jsonl:2: skipping an unreadable record" in caplog.text
+    assert from_store == from_report == [c.case_id for c in suite.cases[:2]]
+
+
 def test_duplicates_keep_the_last_record(tmp_path, suite):
     case = suite.cases[0]
     with RunStore.open(tmp_path / "run", suite) as store:

@@ -330,7 +330,7 @@ def test_approximate_methods_are_not_held_to_exactness():
 def test_unsupported_is_recorded_by_the_runner():
     """Where check() refuses, the worker records status unsupported with the reason."""
     from lubench.suite import Case
-    from lubench.testing import _CheckPlugin
+    from lubench.testing.methods import _CheckPlugin
     from lubench.worker import run_case
 
     results = {r.check: r.status for r in check_method(RefusesNonsymmetric)}

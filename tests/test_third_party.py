@@ -231,7 +231,7 @@ def test_suite_with_the_installed_plugin(textbook):
 
 def test_lubench_run_with_the_installed_plugin(textbook_site, tmp_path):
     """The whole command, worker processes included, finds the plugin through its entry point."""
-    pytest.importorskip("lubench.runner")
+    pytest.importorskip("lubench.execution")
     suite = write(tmp_path / "s.yaml", f"""
         name: textbook
         plugins: [{TOY_PLUGIN}]
@@ -354,7 +354,7 @@ def test_module_plugin_from_pythonpath_and_from_the_working_directory(tmp_path):
 
 
 def test_suite_plugins_list_relative_to_the_suite_file(tmp_path):
-    pytest.importorskip("lubench.runner")
+    pytest.importorskip("lubench.execution")
     write(tmp_path / "project" / "local" / "my_method.py",
           GOOD_METHOD.format(name="local_lu", cls="LocalLU"))
     suite = write(tmp_path / "project" / "suite.yaml", f"""

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned.dense_masked import MaskedDenseLUNet
-from lubench_learned.gfmm import GFMMLU
+from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import (
     STOP_REASONS,
     LossSpec,
@@ -37,8 +37,8 @@ def _laplacian(n: int = N) -> Operator:
     return Operator("laplacian_1d", A, symmetric=True, spd=True)
 
 
-def _net(seed: int = 0) -> GFMMLU:
-    return GFMMLU(M, P, dtype=torch.float64, identity_diag=True,
+def _net(seed: int = 0) -> GFMMProduct:
+    return GFMMProduct(M, P, dtype=torch.float64, identity_diag=True,
                   generator=torch.Generator().manual_seed(seed))
 
 
@@ -46,7 +46,7 @@ def _target(op: Operator, dense: bool = True, n_pad: int = N) -> Target:
     return Target(op, n_pad, torch.float64, "cpu", dense=dense)
 
 
-def _trainer(spec: LossSpec, net: GFMMLU | None = None, op: Operator | None = None,
+def _trainer(spec: LossSpec, net: GFMMProduct | None = None, op: Operator | None = None,
              schedule: Schedule | None = None) -> Trainer:
     net = net or _net()
     return Trainer(net, _target(op or _exponential(), dense=spec.kind == "identity"), spec,
@@ -57,7 +57,7 @@ def _probe(tr: Trainer) -> torch.Tensor:
     return torch.randn((tr.N, tr.spec.probes), generator=tr.gen, dtype=tr.dtype)
 
 
-def _dense_residual(net: GFMMLU, op: Operator) -> np.ndarray:
+def _dense_residual(net: GFMMProduct, op: Operator) -> np.ndarray:
     with torch.no_grad():
         return net.full_product().numpy() - op.dense()
 
@@ -241,7 +241,7 @@ def test_nan_in_the_operator_diverges_at_the_first_step():
 
 
 def test_absurd_learning_rate_diverges():
-    net = GFMMLU(M, P, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    net = GFMMProduct(M, P, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     op = _exponential()
     with pytest.raises(Diverged) as info:
         train(net, Target(op, N, torch.float32, "cpu", dense=True), LossSpec("identity"),

@@ -12,10 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker as mticker  # noqa: E402
 import numpy as np  # noqa: E402

@@ -4,8 +4,9 @@ A run directory holds ``results.parquet`` (one row per case and repeat), ``histo
 (training curves), ``meta.json`` (the environment) and ``records.jsonl`` (the raw records,
 appended as cases finish). When the parquet files are missing or older than the records — a
 run that crashed before it could (re)write them, a run still going — the frames are rebuilt
-from ``records.jsonl``; a truncated last line (the case that was being written when the
-process died) is skipped.
+from ``records.jsonl`` through the same functions the store uses (:mod:`lubench.records`): an
+unreadable line (a truncated last line, the case being written when the process died) is
+skipped with a warning.
 """
 
 from __future__ import annotations
@@ -18,24 +19,19 @@ from typing import Any
 
 import pandas as pd
 
+from lubench import records
 from lubench.api import LubenchError
+from lubench.records import (
+    FAILED,
+    IDENTITY_COLUMNS,
+    NOT_OK,
+    NUMERIC_COLUMNS,
+    OK,
+    dedupe_records,
+    records_to_frames,
+)
 
 __all__ = ["Run", "load_run", "read_records", "prepare_results", "add_labels", "OK", "NOT_OK"]
-
-OK = "ok"
-NOT_OK = ("failed", "unsupported", "timeout", "diverged")
-
-#: Metric columns a report reads; missing ones are added as NaN so that every figure and table
-#: can rely on them.
-NUMERIC_COLUMNS = [
-    "factor_error", "factor_error_2", "solve_residual", "forward_error", "precond_iterations",
-    "n_params", "setup_seconds", "solve_seconds", "peak_memory_bytes", "iterations",
-    "final_loss",
-]
-IDENTITY_COLUMNS = [
-    "run_id", "suite", "case_id", "operator", "operator_params", "n", "method", "family",
-    "method_params", "seed", "repeat", "device", "status", "error",
-]
 
 
 @dataclass
@@ -51,45 +47,10 @@ class Run:
 
 
 def read_records(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Results and histories rebuilt from ``records.jsonl`` (a truncated last line skipped).
-
-    Each line is one record: the result row's columns plus ``history``, a list of training
-    rows. Later records of the same (case_id, repeat) replace earlier ones (a resumed run).
-    """
-    rows: list[dict] = []
-    hist: list[dict] = []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:  # the case being written when the run died
-                continue
-            raise LubenchError(f"{path}: line {i + 1} is not JSON") from None
-        if not isinstance(rec, dict):
-            continue
-        history = rec.pop("history", None) or []
-        rec.pop("traceback", None)
-        rows.append(rec)
-        for step in history:
-            if isinstance(step, dict):
-                hist.append({"run_id": rec.get("run_id"), "case_id": rec.get("case_id"),
-                             "repeat": rec.get("repeat"), "method": rec.get("method"),
-                             "operator": rec.get("operator"), "n": rec.get("n"), **step})
-    results = pd.DataFrame(rows)
-    if not results.empty and {"case_id", "repeat"} <= set(results.columns):
-        results = results.drop_duplicates(["case_id", "repeat"], keep="last")
-    histories = pd.DataFrame(hist)
-    if not histories.empty and not results.empty:
-        keep = set(zip(results["case_id"], results["repeat"]))
-        # keep only the histories of the records that survived de-duplication (the last ones)
-        histories = histories.drop_duplicates(
-            [c for c in ("case_id", "repeat", "step") if c in histories.columns], keep="last")
-        histories = histories[[k in keep for k in zip(histories["case_id"],
-                                                      histories["repeat"])]]
-    return results.reset_index(drop=True), histories.reset_index(drop=True)
+    """Results and histories rebuilt from ``records.jsonl``, read as the store reads it
+    (:mod:`lubench.records`): an unreadable line is set aside with a warning, and later records
+    of the same (case_id, repeat) replace earlier ones (a resumed run)."""
+    return records_to_frames(dedupe_records(records.read_records(path)))
 
 
 def prepare_results(results: pd.DataFrame) -> pd.DataFrame:
@@ -103,7 +64,7 @@ def prepare_results(results: pd.DataFrame) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = float("nan")
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    df["status"] = df["status"].fillna("failed").replace("", "failed").astype(str)
+    df["status"] = df["status"].fillna(FAILED).replace("", FAILED).astype(str)
     df["error"] = df["error"].fillna("").astype(str)
     df["n"] = pd.to_numeric(df["n"], errors="coerce").astype("Int64")
     df["repeat"] = pd.to_numeric(df["repeat"], errors="coerce").fillna(0).astype(int)

@@ -16,9 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt  # noqa: E402
 
 from lubench.api import LubenchError  # noqa: E402
@@ -48,6 +45,7 @@ def render(run_dir: Path, output: Path | None = None, formats: Iterable[str] = F
            tables: Iterable[str] = ("md", "latex", "html"),
            echo: Callable[[str], object] = print) -> Path:
     """Write the report of ``run_dir`` into ``output`` (default ``run_dir/report``)."""
+    matplotlib.use("Agg")  # drawn into files: chosen here, not on import (a notebook's stays)
     formats = _check([formats] if isinstance(formats, str) else formats, FIGURE_FORMATS,
                      "--format")
     tables = _check([tables] if isinstance(tables, str) else tables, TABLE_FORMATS,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lubench.metrics import GMRES_MAXITER as GMRES_MAX
 from lubench.report.load import OK, prepare_results
 
 __all__ = ["COLUMNS", "Column", "summarize", "summary_markdown", "latex_tables", "html_table",
@@ -66,7 +67,6 @@ COLUMNS: list[Column] = [
            "median wall time of one solve with one right-hand side, seconds",
            "median wall time of one solve with one right-hand side"),
 ]
-GMRES_MAX = 500
 REASON_CHARS = 60
 
 

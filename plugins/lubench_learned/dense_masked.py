@@ -143,7 +143,6 @@ class DenseMaskedLU(LearnedLU):
         self._check_memory(self.memory_estimate(op), ctx,
                            f"n² = {op.n}² parameters and Adam state")
         seed = self._seed(ctx)
-        torch.manual_seed(seed)
         net = MaskedDenseLUNet(op.n, init_scale=float(self.init_scale),
                                identity_diag=self.init == "identity", dtype=self._torch_dtype(),
                                generator=torch.Generator().manual_seed(seed))

@@ -46,7 +46,7 @@ from lubench.api import FactorizationError
 
 __all__ = [
     "GFMMFactor",
-    "GFMMLU",
+    "GFMMProduct",
     "FactorArrays",
     "block_substitution",
     "factor_params",
@@ -192,7 +192,7 @@ class GFMMFactor(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-class GFMMLU(nn.Module):
+class GFMMProduct(nn.Module):
     """The product L·U of a block-lower and a block-upper GFMM factor (n = M·P).
 
     ``forward(X)`` = L(U X); ``forward(X, transpose=True)`` = Uᵀ(Lᵀ X).
@@ -286,7 +286,7 @@ class FactorArrays:
         return cls(f.M, P, f.lower, enc, dec, off, bridge, lu, piv)
 
 
-def block_substitution(F: FactorArrays, B: np.ndarray) -> np.ndarray:
+def block_substitution(factor: FactorArrays, B: np.ndarray) -> np.ndarray:
     """x with F x = B (F block-lower: forward substitution; block-upper: back substitution).
 
     B has shape (n, c). Leaves are visited in dependency order; on entering a tree node its
@@ -294,54 +294,54 @@ def block_substitution(F: FactorArrays, B: np.ndarray) -> np.ndarray:
     through the decoder edge) is formed once, and on leaving it its encoder value is added
     into the parent. Each edge is used once: O(n·P·c) operations, O(n·c) extra memory.
     """
-    M, P, K = F.M, F.P, F.K
+    M, P, K = factor.M, factor.P, factor.K
     c = B.shape[1]
     b = B.reshape(M, P, c)
     x = np.empty((M, P, c))
     v = [x] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
     y = [None] + [np.zeros((M >> i, P, c)) for i in range(1, K)]
-    step = 1 if F.lower else -1
-    order = range(M) if F.lower else range(M - 1, -1, -1)
+    step = 1 if factor.lower else -1
+    order = range(M) if factor.lower else range(M - 1, -1, -1)
     getrs = lapack.dgetrs
     for a in order:
         # entering nodes (top-down): form their decoder outputs
         for i in range(K - 1, 0, -1):
             span = 1 << i
-            if a % span != (0 if F.lower else span - 1):
+            if a % span != (0 if factor.lower else span - 1):
                 continue
             node = a >> i
             src = node - step
             acc = np.zeros((P, c))
             if 0 <= src < (M >> i):
-                acc += F.bridge[i - 1][min(node, src)] @ v[i][src]
+                acc += factor.bridge[i - 1][min(node, src)] @ v[i][src]
             if i + 1 <= K - 1:
-                acc += F.dec[i][node] @ y[i + 1][node >> 1]
+                acc += factor.dec[i][node] @ y[i + 1][node >> 1]
             y[i][node] = acc
         # the leaf itself
         r = b[a].copy()
         src = a - step
         if 0 <= src < M:
-            r -= F.off[min(a, src)] @ x[src]
+            r -= factor.off[min(a, src)] @ x[src]
         if K >= 2:
-            r -= F.dec[0][a] @ y[1][a >> 1]
-        xa, info = getrs(F.lu[a], F.piv[a], r)
+            r -= factor.dec[0][a] @ y[1][a >> 1]
+        xa, info = getrs(factor.lu[a], factor.piv[a], r)
         if info != 0:
             raise FactorizationError(f"getrs failed on diagonal block {a} (info {info})")
         x[a] = xa
         # leaving nodes (bottom-up): add finished encoder values into the parent
         for i in range(0, K - 1):
             span = 1 << i
-            if a % span != (span - 1 if F.lower else 0):
+            if a % span != (span - 1 if factor.lower else 0):
                 break
             node = a >> i
-            v[i + 1][node >> 1] += F.enc[i][node] @ v[i][node]
+            v[i + 1][node >> 1] += factor.enc[i][node] @ v[i][node]
     return x.reshape(M * P, c)
 
 
-def dense_factor(F: GFMMFactor) -> np.ndarray:
+def dense_factor(factor: GFMMFactor) -> np.ndarray:
     """The factor as a dense float64 matrix (for tests and small checks only)."""
     with torch.no_grad():
-        p = next(F.parameters())
-        eye = torch.eye(F.n, dtype=p.dtype, device=p.device)
-        return F(eye).to("cpu", torch.float64).numpy()
+        p = next(factor.parameters())
+        eye = torch.eye(factor.n, dtype=p.dtype, device=p.device)
+        return factor(eye).to("cpu", torch.float64).numpy()
 

@@ -13,8 +13,8 @@ from lubench.api import Factorization, InvalidParameter, Operator, RunContext, U
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU
 from .gfmm import (
-    GFMMLU,
     FactorArrays,
+    GFMMProduct,
     block_substitution,
     factor_params,
     is_power_of_two,
@@ -47,10 +47,10 @@ class GfmmFactorization(Factorization):
 
     expensive_apply = False
 
-    def __init__(self, net: GFMMLU, n: int):
+    def __init__(self, net: GFMMProduct, n: int):
         super().__init__()
         self.n, self.N = n, net.n
-        self.net = GFMMLU(net.M, net.P, n_valid=n, dtype=torch.float64)
+        self.net = GFMMProduct(net.M, net.P, n_valid=n, dtype=torch.float64)
         self.net.load_state_dict({k: v.detach().to("cpu", torch.float64)
                                   for k, v in net.state_dict().items()})
         self.net.requires_grad_(False)
@@ -174,8 +174,7 @@ class GfmmLU(LearnedLU):
         self._check_memory(self.memory_estimate(op), ctx,
                            f"GFMM factors with M={M}, P={P}, their Adam state and activations")
         seed = self._seed(ctx)
-        torch.manual_seed(seed)
-        net = GFMMLU(M, P, init_scale=float(self.init_scale),
+        net = GFMMProduct(M, P, init_scale=float(self.init_scale),
                      identity_diag=self.init == "identity", n_valid=op.n,
                      dtype=self._torch_dtype(),
                      generator=torch.Generator().manual_seed(seed))

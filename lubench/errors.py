@@ -1,0 +1,68 @@
+"""The exceptions of lubench, and how an exception becomes one line of a record or a message.
+
+``LubenchError`` (and ``InvalidParameter``, ``PluginError``) are the user's mistakes: the CLI
+prints them on one line and exits with status 2. ``Unsupported``, ``FactorizationError`` and
+``Diverged`` are a case's outcomes: the worker records them with status ``unsupported``,
+``failed`` and ``diverged``. They are re-exported by :mod:`lubench.api` (plugins import them
+from there) and :mod:`lubench.plugins` (``PluginError``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["LubenchError", "InvalidParameter", "PluginError", "Unsupported",
+           "FactorizationError", "Diverged", "one_line"]
+
+
+class LubenchError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits with status 2."""
+
+
+class InvalidParameter(LubenchError, ValueError):
+    """A parameter value (or a size) that a plugin cannot take; the message names it."""
+
+
+class PluginError(LubenchError):
+    """A plugin could not be loaded or broke the contract; names the plugin and the rule."""
+
+    def __init__(self, message: str, plugin: str | None = None):
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class Unsupported(Exception):  # noqa: N818 - the status it produces is called "unsupported"
+    """Raised by ``Method.check`` or ``Method.factorize`` when the method does not apply.
+
+    The runner records the case with status ``unsupported`` and ``reason`` as its error.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class FactorizationError(Exception):
+    """The factorization broke down numerically (zero pivot, not positive definite, ...).
+
+    Recorded as status ``failed`` with the message as reason.
+    """
+
+
+class Diverged(Exception):  # noqa: N818 - the status it produces is called "diverged"
+    """A training run reached NaN or Inf. Recorded as status ``diverged``.
+
+    ``step`` is the step at which the loss stopped being finite; ``history`` the training
+    curve up to there, saved like any other.
+    """
+
+    def __init__(self, step: int, history: list[dict] | None = None, message: str = ""):
+        super().__init__(message or f"loss is not finite at step {step}")
+        self.step = step
+        self.history = history or []
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone when there is no message): how an
+    exception is shown in the ``error`` column and in one-line messages."""
+    text = str(exc).strip().splitlines()
+    first = text[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

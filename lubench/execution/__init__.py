@@ -1,0 +1,88 @@
+"""Execution: run cases where they should run, enforce the limits, report as they finish.
+
+Modules
+-------
+``run``       :func:`run_cases`, the face of the package: what a run directory lacks, by executor
+``pool``      :class:`LocalPool`: a fresh worker process per case, timeout and RSS watchdog
+``process``   the body of a worker process (thread limits, progress, its record)
+``limits``    thread settings, the start method, dying with the parent
+``signals``   Ctrl-C and SIGTERM
+``progress``  the progress bar on stderr
+``slurm``     submitit job arrays
+``options``   the executor settings: command line over the suite
+
+Executors
+---------
+``local`` (default)
+    Every case (every repeat) runs in a fresh worker process, at most ``jobs`` at a time. A
+    fresh process per case keeps a crash, a hard timeout or an out-of-memory kill confined to
+    that case, and makes the peak memory of a case its own (no allocator state inherited from
+    earlier cases).
+``inline``
+    Cases run one after the other in this process, for debugging (a debugger and ``print``
+    work). No timeout, no memory limit, no thread setting: a case that hangs hangs the run.
+``slurm``
+    Cases go to a SLURM job array through ``submitit`` (one array per distinct resource
+    request: a method that asks for a GPU gets one, classical ones do not). Each array task
+    runs :func:`execute_case`, i.e. the same local supervisor on one case, so timeouts and
+    memory limits mean the same thing on the cluster. Records come back through submitit's
+    result files into the run directory as tasks finish. The executor class is injectable
+    (``submitit_executor``); the tests use ``submitit.AutoExecutor(cluster="local")``.
+
+Why ``fork``
+------------
+On Linux a worker is started with the ``fork`` start method: the parent has already imported
+NumPy, SciPy and the plugins (the registry is loaded once, before the first fork), so starting
+a worker costs milliseconds instead of the second or more an interpreter needs to import them
+again (``spawn``/``forkserver``), which matters for suites of hundreds of small cases. The
+known hazards of ``fork`` do not apply: the parent runs no computation of its own (no OpenMP
+pool is live in it), does not initialise CUDA (PyTorch, when a learned plugin needs it, is
+imported lazily in the worker, where the thread settings below are already in place), and a
+worker ends with ``os._exit`` so no parent ``atexit`` handler runs twice. Elsewhere (macOS,
+where ``fork`` is unsafe with system frameworks) workers are spawned.
+
+Each worker puts itself in its own process group (a timeout kills the group, so helper
+processes a method started die with it), ignores SIGINT (the parent decides what Ctrl-C
+means), and asks the kernel to kill it when the parent dies (``PR_SET_PDEATHSIG``), so that a
+``kill -9`` of ``lubench run`` leaves no orphan computing.
+
+Limits
+------
+*Timeout* (``case.timeout``, seconds): hard. The parent kills the worker's process group at
+the deadline and records ``timeout`` / ``exceeded the 10 s timeout``.
+
+*Memory* (``case.memory_limit``, bytes): enforced by an RSS watchdog in the parent, which
+samples the worker's resident memory (and its children's) every 50 ms and kills it when what
+the case added (RSS minus the parent's RSS at fork, which a forked worker starts with) is above
+the limit, recording ``failed`` / ``out of memory (limit 2.0 GiB)``. A case whose own peak
+(``ru_maxrss``) ends above the limit between two samples is recorded the same way, and a
+``MemoryError`` raised inside the case gets the same message. ``RLIMIT_AS`` was rejected: it
+limits *address space*, not memory, and the libraries reserve far more than they touch (on this
+machine importing PyTorch alone maps about 2 GB of address space for 0.3 GB resident; a CUDA
+context reserves tens of GB, and OpenBLAS reserves buffers per thread), so any limit tight
+enough to mean something kills healthy cases at import time. The cost of the watchdog is that
+an allocation faster than 50 ms can overshoot the limit briefly; the kernel's OOM killer
+remains the backstop, and its SIGKILL is recorded as ``worker died (signal 9, SIGKILL)``.
+
+*Threads*: with ``-j N`` each worker sets its BLAS (threadpoolctl), OpenMP and PyTorch threads
+to ``max(1, cores // N)`` before the case starts (environment variables too, so that a
+PyTorch imported later inside the worker picks them up); the value is the ``threads`` column.
+
+Interruption
+------------
+The first Ctrl-C (or SIGTERM) stops starting cases, kills the workers in flight and returns
+with ``interrupted=True``; every finished case is already on disk. A second Ctrl-C raises
+``KeyboardInterrupt`` at once (workers are still killed on the way out).
+"""
+
+from __future__ import annotations
+
+from lubench.execution.limits import format_bytes, limit_threads, threads_per_worker
+from lubench.execution.options import ExecutorSettings, executor_settings
+from lubench.execution.pool import LocalPool
+from lubench.execution.run import EXECUTORS, RunOutcome, run_cases
+from lubench.execution.slurm import execute_case, submitit_parameters
+
+__all__ = ["run_cases", "execute_case", "RunOutcome", "LocalPool", "threads_per_worker",
+           "limit_threads", "format_bytes", "submitit_parameters", "EXECUTORS",
+           "ExecutorSettings", "executor_settings"]

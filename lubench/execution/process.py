@@ -1,0 +1,84 @@
+"""The body of a worker process: run one case, forward its progress, send its record."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing.connection as mpc
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from lubench.errors import one_line
+from lubench.execution.limits import die_with_parent, limit_threads
+from lubench.plugins import Registry
+from lubench.suite import Case
+from lubench.worker import run_case
+
+PROGRESS_EVERY = 0.2  # seconds between two progress messages of one worker
+
+
+def plain_fields(fields: dict) -> dict:
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[str(key)] = value
+            continue
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            out[str(key)] = str(value)
+    return out
+
+
+class _ProgressSender:
+    """``ctx.progress`` inside a worker: forwards (step, total, fields) to the parent, at most
+    every ``PROGRESS_EVERY`` seconds (and always the last step). Never raises."""
+
+    def __init__(self, conn: mpc.Connection):
+        self.conn = conn
+        self.last = 0.0
+
+    def __call__(self, step: int, total: int | None = None, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY and not (total is not None and step >= total):
+            return
+        self.last = now
+        with contextlib.suppress(Exception):
+            self.conn.send(("progress", {"step": step, "total": total,
+                                         **plain_fields(fields)}))
+
+
+def worker_main(conn: mpc.Connection, case: Case, repeat: int, run_id: str,
+                registry: Registry | None, plugin_specs: tuple[str, ...], base_dir: str | None,
+                threads: int | None, parent_pid: int) -> None:
+    """Body of a worker process: run one case, send its record, exit.
+
+    ``registry`` is the parent's (inherited through ``fork``); None under ``spawn``, where the
+    worker loads its own from ``plugin_specs``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)  # the parent's wake-up socket is not ours
+    die_with_parent(parent_pid)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
+    limiter = limit_threads(threads) if threads else None  # noqa: F841 - keep it alive
+    rec = run_case(case, repeat, run_id=run_id, plugin_specs=plugin_specs, base_dir=base_dir,
+                   progress=_ProgressSender(conn), registry=registry)
+    if threads:
+        rec["threads"] = threads
+    rec["host"] = socket.gethostname()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        conn.send(("record", rec))
+    except Exception as exc:  # a field that does not pickle: keep the row, say why
+        rec = {k: v for k, v in rec.items() if k not in ("history", "traceback")}
+        rec["info"] = "{}"
+        rec["error"] = (rec.get("error") or "") + f" (record incomplete: {one_line(exc)})"
+        conn.send(("record", rec))
+    conn.close()

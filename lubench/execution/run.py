@@ -1,0 +1,150 @@
+"""``run_cases``: run what a run directory lacks, with the executor asked for."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lubench.api import LubenchError
+from lubench.execution.limits import thread_controller, threads_per_worker
+from lubench.execution.pool import LocalPool, WorkItem
+from lubench.execution.process import plain_fields
+from lubench.execution.progress import Display
+from lubench.execution.signals import StopSignals
+from lubench.execution.slurm import default_submitit_executor, run_submitit
+from lubench.plugins import Registry, load_registry
+from lubench.records import STATUSES
+from lubench.suite import Case
+from lubench.worker import run_case
+
+if TYPE_CHECKING:
+    from lubench.store import RunStore
+
+EXECUTORS = ("local", "inline", "slurm")
+
+
+@dataclass
+class RunOutcome:
+    """What one call of :func:`run_cases` did."""
+
+    total: int = 0  # (case, repeat) pairs this call had to run
+    skipped: int = 0  # pairs already recorded in the run directory (resume)
+    counts: Counter = field(default_factory=Counter)  # status -> records written
+    interrupted: bool = False
+    job_ids: list[str] = field(default_factory=list)  # submitit job ids (executor slurm)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        """E.g. ``12 ok, 1 failed, 1 timeout`` (+ what was skipped or left undone)."""
+        counts = Counter(self.counts)
+        statuses = [s for s in STATUSES if counts[s]]
+        statuses += sorted(s for s in counts if s not in STATUSES and counts[s])
+        parts = [f"{counts[s]} {s}" for s in statuses]
+        if self.skipped:
+            parts.append(f"{self.skipped} already done")
+        if self.interrupted and self.total > self.finished:
+            parts.append(f"{self.total - self.finished} not run (interrupted)")
+        return ", ".join(parts) or "nothing to run"
+
+
+
+def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ...] = (),
+              base_dir: str | None = None, jobs: int = 1, executor: str = "local",
+              executor_options: dict | None = None, show_progress: bool = False,
+              submitit_executor: Callable[[Path], Any] | None = None,
+              registry: Registry | None = None) -> RunOutcome:
+    """Run every (case, repeat) that ``store`` has no record of; append each record as it
+    finishes. Never raises for a case's own failure; returns a :class:`RunOutcome`.
+
+    ``executor``: ``local`` (``jobs`` worker processes), ``inline`` (this process, no limits)
+    or ``slurm`` (submitit; ``executor_options`` holds the ``slurm_*`` options and ``folder``
+    for submitit's files, default ``RUN_DIR/submitit``). ``submitit_executor(folder)`` builds
+    the submitit executor; the default is ``submitit.AutoExecutor(folder, cluster="slurm")``.
+    ``registry``: the plugins already loaded by the caller (else loaded here from
+    ``plugin_specs``, once: every forked worker inherits it).
+    """
+    if executor not in EXECUTORS:
+        raise LubenchError(f"unknown executor {executor!r} (expected one of "
+                           f"{', '.join(EXECUTORS)})")
+    if jobs < 1:
+        raise LubenchError(f"--jobs must be at least 1, got {jobs}")
+    options = dict(executor_options or {})
+    done = store.done()
+    all_items = [(c, r) for c in cases for r in range(c.repeats)]
+    items = [(c, r) for c, r in all_items if (c.case_id, r) not in done]
+    outcome = RunOutcome(total=len(items), skipped=len(all_items) - len(items))
+    if not items:
+        return outcome
+    plugin_specs = tuple(plugin_specs)
+    threads = threads_per_worker(jobs) if executor == "local" else None
+    store.update_meta(executor=executor, jobs=jobs if executor == "local" else None,
+                      threads_per_worker=threads, n_items=len(items), n_skipped=outcome.skipped)
+    labels = {(c.case_id, r): c.label + (f" #{r}" if c.repeats > 1 else "") for c, r in items}
+    display = Display(len(items), show_progress)
+
+    def on_record(rec: dict) -> None:
+        rec.setdefault("executor", executor)
+        store.append(rec)
+        outcome.counts[rec.get("status", "?")] += 1
+        display.finished(rec, labels.get((rec["case_id"], int(rec.get("repeat", 0))),
+                                          rec["case_id"]))
+
+    try:
+        if registry is None:
+            registry = load_registry(list(plugin_specs), Path(base_dir) if base_dir else None)
+        if executor == "inline":
+            outcome.interrupted = not _run_inline(items, store.run_id, registry, on_record,
+                                                  display)
+            return outcome
+        thread_controller()
+        stopper = StopSignals(on_first=lambda: None)
+        with stopper:
+            if executor == "local":
+                completed = LocalPool(
+                    jobs, run_id=store.run_id, plugin_specs=plugin_specs, base_dir=base_dir,
+                    registry=registry,
+                    threads=threads, on_record=on_record, on_start=display.started,
+                    on_progress=display.progress, stop=stopper, wakeup=stopper.wakeup,
+                ).run(items)
+            else:
+                folder = Path(options.pop("folder", None) or store.run_dir / "submitit")
+                completed = run_submitit(
+                    items, folder=folder, run_id=store.run_id, plugin_specs=plugin_specs,
+                    base_dir=base_dir, options=options,
+                    factory=submitit_executor or default_submitit_executor,
+                    on_record=on_record, stop=stopper, wakeup=stopper.wakeup,
+                    display=display, job_ids=outcome.job_ids)
+                store.update_meta(job_ids=outcome.job_ids)
+        outcome.interrupted = not completed
+    except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
+        outcome.interrupted = True
+    finally:
+        display.close()
+    return outcome
+
+
+def _run_inline(items: list[WorkItem], run_id: str, registry: Registry,
+                on_record: Callable[[dict], None],
+                display: Display) -> bool:
+    """Run in this process (debugging). No timeout, no memory limit. False on Ctrl-C."""
+    for case, repeat in items:
+        display.started(case, repeat)
+
+        def progress(step: int, total: int | None = None, _c: Case = case, _r: int = repeat,
+                     **fields: Any) -> None:
+            display.progress(_c, _r, {"step": step, "total": total, **plain_fields(fields)})
+
+        try:
+            rec = run_case(case, repeat, run_id=run_id, progress=progress, registry=registry)
+        except KeyboardInterrupt:
+            return False
+        rec["host"] = socket.gethostname()
+        on_record(rec)
+    return True
