@@ -24,7 +24,7 @@ import math
 import re
 from typing import Any
 
-from lubench.api import LubenchError
+from lubench.errors import LubenchError
 
 __all__ = ["case_limit", "parse_size", "parse_duration", "default_memory_limit",
            "default_limit", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE", "MIN_MEMORY", "NONE",

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,13 @@ def user_errors(func: Callable) -> Callable:
             if _debug_enabled():
                 raise
             click.echo(f"lubench: error: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_status", 2))
+        except OSError as exc:  # a path of the user's: say which and why, in one line
+            if _debug_enabled():
+                raise
+            from lubench.fsafe import describe
+
+            click.echo(f"lubench: error: {describe(exc)}", err=True)
             sys.exit(2)
 
     return wrapper
@@ -85,7 +93,8 @@ def main(ctx: click.Context, debug: bool) -> None:
                    '-k "gfmm_lu[P=16]", -k "laplacian_*[n=256]". Repeat to OR.')
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
               help="Override the suite's device (auto: CUDA when available).")
-@click.option("--timeout", type=float, metavar="S", help="Hard per-case limit, seconds.")
+@click.option("--timeout", metavar="S", help="Hard per-case limit: seconds, '10m', or 'none' "
+              "(default: the suite's, else 1 h).")
 @click.option("-j", "--jobs", type=int, default=None, metavar="N",
               help="Parallel local workers (default: the suite's executor.jobs, else 1).")
 @click.option("--executor", type=click.Choice(["local", "inline", "slurm"]), default=None,
@@ -107,7 +116,7 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Progress bar (default: when the output is a terminal).")
 @user_errors
 def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], device: str | None,
-        timeout: float | None, jobs: int | None, executor: str | None, resume: Path | None,
+        timeout: str | None, jobs: int | None, executor: str | None, resume: Path | None,
         plugin_specs: tuple[str, ...], dry_run: bool, report: bool, progress: bool | None,
         **slurm_options: Any) -> None:
     """Run the cases of SUITE_FILE and print a summary table.
@@ -117,6 +126,7 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     flight (continue with --resume RUN_DIR).
     """
     from lubench.execution import executor_settings, run_cases
+    from lubench.fsafe import FsError
     from lubench.selection import select_cases
     from lubench.store import RunStore, run_directory
     from lubench.suite import load_suite
@@ -136,15 +146,23 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
     click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
-    outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
-                        jobs=settings.jobs, executor=settings.kind,
-                        executor_options=settings.options, registry=registry,
-                        show_progress=sys.stderr.isatty() if progress is None else progress)
-    _echo_results(store.finalize(), run_dir, outcome.summary(), report)
+    resume_hint = f"lubench run {shlex.quote(str(suite_file))} --resume {shlex.quote(str(run_dir))}"
+    before = len(store.done())
+    try:
+        outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
+                            jobs=settings.jobs, executor=settings.kind,
+                            executor_options=settings.options, registry=registry,
+                            show_progress=sys.stderr.isatty() if progress is None else progress)
+        results = store.finalize()
+    except FsError as exc:  # e.g. a full disk: what is written stays, the run can go on later
+        error = FsError(f"{exc}; the {len(store.done())} record(s) written are kept: free "
+                        f"the space, then resume with: {resume_hint}", exc.path)
+        error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
+        raise error from None
+    _echo_results(results, run_dir, outcome.summary(), report)
     if outcome.interrupted:
-        click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
-                   f" --resume {shlex.quote(str(run_dir))}", err=True)
-        sys.exit(130)
+        click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
+        sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
 
 
 def _echo_cases(cases: list, repeats: int, suite_file: Path) -> None:
@@ -161,8 +179,10 @@ def _echo_results(results: Any, run_dir: Path, summary: str, report: bool) -> No
     click.echo(summary_markdown(results))
     click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
     if report:
+        from lubench.fsafe import no_links_in
         from lubench.report import render_report
 
+        no_links_in(run_dir / "report")
         out = render_report(run_dir)
         click.echo(f"report:  {out / 'report.html'}")
 
@@ -230,8 +250,10 @@ def _show_default(value: Any) -> Any:
 @user_errors
 def report(run_dir: Path, output: Path | None, formats: str, tables: str) -> None:
     """Figures (error vs parameters, vs time, scaling, training) and tables of a run."""
+    from lubench.fsafe import no_links_in
     from lubench.report import render_report
 
+    no_links_in(output if output is not None else run_dir / "report")
     out = render_report(run_dir, output, formats=_csv(formats), tables=_csv(tables),
                         echo=click.echo)
     click.echo(f"report: {out}")

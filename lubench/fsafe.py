@@ -16,10 +16,10 @@ import os
 import stat
 from pathlib import Path
 
-from lubench.api import LubenchError
+from lubench.errors import LubenchError
 
 __all__ = ["FsError", "describe", "open_append", "open_new", "atomic_write", "real_dir",
-           "check_output_dir", "no_link"]
+           "check_output_dir", "no_link", "no_links_in"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -59,6 +59,15 @@ def _open(path: Path, flags: int, mode: int = 0o644, action: str = "cannot write
         if exc.errno == errno.ELOOP or path.is_symlink():
             no_link(path)
         raise FsError(describe(exc, action, path), path) from None
+
+
+def no_links_in(folder: Path) -> None:
+    """Raise :class:`FsError` when ``folder`` or anything below it is a symbolic link (a
+    folder about to be written by code that opens files the ordinary way)."""
+    no_link(folder)
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            no_link(path)
 
 
 def open_append(path: Path) -> int:
@@ -120,8 +129,6 @@ def check_output_dir(path: Path, is_run_dir: bool) -> None:
     Raises :class:`FsError` naming the path: a file, a link, a directory holding other
     things (lubench would mix its files with them), or a place that cannot be created.
     """
-    if path.is_symlink():
-        no_link(path)
     if path.exists():
         if not path.is_dir():
             raise FsError(f"-o {path}: exists and is not a directory", path)

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from lubench.api import InvalidParameter, LubenchError
+from lubench.caselimits import DEFAULT_TIMEOUT, case_limit, default_memory_limit, parse_size
 from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
 from lubench.params import closest, coerce, param_specs, validate_params
 from lubench.plugins import Registry
@@ -45,8 +46,8 @@ TOP_KEYS = {
     "description": "free text",
     "seed": "every case's seed derives from this and the case identity",
     "repeats": "timed repeats of each case",
-    "timeout": "hard limit per case, seconds",
-    "memory_limit": "memory limit per case, e.g. '4GiB' or bytes",
+    "timeout": "hard limit per case: seconds, '10m', or 'none' (default 1 h)",
+    "memory_limit": "memory limit per case, e.g. '4GiB', or 'none' (default: half the RAM)",
     "exact_limit": "up to this n, errors are exact (else probe estimates)",
     "device": "auto | cpu | cuda",
     "plugins": "extra plugin modules or .py files (relative to the suite file)",
@@ -70,23 +71,15 @@ class SuiteError(LubenchError):
 
 
 def parse_memory(value: Any, where: str) -> int | None:
-    """Bytes from ``4GiB``, ``512MB``, ``1e9`` or an int; None stays None."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise SuiteError(f"{where}: expected a size such as '4GiB', got {value!r}")
-    if isinstance(value, (int, float)):
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([KMGT]i?B?|B)?\s*", str(value))
-    if not m:
-        raise SuiteError(f"{where}: expected a size such as '4GiB' or '512MB', got {value!r}")
-    units = {None: 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9,
-             "GB": 10**9, "T": 10**12, "TB": 10**12, "KiB": 2**10, "MiB": 2**20,
-             "GiB": 2**30, "TiB": 2**40, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-    try:
-        return int(float(m.group(1)) * units[m.group(2)])
-    except (KeyError, ValueError):
-        raise SuiteError(f"{where}: cannot read size {value!r}") from None
+    """Bytes from ``4GiB``, ``512MB``, ``1e9`` or an int; None stays None (no range check:
+    a case's ``memory_limit`` goes through :func:`lubench.caselimits.case_limit`)."""
+    return None if value is None else int(parse_size(value, where))
+
+
+def _limit(d: dict, key: str, where: str, inherited: Any) -> Any:
+    """The limit ``key`` (timeout, memory_limit) of mapping ``d``, validated, else
+    ``inherited``."""
+    return case_limit(key, d[key], where) if key in d else inherited
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +192,7 @@ def _resolve_spec(spec: str, base_dir: Path) -> str:
 
 
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,
-               timeout: float | None = None) -> Suite:
+               timeout: float | str | None = None) -> Suite:
     """Read, validate and expand a suite file. Raises SuiteError naming the file and field.
 
     ``device`` and ``timeout`` given on the command line override the suite's values.
@@ -232,7 +225,7 @@ _MethodInstance = tuple[str, dict, str, dict, dict]
 
 
 def _settings(data: dict, where0: str, path: Path | None, device: str | None,
-              timeout: float | None) -> _Settings:
+              timeout: float | str | None) -> _Settings:
     """The top-level keys, validated (the entry lists are checked to be non-empty lists)."""
     _check_keys(data, TOP_KEYS, where0)
     for key in ("operators", "methods"):
@@ -246,7 +239,12 @@ def _settings(data: dict, where0: str, path: Path | None, device: str | None,
     repeats = _scalar(data, "repeats", int, where0, 1)
     if repeats < 1:
         raise _err(f"{where0}: repeats", f"must be at least 1, got {repeats}")
-    suite_timeout = _scalar(data, "timeout", float, where0, None)
+    suite_timeout = _limit(data, "timeout", f"{where0}: timeout", DEFAULT_TIMEOUT)
+    if timeout is not None:  # --timeout
+        timeout = case_limit("timeout", timeout, "--timeout")
+        forced = True
+    else:
+        forced = False
     dev = device or _scalar(data, "device", str, where0, "auto")
     if dev not in DEVICES:
         raise _err(f"{where0}: device", f"expected one of {', '.join(DEVICES)}, got {dev!r}")
@@ -254,9 +252,10 @@ def _settings(data: dict, where0: str, path: Path | None, device: str | None,
     _check_keys(executor, EXECUTOR_KEYS, f"{where0}: executor")
     return _Settings(
         name=name, seed=_scalar(data, "seed", int, where0, 0), repeats=repeats,
-        timeout=timeout if timeout is not None else suite_timeout,
-        timeout_forced=timeout is not None,
-        memory_limit=parse_memory(data.get("memory_limit"), f"{where0}: memory_limit"),
+        timeout=timeout if forced else suite_timeout,
+        timeout_forced=forced,
+        memory_limit=_limit(data, "memory_limit", f"{where0}: memory_limit",
+                            default_memory_limit()),
         exact_limit=_scalar(data, "exact_limit", int, where0, 4096), device=dev,
         plugins=list(data.get("plugins") or []), executor=dict(executor))
 
@@ -342,9 +341,9 @@ def _methods(entries: list, registry: Registry, where0: str, base_dir: Path,
         overrides = {
             "budget": budget,
             "timeout": settings.timeout if settings.timeout_forced else
-            _scalar(entry, "timeout", float, where, settings.timeout),
-            "memory_limit": parse_memory(entry.get("memory_limit", settings.memory_limit),
-                                         f"{where}.memory_limit"),
+            _limit(entry, "timeout", f"{where}.timeout", settings.timeout),
+            "memory_limit": _limit(entry, "memory_limit", f"{where}.memory_limit",
+                                   settings.memory_limit),
             "resources": {**getattr(cls, "resources", {}), **_check_keys(
                 entry.get("resources") or {}, {"gpus_per_task", "cpus_per_task", "mem_gb",
                                                "timeout_min"}, f"{where}.resources")},
@@ -379,7 +378,7 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
 
 
 def build_suite(data: dict, registry: Registry, path: Path | None = None, text: str = "",
-                device: str | None = None, timeout: float | None = None) -> Suite:
+                device: str | None = None, timeout: float | str | None = None) -> Suite:
     """Validate a suite given as a dict (the parsed YAML) and expand it into cases:
     the settings, then the operators, then the methods, then their product."""
     where0 = str(path) if path else "<suite>"

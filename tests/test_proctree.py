@@ -88,7 +88,7 @@ def _ends(tree: CaseTree, proc: mp.Process, members: list[int]) -> None:
 def test_a_detached_grandchild_is_a_member_and_dies_with_the_case(use_cgroup):
     tree, proc = _start(use_cgroup, _detach)
     deadline = time.monotonic() + 10
-    while len(tree.pids()) < 2 and time.monotonic() < deadline:
+    while len(tree.pids()) != 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     members = tree.pids()
     assert len(members) == 2 and proc.pid in members
