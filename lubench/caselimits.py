@@ -6,7 +6,7 @@ Values
 ``timeout``       seconds: a positive finite number, or a string with a unit (``"90s"``,
                   ``"10m"``, ``"2h"``, ``"1d"``); ``"none"`` for no limit.
 ``memory_limit``  bytes: a number, or a size (``"4GiB"``, ``"512MB"``, ``"1e9"``), at least
-                  1 MiB; ``"none"`` for no limit.
+                  one byte; ``"none"`` for no limit.
 
 Zero, a negative number, NaN, infinity, a boolean or an empty value (YAML ``null``) is an
 input error: "no limit" must be said with ``none``.
@@ -32,7 +32,7 @@ __all__ = ["case_limit", "parse_size", "parse_duration", "default_memory_limit",
 
 DEFAULT_TIMEOUT = 3600.0  # seconds
 DEFAULT_MEMORY_SHARE = 0.5  # of the machine's physical memory
-MIN_MEMORY = 2**20  # bytes: a smaller limit cannot even hold the interpreter
+MIN_MEMORY = 1  # byte: a fraction of a byte (``0.5``) would silently mean "no limit"
 NONE = "none"
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6,
@@ -117,8 +117,8 @@ def case_limit(key: str, value: Any, where: str) -> float | int | None:
     if key == "timeout":
         return number
     if number < MIN_MEMORY:
-        raise LimitError(f"{where}: {value!r} is below 1 MiB (a size without a unit is in "
-                         f"bytes); give a size such as '4GiB', or 'none'")
+        raise LimitError(f"{where}: {value!r} is less than one byte (a size without a unit "
+                         f"is in bytes); give a size such as '4GiB', or 'none'")
     return int(number)
 
 

@@ -31,7 +31,7 @@ def test_accepted_values(key, value, expected):
     ("timeout", math.nan, "positive finite"), ("timeout", math.inf, "positive finite"),
     ("timeout", ".nan", "expected seconds"), ("timeout", None, "empty"),
     ("timeout", True, "expected seconds"), ("timeout", "ten", "expected seconds"),
-    ("memory_limit", 0.5, "below 1 MiB"), ("memory_limit", -5, "positive finite"),
+    ("memory_limit", 0.5, "less than one byte"), ("memory_limit", -5, "positive finite"),
     ("memory_limit", 0, "positive finite"), ("memory_limit", "nan", "positive finite"),
     ("memory_limit", "4 parsecs", "expected a size"), ("memory_limit", "", "empty"),
 ])

@@ -86,7 +86,7 @@ def test_an_empty_directory_is_accepted(tmp_path):
 def test_a_planted_records_symlink_is_refused_and_its_target_untouched(tmp_path):
     suite = _suite(tmp_path, [{"name": "escape_lu"}], sizes=(8, 9))
     run = tmp_path / "run"
-    out = _run("run", suite, "-o", run, "-k", "n=8", "--no-report", "--no-progress")
+    out = _run("run", suite, "-o", run, "-k", "esc_op[n=8]", "--no-report", "--no-progress")
     assert out.returncode == 0, out.stderr
     elsewhere = tmp_path / "elsewhere.jsonl"
     elsewhere.write_text("precious\n")
@@ -126,13 +126,14 @@ def test_a_full_disk_during_a_run_keeps_the_records_and_says_how_to_resume(tmp_p
         if path.exists() and path.read_bytes().count(b"\n") >= 2:
             break
         time.sleep(0.05)
-    with open(tiny_fs / "filler", "wb") as fh:  # take what is left of the disk
-        try:
-            while True:
-                fh.write(b"\0" * 4096)
-                fh.flush()
-        except OSError:
-            pass
+    fd = os.open(tiny_fs / "filler", os.O_WRONLY | os.O_CREAT)  # take what is left
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     out = subprocess.CompletedProcess([], proc.returncode, "", stderr)
