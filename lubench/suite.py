@@ -31,7 +31,13 @@ from typing import Any
 import yaml
 
 from lubench.api import InvalidParameter, LubenchError
-from lubench.caselimits import DEFAULT_TIMEOUT, case_limit, default_memory_limit, parse_size
+from lubench.caselimits import (
+    DEFAULT_TIMEOUT,
+    LimitError,
+    case_limit,
+    default_memory_limit,
+    parse_size,
+)
 from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
 from lubench.params import closest, coerce, param_specs, validate_params
 from lubench.plugins import Registry
@@ -79,7 +85,12 @@ def parse_memory(value: Any, where: str) -> int | None:
 def _limit(d: dict, key: str, where: str, inherited: Any) -> Any:
     """The limit ``key`` (timeout, memory_limit) of mapping ``d``, validated, else
     ``inherited``."""
-    return case_limit(key, d[key], where) if key in d else inherited
+    if key not in d:
+        return inherited
+    try:
+        return case_limit(key, d[key], where)
+    except LimitError as exc:
+        raise SuiteError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
