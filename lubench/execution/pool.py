@@ -33,6 +33,7 @@ from lubench.suite import Case
 EXIT_GRACE = 2.0  # seconds a worker may take to exit after sending its record
 REAP_GRACE = 5.0  # seconds a killed worker may take to die before the pool stops waiting
 IDLE_WAKE = 1.0  # the parent wakes at least this often
+MEMBERS_EVERY = 0.5  # seconds between looks at the tree of a case without a memory limit
 KERNEL_HEADROOM = 0.25  # memory.max (kernel backstop) = limit × (1 + this) + 256 MiB
 
 WorkItem = tuple[Case, int]
@@ -219,16 +220,22 @@ class LocalPool:
             self._closing.append(run)
 
     def _sample(self, run: _Running, now: float) -> bool:
-        """Sample the memory of the case's tree; True when it is above the limit."""
+        """Sample the memory of the case's tree; True when it is above the limit. Without a
+        limit, only look at the tree (without a cgroup, so that a descendant is remembered
+        even if the worker dies before the case ends)."""
         limit = run.case.memory_limit
-        if not limit or run.record is not None or run.killed_at is not None or \
-                now < run.next_sample:
+        if run.record is not None or run.killed_at is not None or now < run.next_sample:
             return False
-        run.next_sample = now + SAMPLE_EVERY
         try:
-            return run.tree.memory() > limit
+            if limit:
+                run.next_sample = now + SAMPLE_EVERY
+                return run.tree.memory() > limit
+            run.next_sample = now + MEMBERS_EVERY
+            if run.tree.cgroup is None:
+                run.tree.pids()
         except Exception:  # a process of the tree vanished mid-sample
-            return False
+            pass
+        return False
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, items: Iterable[WorkItem]) -> bool:
@@ -246,7 +253,7 @@ class LocalPool:
                 for run in running:
                     for t in (run.deadline if run.record is None else None,
                               run.exit_by if run.killed_at is None else None,
-                              run.next_sample if run.case.memory_limit else None,
+                              run.next_sample,
                               run.killed_at + REAP_GRACE if run.killed_at else None):
                         if t is not None:
                             wake = min(wake, t)

@@ -66,15 +66,25 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def pss(pid: int) -> int | None:
-    """Proportional set size of ``pid`` in bytes (``Pss`` of ``/proc/PID/smaps_rollup``);
-    None when the process is gone or unreadable (a zombie has no memory)."""
+    """Proportional set size of ``pid`` in bytes (``Pss`` of ``/proc/PID/smaps_rollup``;
+    without ``/proc``, its unique set size); None when the process is gone or unreadable (a
+    zombie has no memory)."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
             for line in fh:
                 if line.startswith(b"Pss:"):
                     return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+    except (ValueError, IndexError):
         return None
+    except OSError:
+        if sys.platform.startswith("linux"):
+            return None
+        try:  # no /proc (macOS): the unique set size, the pages only this process holds
+            import psutil
+
+            return int(psutil.Process(pid).memory_full_info().uss)
+        except Exception:
+            return None
     return None
 
 
