@@ -42,6 +42,7 @@ __all__ = [
     "LubenchError",
     "Method",
     "Operator",
+    "is_exact",
     "OperatorGenerator",
     "RunContext",
     "Unsupported",
@@ -244,6 +245,13 @@ class Factorization:
         raise NotImplementedError
 
 
+def is_exact(method: type | object) -> bool:
+    """Whether a method class (or instance) promises ``P·L·U = A`` up to round-off: its
+    ``exact`` attribute, or, when that is ``None``, whether its family is ``classical``."""
+    exact = getattr(method, "exact", None)
+    return getattr(method, "family", None) == "classical" if exact is None else bool(exact)
+
+
 class Method(_Parameterized):
     """Base class of factorization methods.
 
@@ -252,7 +260,14 @@ class Method(_Parameterized):
     name : str
         Unique across all plugins (the suite refers to it).
     family : str
-        ``classical`` (exact up to round-off), ``learned`` or ``compressed``.
+        ``classical`` (computed by a numerical-linear-algebra algorithm, no training),
+        ``learned`` (fitted by optimization) or ``compressed`` (a structured approximation
+        built by classical means, e.g. low-rank blocks).
+    exact : bool or None
+        Whether ``P·L·U = A`` up to round-off, so that the exactness checks of
+        :mod:`lubench.testing` apply (‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10). ``None`` (the default) means
+        "exact when the family is ``classical``"; an incomplete factorization such as ILU is
+        ``classical`` with ``exact = False``. Read it through :func:`is_exact`.
     resources : dict
         What one case needs on a cluster, e.g. ``{"gpus_per_task": 1}`` (SLURM executor).
 
@@ -261,6 +276,7 @@ class Method(_Parameterized):
     """
 
     family: ClassVar[str] = "classical"
+    exact: ClassVar[bool | None] = None
     resources: ClassVar[dict] = {}
 
     def check(self, op: Operator) -> None:

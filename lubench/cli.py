@@ -101,8 +101,12 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="Where cases run (default: the suite's executor.kind, else local).")
 @click.option("--slurm-partition", default=None, help="SLURM partition (executor slurm).")
 @click.option("--slurm-time", default=None, metavar="HH:MM", help="SLURM time per task.")
-@click.option("--slurm-gpus-per-task", type=int, default=None,
-              help="GPUs per task for methods that use one.")
+@click.option("--slurm-gpus-per-task", type=click.IntRange(min=0), default=None,
+              help="GPUs per task for methods that use one, when the case runs on CUDA "
+                   "(device cuda, or auto: default what the partition offers); 0: none.")
+@click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Memory per task, GB (default: from memory_limit or the method's "
+                   "estimate; see DESIGN.md).")
 @click.option("--slurm-array-parallelism", type=int, default=None,
               help="At most this many array tasks at once.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
@@ -141,7 +145,8 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     if dry_run:
         _echo_cases(cases, suite.repeats, suite_file)
         return
-    settings = executor_settings(suite.executor, executor, jobs, **slurm_options)
+    kind = executor or _resumed_executor(resume, suite.executor)
+    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
     run_dir = run_directory(suite.name, output, resume)
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
@@ -161,8 +166,19 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
         raise error from None
     _echo_results(results, run_dir, outcome.summary(), report)
     if outcome.interrupted:
-        click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
+        slurm = " --executor slurm" if settings.kind == "slurm" else ""
+        click.echo(f"lubench: interrupted; resume with: {resume_hint}{slurm}", err=True)
         sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
+
+
+def _resumed_executor(resume: Path | None, suite_executor: dict) -> str | None:
+    """``slurm`` when the run being resumed has SLURM jobs (resume adopts them) and neither
+    the command line nor the suite names an executor."""
+    from lubench.execution.slurm_ledger import LEDGER_FILE
+
+    if resume is None or suite_executor.get("kind") or not (resume / LEDGER_FILE).exists():
+        return None
+    return "slurm"
 
 
 def _echo_cases(cases: list, repeats: int, suite_file: Path) -> None:
@@ -240,22 +256,62 @@ def _show_default(value: Any) -> Any:
 # report and compare (lubench.report)
 # --------------------------------------------------------------------------------------------
 @main.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR [RUN_DIR ...]",
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where to write (default: RUN_DIR/report/).")
-@click.option("--format", "formats", default="png,pdf,svg", show_default=True,
-              help="Figure formats, comma-separated.")
-@click.option("--tables", default="md,latex,html", show_default=True,
-              help="Table formats, comma-separated.")
+              help="Where to write (default: RUN_DIR/report/; required with several runs).")
+@click.option("--columns", default=None, metavar="LIST",
+              help="Table columns by result column name, in order, e.g. "
+                   "factor_error,precond_iterations,n_params,setup_seconds.")
+@click.option("--methods", default=None, metavar="LIST",
+              help='Methods to keep, in table order: names or labels, globs '
+                   '(plu,ilu,"gfmm_lu[P=32]").')
+@click.option("--operators", default=None, metavar="LIST", help="Operators to keep, in order.")
+@click.option("--sizes", default=None, metavar="LIST", help="Sizes n to keep, e.g. 1024,4096.")
+@click.option("--group", default=None, type=click.Choice(["operator", "blocks"]),
+              help="LaTeX: one table per operator, or one table with a block per operator.")
+@click.option("--figures", default=None, metavar="LIST",
+              help="Figure kinds (error_vs_params, error_vs_time, gmres_vs_params, "
+                   "time_to_solution, scaling, training) or 'none'.")
+@click.option("--formats", default=None, metavar="LIST",
+              help="What to write: png,pdf,svg (figures), md,tex,html (tables) "
+                   "[default: png,pdf,md,tex,html].")
+@click.option("--preset", default=None, type=click.Choice(["paper", "paper-2col", "slides"]),
+              help="Figure and table sizes [default: paper, one column].")
+@click.option("--spec", "spec_file", default=None, metavar="FILE.yaml",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Read the report: section of this suite file instead of the run's copy.")
+@click.option("--format", "figure_formats", default=None, hidden=True)
+@click.option("--tables", "table_formats", default=None, hidden=True)
 @user_errors
-def report(run_dir: Path, output: Path | None, formats: str, tables: str) -> None:
-    """Figures (error vs parameters, vs time, scaling, training) and tables of a run."""
+def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
+           methods: str | None, operators: str | None, sizes: str | None, group: str | None,
+           figures: str | None, formats: str | None, preset: str | None,
+           spec_file: Path | None, figure_formats: str | None,
+           table_formats: str | None) -> None:
+    """Figures and tables of one run, or of several side by side (a `run` column).
+
+    What to write comes from the run's suite `report:` section (or --spec FILE), each
+    option given here replacing its key. E.g. the table of a paper:
+
+    \b
+      lubench report reports/pde --columns factor_error,precond_iterations,n_params,setup_seconds
+          --methods plu,sparse_lu,ilu,gfmm_lu --formats tex,pdf -o paper/
+    """
     from lubench.fsafe import no_links_in
     from lubench.report import render_report
+    from lubench.report.render import resolve_spec
 
-    no_links_in(output if output is not None else run_dir / "report")
-    out = render_report(run_dir, output, formats=_csv(formats), tables=_csv(tables),
-                        echo=click.echo)
+    if formats is None and (figure_formats is not None or table_formats is not None):
+        # the older --format (figures) and --tables (tables) options, still accepted
+        formats = ",".join(x for x in (figure_formats or "png,pdf", table_formats or
+                                       "md,tex,html") if x)
+    options = {"columns": columns, "methods": methods, "operators": operators,
+               "sizes": sizes, "group": group, "figures": figures, "formats": formats,
+               "preset": preset}
+    spec = resolve_spec(list(run_dirs), options, spec_file)
+    no_links_in(output if output is not None else run_dirs[0] / "report")
+    out = render_report(list(run_dirs), output, spec=spec, echo=click.echo)
     click.echo(f"report: {out}")
 
 
@@ -264,13 +320,23 @@ def report(run_dir: Path, output: Path | None, formats: str, tables: str) -> Non
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threshold", type=float, default=1.5, show_default=True,
               help="Flag a case when B/A of a time or an error exceeds this ratio.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the table to this file, in the format its suffix names "
+                   "(.md, .tex or .html), for a report.")
 @user_errors
-def compare(run_a: Path, run_b: Path, threshold: float) -> None:
+def compare(run_a: Path, run_b: Path, threshold: float, output: Path | None) -> None:
     """Per case, the ratios B/A of times and errors; exit 1 when a regression is flagged."""
     from lubench.report.compare import compare_runs
 
     text, n_regressions = compare_runs(run_a, run_b, threshold=threshold)
     click.echo(text)
+    if output is not None:
+        fmt = output.suffix.lstrip(".").lower()
+        if fmt not in ("md", "tex", "html"):
+            raise LubenchError(f"--output {output}: the suffix must be .md, .tex or .html")
+        table = text if fmt == "md" else compare_runs(run_a, run_b, threshold, fmt=fmt)[0]
+        output.write_text(table + ("" if table.endswith("\n") else "\n"), encoding="utf-8")
+        click.echo(f"compare: wrote {output}", err=True)
     if n_regressions:
         click.echo(f"lubench: {n_regressions} regression(s) beyond ×{threshold}", err=True)
         sys.exit(1)

@@ -7,35 +7,60 @@ product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's
   cheap), else estimated with a seeded Gaussian probe block Ω (n × 32):
   ‖(A − Â)Ω‖_F / ‖AΩ‖_F. ``factor_error_kind`` says ``exact`` or ``probe32``.
 * ``factor_error_2`` ‖A − Â‖₂, spectral and absolute (the Learn LU post's figure); only when
-  the error is exact (NaN otherwise).
+  the error is exact (NaN, "not measured", otherwise).
 * ``solve_residual`` ‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded — always the true
   A, never Â.
 * ``forward_error``  ‖x̂ − x*‖₂ / ‖x*‖₂.
 * ``precond_iterations`` inner GMRES iterations (restart 50, rtol 1e-8, at most 500) to solve
-  A x = b with ``solve`` as preconditioner; 1 for an exact factorization; NaN when the
-  preconditioner overflows (GMRES breaks down). ``precond_converged`` says whether GMRES
-  reached the tolerance within 500.
+  A x = b with ``solve`` as (left) preconditioner; 1 for an exact factorization.
+  ``precond_converged`` says whether GMRES reached ‖A x − b‖₂ ≤ 1e-8·‖b‖₂ within 500;
+  ``precond_seconds`` is the wall time of that GMRES solve.
+* ``gmres_iterations`` / ``gmres_converged`` the same GMRES (same A, b, restart, tolerance and
+  cap) without a preconditioner: what the preconditioner saved. It depends on the operator
+  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on a
+  digest of A's action and the seed) and every method's row carries the same value.
 * ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
+
+**One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
+x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
+the method or its parameters, so every method on one operator is graded on the same problem,
+and two configurations that produce the same factors get the same metric values.
+
+**Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
+product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
+and never a count: a preconditioner that returns a non-finite vector gives
+``precond_iterations`` NaN, ``precond_converged`` false and ``precond_seconds`` NaN. Such a row
+is still ``ok`` (the factorization is a result); ``grade`` returns an ``error`` that names the
+metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_median`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
 from lubench.api import Factorization, FactorizationError, Operator
 
-__all__ = ["grade", "factor_errors", "solve_errors", "precond_iterations", "time_solve",
-           "PROBES", "GMRES_RESTART", "GMRES_RTOL", "GMRES_MAXITER"]
+__all__ = ["grade", "factor_errors", "solve_errors", "precond_iterations", "plain_gmres",
+           "time_solve", "repeat_median", "nonfinite_note", "PROBES", "GMRES_RESTART",
+           "GMRES_RTOL", "GMRES_MAXITER"]
 
 PROBES = 32
 GMRES_RESTART = 50
 GMRES_RTOL = 1e-8
 GMRES_MAXITER = 500
 SPECTRAL_SVD_LIMIT = 1024  # up to here the 2-norm comes from a full SVD, above from ARPACK
+NAN = float("nan")
+
+# The salts of the random draws, each seeded with [operator seed, salt].
+_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT = 1, 2, 3, 4
+_KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
 
 
 def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -46,97 +71,181 @@ def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
+def _finite(x: float) -> float:
+    """x as a float, NaN when it is not finite (the non-finite rule)."""
+    x = float(x)
+    return x if math.isfinite(x) else NAN
+
+
 def spectral_norm(E: np.ndarray, seed: int = 0) -> float:
-    """‖E‖₂: the largest singular value (full SVD when small, ARPACK Lanczos otherwise)."""
+    """‖E‖₂: the largest singular value (full SVD when small, ARPACK Lanczos otherwise);
+    NaN when E holds NaN or ±inf."""
+    if not np.all(np.isfinite(E)):
+        return NAN
     if not np.any(E):
         return 0.0
-    if not np.all(np.isfinite(E)):
-        return float("inf")
     if E.shape[0] <= SPECTRAL_SVD_LIMIT:
-        return float(np.linalg.norm(E, 2))
+        return _finite(np.linalg.norm(E, 2))
     # Round-off-sized entries (an exact method: |E| ~ 1e-17) can make ARPACK's first Lanczos
     # vector vanish ("starting vector is zero"): work on E / max|E| and scale back.
     scale = float(np.abs(E).max())
     v0 = np.random.default_rng(seed).standard_normal(E.shape[0])
     try:
         s = spla.svds(E / scale, k=1, return_singular_vectors=False, v0=v0, tol=1e-6)
-        return float(s[0]) * scale
+        return _finite(float(s[0]) * scale)
     except (spla.ArpackError, spla.ArpackNoConvergence):
-        return float(np.linalg.norm(E / scale, 2)) * scale  # full SVD: slow, but sure
+        return _finite(float(np.linalg.norm(E / scale, 2)) * scale)  # full SVD: slow, but sure
+
+
+def _relative(num: np.ndarray, den: np.ndarray) -> float:
+    """‖num‖ / ‖den‖ (Frobenius or 2-norm), NaN when num is not finite or the ratio is not."""
+    if not np.all(np.isfinite(num)):
+        return NAN
+    with np.errstate(all="ignore"):
+        return _finite(np.linalg.norm(num) / np.linalg.norm(den))
 
 
 def factor_errors(op: Operator, fact: Factorization, exact_limit: int,
                   seed: int) -> dict[str, float | str]:
-    """``factor_error`` (relative Frobenius), its kind, and ``factor_error_2`` (spectral)."""
+    """``factor_error`` (relative Frobenius), its kind, and ``factor_error_2`` (spectral).
+
+    ``seed`` is the operator's seed: the probe block Ω is drawn from it."""
     n = op.n
     exact = n <= exact_limit and not getattr(fact, "expensive_apply", False)
     if exact:
         A = op.dense()
-        E = A - _checked(fact.apply(np.eye(n)), (n, n), "apply(I)")
+        with np.errstate(all="ignore"):
+            E = A - _checked(fact.apply(np.eye(n)), (n, n), "apply(I)")
         return {
-            "factor_error": float(np.linalg.norm(E) / np.linalg.norm(A)),
+            "factor_error": _relative(E, A),
             "factor_error_kind": "exact",
             "factor_error_2": spectral_norm(E, seed),
         }
-    omega = np.random.default_rng([seed, 1]).standard_normal((n, PROBES))
+    omega = np.random.default_rng([seed, _PROBE_SALT]).standard_normal((n, PROBES))
     A_omega = np.asarray(op.matmul(omega))
-    E_omega = A_omega - _checked(fact.apply(omega), (n, PROBES), "apply(Ω)")
+    with np.errstate(all="ignore"):
+        E_omega = A_omega - _checked(fact.apply(omega), (n, PROBES), "apply(Ω)")
     return {
-        "factor_error": float(np.linalg.norm(E_omega) / np.linalg.norm(A_omega)),
+        "factor_error": _relative(E_omega, A_omega),
         "factor_error_kind": f"probe{PROBES}",
-        "factor_error_2": float("nan"),
+        "factor_error_2": NAN,  # not measured
     }
 
 
 def solve_errors(op: Operator, fact: Factorization, seed: int) -> dict[str, float]:
-    """``solve_residual`` and ``forward_error`` for b = A x*, x* ~ N(0, I)."""
+    """``solve_residual`` and ``forward_error`` for b = A x*, x* ~ N(0, I) drawn from the
+    operator's ``seed``; both NaN when x̂ is not finite."""
     n = op.n
-    x_true = np.random.default_rng([seed, 2]).standard_normal(n)
+    x_true = np.random.default_rng([seed, _SOLUTION_SALT]).standard_normal(n)
     b = np.asarray(op.matmul(x_true))
     x_hat = _checked(fact.solve(b), (n,), "solve(b)")
+    if not np.all(np.isfinite(x_hat)):
+        return {"solve_residual": NAN, "forward_error": NAN}
     with np.errstate(all="ignore"):
-        res = np.linalg.norm(op.matmul(x_hat) - b) / np.linalg.norm(b)
-        fwd = np.linalg.norm(x_hat - x_true) / np.linalg.norm(x_true)
-    return {"solve_residual": float(res), "forward_error": float(fwd)}
+        r = np.asarray(op.matmul(x_hat)) - b
+    return {"solve_residual": _relative(r, b), "forward_error": _relative(x_hat - x_true, x_true)}
 
 
-def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str, float | bool]:
-    """Inner GMRES iterations with ``solve`` as preconditioner (restart 50, rtol 1e-8, ≤ 500)."""
+def _gmres_rhs(op: Operator, seed: int) -> np.ndarray:
+    """The GMRES right-hand side b = A·z, z ~ N(0, I) drawn from the operator's seed."""
+    z = np.random.default_rng([seed, _GMRES_RHS_SALT]).standard_normal(op.n)
+    return np.asarray(op.matmul(z), dtype=np.float64)
+
+
+def _gmres(op: Operator, b: np.ndarray,
+           solve: Callable[[np.ndarray], np.ndarray] | None) -> tuple[float, bool, float]:
+    """(inner iterations, converged, wall seconds) of restarted GMRES on A x = b, left
+    preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂ within
+    :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or a
+    non-finite iterate) gives (NaN, False, NaN): the iterations it ran count nothing."""
     n = op.n
-    b = np.asarray(op.matmul(np.random.default_rng([seed, 3]).standard_normal(n)))
     A = spla.aslinearoperator(op.matrix)
+    nonfinite = False
+    M = None
+    if solve is not None:
+        def precondition(v: np.ndarray) -> np.ndarray:
+            nonlocal nonfinite
+            out = _checked(solve(np.asarray(v).reshape(n)), (n,), "solve(v)")
+            if not nonfinite and not np.all(np.isfinite(out)):
+                nonfinite = True
+            return out
 
-    def precondition(v: np.ndarray) -> np.ndarray:
-        return _checked(fact.solve(np.asarray(v).reshape(n)), (n,), "solve(v)")
-
-    M = spla.LinearOperator((n, n), matvec=precondition, dtype=np.float64)
+        M = spla.LinearOperator((n, n), matvec=precondition, dtype=np.float64)
     count = 0
 
     def callback(_pr_norm: float) -> None:
         nonlocal count
         count += 1
 
+    t0 = time.perf_counter()
     try:
         with np.errstate(all="ignore"):
             x, info = spla.gmres(A, b, M=M, rtol=GMRES_RTOL, atol=0.0, restart=GMRES_RESTART,
                                  maxiter=GMRES_MAXITER // GMRES_RESTART, callback=callback,
                                  callback_type="pr_norm")
     except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-        return {"precond_iterations": float("nan"), "precond_converged": False}
-    residual = np.linalg.norm(op.matmul(x) - b) / np.linalg.norm(b)
-    converged = bool(info == 0 and np.isfinite(residual))
-    if not converged and count < GMRES_MAXITER:
-        # stopped early without converging: the preconditioner overflowed and GMRES broke
-        # down (the iterations it did are not a count of anything)
-        return {"precond_iterations": float("nan"), "precond_converged": False}
-    return {"precond_iterations": int(min(count, GMRES_MAXITER)),
-            "precond_converged": converged}
+        return NAN, False, NAN
+    seconds = time.perf_counter() - t0
+    if nonfinite or not np.all(np.isfinite(x)):
+        return NAN, False, NAN
+    converged = bool(info == 0)  # SciPy's own test: ‖b − A x‖₂ ≤ rtol·‖b‖₂
+    # A breakdown with finite values (GMRES stops early without converging) keeps its
+    # count: converged=False says what it means.
+    return int(min(count, GMRES_MAXITER)), converged, seconds
+
+
+def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str, float | bool]:
+    """``precond_iterations``, ``precond_converged`` and ``precond_seconds``: GMRES (restart
+    50, rtol 1e-8, ≤ 500 inner iterations) with ``solve`` as preconditioner, on the right-hand
+    side drawn from the operator's ``seed``."""
+    its, conv, seconds = _gmres(op, _gmres_rhs(op, seed), fact.solve)
+    return {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+
+
+_PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
+_PLAIN_CACHE_SIZE = 64
+
+
+def _fingerprint(op: Operator, b: np.ndarray) -> str:
+    """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
+    from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
+    difference annihilates both Gaussian vectors — with probability zero — and the key costs
+    two products with A instead of hashing n² numbers."""
+    w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr(tuple(op.matrix.shape)).encode())
+    h.update(np.ascontiguousarray(b, dtype=np.float64))
+    h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
+    return h.hexdigest()
+
+
+def plain_gmres(op: Operator, seed: int) -> dict[str, float | bool]:
+    """``gmres_iterations`` and ``gmres_converged``: GMRES without preconditioner on the same
+    A, b (from the operator's ``seed``), restart, tolerance and cap as
+    :func:`precond_iterations`.
+
+    A function of A and the seed only: memoized per process on a digest of A's action
+    (:func:`_fingerprint`; never on names, so two different matrices do not share an entry),
+    so the methods of one operator run in one process compute it once. (The local executor
+    forks a fresh worker per case, so there each case computes it again — the same value.)
+    """
+    b = _gmres_rhs(op, seed)
+    key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    if key in _PLAIN_CACHE:
+        _PLAIN_CACHE.move_to_end(key)
+        return dict(_PLAIN_CACHE[key])
+    its, conv, _seconds = _gmres(op, b, None)
+    out = {"gmres_iterations": its, "gmres_converged": conv}
+    _PLAIN_CACHE[key] = out
+    while len(_PLAIN_CACHE) > _PLAIN_CACHE_SIZE:
+        _PLAIN_CACHE.popitem(last=False)
+    return dict(out)
 
 
 def time_solve(fact: Factorization, n: int, seed: int, repeats: int = 5,
                synchronize: Callable[[], None] = lambda: None) -> float:
     """Median wall time of one ``solve`` of one right-hand side, after one warm-up call."""
-    b = np.random.default_rng([seed, 4]).standard_normal(n)
+    b = np.random.default_rng([seed, _TIMING_SALT]).standard_normal(n)
     fact.solve(b)
     synchronize()
     times = []
@@ -148,19 +257,51 @@ def time_solve(fact: Factorization, n: int, seed: int, repeats: int = 5,
     return float(np.median(times))
 
 
+#: The float metrics ``grade`` returns, in the order an ``error`` note names them.
+GRADED = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
+          "precond_iterations", "precond_seconds", "gmres_iterations", "solve_seconds"]
+
+
+def nonfinite_note(metrics: dict) -> str:
+    """The ``error`` text of an ``ok`` row whose metrics hold non-finite values (NaN by the
+    rule above), ``""`` when there are none. ``factor_error_2`` of a probe estimate is "not
+    measured", not non-finite."""
+    skip = {"factor_error_2"} if metrics.get("factor_error_kind") != "exact" else set()
+    bad = [k for k in GRADED if k in metrics and k not in skip
+           and isinstance(metrics[k], (int, float)) and not math.isfinite(metrics[k])]
+    return f"not finite (NaN): {', '.join(bad)}" if bad else ""
+
+
 def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
           synchronize: Callable[[], None] = lambda: None) -> dict:
-    """All the metrics of one factorization of ``op`` (see the module docstring)."""
+    """All the metrics of one factorization of ``op`` (see the module docstring), and
+    ``error``: :func:`nonfinite_note` of them.
+
+    ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
+    random draw of the grading comes from it, so all methods face the same problem.
+    """
     n_params = fact.n_params
     if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
             or n_params < 0:
         raise FactorizationError(f"n_params must be a non-negative integer, got {n_params!r}")
     out: dict = {"n_params": int(n_params)}
     # An inexact factorization may overflow (a solve that blows up is a result, recorded as
-    # inf/NaN errors): no floating-point warnings on the worker's stderr for it.
+    # NaN): no floating-point warnings on the worker's stderr for it.
     with np.errstate(all="ignore"):
         out.update(factor_errors(op, fact, exact_limit, seed))
         out.update(solve_errors(op, fact, seed))
         out.update(precond_iterations(op, fact, seed))
-        out["solve_seconds"] = time_solve(fact, op.n, seed, synchronize=synchronize)
+        out.update(plain_gmres(op, seed))
+        out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
+    out["error"] = nonfinite_note(out)
     return out
+
+
+def repeat_median(values: Iterable[float | None]) -> float:
+    """The median over repeats of one metric, which does not drop a non-finite value: NaN
+    when any repeat is NaN/inf (or there is none), else the median. ``None`` (not measured)
+    is skipped."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return NAN
+    return float(np.median(vals))

@@ -47,13 +47,14 @@ IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params",
                     "family", "method_params", "seed", "repeat", "device", "status", "error"]
 METRIC_COLUMNS = [
     "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
-    "precond_iterations", "precond_converged", "n_params", "setup_seconds", "solve_seconds",
+    "precond_iterations", "precond_converged", "precond_seconds", "gmres_iterations",
+    "gmres_converged", "n_params", "setup_seconds", "solve_seconds",
     "peak_memory_bytes", "iterations", "final_loss",
 ]
 #: The metrics that are numbers (the others: ``factor_error_kind`` text, ``precond_converged``
 #: a boolean).
-NUMERIC_COLUMNS = [c for c in METRIC_COLUMNS if c not in ("factor_error_kind",
-                                                          "precond_converged")]
+NUMERIC_COLUMNS = [c for c in METRIC_COLUMNS
+                   if c not in ("factor_error_kind", "precond_converged", "gmres_converged")]
 RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
 HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
 # Fields of a record that are not result columns: the curve goes to histories.parquet, the
@@ -62,9 +63,10 @@ NOT_COLUMNS = {"history", "traceback"}
 RECORDS = "records.jsonl"
 
 _INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "threads", "pid"]
+                "precond_iterations", "gmres_iterations", "threads", "pid"]
 _FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "final_loss", "started_at", "wall_seconds"]
+                  "setup_seconds", "solve_seconds", "precond_seconds", "final_loss",
+                  "started_at", "wall_seconds"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,8 +216,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in _FLOAT_COLUMNS:
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    if "precond_converged" in df:
-        df["precond_converged"] = df["precond_converged"].astype("boolean")
+    for col in ("precond_converged", "gmres_converged"):
+        if col in df:
+            df[col] = df[col].astype("boolean")
     for col in ("status", "error", "factor_error_kind", "device"):
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

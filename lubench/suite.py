@@ -60,6 +60,7 @@ TOP_KEYS = {
     "executor": "how cases run: {kind: local|inline|slurm, jobs, slurm_* options}",
     "operators": "operator entries",
     "methods": "method entries",
+    "report": "what `lubench report` writes (lubench/report/spec.py: columns, methods, ...)",
 }
 OPERATOR_KEYS = {"name", "sizes", "params"}
 METHOD_KEYS = {"name", "params", "budget", "timeout", "memory_limit", "resources"}
@@ -395,6 +396,9 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
     where0 = str(path) if path else "<suite>"
     base_dir = path.resolve().parent if path else Path.cwd()
     settings = _settings(data, where0, path, device, timeout)
+    from lubench.report.spec import parse_spec  # the report: section has the report's schema
+
+    parse_spec(data.get("report"), f"{where0}: report")  # read again by `lubench report`
     operators = _operators(data["operators"], registry, where0, base_dir)
     methods = _methods(data["methods"], registry, where0, base_dir, settings)
     return Suite(path=path, name=settings.name, description=str(data.get("description") or ""),

@@ -51,9 +51,6 @@ from lubench.suite import Case
 __all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS"]
 
 
-
-
-
 def resolve_device(device: str, family: str = "learned") -> str:
     """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu``. Classical methods run on
     the CPU (SciPy) whatever is asked."""
@@ -142,7 +139,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
                                      f"lubench.api.Factorization")
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
-        metrics = grade(op, fact, seed=case.seed, exact_limit=case.exact_limit,
+        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
                         synchronize=ctx.synchronize)
         rec.update(metrics)
         rec["setup_seconds"] = setup

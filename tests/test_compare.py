@@ -44,23 +44,35 @@ def test_identical_runs_flag_nothing(run_a, tmp_path):
     assert res.exit_code == 0, res.output
 
 
-def test_a_slower_case_is_flagged_and_the_cli_exits_1(run_a, tmp_path):
-    def slower(df):
-        mask = _case(df, "masked_gd", 64, steps=60)
-        assert (df.loc[mask, "setup_seconds"] >= TIME_FLOOR).all()  # a time worth comparing
-        df.loc[mask, "setup_seconds"] *= 3
-        return df
+def _slower(df: pd.DataFrame) -> pd.DataFrame:
+    mask = _case(df, "masked_gd", 64, steps=60)
+    assert (df.loc[mask, "setup_seconds"] >= TIME_FLOOR).all()  # a time worth comparing
+    df.loc[mask, "setup_seconds"] *= 3
+    return df
 
-    b = planted(run_a, tmp_path / "b", slower)
-    text, flagged = compare_runs(run_a, b, threshold=1.5)
+
+def test_a_slower_case_is_flagged_and_the_cli_exits_1(run_a, tmp_path):
+    # one repeat on each side: the ratio alone decides
+    a = planted(run_a, tmp_path / "a", lambda df: df[df["repeat"] == 0].copy())
+    b = planted(run_a, tmp_path / "b", lambda df: _slower(df[df["repeat"] == 0].copy()))
+    text, flagged = compare_runs(a, b, threshold=1.5)
     assert flagged == 1
     line = next(ln for ln in text.splitlines() if "REGRESSION" in ln)
     assert "laplacian_1d n=64 masked_gd[steps=60]" in line and "setup_seconds ×3.00" in line
-    res = CliRunner().invoke(main, ["compare", str(run_a), str(b)])
+    res = CliRunner().invoke(main, ["compare", str(a), str(b)])
     assert res.exit_code == 1
     assert "REGRESSION" in res.output
     # a higher threshold lets the same run through
-    assert compare_runs(run_a, b, threshold=4.0)[1] == 0
+    assert compare_runs(a, b, threshold=4.0)[1] == 0
+
+
+def test_two_repeats_cannot_make_a_slowdown_significant(run_a, tmp_path):
+    # both repeats ×3: beyond the threshold, but 2 against 2 gives p ≥ 1/6 at best
+    b = planted(run_a, tmp_path / "b", _slower)
+    text, flagged = compare_runs(run_a, b, threshold=1.5)
+    assert flagged == 0
+    row = next(ln for ln in text.splitlines() if "laplacian_1d n=64 masked_gd[steps=60]" in ln)
+    assert "setup_seconds ×3.00 slower, not significant (p = 0.17, 2 vs 2 repeats)" in row
 
 
 def test_a_less_accurate_case_is_flagged(run_a, tmp_path):
@@ -106,3 +118,154 @@ def test_ok_in_a_but_failed_in_b_is_flagged_and_one_sided_cases_are_listed(run_a
     assert "1 case(s) only in A:" in text and "laplacian_1d n=16 cholesky" in text
     # the other way round, a case that starts working is no regression
     assert compare_runs(b, run_a)[1] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Blow-ups, worse statuses, GMRES and the rank test, through the installed command
+# --------------------------------------------------------------------------------------------
+REAL_SUITE = {
+    "name": "cmp",
+    "seed": 0,
+    "repeats": 3,
+    "operators": [{"name": "laplacian_2d", "sizes": [64]}],
+    "methods": [{"name": "plu"}, {"name": "ilu", "params": {"fill_factor": 1}}],
+}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    """A real three-repeat run made by ``lubench run``."""
+    import yaml
+    from test_cli import lubench
+
+    d = tmp_path_factory.mktemp("real")
+    (d / "s.yaml").write_text(yaml.safe_dump(REAL_SUITE))
+    out = lubench("run", d / "s.yaml", "-o", d / "a", "--no-report")
+    assert out.returncode == 0, out.stderr
+    return d / "a"
+
+
+def compare_cli(a: Path, b: Path, *args: str):
+    from test_cli import lubench
+
+    return lubench("compare", a, b, *args)
+
+
+def _ilu(df: pd.DataFrame) -> pd.Series:
+    return df["method"] == "ilu"
+
+
+def test_a_rerun_of_the_same_suite_compares_clean(real_run, tmp_path):
+    b = planted(real_run, tmp_path / "b", lambda df: df)
+    out = compare_cli(real_run, b)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 common case(s), 0 flagged" in out.stdout
+
+
+@pytest.mark.parametrize("suffix", ["md", "tex", "html"])
+def test_the_comparison_is_written_in_a_report_format(real_run, tmp_path, suffix):
+    b = planted(real_run, tmp_path / "b", lambda df: df)
+    out = compare_cli(real_run, b, "-o", tmp_path / f"cmp.{suffix}")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = (tmp_path / f"cmp.{suffix}").read_text()
+    case = "laplacian\\_2d n=64 ilu" if suffix == "tex" else "laplacian_2d n=64 ilu"
+    assert case in text and "precond" in text
+    assert {"md": "| case |", "tex": r"\toprule", "html": "<table>"}[suffix] in text
+
+
+def test_an_unknown_output_suffix_is_one_line(real_run, tmp_path):
+    out = compare_cli(real_run, real_run, "-o", tmp_path / "cmp.docx")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and ".docx" in out.stderr
+
+
+@pytest.mark.parametrize("metric", ["factor_error", "solve_residual", "precond_iterations"])
+def test_a_metric_that_turns_nan_is_a_regression(real_run, tmp_path, metric):
+    def blow_up(df):
+        df = df.astype({metric: float})
+        df.loc[_ilu(df) & (df["repeat"] == 1), metric] = float("nan")  # one repeat of three
+        return df
+
+    b = planted(real_run, tmp_path / "b", blow_up)
+    out = compare_cli(real_run, b)
+    assert out.returncode == 1, out.stdout
+    assert f"laplacian_2d n=64 ilu: {metric} finite → NaN/inf" in out.stdout
+    assert "1 flagged" in out.stdout  # plu is untouched
+
+
+@pytest.mark.parametrize("status", ["diverged", "timeout", "failed"])
+def test_a_status_that_gets_worse_is_a_regression(real_run, tmp_path, status):
+    def worse(df):
+        df.loc[_ilu(df), "status"] = status
+        df.loc[_ilu(df), "error"] = f"planted {status}"
+        return df
+
+    b = planted(real_run, tmp_path / "b", worse)
+    out = compare_cli(real_run, b)
+    assert out.returncode == 1
+    assert f"laplacian_2d n=64 ilu: {status} in B (planted {status})" in out.stdout
+    assert compare_cli(b, real_run).returncode == 0  # getting better is no regression
+
+
+def test_more_gmres_iterations_or_lost_convergence_are_regressions(real_run, tmp_path):
+    a_df = pd.read_parquet(real_run / "results.parquet")
+    its = int(a_df.loc[_ilu(a_df), "precond_iterations"].iloc[0])
+    assert a_df.loc[_ilu(a_df), "precond_converged"].all() and its > 1
+
+    def more(df):
+        df.loc[_ilu(df), "precond_iterations"] = its + 1
+        return df
+
+    b = planted(real_run, tmp_path / "more", more)
+    out = compare_cli(real_run, b)
+    assert out.returncode == 1
+    assert f"ilu: precond_iterations {its} → {its + 1}" in out.stdout
+    assert compare_cli(b, real_run).returncode == 0  # fewer iterations: an improvement
+
+    def lost(df):
+        df.loc[_ilu(df) & (df["repeat"] == 2), "precond_converged"] = False
+        return df
+
+    c = planted(real_run, tmp_path / "lost", lost)
+    out = compare_cli(real_run, c)
+    assert out.returncode == 1 and "ilu: precond_converged true → false" in out.stdout
+
+    # two runs that both did not converge: their counts are not compared
+    def stalled(count):
+        def f(df):
+            df.loc[_ilu(df), ["precond_iterations", "precond_converged"]] = count, False
+            return df
+        return f
+
+    d, e = (planted(real_run, tmp_path / f"stall{k}", stalled(k)) for k in (7, 500))
+    assert compare_cli(d, e).returncode == 0
+
+
+def _times(values_a, values_b):
+    """Edits that set the plu rows' setup_seconds to the given per-repeat values."""
+    def edit(values):
+        def f(df):
+            for r, v in enumerate(values):
+                df.loc[(df["method"] == "plu") & (df["repeat"] == r), "setup_seconds"] = v
+            return df
+        return f
+    return edit(values_a), edit(values_b)
+
+
+def test_a_significant_slowdown_is_flagged(real_run, tmp_path):
+    # every B repeat slower than every A repeat: p = 1/20 = 0.05 with 3 against 3
+    ea, eb = _times([0.010, 0.011, 0.012], [0.030, 0.031, 0.033])
+    a, b = planted(real_run, tmp_path / "a", ea), planted(real_run, tmp_path / "b", eb)
+    out = compare_cli(a, b)
+    assert out.returncode == 1
+    assert "plu: setup_seconds ×2.82 slower (Mann–Whitney p = 0.05, 3 vs 3 repeats)" in out.stdout
+
+
+def test_a_slowdown_that_is_not_significant_is_only_noted(real_run, tmp_path):
+    # the median is ×2.7 slower, but one B repeat is the fastest of all: p = 0.35
+    ea, eb = _times([0.010, 0.011, 0.012], [0.030, 0.009, 0.033])
+    a, b = planted(real_run, tmp_path / "a", ea), planted(real_run, tmp_path / "b", eb)
+    out = compare_cli(a, b)
+    assert out.returncode == 0, out.stdout
+    assert "setup_seconds ×2.73 slower, not significant (p = 0.35, 3 vs 3 repeats)" \
+        in out.stdout

@@ -1,13 +1,20 @@
 """Reports from a small real run: files produced, tables faithful to results.parquet, failures
-listed, records.jsonl fallback, one-line errors for a run directory that holds nothing.
+listed, records.jsonl fallback, one-line errors for a run directory that holds nothing; the
+report specification, paste-able LaTeX (compiled when pdflatex is installed), colours by
+method name, the per-family Pareto fronts, the GMRES and time-to-solution figures, the
+explorable report.html, several runs in one report.
 
-The run is made here from real computations — SciPy's LU and Cholesky, and a small masked-LU
-fit by gradient descent in PyTorch — graded by ``lubench.metrics.grade`` and written in the
-run-directory format (results.parquet, histories.parquet, meta.json, records.jsonl).
+The run is made here from real computations — SciPy's LU, Cholesky and incomplete LU (three
+fill factors), and a small masked-LU fit by gradient descent in PyTorch — graded by
+``lubench.metrics.grade`` (plain GMRES ``gmres_iterations`` and the time of the preconditioned
+solve ``precond_seconds`` included), and written in the run-directory format
+(results.parquet, histories.parquet, meta.json, records.jsonl).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import time
@@ -18,11 +25,12 @@ import pandas as pd
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from lubench.api import Factorization, LubenchError, Operator, Unsupported
+from lubench.cases import Case, derive_seed
 from lubench.metrics import grade
-from lubench.suite import Case, derive_seed
-from lubench.worker import base_record
+from lubench.records import base_record
 
 RUN_ID = "test-run"
 
@@ -72,6 +80,24 @@ def cholesky(op: Operator) -> DenseLU:
     return DenseLU(np.eye(op.n), C, C.T.copy(), op.n * (op.n + 1) // 2)
 
 
+class ILU(Factorization):
+    """SciPy's incomplete LU: Pr A Pc ≈ L U (its apply is the permuted product)."""
+
+    def __init__(self, A: sp.csc_matrix, fill_factor: float):
+        super().__init__()
+        self.ilu = spla.spilu(A, drop_tol=1e-3, fill_factor=fill_factor)
+        n = A.shape[0]
+        self.Pr = sp.csc_matrix((np.ones(n), (self.ilu.perm_r, np.arange(n))))
+        self.Pc = sp.csc_matrix((np.ones(n), (np.arange(n), self.ilu.perm_c)))
+        self.n_params = int(self.ilu.L.nnz + self.ilu.U.nnz)
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        return self.Pr.T @ (self.ilu.L @ (self.ilu.U @ (self.Pc.T @ X)))
+
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        return self.ilu.solve(B)
+
+
 def masked_gd(op: Operator, steps: int, seed: int) -> DenseLU:
     """Fit unit-lower L and upper U to A by Adam on ‖LU − A‖²_F (float64)."""
     import torch
@@ -106,6 +132,8 @@ def masked_gd(op: Operator, steps: int, seed: int) -> DenseLU:
 
 OPERATORS = [("laplacian_1d", {}, [16, 32, 64]), ("convdiff_1d", {"eps": 0.1}, [16, 32])]
 METHODS = [("plu", {}, "classical"), ("cholesky", {}, "classical"),
+           ("ilu", {"fill_factor": 1.0}, "classical"), ("ilu", {"fill_factor": 2.0}, "classical"),
+           ("ilu", {"fill_factor": 4.0}, "classical"),
            ("masked_gd", {"steps": 20}, "learned"), ("masked_gd", {"steps": 60}, "learned")]
 
 
@@ -128,15 +156,17 @@ def run_one(case: Case, repeat: int) -> dict:
             fact = plu(op)
         elif case.method == "cholesky":
             fact = cholesky(op)
+        elif case.method == "ilu":
+            fact = ILU(sp.csc_matrix(op.matrix), case.method_params["fill_factor"])
         else:
             fact = masked_gd(op, case.method_params["steps"], case.seed + repeat)
         setup = time.perf_counter() - t0
-        rec.update(grade(op, fact, seed=case.seed))
+        rec.update(grade(op, fact, seed=case.operator_seed))  # gmres_iterations too
         rec["setup_seconds"] = setup
         rec["iterations"] = fact.info.get("iterations")
         rec["final_loss"] = fact.info.get("final_loss")
         rec["status"] = "ok"
-        history = fact.history
+        history = getattr(fact, "history", [])
     except Unsupported as exc:
         rec["status"], rec["error"] = "unsupported", exc.reason
     rec["info"] = "{}"
@@ -167,6 +197,12 @@ def write_run(path: Path, records: list[dict], meta: dict | None = None,
 
 
 def make_records() -> list[dict]:
+    """The records of the mini run (computed once per test process; a fresh copy each call)."""
+    return copy.deepcopy(_computed_records())
+
+
+@functools.lru_cache(maxsize=1)
+def _computed_records() -> list[dict]:
     records = []
     for operator, op_params, sizes in OPERATORS:
         for n in sizes:
@@ -201,18 +237,30 @@ def _md_rows(text: str) -> list[list[str]]:
     return [[c.strip() for c in ln.strip("|").split(" | ")] for ln in lines]
 
 
+def _label_params(label: str) -> dict:
+    """``ilu[fill_factor=2]`` -> {"fill_factor": 2.0}."""
+    if "[" not in label:
+        return {}
+    inner = label.split("[", 1)[1].rstrip("]")
+    return {k: float(v) for k, v in (kv.split("=") for kv in inner.split(","))}
+
+
 def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
-    from lubench.report.tables import COLUMNS, fmt_number, summary_markdown
+    from lubench.report.columns import BY_KEY
+    from lubench.report.tables import fmt_number, summary_markdown
 
     results = pd.read_parquet(run_dir / "results.parquet")
     text = summary_markdown(results)
     header, *rows = _md_rows(text)
     assert header[:3] == ["operator", "n", "method"] and header[-1] == "status"
+    # the new columns are there when the run recorded them
+    assert {"gmres_iterations", "precond_seconds"} <= set(header)
     # one row per operator × n × method configuration, none dropped
     assert len(rows) == results.groupby(["operator", "operator_params", "n", "method",
                                          "method_params"]).ngroups
     labels = {r[2] for r in rows}
-    assert labels == {"plu", "cholesky", "masked_gd[steps=20]", "masked_gd[steps=60]"}
+    assert labels == {"plu", "cholesky", "ilu[fill_factor=1]", "ilu[fill_factor=2]",
+                      "ilu[fill_factor=4]", "masked_gd[steps=20]", "masked_gd[steps=60]"}
     ok = results[results["status"] == "ok"]
     checked = 0
     for row in rows:
@@ -220,15 +268,21 @@ def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
         method = cells["method"].split("[")[0]
         sel = ok[(ok["operator"] == cells["operator"].split("[")[0])
                  & (ok["n"] == int(cells["n"])) & (ok["method"] == method)]
-        if "steps=" in cells["method"]:
-            steps = int(cells["method"].split("=")[1].rstrip("]"))
-            sel = sel[sel["method_params"] == json.dumps({"steps": steps},
-                                                         separators=(",", ":"))]
+        params = _label_params(cells["method"])
+        if params:
+            sel = sel[[json.loads(p) == {k: (int(v) if method == "masked_gd" else v)
+                                         for k, v in params.items()}
+                       for p in sel["method_params"]]]
         if sel.empty:
             continue
-        for col in COLUMNS:
-            median = float(sel[col.key].median())
-            assert cells[col.key].split(" (")[0] == fmt_number(median, integer=col.integer)
+        for key in header[3:-1]:
+            m = BY_KEY[key]
+            median = float(sel[key].median())
+            shown = cells[key].strip("*").split(" (")[0]
+            if m.converged and not sel[m.converged].all():
+                assert shown.startswith(">") or "no conv" in cells[key]
+                continue
+            assert shown == fmt_number(median, integer=m.integer), (cells, key)
         checked += 1
     assert checked == len(ok.groupby(["operator", "n", "method", "method_params"]))
 
@@ -267,7 +321,7 @@ def test_fmt_number():
     assert fmt_number(None) == "–"
     assert fmt_number(0.0) == "0"
     assert fmt_number(3.4412) == "3.44" and fmt_number(-0.5) == "-5.00e-1"
-    assert fmt_number(float("inf")) == "inf"
+    assert fmt_number(float("inf")) == "∞"
     assert math.isclose(float(fmt_number(98765.4321)), 9.88e4)
 
 
@@ -306,8 +360,16 @@ def test_records_jsonl_rebuilds_the_frames_and_skips_a_truncated_last_line(recor
 # --------------------------------------------------------------------------------------------
 # The whole report
 # --------------------------------------------------------------------------------------------
-FIGURES = ["error_vs_params", "error_vs_time", "scaling", "training"]
+FIGURES = ["error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution", "scaling",
+           "training"]
 MAGIC = {"png": b"\x89PNG", "pdf": b"%PDF", "svg": b"<?xml"}
+DEFAULT_FIGURE_FORMATS = ("png", "pdf")
+
+
+def spec(**kw):
+    from lubench.report.spec import parse_spec
+
+    return parse_spec(kw, "test")
 
 
 @pytest.fixture(scope="module")
@@ -321,29 +383,50 @@ def report_dir(run_dir) -> Path:
     return out
 
 
-def test_every_file_is_produced(report_dir):
+def test_every_file_is_produced(report_dir, run_dir, tmp_path):
+    from lubench.report import render_report
+
     for name in FIGURES:
-        for fmt, magic in MAGIC.items():
+        for fmt in DEFAULT_FIGURE_FORMATS:  # vector PDF (and PNG) by default, no SVG
             data = (report_dir / f"{name}.{fmt}").read_bytes()
-            assert data.startswith(magic), f"{name}.{fmt}"
+            assert data.startswith(MAGIC[fmt]), f"{name}.{fmt}"
+        assert not (report_dir / f"{name}.svg").exists()
     for name in ("results.md", "results.tex", "results.html", "report.html"):
         assert (report_dir / name).stat().st_size > 0
-    # vector output: text stays text in the SVG (not paths), a PDF has no embedded PNG page
-    svg = (report_dir / "error_vs_params.svg").read_text()
-    assert "<text" in svg and "stored parameters" in svg
+    # asked for: SVG keeps text as text (not paths)
+    out = render_report(run_dir, tmp_path / "svg", spec=spec(formats="svg", figures="scaling"),
+                        echo=lambda _l: None)
+    svg = (out / "scaling.svg").read_text()
+    assert "<text" in svg and "stored numbers" in svg
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "scaling.svg"]
 
 
-def test_report_html_is_self_contained(report_dir):
+def test_report_html_is_self_contained_and_explorable(report_dir):
     import re
 
     page = (report_dir / "report.html").read_text()
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == len(FIGURES)
     assert all(s.startswith("data:image/png;base64,") for s in sources)
-    assert "<link" not in page and "<script" not in page
+    # one inline script, nothing fetched: no <link>, no script src, no URL
+    assert "<link" not in page and "<script src" not in page and page.count("<script>") == 1
+    assert "http://" not in page and "https://" not in page
     for name in FIGURES:
         assert f'id="{name}"' in page
     assert "test CPU" in page  # the environment from meta.json
+    # the table carries what the script sorts and filters by
+    table = page[page.index('<table class="results" id="results">'):]
+    table = table[:table.index("</table>")]
+    rows = re.findall(r'<tr class="(ok|bad)" data-operator="([^"]*)" data-method="([^"]*)" '
+                      r'data-status="([^"]*)"', table)
+    assert len(rows) == (3 + 2) * 7 + 1  # (operator, n) × method configurations, + 1 timeout
+    assert {r[3] for r in rows} == {"ok", "unsupported", "timeout"}
+    heads = re.findall(r'<th data-kind="(num|text)" data-key="([^"]*)"', table)
+    assert ("num", "factor_error") in heads and ("text", "method") in heads
+    # numeric cells sort by their number; not measured sorts last (empty)
+    values = re.findall(r'data-v="([^"]*)"', table)
+    assert all(v == "" or v == "Infinity" or math.isfinite(float(v)) for v in values)
+    assert '<div class="filters" id="filters">' in page
 
 
 def test_latex_and_html_tables_hold_the_values_of_results_parquet(report_dir, run_dir):
@@ -354,13 +437,90 @@ def test_latex_and_html_tables_hold_the_values_of_results_parquet(report_dir, ru
     page = (report_dir / "results.html").read_text()
     assert tex.count(r"\begin{table}") == results["operator"].nunique()
     assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == results["operator"].nunique()
+    assert r"\resizebox" not in tex and r"\num{" not in tex
     ok = results[results["status"] == "ok"]
     for _, g in ok.groupby(["operator", "n", "method", "method_params"]):
         for key in ("factor_error", "solve_residual", "setup_seconds"):
             text = fmt_number(float(g[key].median()))
-            assert rf"\num{{{text}}}" in tex, (key, text)
+            assert f"& {text} " in tex or rf"& \bfseries {text} " in tex, (key, text)
             assert text in page
     assert r"\caption{" in tex and "relative residual" in tex
+    # siunitx S columns, the unit in the header and not in the cells
+    assert "S[table-format=" in tex and r"{setup (\si{\second})}" in tex
+
+
+def _tex_rows(tex: str) -> list[list[str]]:
+    rows = []
+    for line in tex.splitlines():
+        if line.endswith(r"\\") and r"\texttt{" in line and "&" in line:
+            rows.append([c.strip() for c in line[:-2].split("&")])
+    return rows
+
+
+def test_latex_bold_marks_the_best_value_of_each_operator_and_size(run_dir):
+    from lubench.report.columns import BY_KEY
+    from lubench.report.tables import latex_tables, select, summarize
+
+    cols = ["factor_error", "precond_iterations", "n_params", "setup_seconds"]
+    s = spec(columns=cols)
+    tex = latex_tables(pd.read_parquet(run_dir / "results.parquet"), s)
+    summary = summarize(select(pd.read_parquet(run_dir / "results.parquet"), s)[0])
+    rows = _tex_rows(tex)
+    assert len(rows) == len(summary)
+    for k, key in enumerate(cols):
+        m = BY_KEY[key]
+        for (_op, _n), g in summary.groupby(["operator_label", "n"], sort=False):
+            idx = list(g.index)
+            cand = g[(g[key + "_state"] == "ok") & (g["n_ok"] > 0)]
+            if m.converged:
+                cand = cand[cand[m.converged].map(lambda v: v is not False)]
+            bold = [i for i in idx if rows[i][1 + k].startswith(r"\bfseries")]
+            if len(cand) < 2:
+                assert not bold
+                continue
+            best = max(cand[key].min(), m.floor)
+            # every bold cell holds the best value (up to the printed digits / round-off)
+            for i in bold:
+                assert max(summary.loc[i, key], m.floor) <= best * 1.006 + 1e-300, (key, i)
+            assert bold, (key, _op, _n)
+            # and no cell that is not bold does
+            for i in cand.index:
+                if i not in bold:
+                    assert max(summary.loc[i, key], m.floor) > best * 1.004
+
+
+PREAMBLE = r"""\documentclass{article}
+\usepackage{booktabs,siunitx}
+\begin{document}
+Text at the document's font size.
+\input{results.tex}
+\end{document}
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None,
+                    reason="pdflatex is not installed (.ci/run installs TeX Live when it can)")
+@pytest.mark.parametrize("group", ["operator", "blocks"])
+def test_latex_compiles_in_a_one_column_article_without_overfull_boxes(run_dir, tmp_path, group):
+    import shutil
+    import subprocess
+
+    from lubench.report import render_report
+
+    out = render_report(run_dir, tmp_path / "paper", echo=lambda _l: None, spec=spec(
+        columns="factor_error,precond_iterations,n_params,setup_seconds", formats="tex",
+        figures="none", group=group))
+    (out / "doc.tex").write_text(PREAMBLE)
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                          cwd=out, capture_output=True, text=True, timeout=120)
+    log = (out / "doc.log").read_text(errors="replace")
+    assert proc.returncode == 0, log[-3000:]
+    assert (out / "doc.pdf").read_bytes().startswith(b"%PDF")
+    assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:500]
+    if shutil.which("pdffonts"):  # vector fonts only (no bitmap Type 3 fallback)
+        fonts = subprocess.run(["pdffonts", "doc.pdf"], cwd=out, capture_output=True,
+                               text=True, check=True).stdout
+        assert "Type 3" not in fonts, fonts
 
 
 def test_report_lists_the_cases_that_failed(report_dir):
@@ -370,7 +530,7 @@ def test_report_lists_the_cases_that_failed(report_dir):
     assert "cholesky needs a symmetric positive definite operator" in section
     assert section.count("<td>unsupported</td>") == 4  # 2 sizes × 2 repeats
     tex = (report_dir / "results.tex").read_text()
-    assert "timeout" in tex and "Not ok:" in tex
+    assert r"timeout: hard timeout" in tex and r"\texttt{masked\_gd} (steps${=}$60)$^{1}$" in tex
 
 
 def test_a_run_with_only_failures_still_renders_and_says_so(records, tmp_path):
@@ -379,7 +539,7 @@ def test_a_run_with_only_failures_still_renders_and_says_so(records, tmp_path):
     bad = [r for r in records if r["status"] != "ok"]
     run = write_run(tmp_path / "bad", bad)
     lines: list[str] = []
-    out = render_report(run, formats=("png",), echo=lines.append)
+    out = render_report(run, spec=spec(formats="png,md"), echo=lines.append)
     page = (out / "report.html").read_text()
     assert "No case finished ok" in page
     assert "hard timeout" in page
@@ -395,18 +555,29 @@ def test_cli_report_and_its_errors(run_dir, tmp_path):
 
     runner = CliRunner()
     out = tmp_path / "rep"
-    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--format", "svg",
-                               "--tables", "md"])
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--formats", "svg,md",
+                               "--figures", "scaling"])
     assert res.exit_code == 0, res.output
     assert (out / "scaling.svg").is_file() and (out / "results.md").is_file()
     assert not (out / "scaling.png").exists() and not (out / "results.tex").exists()
-    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--format", "gif"])
-    assert res.exit_code == 2
-    assert "unknown format 'gif'" in res.output
+    # the older spelling still works
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(tmp_path / "old"), "--format",
+                               "svg", "--tables", "md", "--figures", "none"])
+    assert res.exit_code == 0 and (tmp_path / "old" / "results.md").is_file()
+    for args, message in ((["--formats", "gif"], "--formats: unknown format 'gif'"),
+                          (["--columns", "factor_eror"],
+                           "--columns: unknown column 'factor_eror'; did you mean "
+                           "'factor_error'?"),
+                          (["--methods", "nope"], "methods: 'nope'")):
+        res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), *args])
+        assert res.exit_code == 2, res.output
+        assert message in res.output and "Traceback" not in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
     res = runner.invoke(main, ["report", str(empty)])
     assert res.exit_code == 2 and "not a run directory" in res.output
+    res = runner.invoke(main, ["report", str(run_dir), str(run_dir)])
+    assert res.exit_code == 2 and "needs -o OUTPUT" in res.output
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,7 +616,7 @@ def test_lubench_run_then_report(tmp_path):
     assert res.exit_code == 0, res.output
     report = run / "report"
     for name in FIGURES:
-        for fmt in MAGIC:
+        for fmt in DEFAULT_FIGURE_FORMATS:
             assert (report / f"{name}.{fmt}").is_file(), f"{name}.{fmt}"
     results = pd.read_parquet(run / "results.parquet")
     assert set(results["status"]) == {"ok", "unsupported"}  # cholesky on convdiff_1d
@@ -461,7 +632,7 @@ def test_lubench_run_then_report(tmp_path):
     assert "cholesky" in page[page.index("Cases that did not finish ok"):]
     # re-rendering the finished run from the command line gives the same tables
     res = CliRunner().invoke(main, ["report", str(run), "-o", str(tmp_path / "again"),
-                                    "--format", "png", "--tables", "md"])
+                                    "--formats", "png,md"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "again" / "results.md").read_text() == md
 

@@ -16,10 +16,8 @@ from lubench.execution import (
     RunOutcome,
     format_bytes,
     run_cases,
-    submitit_parameters,
     threads_per_worker,
 )
-from lubench.execution.slurm import _minutes
 from lubench.store import RunStore
 
 
@@ -144,24 +142,6 @@ def test_bad_executor_arguments_are_user_errors(tmp_path, rt_plugin):  # noqa: F
             run_cases(suite.cases, store, executor="dask")
         with pytest.raises(LubenchError, match="at least 1"):
             run_cases(suite.cases, store, jobs=0)
-    with pytest.raises(LubenchError, match="--slurm-time"):
-        _minutes("soon")
-
-
-def test_submitit_parameters_follow_method_resources(tmp_path, rt_plugin):  # noqa: F811
-    _, suite = make_suite(tmp_path, rt_plugin, [
-        {"name": "rt_lu", "timeout": 600, "memory_limit": "3GiB"},
-        {"name": "rt_lu", "params": {"behave": "train"}, "resources": {"gpus_per_task": 1}},
-    ], sizes=(8,))
-    plain, gpu = suite.cases
-    opts = {"slurm_partition": "gpu", "slurm_array_parallelism": 4}
-    p = submitit_parameters(plain, opts)
-    assert "slurm_gpus_per_task" not in p
-    assert p["timeout_min"] == 15 and p["mem_gb"] == 4.0 and p["cpus_per_task"] == 1
-    assert p["slurm_partition"] == "gpu" and p["slurm_array_parallelism"] == 4
-    g = submitit_parameters(gpu, {**opts, "slurm_time": "1:30"})
-    assert g["slurm_gpus_per_task"] == 1 and g["timeout_min"] == 90
-    assert _minutes("1-00:00") == 1440 and _minutes(45) == 45
 
 
 def test_summary_and_sizes_read_well():

@@ -11,7 +11,10 @@ Modules
 ``limits``    thread settings, the start method, dying with the parent
 ``signals``   Ctrl-C and SIGTERM
 ``progress``  the progress bar on stderr
-``slurm``     submitit job arrays
+``slurm``     SLURM job arrays through submitit: submit, adopt on resume, watch, collect
+``slurm_resources``  what a task asks for (CPUs, memory, time, a GPU only for CUDA cases)
+``slurm_queue``      squeue/scancel (works without SLURM accounting)
+``slurm_ledger``     ``RUN_DIR/slurm-jobs.jsonl``: the job ids a run submitted
 ``options``   the executor settings: command line over the suite
 
 Executors
@@ -25,12 +28,15 @@ Executors
     Cases run one after the other in this process, for debugging (a debugger and ``print``
     work). No timeout, no memory limit, no thread setting: a case that hangs hangs the run.
 ``slurm``
-    Cases go to a SLURM job array through ``submitit`` (one array per distinct resource
-    request: a method that asks for a GPU gets one, classical ones do not). Each array task
-    runs :func:`execute_case`, i.e. the same local supervisor on one case, so timeouts and
-    memory limits mean the same thing on the cluster. Records come back through submitit's
-    result files into the run directory as tasks finish. The executor class is injectable
-    (``submitit_executor``); the tests use ``submitit.AutoExecutor(cluster="local")``.
+    Cases go to SLURM job arrays through ``submitit`` (one array per distinct resource
+    request: a GPU only for a case that will run on CUDA, memory always requested). Each
+    array task runs :func:`execute_case`, i.e. the same local supervisor on one case, so
+    timeouts and memory limits mean the same thing on the cluster. Records come back through
+    submitit's result files into the run directory as tasks finish; the job ids are kept in
+    the run directory, so ``--resume`` adopts jobs still queued or running (see ``slurm``).
+    The executor class is injectable (``submitit_executor``); the tests use
+    ``submitit.AutoExecutor(cluster="local")`` and a live single-node SLURM
+    (``tests/slurm/``).
 
 Why ``fork``
 ------------

@@ -55,7 +55,6 @@ class RunOutcome:
         return ", ".join(parts) or "nothing to run"
 
 
-
 def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ...] = (),
               base_dir: str | None = None, jobs: int = 1, executor: str = "local",
               executor_options: dict | None = None, show_progress: bool = False,
@@ -121,7 +120,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                     base_dir=base_dir, options=options,
                     factory=submitit_executor or default_submitit_executor,
                     on_record=on_record, stop=stopper, wakeup=stopper.wakeup,
-                    display=display, job_ids=outcome.job_ids)
+                    display=display, job_ids=outcome.job_ids, run_dir=store.run_dir)
                 store.update_meta(job_ids=outcome.job_ids)
         outcome.interrupted = not completed
         outcome.stop_signal = stopper.signum if outcome.interrupted else None

@@ -1,26 +1,36 @@
-"""Reports of a run directory: figures, tables (Markdown, LaTeX, HTML) and ``report.html``.
+"""Reports of run directories: figures, tables (Markdown, LaTeX, HTML) and ``report.html``.
 
-* :func:`render_report` — everything ``lubench report RUN_DIR`` writes;
+* :func:`render_report` — everything ``lubench report RUN_DIR [RUN_DIR ...]`` writes, as a
+  :class:`lubench.report.spec.ReportSpec` says (columns, methods, operators, sizes, grouping,
+  figures, formats, size preset);
 * :func:`lubench.report.tables.summary_markdown` — the table printed after ``lubench run``;
+* :func:`lubench.report.tables.frame_text` — any DataFrame as a Markdown, LaTeX or HTML table;
 * :func:`lubench.report.compare.compare_runs` — ``lubench compare RUN_A RUN_B``.
 
-The report only reads the run directory (``results.parquet``, ``histories.parquet``,
-``meta.json``; ``records.jsonl`` when the parquet files are missing).
+The report only reads run directories (``results.parquet``, ``histories.parquet``,
+``meta.json``, ``suite.yaml``; ``records.jsonl`` when the parquet files are missing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lubench.report.spec import ReportSpec
 
 __all__ = ["render_report"]
 
 
-def render_report(run_dir: Path, output: Path | None = None, formats: Any = ("png", "pdf", "svg"),
-                  tables: Any = ("md", "latex", "html"), echo: Any = print) -> Path:
-    """Write the figures, tables and ``report.html`` of ``run_dir`` into ``output``
-    (default ``run_dir/report``) and return that folder."""
+def render_report(run_dirs: Path | str | Sequence[Path | str], output: Path | None = None,
+                  spec: ReportSpec | None = None, echo=print) -> Path:
+    """Write the figures, tables and ``report.html`` of ``run_dirs`` into ``output``
+    (default ``RUN_DIR/report`` for one run) and return that folder. Without ``spec``, the
+    run's suite ``report:`` section (else the defaults) says what to write."""
     from lubench.report.render import render
 
-    return render(Path(run_dir), None if output is None else Path(output), formats=formats,
-                  tables=tables, echo=echo)
+    if isinstance(run_dirs, (str, Path)):
+        run_dirs = [run_dirs]
+    return render([Path(d) for d in run_dirs], None if output is None else Path(output),
+                  spec=spec, echo=echo)

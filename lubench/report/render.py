@@ -1,105 +1,158 @@
-"""``lubench report RUN_DIR``: read the run, draw the figures, write the tables and the page.
+"""``lubench report RUN_DIR [RUN_DIR ...]``: read the runs, draw the figures, write the tables
+and the page, as a :class:`~lubench.report.spec.ReportSpec` says.
 
-Output folder (default ``RUN_DIR/report/``)::
+Output folder (default ``RUN_DIR/report/``; required with several runs)::
 
-    error_vs_params.{png,pdf,svg}   error_vs_time.*   scaling.*   training.*
-    results.md   results.tex   results.html   report.html
+    error_vs_params.{pdf,png,svg}  error_vs_time.*  gmres_vs_params.*  time_to_solution.*
+    scaling.*  training.*          results.md  results.tex  results.html  report.html
 
-``training`` is drawn only when a case left a training history; no figure is drawn when no
-case finished ok (the tables and ``report.html`` still are, and say so).
+The specification is the first run's suite ``report:`` section (the copy in
+``RUN_DIR/suite.yaml``, or the file given as ``spec_file``) with the command line's options
+replacing the keys they set. ``training`` is drawn only when a case left a training history;
+no figure is drawn when no case finished ok (the tables and ``report.html`` still are, and say
+so). Several runs are read into one frame with a ``run`` column (the directory's name, or
+enough of its path to tell the runs apart): tables get a ``run`` column, figures a panel per
+run.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 
 from lubench.api import LubenchError  # noqa: E402
 from lubench.report import figures as F  # noqa: E402
 from lubench.report.html import report_html, standalone_table_html  # noqa: E402
-from lubench.report.load import OK, load_run  # noqa: E402
-from lubench.report.tables import latex_tables, summarize, summary_markdown  # noqa: E402
+from lubench.report.load import OK, Run, load_run, prepare_results  # noqa: E402
+from lubench.report.spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
+from lubench.report.tables import (  # noqa: E402
+    latex_tables,
+    select,
+    summarize,
+    summary_markdown,
+)
 
-__all__ = ["render", "FIGURE_FORMATS", "TABLE_FORMATS"]
-
-FIGURE_FORMATS = ("png", "pdf", "svg")
-TABLE_FORMATS = {"md": "results.md", "latex": "results.tex", "tex": "results.tex",
-                 "html": "results.html"}
-
-
-def _check(values: Iterable[str], allowed: Iterable[str], option: str) -> list[str]:
-    values = [v.strip().lower() for v in values if v and v.strip()]
-    allowed = list(allowed)
-    for v in values:
-        if v not in allowed:
-            raise LubenchError(f"{option}: unknown format '{v}' (choose from "
-                               f"{', '.join(allowed)})")
-    return list(dict.fromkeys(values))
+__all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
 
 
-def render(run_dir: Path, output: Path | None = None, formats: Iterable[str] = FIGURE_FORMATS,
-           tables: Iterable[str] = ("md", "latex", "html"),
+def suite_report_section(path: Path) -> dict:
+    """The ``report:`` mapping of a suite file ({} when it has none)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LubenchError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise LubenchError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        return {}
+    section = data.get("report") or {}
+    if not isinstance(section, dict):
+        raise LubenchError(f"{path}: report: expected a mapping, got {section!r}")
+    return section
+
+
+def resolve_spec(run_dirs: Sequence[Path], options: Mapping[str, Any] | None = None,
+                 spec_file: Path | None = None) -> ReportSpec:
+    """The specification of a report: ``spec_file``'s (else the first run's suite copy's)
+    ``report:`` section, with ``options`` (None values ignored) replacing its keys."""
+    source = Path(spec_file) if spec_file is not None else Path(run_dirs[0]) / "suite.yaml"
+    base = suite_report_section(source) if (spec_file is not None or source.is_file()) else {}
+    if base:
+        parse_spec(base, f"{source}: report")  # an error in the file names the file
+    return parse_spec(merge(base, options), "--")
+
+
+def run_labels(paths: Sequence[Path]) -> list[str]:
+    """Short names that tell runs apart: the directory names, or more of the path when two
+    names are equal."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{i + 1}:{p}" for i, p in enumerate(paths)]
+
+
+def load_runs(run_dirs: Sequence[Path]) -> tuple[list[tuple[str, Run]], pd.DataFrame,
+                                                 pd.DataFrame]:
+    """The runs read, and their results and histories in one frame each (with a ``run``
+    column when there are several; labels recomputed over all runs)."""
+    runs = [load_run(d) for d in run_dirs]
+    if len(runs) == 1:
+        return [(runs[0].path.name, runs[0])], runs[0].results, runs[0].histories
+    labels = run_labels([r.path for r in runs])
+    results = prepare_results(pd.concat(
+        [r.results.assign(run=label) for label, r in zip(labels, runs)], ignore_index=True))
+    hist = [r.histories.assign(run=label) for label, r in zip(labels, runs)
+            if r.histories is not None and not r.histories.empty]
+    histories = pd.concat(hist, ignore_index=True) if hist else pd.DataFrame()
+    return list(zip(labels, runs)), results, histories
+
+
+def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
+           spec: ReportSpec | None = None,
            echo: Callable[[str], object] = print) -> Path:
-    """Write the report of ``run_dir`` into ``output`` (default ``run_dir/report``)."""
+    """Write the report of ``run_dirs`` into ``output`` and return that folder."""
     matplotlib.use("Agg")  # drawn into files: chosen here, not on import (a notebook's stays)
-    formats = _check([formats] if isinstance(formats, str) else formats, FIGURE_FORMATS,
-                     "--format")
-    tables = _check([tables] if isinstance(tables, str) else tables, TABLE_FORMATS,
-                    "--tables")
-    run = load_run(run_dir)
-    out = Path(output) if output is not None else Path(run_dir) / "report"
+    run_dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else \
+        [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise LubenchError("give at least one run directory")
+    if len(run_dirs) > 1 and output is None:
+        raise LubenchError("a report of several runs needs -o OUTPUT (where to write it)")
+    spec = spec if spec is not None else resolve_spec(run_dirs)
+    runs, results, histories = load_runs(run_dirs)
+    out = Path(output) if output is not None else run_dirs[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
-    results = run.results
-    summary = summarize(results)
-    style = F.make_style(summary)
-    any_ok = bool((results["status"] == OK).any())
+    rows, unmatched = select(results, spec)
+    for what in unmatched:
+        echo(f"lubench: warning: report {what} matched nothing")
+    summary = summarize(rows)
+    style = F.make_style(summary, spec.size)
+    any_ok = bool((rows["status"] == OK).any())
 
     pngs: dict[str, bytes] = {}
     notes: list[str] = []
-    if any_ok:
-        drawings = [("error_vs_params", lambda: F.error_vs_params(summary, style)),
-                    ("error_vs_time", lambda: F.error_vs_time(summary, style)),
-                    ("scaling", lambda: F.scaling(summary, style)),
-                    ("training", lambda: F.training(results, run.histories, style))]
-        for name, draw in drawings:
-            fig = draw()
+    if any_ok and spec.figures:
+        for name in spec.figures:
+            fig = (F.training(rows, histories, style) if name == "training"
+                   else F.FIGURES[name](summary, style))
             if fig is None:
                 notes.append(f"No {name} figure: no case of this run saved a training history.")
                 continue
             # the rc settings (text as text in SVG, TrueType in PDF) apply when saving
             try:
-                with plt.rc_context(F.RC):
+                with plt.rc_context(style.rc):
                     buf = io.BytesIO()
-                    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+                    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
                     pngs[name] = buf.getvalue()
-                    for fmt in formats:
+                    for fmt in spec.figure_formats:
                         fig.savefig(out / f"{name}.{fmt}", format=fmt, bbox_inches="tight")
             finally:
                 plt.close(fig)
-        echo(f"figures: {', '.join(pngs)} ({', '.join(formats) or 'embedded only'})")
-    else:
+        echo(f"figures: {', '.join(pngs)} ({', '.join(spec.figure_formats) or 'embedded only'})")
+    elif not any_ok:
         echo("lubench: no case finished ok: no figure drawn (tables list the failures)")
 
-    title = f"lubench results — {results['suite'].dropna().iloc[0]}" \
-        if results["suite"].notna().any() else "lubench results"
-    written = set()
-    for kind in tables:
-        name = TABLE_FORMATS[kind]
-        if name in written:
-            continue
-        written.add(name)
+    suites = list(dict.fromkeys(str(s) for s in rows["suite"].dropna()))
+    title = "lubench results" + (f" — {', '.join(suites)}" if suites else "")
+    for kind in spec.table_formats:
         if kind == "md":
-            text = summary_markdown(results) + "\n"
-        elif kind in ("latex", "tex"):
-            text = latex_tables(results)
+            text = summary_markdown(rows, spec) + "\n"
+        elif kind == "tex":
+            text = latex_tables(rows, spec, runs=[str(d) for d in run_dirs])
         else:
-            text = standalone_table_html(results, title)
-        (out / name).write_text(text, encoding="utf-8")
-    if written:
-        echo(f"tables: {', '.join(sorted(written))}")
-    (out / "report.html").write_text(report_html(run, pngs, notes), encoding="utf-8")
+            text = standalone_table_html(rows, title, spec)
+        (out / TABLE_FORMATS[kind]).write_text(text, encoding="utf-8")
+    if spec.table_formats:
+        echo(f"tables: {', '.join(TABLE_FORMATS[k] for k in spec.table_formats)}")
+    (out / "report.html").write_text(report_html(runs, rows, pngs, notes, spec),
+                                     encoding="utf-8")
     return out

@@ -18,6 +18,7 @@ from lubench.api import (
     OperatorGenerator,
     RunContext,
     Unsupported,
+    is_exact,
 )
 from lubench.errors import one_line
 from lubench.hookspecs import hookimpl
@@ -112,7 +113,6 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, dtype=np.float64) - b) / scale)
 
 
-
 def check_check_raises_unsupported(cls: type, params: dict | None = None, *,
                                    cache: Fits | None = None) -> None:
     """``check(op)`` returns None or raises ``lubench.api.Unsupported(reason)`` with a
@@ -185,11 +185,13 @@ def check_n_params(cls: type, params: dict | None = None, *,
 
 def check_exact_residual(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
-    """An exact method (family ``classical``): ‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10 and
+    """An exact method (:func:`lubench.api.is_exact`): ‖A x̂ − b‖₂/‖b‖₂ ≤ 1e-10 and
     ‖A − apply(I)‖_F/‖A‖_F ≤ 1e-10 on every tiny operator it factorized, and solving k
     right-hand sides at once equals solving them one by one."""
-    if cls.family != "classical":
-        raise CheckSkipped(f"family is '{cls.family}', not 'classical' (not exact)")
+    if not is_exact(cls):
+        if getattr(cls, "exact", None) is None:
+            raise CheckSkipped(f"family is '{cls.family}', not 'classical' (not exact)")
+        raise CheckSkipped(f"{cls.name} declares exact = False (not exact)")
     n = TINY_N
     fits = _fits(cls, params, cache)
     for kind, fact in fits.factorizations().items():
@@ -326,6 +328,6 @@ def check_runner_records(cls: type, params: dict | None = None, *,
         if status != OK:
             raise CheckFailed("status 'ok'", f"status {status!r}, error {error!r} on the "
                                              f"{kind} operator")
-        if cls.family == "classical" and not rec["solve_residual"] <= EXACT_TOL:
+        if is_exact(cls) and not rec["solve_residual"] <= EXACT_TOL:
             raise CheckFailed(f"graded solve_residual ≤ {EXACT_TOL:g}",
                               f"{rec['solve_residual']:.3g} on the {kind} operator")
