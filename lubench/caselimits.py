@@ -13,9 +13,12 @@ input error: "no limit" must be said with ``none``.
 
 Defaults (a key that is absent)
 -------------------------------
-``timeout``       :data:`DEFAULT_TIMEOUT` (1 hour).
+``timeout``       :data:`DEFAULT_TIMEOUT` (1 hour), set when the suite loads.
 ``memory_limit``  :func:`default_memory_limit`: half of the physical memory of the machine
-                  that loads the suite (on a cluster, give an explicit value).
+                  *that runs the case* (a SLURM node, not the login node). A case therefore
+                  holds ``memory_limit=None`` for "the default" and :data:`NO_MEMORY_LIMIT`
+                  (0) for an explicit ``none``; :func:`effective_memory_limit` turns either
+                  into what applies where it runs.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from typing import Any
 from lubench.errors import LubenchError
 
 __all__ = ["case_limit", "parse_size", "parse_duration", "default_memory_limit",
-           "default_limit", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE", "MIN_MEMORY", "NONE",
-           "LimitError"]
+           "default_limit", "effective_memory_limit", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE",
+           "MIN_MEMORY", "NONE", "NO_MEMORY_LIMIT", "LimitError"]
 
 DEFAULT_TIMEOUT = 3600.0  # seconds
 DEFAULT_MEMORY_SHARE = 0.5  # of the machine's physical memory
 MIN_MEMORY = 1  # byte: a fraction of a byte (``0.5``) would silently mean "no limit"
 NONE = "none"
+NO_MEMORY_LIMIT = 0  # a case's memory_limit after an explicit "none" (None: the default)
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6,
                "G": 10**9, "GB": 10**9, "T": 10**12, "TB": 10**12, "KI": 2**10,
@@ -98,13 +102,14 @@ def case_limit(key: str, value: Any, where: str) -> float | int | None:
     """The validated value of the limit ``key`` (``timeout`` or ``memory_limit``) given as
     ``value`` at ``where`` (a file and field, or an option): seconds (float) or bytes (int),
     None for an explicit ``none``. Raises :class:`LimitError` with one line naming ``where``,
-    the value and what is accepted. Call it only for a value that was given: an absent key
-    takes :func:`default_limit`.
+    the value and what is accepted; for ``memory_limit``, ``none`` gives
+    :data:`NO_MEMORY_LIMIT`. Call it only for a value that was given: an absent key takes
+    :func:`default_limit`.
     """
     if key not in ("timeout", "memory_limit"):
         raise ValueError(f"not a case limit: {key!r}")
     if isinstance(value, str) and value.strip().lower() == NONE:
-        return None
+        return None if key == "timeout" else NO_MEMORY_LIMIT
     example = "600 or '10m'" if key == "timeout" else "'4GiB'"
     if value is None or (isinstance(value, str) and not value.strip()):
         raise LimitError(f"{where}: empty; give a value such as {example}, or 'none' for no "
@@ -122,10 +127,19 @@ def case_limit(key: str, value: Any, where: str) -> float | int | None:
     return int(number)
 
 
-def default_limit(key: str) -> float | int:
-    """The value of the limit ``key`` when a suite does not give one."""
+def default_limit(key: str) -> float | None:
+    """The value a case holds for the limit ``key`` when the suite does not give one:
+    :data:`DEFAULT_TIMEOUT`; None for the memory (resolved where the case runs)."""
     if key == "timeout":
         return DEFAULT_TIMEOUT
     if key == "memory_limit":
-        return default_memory_limit()
+        return None
     raise ValueError(f"not a case limit: {key!r}")
+
+
+def effective_memory_limit(value: int | None) -> int | None:
+    """The memory limit that applies to a case on this machine, bytes (None: no limit):
+    the default for None, no limit for :data:`NO_MEMORY_LIMIT`, else ``value``."""
+    if value is None:
+        return default_memory_limit()
+    return int(value) if value > 0 else None

@@ -32,10 +32,9 @@ import yaml
 
 from lubench.api import InvalidParameter, LubenchError
 from lubench.caselimits import (
-    DEFAULT_TIMEOUT,
     LimitError,
     case_limit,
-    default_memory_limit,
+    default_limit,
     parse_size,
 )
 from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
@@ -251,7 +250,7 @@ def _settings(data: dict, where0: str, path: Path | None, device: str | None,
     repeats = _scalar(data, "repeats", int, where0, 1)
     if repeats < 1:
         raise _err(f"{where0}: repeats", f"must be at least 1, got {repeats}")
-    suite_timeout = _limit(data, "timeout", f"{where0}: timeout", DEFAULT_TIMEOUT)
+    suite_timeout = _limit(data, "timeout", f"{where0}: timeout", default_limit("timeout"))
     if timeout is not None:  # --timeout
         timeout = case_limit("timeout", timeout, "--timeout")
         forced = True
@@ -267,7 +266,7 @@ def _settings(data: dict, where0: str, path: Path | None, device: str | None,
         timeout=timeout if forced else suite_timeout,
         timeout_forced=forced,
         memory_limit=_limit(data, "memory_limit", f"{where0}: memory_limit",
-                            default_memory_limit()),
+                            default_limit("memory_limit")),
         exact_limit=_scalar(data, "exact_limit", int, where0, 4096), device=dev,
         plugins=list(data.get("plugins") or []), executor=dict(executor))
 

@@ -34,6 +34,7 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.caselimits import effective_memory_limit
 from lubench.errors import one_line
 from lubench.metrics import grade
 from lubench.plugins import Registry, load_registry
@@ -125,7 +126,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         rec["device"] = device
         method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
-                         memory_limit=case.memory_limit,
+                         memory_limit=effective_memory_limit(case.memory_limit),
                          **({"progress": progress} if progress else {}))
         method.prepare(ctx)
         ctx.synchronize()

@@ -8,10 +8,12 @@ import pytest
 
 from lubench.caselimits import (
     DEFAULT_TIMEOUT,
+    NO_MEMORY_LIMIT,
     LimitError,
     case_limit,
     default_limit,
     default_memory_limit,
+    effective_memory_limit,
 )
 
 
@@ -20,7 +22,7 @@ from lubench.caselimits import (
     ("timeout", "10m", 600.0), ("timeout", "2h", 7200.0), ("timeout", "none", None),
     ("timeout", "None", None), ("memory_limit", "4GiB", 4 * 2**30),
     ("memory_limit", "512MB", 512 * 10**6), ("memory_limit", 1e9, 10**9),
-    ("memory_limit", "none", None),
+    ("memory_limit", "none", 0),
 ])
 def test_accepted_values(key, value, expected):
     assert case_limit(key, value, "s.yaml: timeout") == expected
@@ -48,5 +50,8 @@ def test_defaults():
     assert default_limit("timeout") == DEFAULT_TIMEOUT == 3600.0
     import psutil
 
-    assert default_limit("memory_limit") == default_memory_limit() == \
+    assert default_limit("memory_limit") is None  # resolved where the case runs:
+    assert effective_memory_limit(None) == default_memory_limit() == \
         int(psutil.virtual_memory().total * 0.5)
+    assert effective_memory_limit(NO_MEMORY_LIMIT) is None
+    assert effective_memory_limit(2**30) == 2**30

@@ -250,17 +250,17 @@ def test_timeout_option_zero_is_an_input_error(tmp_path):
 
 
 def test_defaults_apply_and_none_is_said_explicitly(tmp_path):
-    from lubench.caselimits import DEFAULT_TIMEOUT, default_memory_limit
+    from lubench.caselimits import DEFAULT_TIMEOUT, NO_MEMORY_LIMIT
     from lubench.plugins import load_registry
     from lubench.suite import load_suite
 
     reg = load_registry([str(PLUGIN)], entry_points=False)
     plain = load_suite(_suite(tmp_path, [{"name": "escape_lu"}]), reg)
     assert plain.cases[0].timeout == DEFAULT_TIMEOUT
-    assert plain.cases[0].memory_limit == default_memory_limit()
+    assert plain.cases[0].memory_limit is None  # the default, resolved where the case runs
     free = load_suite(_suite(tmp_path, [{"name": "escape_lu"}], timeout="none",
                              memory_limit="none"), reg)
-    assert free.cases[0].timeout is None and free.cases[0].memory_limit is None
+    assert free.cases[0].timeout is None and free.cases[0].memory_limit == NO_MEMORY_LIMIT
 
 
 # --------------------------------------------------------------------------------------------

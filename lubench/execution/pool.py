@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lubench.caselimits import effective_memory_limit
 from lubench.execution.channel import Receiver
 from lubench.execution.limits import mp_context, oom_message, signal_name
 from lubench.execution.process import worker_main
@@ -54,6 +55,7 @@ class _Running:
     started: float  # monotonic
     started_wall: float
     deadline: float | None
+    limit: int | None = None  # memory limit on this machine, bytes (None: none)
     log_path: Path | None = None
     next_sample: float = 0.0
     record: dict | None = None
@@ -107,7 +109,7 @@ class LocalPool:
 
     # -- lifecycle of one worker ---------------------------------------------------------
     def _start(self, case: Case, repeat: int) -> _Running:
-        limit = case.memory_limit
+        limit = effective_memory_limit(case.memory_limit)
         backstop = int(limit * (1 + KERNEL_HEADROOM)) + 2**28 if limit else None
         tree = CaseTree.create(use_cgroup=self.use_cgroup, memory_max=backstop)
         log_path = self.log_dir / log_name(case, repeat) if self.log_dir is not None else None
@@ -124,8 +126,8 @@ class LocalPool:
         tree.attach(process.pid)
         now = time.monotonic()
         run = _Running(case, repeat, process, Receiver(reader), tree, now, time.time(),
-                       now + case.timeout if case.timeout else None, log_path=log_path,
-                       next_sample=now + SAMPLE_EVERY)
+                       now + case.timeout if case.timeout else None, limit=limit,
+                       log_path=log_path, next_sample=now + SAMPLE_EVERY)
         self.on_start(case, repeat)
         return run
 
@@ -156,7 +158,7 @@ class LocalPool:
 
     def _checked(self, run: _Running, rec: dict) -> dict:
         """The worker's record, with the memory limit applied to what it reports."""
-        limit = run.case.memory_limit
+        limit = run.limit
         if limit and rec.get("status") == FAILED and \
                 str(rec.get("error", "")).startswith("out of memory"):
             rec["error"] = oom_message(limit)
@@ -199,7 +201,7 @@ class LocalPool:
         run.receiver.close()
         if run.record is None:
             code = run.process.exitcode
-            limit = run.case.memory_limit
+            limit = run.limit
             if code is not None and code < 0:
                 if limit and (run.tree.oom_killed() or run.tree.peak > 0.9 * limit):
                     error = oom_message(limit, run.tree.peak or None) + \
@@ -223,7 +225,7 @@ class LocalPool:
         """Sample the memory of the case's tree; True when it is above the limit. Without a
         limit, only look at the tree (without a cgroup, so that a descendant is remembered
         even if the worker dies before the case ends)."""
-        limit = run.case.memory_limit
+        limit = run.limit
         if run.record is not None or run.killed_at is not None or now < run.next_sample:
             return False
         try:
@@ -282,7 +284,7 @@ class LocalPool:
                         self._fail(run, TIMEOUT, f"exceeded the {run.case.timeout:g} s timeout")
                         continue
                     elif self._sample(run, now):
-                        self._fail(run, FAILED, oom_message(run.case.memory_limit,
+                        self._fail(run, FAILED, oom_message(run.limit,
                                                             run.tree.peak))
                         continue
                     else:
