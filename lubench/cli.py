@@ -151,7 +151,9 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
     click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
-    resume_hint = f"lubench run {shlex.quote(str(suite_file))} --resume {shlex.quote(str(run_dir))}"
+    slurm = " --executor slurm" if settings.kind == "slurm" else ""
+    resume_hint = (f"lubench run {shlex.quote(str(suite_file))}{slurm} "
+                   f"--resume {shlex.quote(str(run_dir))}")
     before = len(store.done())
     try:
         outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
@@ -166,8 +168,7 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
         raise error from None
     _echo_results(results, run_dir, outcome.summary(), report)
     if outcome.interrupted:
-        slurm = " --executor slurm" if settings.kind == "slurm" else ""
-        click.echo(f"lubench: interrupted; resume with: {resume_hint}{slurm}", err=True)
+        click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
         sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
 
 
