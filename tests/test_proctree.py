@@ -143,12 +143,17 @@ def _sender(end, n: int) -> None:
     out = Sender(end)
     out.send(("progress", {"step": 1}))
     out.send(("record", {"x": "y" * n}))
-    if os.fork() == 0:  # a child that keeps the write end open and never writes
-        time.sleep(600)
+    orphan = os.fork()
+    if orphan == 0:  # a child that keeps the write end open and never writes
+        time.sleep(60)
+        os._exit(0)
+    with open(os.environ["ORPHAN_FILE"], "w") as fh:
+        fh.write(str(orphan))
     os._exit(0)
 
 
-def test_channel_never_blocks_on_a_pipe_a_descendant_holds():
+def test_channel_never_blocks_on_a_pipe_a_descendant_holds(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORPHAN_FILE", str(tmp_path / "orphan"))
     receiver, sender = channel()
     proc = mp.get_context("fork").Process(target=_sender, args=(sender.fd, 300_000))
     proc.start()
@@ -165,9 +170,7 @@ def test_channel_never_blocks_on_a_pipe_a_descendant_holds():
     assert time.monotonic() - t0 < 0.5
     assert not receiver.closed
     proc.join(5)
-    for child in psutil.Process().children(recursive=True):
-        if child.pid != proc.pid:
-            child.kill()
+    os.kill(int((tmp_path / "orphan").read_text()), 9)  # it was re-parented to init
     receiver.close()
 
 
