@@ -197,3 +197,22 @@ def test_alive_treats_zombies_as_gone():
     time.sleep(0.2)  # exited, not reaped: a zombie
     assert not alive(proc)
     os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(cgroup_root() is None, reason="cannot create a cgroup v2 here")
+def test_a_group_left_by_a_killed_lubench_is_ended_and_removed():
+    import subprocess
+
+    from lubench.execution import cgroups
+
+    stale = cgroup_root().path.parent / "lubench-999999"  # no such process
+    (stale / "case-1").mkdir(parents=True)
+    orphan = subprocess.Popen(["sleep", "60"])
+    (stale / "case-1" / "cgroup.procs").write_text(str(orphan.pid))
+    cgroups._remove_stale(stale.parent)
+    assert orphan.wait(timeout=5) == -9
+    deadline = time.monotonic() + 5
+    while stale.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+        cgroups._remove_stale(stale.parent)
+    assert not stale.exists()

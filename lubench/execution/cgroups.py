@@ -171,11 +171,15 @@ class CgroupRoot:
 
 
 def _remove_stale(base: Path) -> None:
-    """Remove empty ``lubench-<pid>`` groups whose process is gone (a run killed by -9)."""
+    """End what is left in the ``lubench-<pid>`` groups whose lubench is gone (a run killed
+    by -9: its workers died with it, detached descendants may not have) and remove them (an
+    empty one at once, the others at a later start)."""
     for group in base.glob("lubench-*"):
         pid = group.name.split("-", 1)[1]
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
+        for case in group.glob("case-*"):
+            CaseCgroup(case).kill()
         CgroupRoot(group).remove()
 
 
