@@ -95,24 +95,19 @@ def probe_import(do_import: Callable[[], object], timeout: float | None = None) 
         os.close(done_w)
         done_w = -1
         deadline = time.monotonic() + timeout
-        status = None
+        exited = False
         while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
+            # WNOWAIT: leave it a zombie, so that its pid (its group's id) stays reserved
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                exited = True
                 break
             time.sleep(0.01)
-            status = None
-        if status is None:
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)  # the child, and what the import started
+        _, status = os.waitpid(pid, 0)
+        if not exited:
             return f"import did not finish within {timeout:g} s (killed; set " \
                    f"{TIMEOUT_VAR} to allow longer)"
-        with contextlib.suppress(OSError):
-            os.killpg(pid, signal.SIGKILL)  # what the import started in the background
         if os.WIFSIGNALED(status):
             return f"import crashed ({_signal_name(os.WTERMSIG(status))})"
         finished = False

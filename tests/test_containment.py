@@ -58,11 +58,15 @@ def _records(run_dir: Path) -> list[dict]:
 
 
 def _left_running(pid_dir: Path) -> list[int]:
+    """The descendants that wrote their pid and still run. A process started after the pid
+    file was written is not one of them (its pid was reused): never touch it."""
     left = []
     for f in pid_dir.glob("*.pid"):
         try:
-            if psutil.Process(int(f.read_text())).status() != psutil.STATUS_ZOMBIE:
-                left.append(int(f.read_text()))
+            proc = psutil.Process(int(f.read_text()))
+            if proc.create_time() <= f.stat().st_mtime + 0.5 and \
+                    proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc.pid)
         except (psutil.NoSuchProcess, ValueError):
             continue
     return left

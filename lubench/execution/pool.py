@@ -195,9 +195,9 @@ class LocalPool:
 
     def _exited(self, run: _Running) -> None:
         """The worker exited: end what is left of its tree, make sure the case has a record."""
-        run.process.join(1.0)  # the sentinel fired: it has exited or is about to
         self._messages(run)
-        run.tree.kill()  # whatever it left behind, detached or not
+        run.tree.kill()  # what it left behind; before the reap, while its pid is still held
+        run.process.join(1.0)  # the sentinel fired: it has exited or is about to
         run.receiver.close()
         if run.record is None:
             code = run.process.exitcode
@@ -302,7 +302,7 @@ class LocalPool:
                     self._messages(run)  # a record that arrived just before the kill is kept
                 run.receiver.close()
                 if run.process.exitcode is not None:
-                    run.tree.kill()
+                    run.tree.kill()  # (the session sweep is skipped once the pid is reaped)
                     self._retire(run)
             for run in self._closing:
                 run.tree.close()

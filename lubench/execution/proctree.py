@@ -224,10 +224,17 @@ class CaseTree:
         return [pid for pid in members if alive(self.seen[pid])]
 
     def _session_members(self) -> list[Any]:
-        """Processes in the worker's session or process group (a sweep without a cgroup)."""
+        """Processes in the worker's session or process group (a sweep without a cgroup).
+
+        Only while the worker's pid is still held (running, or a zombie not yet reaped): once
+        reaped, its number may be reused by an unrelated session or group leader."""
         import psutil
 
-        if not self.root_pid:
+        root = self.seen.get(self.root_pid) if self.root_pid else None
+        try:
+            if root is None or not root.is_running():
+                return []
+        except psutil.Error:
             return []
         out = []
         me = os.getpid()
