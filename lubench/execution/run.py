@@ -37,6 +37,7 @@ class RunOutcome:
     skipped: int = 0  # pairs already recorded in the run directory (resume)
     counts: Counter = field(default_factory=Counter)  # status -> records written
     interrupted: bool = False
+    stop_signal: int | None = None  # SIGINT or SIGTERM, when one interrupted the run
     job_ids: list[str] = field(default_factory=list)  # submitit job ids (executor slurm)
 
     @property
@@ -131,7 +132,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
             if executor == "local":
                 completed = LocalPool(
                     jobs, run_id=store.run_id, plugin_specs=plugin_specs, base_dir=base_dir,
-                    registry=registry,
+                    registry=registry, log_dir=store.logs_dir(),
                     threads=threads, on_record=on_record, on_start=display.started,
                     on_progress=display.progress, stop=stopper, wakeup=stopper.wakeup,
                 ).run(items)
@@ -145,6 +146,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                     display=display, job_ids=outcome.job_ids, run_dir=store.run_dir)
                 store.update_meta(job_ids=outcome.job_ids)
         outcome.interrupted = not completed
+        outcome.stop_signal = stopper.signum if outcome.interrupted else None
     except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
         outcome.interrupted = True
     finally:
