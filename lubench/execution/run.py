@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections import Counter
@@ -18,6 +19,7 @@ from lubench.execution.process import plain_fields
 from lubench.execution.progress import Display
 from lubench.execution.signals import StopSignals
 from lubench.execution.slurm import default_submitit_executor, run_submitit
+from lubench.metrics import CACHE_DIR_ENV
 from lubench.plugins import Registry, load_registry
 from lubench.records import STATUSES, UNAVAILABLE, base_record
 from lubench.suite import Case
@@ -113,6 +115,10 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
         display.finished(rec, labels.get((rec["case_id"], int(rec.get("repeat", 0))),
                                           rec["case_id"]))
 
+    # What grading computes once per operator (plain GMRES) is shared by the cases' forked
+    # workers through the run directory (lubench.metrics.plain_gmres).
+    cache_before = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(store.run_dir / "cache")
     try:
         for case, repeat in items:
             if missing[case.case_id]:
@@ -151,6 +157,10 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
         outcome.interrupted = True
     finally:
         display.close()
+        if cache_before is None:
+            os.environ.pop(CACHE_DIR_ENV, None)
+        else:
+            os.environ[CACHE_DIR_ENV] = cache_before
     return outcome
 
 
