@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,13 @@ def user_errors(func: Callable) -> Callable:
             if _debug_enabled():
                 raise
             click.echo(f"lubench: error: {exc}", err=True)
+            sys.exit(getattr(exc, "exit_status", 2))
+        except OSError as exc:  # a path of the user's: say which and why, in one line
+            if _debug_enabled():
+                raise
+            from lubench.fsafe import describe
+
+            click.echo(f"lubench: error: {describe(exc)}", err=True)
             sys.exit(2)
 
     return wrapper
@@ -135,6 +143,7 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     130 interrupted.
     """
     from lubench.execution import executor_settings, run_cases
+    from lubench.fsafe import FsError
     from lubench.selection import select_cases
     from lubench.store import RunStore, run_directory
     from lubench.suite import load_suite
@@ -158,18 +167,26 @@ def run(suite_file: Path, output: Path | None, selectors: tuple[str, ...], devic
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
     store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
     click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
-    outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
-                        jobs=settings.jobs, executor=settings.kind,
-                        executor_options=settings.options, registry=registry,
-                        show_progress=sys.stderr.isatty() if progress is None else progress,
-                        retry=retry_statuses)
-    results = store.finalize()
+    slurm = " --executor slurm" if settings.kind == "slurm" else ""
+    resume_hint = (f"lubench run {shlex.quote(str(suite_file))}{slurm} "
+                   f"--resume {shlex.quote(str(run_dir))}")
+    before = len(store.done())
+    try:
+        outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
+                            jobs=settings.jobs, executor=settings.kind,
+                            executor_options=settings.options, registry=registry,
+                            show_progress=sys.stderr.isatty() if progress is None else progress,
+                            retry=retry_statuses)
+        results = store.finalize()
+    except FsError as exc:  # e.g. a full disk: what is written stays, the run can go on later
+        error = FsError(f"{exc}; the {len(store.done())} record(s) written are kept: free "
+                        f"the space, then resume with: {resume_hint}", exc.path)
+        error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
+        raise error from None
     _echo_results(results, run_dir, outcome.summary(), report, shown_columns)
     if outcome.interrupted:
-        click.echo(f"lubench: interrupted; resume with: lubench run {shlex.quote(str(suite_file))}"
-                   f"{' --executor slurm' if settings.kind == 'slurm' else ''}"
-                   f" --resume {shlex.quote(str(run_dir))}", err=True)
-        sys.exit(130)
+        click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
+        sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
     _exit_if_failed(results, cases)
 
 
@@ -256,8 +273,10 @@ def _echo_results(results: Any, run_dir: Path, summary: str, report: bool,
     click.echo(summary_table(results, columns))
     click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
     if report:
+        from lubench.fsafe import no_links_in
         from lubench.report import render_report
 
+        no_links_in(run_dir / "report")
         out = render_report(run_dir)
         click.echo(f"report:  {out / 'report.html'}")
 
@@ -390,6 +409,7 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
       lubench report reports/pde --columns factor_error,precond_iterations,n_params,setup_seconds
           --methods plu,sparse_lu,ilu,gfmm_lu --formats tex,pdf -o paper/
     """
+    from lubench.fsafe import no_links_in
     from lubench.report import render_report
     from lubench.report.render import resolve_spec
 
@@ -401,6 +421,7 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
                "sizes": sizes, "group": group, "figures": figures, "formats": formats,
                "preset": preset}
     spec = resolve_spec(list(run_dirs), options, spec_file)
+    no_links_in(output if output is not None else run_dirs[0] / "report")
     out = render_report(list(run_dirs), output, spec=spec, echo=click.echo)
     click.echo(f"report: {out}")
 

@@ -110,8 +110,9 @@ def _text(value: object) -> str:
 def summary_table(results: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
     """The run as an aligned text table, one row per operator × n × method (median over the
     ``ok`` repeats), then the notes giving the full reason of every row not ``ok``."""
+    from lubench.report.cells import cell
     from lubench.report.columns import BY_KEY
-    from lubench.report.tables import cell, summarize
+    from lubench.report.summary import summarize
 
     if results is None or len(results) == 0:
         return "(no results)"

@@ -37,15 +37,18 @@ metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_m
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from lubench.api import Factorization, FactorizationError, Operator
+from lubench.api import Factorization, FactorizationError, LubenchError, Operator
 
 __all__ = ["grade", "factor_errors", "solve_errors", "precond_iterations", "plain_gmres",
            "time_solve", "repeat_median", "nonfinite_note", "PROBES", "GMRES_RESTART",
@@ -219,23 +222,71 @@ def _fingerprint(op: Operator, b: np.ndarray) -> str:
     return h.hexdigest()
 
 
+CACHE_DIR_ENV = "LUBENCH_CACHE_DIR"
+
+
+def _plain_path(key: tuple) -> Path | None:
+    folder = os.environ.get(CACHE_DIR_ENV)
+    if not folder:
+        return None
+    name = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    return Path(folder) / f"gmres-{name}.json"
+
+
+def _read_plain(key: tuple) -> dict | None:
+    """The cached plain-GMRES result for ``key``, or None (no cache, no entry, unreadable)."""
+    path = _plain_path(key)
+    try:
+        data = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != repr(key):
+        return None
+    its = data.get("gmres_iterations")
+    return {"gmres_iterations": float("nan") if its is None else float(its),
+            "gmres_converged": bool(data.get("gmres_converged"))}
+
+
+def _write_plain(key: tuple, out: dict) -> None:
+    """Store ``out`` for ``key`` (atomically, never through a link); a failure only costs
+    the next case a recomputation."""
+    path = _plain_path(key)
+    if path is None:
+        return
+    its = out["gmres_iterations"]
+    data = {"key": repr(key), "gmres_converged": bool(out["gmres_converged"]),
+            "gmres_iterations": float(its) if math.isfinite(its) else None}
+    try:
+        from lubench.fsafe import atomic_write
+
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, json.dumps(data))
+    except (OSError, LubenchError):
+        pass
+
+
 def plain_gmres(op: Operator, seed: int) -> dict[str, float | bool]:
     """``gmres_iterations`` and ``gmres_converged``: GMRES without preconditioner on the same
     A, b (from the operator's ``seed``), restart, tolerance and cap as
     :func:`precond_iterations`.
 
-    A function of A and the seed only: memoized per process on a digest of A's action
-    (:func:`_fingerprint`; never on names, so two different matrices do not share an entry),
-    so the methods of one operator run in one process compute it once. (The local executor
-    forks a fresh worker per case, so there each case computes it again — the same value.)
+    A function of A and the seed only, so it is computed once per operator and reused: keyed
+    on a digest of A's action (:func:`_fingerprint`; never on names, so two different
+    matrices do not share an entry), memoized in the process and, where the runner names
+    one in ``$LUBENCH_CACHE_DIR`` (the run directory's ``cache/``), in a small JSON file
+    there — so the freshly forked worker of every later case of that operator reads it
+    instead of running GMRES again.
     """
     b = _gmres_rhs(op, seed)
     key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
-    its, conv, _seconds = _gmres(op, b, None)
-    out = {"gmres_iterations": its, "gmres_converged": conv}
+    out = _read_plain(key)
+    if out is None:
+        its, conv, _seconds = _gmres(op, b, None)
+        out = {"gmres_iterations": its, "gmres_converged": conv}
+        _write_plain(key, out)
     _PLAIN_CACHE[key] = out
     while len(_PLAIN_CACHE) > _PLAIN_CACHE_SIZE:
         _PLAIN_CACHE.popitem(last=False)

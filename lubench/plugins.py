@@ -27,6 +27,7 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from lubench.plugin_import import (
     importable_from,
     is_file_spec,
 )
+from lubench.plugin_probe import probe_import
 
 __all__ = ["PluginInfo", "Registry", "PluginError", "load_registry", "ENTRY_POINT_GROUP",
            "HOOKS"]
@@ -348,6 +350,10 @@ class Registry:
                 raise PluginError(f"plugin file not found: {path}", plugin=name)
             self._claim_name(info)
             self._targets[str(path)] = name
+            reason = probe_import(lambda: import_file(path))  # a crash or hang stays there
+            if reason:
+                self._fail(info, reason)
+                return name
             try:
                 obj = import_file(path)
             except (Exception, SystemExit) as exc:
@@ -365,6 +371,15 @@ class Registry:
         folder = find_module(spec, base_dir)
         self._claim_name(info)
         self._targets[spec] = name
+        if spec not in sys.modules:
+            def probe() -> None:
+                with importable_from(folder):
+                    importlib.import_module(spec)
+
+            reason = probe_import(probe)  # a crash or hang stays in the probe's process
+            if reason:
+                self._fail(info, reason)
+                return name
         try:
             with importable_from(folder):
                 obj = importlib.import_module(spec)

@@ -15,6 +15,7 @@ breakdown, an exception, out of memory, a dead worker); ``timeout`` killed at th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -28,7 +29,8 @@ __all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", 
            "NOT_OK", "OUTCOMES",
            "IDENTITY_COLUMNS", "METRIC_COLUMNS", "NUMERIC_COLUMNS", "RESULT_COLUMNS",
            "HISTORY_KEY_COLUMNS", "RECORDS", "base_record", "canonical_json", "jsonable",
-           "record_line", "read_records", "dedupe_records", "records_to_frames"]
+           "record_line", "json_text", "decode_json", "read_records", "dedupe_records",
+           "records_to_frames"]
 
 log = logging.getLogger("lubench")
 
@@ -131,9 +133,47 @@ def base_record(case: CaseIdentity, repeat: int, run_id: str = "", device: str =
     return rec
 
 
+FLOAT_TAG = "$float"
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with NumPy scalars as Python numbers and every non-finite float as
+    ``{"$float": "NaN" | "Infinity" | "-Infinity"}``: what standard JSON can hold."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a NumPy scalar
+        with contextlib.suppress(TypeError, ValueError):
+            value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return {FLOAT_TAG: "NaN" if math.isnan(value) else
+                ("Infinity" if value > 0 else "-Infinity")}
+    return value
+
+
+def _untag(obj: dict) -> Any:
+    if len(obj) == 1 and FLOAT_TAG in obj and obj[FLOAT_TAG] in _NON_FINITE:
+        return _NON_FINITE[obj[FLOAT_TAG]]
+    return obj
+
+
+def json_text(value: Any) -> str:
+    """Strict, compact JSON (RFC 8259: no ``NaN``/``Infinity`` tokens); non-finite numbers
+    are written as ``{"$float": "NaN"}`` and the like, and read back as floats by
+    :func:`decode_json`. Values JSON cannot hold are written as their ``str``."""
+    return json.dumps(_strict(value), default=str, separators=(",", ":"), allow_nan=False)
+
+
+def decode_json(text: str | bytes) -> Any:
+    """The inverse of :func:`json_text` (also reads the bare ``NaN`` of older files)."""
+    return json.loads(text, object_hook=_untag)
+
+
 def record_line(record: dict) -> bytes:
-    """One record as one line of ``records.jsonl`` (compact JSON, newline-terminated)."""
-    return (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
+    """One record as one line of ``records.jsonl`` (strict JSON, newline-terminated)."""
+    return (json_text(record) + "\n").encode()
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,7 +195,7 @@ def read_records(path: str | Path) -> Iterator[dict]:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                rec = decode_json(raw)
             except (ValueError, UnicodeDecodeError):
                 rec = None
             if not isinstance(rec, dict) or "case_id" not in rec:

@@ -65,7 +65,23 @@ _MEMORY_SCHEMA = {"anyOf": [
 
 Duration = Annotated[float | None, BeforeValidator(parse_duration),
                      WithJsonSchema(_DURATION_SCHEMA)]
-Memory = Annotated[int | None, BeforeValidator(parse_memory), WithJsonSchema(_MEMORY_SCHEMA)]
+
+
+def _given(parse: Any) -> Any:
+    """``parse``, but an empty value (YAML ``timeout:`` with nothing after it) is an error:
+    a case limit is lifted only by saying ``none`` (lubench.caselimits)."""
+    def check(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("empty; give a value, or 'none' for no limit")
+        return parse(value)
+    return check
+
+
+#: A case limit: absent → the default (lubench.caselimits), ``none`` → None (no limit).
+LimitDuration = Annotated[float | None, BeforeValidator(_given(parse_duration)),
+                          WithJsonSchema(_DURATION_SCHEMA)]
+LimitMemory = Annotated[int | None, BeforeValidator(_given(parse_memory)),
+                        WithJsonSchema(_MEMORY_SCHEMA)]
 
 
 def _mapping_or_empty(value: Any) -> Any:
@@ -172,8 +188,8 @@ class MethodEntry(_Section):
     name: str = Field(min_length=1, description="a method (see `lubench list`)")
     params: Params = {}
     budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty)] = BudgetModel()
-    timeout: Duration = Field(None, description="hard limit per case of this method")
-    memory_limit: Memory = Field(None, description="memory limit per case of this method")
+    timeout: LimitDuration = Field(None, description="hard limit per case of this method")
+    memory_limit: LimitMemory = Field(None, description="memory limit per case of this method")
     resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty)] = \
         ResourcesModel()
 
@@ -185,8 +201,11 @@ class SuiteModel(_Section):
     description: str = Field("", description="free text")
     seed: int = Field(0, description="every case's seed derives from this and its identity")
     repeats: int = Field(1, ge=1, description="timed repeats of each case")
-    timeout: Duration = Field(None, description="hard limit per case (600, '10m', 'none')")
-    memory_limit: Memory = Field(None, description="memory limit per case ('4GiB', 'none')")
+    timeout: LimitDuration = Field(
+        None, description="hard limit per case (600, '10m', 'none'; default 1 h)")
+    memory_limit: LimitMemory = Field(
+        None, description="memory limit per case ('4GiB', 'none'; default: half the RAM of "
+                          "the machine that runs the case)")
     exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]

@@ -9,7 +9,17 @@ A run directory holds
   the command line, start and end times (one entry per session when a run is resumed);
 * ``results.parquet``   one row per (case_id, repeat): the identity columns of DESIGN.md, the
   status and error, then the metrics (rebuilt by :meth:`RunStore.finalize`);
-* ``histories.parquet`` the training curves, one row per history row of a record.
+* ``histories.parquet`` the training curves, one row per history row of a record;
+* ``logs/``             the stdout and stderr of each case that printed something
+  (``logs/<case_id>-<repeat>.log``, named by the record's ``log`` field).
+
+The run directory is the only place lubench writes (its report goes to ``report/`` inside it
+unless told otherwise). ``-o DIR`` must be a new or empty directory, or a run directory (which
+then needs ``--resume`` when it holds records). No file of a run directory is written through
+a symbolic link: files are opened with ``O_NOFOLLOW`` and replaced by rename
+(:mod:`lubench.fsafe`), and a link planted in place of one of them is refused with its name.
+A write that fails (a full disk) raises :class:`~lubench.fsafe.FsError`; the record being
+written is truncated away, every record written before stays, and the run can be resumed.
 
 Crash safety rests on three habits: a record is written in one ``write`` and fsync'd; a last
 line left truncated by a crash is detected, set aside in ``records.jsonl.partial`` with a
@@ -36,8 +46,17 @@ from typing import Any
 
 import pandas as pd
 
-from lubench.api import LubenchError
 from lubench.environment import environment
+from lubench.errors import LubenchError
+from lubench.fsafe import (
+    FsError,
+    atomic_write,
+    check_output_dir,
+    describe,
+    no_link,
+    open_append,
+    real_dir,
+)
 from lubench.records import (
     HISTORY_KEY_COLUMNS,
     IDENTITY_COLUMNS,
@@ -62,6 +81,8 @@ SUITE_COPY = "suite.yaml"
 RESULTS = "results.parquet"
 HISTORIES = "histories.parquet"
 LOCK = ".lock"
+LOGS = "logs"
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
@@ -85,6 +106,8 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
             df[col] = [None if v is None else (v if isinstance(v, str) else
                                                json.dumps(v, default=str)) for v in df[col]]
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # never write through a link planted there
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
@@ -106,7 +129,7 @@ class RunStore:
         self.suite = suite
         self.meta = meta
         self._lock_fd = lock_fd
-        self._fh: Any = None
+        self._fd: int | None = None
         # (case_id, repeat) -> status of its latest record
         self._done: dict[tuple[str, int], str] = {
             (r["case_id"], int(r.get("repeat", 0))): str(r.get("status", ""))
@@ -120,6 +143,10 @@ class RunStore:
     @property
     def run_id(self) -> str:
         return str(self.meta["run_id"])
+
+    def logs_dir(self) -> Path:
+        """``logs/`` of the run directory (created; never a link)."""
+        return real_dir(self.run_dir / LOGS)
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -135,6 +162,9 @@ class RunStore:
         """
         run_dir = Path(run_dir)
         records = run_dir / RECORDS
+        for name in (RECORDS, META, SUITE_COPY, LOCK, PARTIAL, RESULTS, HISTORIES, LOGS,
+                     "report"):
+            no_link(run_dir / name)
         if resume:
             if not run_dir.is_dir():
                 raise LubenchError(f"--resume {run_dir}: no such run directory")
@@ -144,7 +174,13 @@ class RunStore:
         elif records.exists() and records.stat().st_size > 0:
             raise LubenchError(f"{run_dir} already holds records ({RECORDS}); continue it "
                                f"with --resume {run_dir}, or choose another -o DIR")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            check_output_dir(run_dir, is_run_dir=records.exists() or (run_dir / META).exists())
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FsError(describe(exc, "cannot create the run directory", run_dir),
+                          run_dir) from None
         lock_fd = cls._lock(run_dir)
 
         session = {"command_line": command_line, "started_at": _now(), "ended_at": None,
@@ -179,7 +215,7 @@ class RunStore:
         if not suite_copy.exists() or suite_copy.read_text() != suite.text:
             if suite_copy.exists():  # keep what the earlier sessions ran
                 suite_copy.replace(run_dir / f"suite.{old.get('suite_sha256', 'old')[:12]}.yaml")
-            _atomic_write(suite_copy, suite.text)
+            atomic_write(suite_copy, suite.text)
         store = cls(run_dir, suite, meta, lock_fd)
         store._repair_tail()
         store.write_meta()
@@ -187,7 +223,11 @@ class RunStore:
 
     @staticmethod
     def _lock(run_dir: Path) -> int:
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
+        except OSError as exc:
+            raise FsError(describe(exc, "cannot write", run_dir / LOCK), run_dir) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -208,7 +248,7 @@ class RunStore:
         path = self.records_path
         if not path.exists() or path.stat().st_size == 0:
             return
-        with open(path, "rb+") as fh:
+        with open(os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC), "rb+") as fh:
             fh.seek(0, os.SEEK_END)
             size = fh.tell()
             fh.seek(max(0, size - 1))
@@ -228,7 +268,7 @@ class RunStore:
                 pos = lo
             fh.seek(start)
             fragment = fh.read()
-            with open(self.run_dir / PARTIAL, "ab") as out:
+            with open(open_append(self.run_dir / PARTIAL), "ab") as out:
                 out.write(fragment + b"\n")
             fh.truncate(start)
             fh.flush()
@@ -246,12 +286,24 @@ class RunStore:
         return {key for key, status in self._done.items() if status not in again}
 
     def append(self, record: dict) -> None:
-        """Append one record as one line, flushed and fsync'd before returning."""
-        if self._fh is None:
-            self._fh = open(self.records_path, "ab")
-        self._fh.write(record_line(record))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        """Append one record as one line, fsync'd before returning.
+
+        Raises :class:`FsError` when the write fails (a full disk): the part of the line
+        that was written is cut off again, so the file holds exactly the records before."""
+        if self._fd is None:
+            self._fd = open_append(self.records_path)
+        line = record_line(record)
+        size = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, size)
+            raise FsError(describe(exc, "cannot write", self.records_path),
+                          self.records_path) from None
         self._done[(record["case_id"], int(record.get("repeat", 0)))] = \
             str(record.get("status", ""))
 
@@ -261,7 +313,7 @@ class RunStore:
         self.write_meta()
 
     def write_meta(self) -> None:
-        _atomic_write(self.run_dir / META, json.dumps(self.meta, indent=2, default=str) + "\n")
+        atomic_write(self.run_dir / META, json.dumps(self.meta, indent=2, default=str) + "\n")
 
     # -- tables ------------------------------------------------------------------------------
     def records(self) -> list[dict]:
@@ -271,13 +323,15 @@ class RunStore:
     def finalize(self) -> pd.DataFrame:
         """(Re)build ``results.parquet`` and ``histories.parquet`` from ``records.jsonl``,
         stamp the end time in ``meta.json``, and return the results."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._close_records()
         order = {c.case_id: i for i, c in enumerate(self.suite.cases)} if self.suite else None
         results, histories = records_to_frames(self.records(), order)
-        write_parquet(results, self.run_dir / RESULTS)
-        write_parquet(histories, self.run_dir / HISTORIES)
+        for frame, name in ((results, RESULTS), (histories, HISTORIES)):
+            try:
+                write_parquet(frame, self.run_dir / name)
+            except OSError as exc:
+                raise FsError(describe(exc, "cannot write", self.run_dir / name),
+                              self.run_dir / name) from None
         ended = _now()
         self.meta["ended_at"] = ended
         self.meta["sessions"][-1]["ended_at"] = ended
@@ -285,11 +339,15 @@ class RunStore:
         self.write_meta()
         return results
 
+    def _close_records(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
     def close(self) -> None:
         """Release the file handle and the directory lock (finalize does not release it)."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._close_records()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
@@ -317,12 +375,3 @@ def run_directory(suite_name: str, output: Path | None = None,
     if output is not None:
         return Path(output)
     return Path("reports") / suite_name / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

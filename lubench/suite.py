@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from lubench.api import InvalidParameter, LubenchError
+from lubench.caselimits import NO_MEMORY_LIMIT, default_limit
 from lubench.cases import Case, Suite, derive_seed, fmt_params, short_params
 from lubench.params import coerce, param_specs, validate_params
 from lubench.plugins import Registry
@@ -188,12 +189,26 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
     forced = timeout is not None
     if forced and not isinstance(timeout, (int, float)):
         timeout = parse_duration(timeout)
+    given = model.model_fields_set
     return _Settings(
         name=name, seed=model.seed, repeats=model.repeats,
-        timeout=timeout if forced else model.timeout, timeout_forced=forced,
-        memory_limit=model.memory_limit, exact_limit=model.exact_limit,
+        timeout=timeout if forced else _given_limit("timeout", model.timeout, given),
+        timeout_forced=forced,
+        memory_limit=_given_limit("memory_limit", model.memory_limit, given),
+        exact_limit=model.exact_limit,
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True))
+
+
+def _given_limit(key: str, value: Any, given: set[str]) -> Any:
+    """A limit as a case holds it (:mod:`lubench.caselimits`): the default when the key is
+    absent, else its value — an explicit ``none`` (parsed to None by the schema) being no
+    timeout, resp. :data:`~lubench.caselimits.NO_MEMORY_LIMIT`."""
+    if key not in given:
+        return default_limit(key)
+    if value is None and key == "memory_limit":
+        return NO_MEMORY_LIMIT
+    return value
 
 
 def _sizes(entry: OperatorEntry, cls: type, gen: Any, where: str,
@@ -263,9 +278,9 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
         overrides = {
             "budget": entry.budget.model_dump(),
             "timeout": settings.timeout if settings.timeout_forced or "timeout" not in given
-            else entry.timeout,
-            "memory_limit": entry.memory_limit if "memory_limit" in given
-            else settings.memory_limit,
+            else _given_limit("timeout", entry.timeout, given),
+            "memory_limit": _given_limit("memory_limit", entry.memory_limit, given)
+            if "memory_limit" in given else settings.memory_limit,
             "resources": {**getattr(cls, "resources", {}),
                           **entry.resources.model_dump(exclude_unset=True)},
         }

@@ -101,5 +101,5 @@ def parse_memory(value: Any) -> int | None:
         raise ValueError(f"must be positive (say '{NO_LIMIT}' for no limit), got {value!r}")
     if nbytes < MIN_MEMORY:
         raise ValueError(f"is less than one byte, a unit left out? write e.g. '512MiB' or "
-                         f"'4GiB', got {value!r}")
+                         f"'4GiB' (or '{NO_LIMIT}' for no limit), got {value!r}")
     return int(nbytes)

@@ -14,7 +14,6 @@ The runner adds ``timeout`` and killed-worker outcomes, which a worker cannot re
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -35,10 +34,19 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.caselimits import effective_memory_limit
 from lubench.errors import one_line
 from lubench.metrics import grade
 from lubench.plugins import Registry, load_registry
-from lubench.records import DIVERGED, FAILED, METRIC_COLUMNS, OK, UNSUPPORTED, base_record
+from lubench.records import (
+    DIVERGED,
+    FAILED,
+    METRIC_COLUMNS,
+    OK,
+    UNSUPPORTED,
+    base_record,
+    json_text,
+)
 from lubench.suite import Case
 
 __all__ = ["run_case", "resolve_device", "base_record", "current_rss", "METRIC_COLUMNS"]
@@ -118,7 +126,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         rec["device"] = device
         method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
-                         memory_limit=case.memory_limit,
+                         memory_limit=effective_memory_limit(case.memory_limit),
                          **({"progress": progress} if progress else {}))
         method.prepare(ctx)
         ctx.synchronize()
@@ -153,8 +161,11 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
     except Exception as exc:  # a plugin that raises must not take the run down
         rec["status"], rec["error"] = FAILED, one_line(exc)
         rec["traceback"] = traceback.format_exc()
+    except SystemExit as exc:  # nor one that calls sys.exit (the inline executor runs here)
+        rec["status"], rec["error"] = FAILED, f"the plugin called sys.exit({exc.code!r})"
+        rec["traceback"] = traceback.format_exc()
     rec["peak_memory_bytes"] = _peak_memory(device, baseline)
-    rec["info"] = json.dumps(_plain(info), default=str)
+    rec["info"] = json_text(_plain(info))
     rec["history"] = _plain(history)
     rec["threads"] = _threads()
     rec["pid"] = os.getpid()

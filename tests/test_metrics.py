@@ -269,6 +269,27 @@ def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
     assert calls.count(True) == 3
 
 
+def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_path):
+    """A fresh process (an empty memo) finds the result another worker left in the cache."""
+    import lubench.metrics as metrics
+
+    monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
+    op = laplacian(60)
+    first = metrics.plain_gmres(op, seed=3)
+    assert len(list((tmp_path / "cache").glob("gmres-*.json"))) == 1
+
+    def no_gmres(op, b, solve):
+        raise AssertionError("plain GMRES ran again")
+
+    monkeypatch.setattr(metrics, "_gmres", no_gmres)
+    monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
+    assert metrics.plain_gmres(op, seed=3) == first
+    monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
+    with pytest.raises(AssertionError, match="ran again"):  # another seed: not the same entry
+        metrics.plain_gmres(op, seed=4)
+
+
 def test_precond_seconds_is_the_wall_time_of_the_preconditioned_solve():
     op = laplacian(100)
     out = precond_iterations(op, Explicit(op.dense() + 0.3 * np.eye(100)), seed=0)
@@ -343,3 +364,7 @@ def test_the_comparable_suite_at_small_sizes(tmp_path):
             assert len(g) == 2 and (g[graded].nunique(dropna=False) == 1).all(), method
     assert df["gmres_iterations"].notna().all()
     assert (df.groupby("operator")["gmres_iterations"].nunique() == 1).all()
+    # computed once per operator: one cached result per operator in the run directory,
+    # which the forked worker of every later case of that operator read
+    cached = list((tmp_path / "run" / "cache").glob("gmres-*.json"))
+    assert len(cached) == df["operator"].nunique()

@@ -246,8 +246,9 @@ def _label_params(label: str) -> dict:
 
 
 def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
+    from lubench.report.cells import fmt_number
     from lubench.report.columns import BY_KEY
-    from lubench.report.tables import fmt_number, summary_markdown
+    from lubench.report.markdown import summary_markdown
 
     results = pd.read_parquet(run_dir / "results.parquet")
     text = summary_markdown(results)
@@ -288,7 +289,7 @@ def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
 
 
 def test_summary_markdown_keeps_failed_and_unsupported_rows_with_their_reason(run_dir):
-    from lubench.report.tables import summary_markdown
+    from lubench.report.markdown import summary_markdown
 
     rows = _md_rows(summary_markdown(pd.read_parquet(run_dir / "results.parquet")))
     status = {(r[0], r[1], r[2]): r[-1] for r in rows[1:]}
@@ -301,7 +302,7 @@ def test_summary_markdown_keeps_failed_and_unsupported_rows_with_their_reason(ru
 
 
 def test_min_max_shown_when_repeats_differ():
-    from lubench.report.tables import summary_markdown
+    from lubench.report.markdown import summary_markdown
 
     base = {"operator": "op", "operator_params": "{}", "n": 8, "method": "m",
             "method_params": "{}", "family": "classical", "status": "ok", "error": ""}
@@ -313,7 +314,7 @@ def test_min_max_shown_when_repeats_differ():
 
 
 def test_fmt_number():
-    from lubench.report.tables import fmt_number
+    from lubench.report.cells import fmt_number
 
     assert fmt_number(1.234567e-4) == "1.23e-4"
     assert fmt_number(65536, integer=True) == "65536"
@@ -430,7 +431,7 @@ def test_report_html_is_self_contained_and_explorable(report_dir):
 
 
 def test_latex_and_html_tables_hold_the_values_of_results_parquet(report_dir, run_dir):
-    from lubench.report.tables import fmt_number
+    from lubench.report.cells import fmt_number
 
     results = pd.read_parquet(run_dir / "results.parquet")
     tex = (report_dir / "results.tex").read_text()
@@ -459,7 +460,8 @@ def _tex_rows(tex: str) -> list[list[str]]:
 
 def test_latex_bold_marks_the_best_value_of_each_operator_and_size(run_dir):
     from lubench.report.columns import BY_KEY
-    from lubench.report.tables import latex_tables, select, summarize
+    from lubench.report.latex import latex_tables
+    from lubench.report.summary import select, summarize
 
     cols = ["factor_error", "precond_iterations", "n_params", "setup_seconds"]
     s = spec(columns=cols)
@@ -623,7 +625,7 @@ def test_lubench_run_then_report(tmp_path):
     assert (results.loc[results["method"] == "gfmm_lu", "n_params"] > 0).all()
     # results.md holds the parquet's values, and so does the table printed after the run
     md = (report / "results.md").read_text()
-    from lubench.report.tables import fmt_number
+    from lubench.report.cells import fmt_number
 
     for _, row in results[results["status"] == "ok"].iterrows():
         assert fmt_number(row["factor_error"]) in md

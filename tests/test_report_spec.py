@@ -126,7 +126,7 @@ def test_a_suite_report_section_is_validated_and_drives_the_run_report(tmp_path)
 
 
 def test_selection_orders_and_filters_and_warns(run_dir):
-    from lubench.report.tables import select
+    from lubench.report.summary import select
 
     df, unmatched = select(pd.read_parquet(run_dir / "results.parquet"),
                            spec(methods="ilu,plu,nope", operators="convdiff_*", sizes="32,99"))
@@ -154,7 +154,8 @@ def _rows(values: list[dict]) -> pd.DataFrame:
 
 
 def test_not_finite_is_nan_or_infinity_and_not_measured_is_a_dash():
-    from lubench.report.tables import latex_tables, summary_markdown
+    from lubench.report.latex import latex_tables
+    from lubench.report.markdown import summary_markdown
 
     note = "not finite (NaN): factor_error, precond_iterations"
     df = pd.concat([
@@ -184,7 +185,7 @@ def test_not_finite_is_nan_or_infinity_and_not_measured_is_a_dash():
 def test_a_method_has_the_same_colour_and_marker_in_every_run_and_figure(run_dir, records):
     from lubench.report.figures import make_style
     from lubench.report.palette import KNOWN, method_color, method_marker
-    from lubench.report.tables import summarize
+    from lubench.report.summary import summarize
 
     full = summarize(pd.read_parquet(run_dir / "results.parquet"))
     # another run: other methods, another order
@@ -206,7 +207,7 @@ def test_error_vs_params_draws_one_pareto_front_per_family(run_dir):
     import matplotlib.pyplot as plt
 
     from lubench.report.figures import error_vs_params, make_style, pareto_front
-    from lubench.report.tables import summarize
+    from lubench.report.summary import summarize
 
     summary = summarize(pd.read_parquet(run_dir / "results.parquet"))
     fig = error_vs_params(summary, make_style(summary))
@@ -232,7 +233,7 @@ def test_gmres_figure_draws_plain_gmres_and_time_figure_sums_setup_and_gmres(run
     import matplotlib.pyplot as plt
 
     from lubench.report.figures import gmres_vs_params, make_style, time_to_solution
-    from lubench.report.tables import summarize
+    from lubench.report.summary import summarize
 
     results = pd.read_parquet(run_dir / "results.parquet")
     summary = summarize(results)
@@ -308,7 +309,7 @@ def test_two_runs_in_one_report(records, tmp_path):
 @pytest.mark.parametrize("fmt, marker", [("md", "| a | b |"), ("tex", r"\toprule"),
                                          ("html", "<th>a</th>")])
 def test_frame_text_writes_any_frame(fmt, marker):
-    from lubench.report.tables import frame_text
+    from lubench.report.frame_text import frame_text
 
     df = pd.DataFrame({"a": ["x_1", "y"], "b": [1.23456e-5, float("inf")]})
     text = frame_text(df, fmt)

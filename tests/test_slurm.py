@@ -9,7 +9,6 @@ import pytest
 from _runner_fixtures import _only_test_plugins, make_suite, rt_plugin  # noqa: F401
 
 from lubench.api import LubenchError
-from lubench.execution.slurm import _sbatch_message, result_file
 from lubench.execution.slurm_ledger import Ledger
 from lubench.execution.slurm_resources import (
     DEFAULT_MEM_GB,
@@ -18,6 +17,8 @@ from lubench.execution.slurm_resources import (
     minutes,
     submitit_parameters,
 )
+from lubench.execution.slurm_submit import sbatch_message
+from lubench.execution.slurm_tasks import result_file
 
 
 def _cases(tmp_path, plugin, device="cpu", **entry):
@@ -114,5 +115,5 @@ def test_sbatch_errors_become_one_line():
     err = RuntimeError("sbatch: error: invalid partition specified: nope\n"
                        "sbatch: error: Batch job submission failed: Invalid partition name "
                        "specified\n")
-    assert _sbatch_message(err) == ("invalid partition specified: nope; Batch job submission "
+    assert sbatch_message(err) == ("invalid partition specified: nope; Batch job submission "
                                     "failed: Invalid partition name specified")

@@ -3,7 +3,10 @@
 Modules
 -------
 ``run``       :func:`run_cases`, the face of the package: what a run directory lacks, by executor
-``pool``      :class:`LocalPool`: a fresh worker process per case, timeout and RSS watchdog
+``pool``      :class:`LocalPool`: a fresh worker process per case, its timeout and memory limit
+``proctree``  a case's process tree: membership, fair memory (PSS), kill
+``cgroups``   a cgroup v2 per case where the system lets us create one
+``channel``   worker → parent messages, read without ever blocking
 ``process``   the body of a worker process (thread limits, progress, its record)
 ``limits``    thread settings, the start method, dying with the parent
 ``signals``   Ctrl-C and SIGTERM
@@ -48,28 +51,32 @@ CUDA context — and each worker sets its threads), and a
 worker ends with ``os._exit`` so no parent ``atexit`` handler runs twice. Elsewhere (macOS,
 where ``fork`` is unsafe with system frameworks) workers are spawned.
 
-Each worker puts itself in its own process group (a timeout kills the group, so helper
-processes a method started die with it), ignores SIGINT (the parent decides what Ctrl-C
-means), and asks the kernel to kill it when the parent dies (``PR_SET_PDEATHSIG``), so that a
-``kill -9`` of ``lubench run`` leaves no orphan computing.
+Each worker starts a session of its own and is the subreaper of its descendants, joins the
+case's cgroup when there is one (:mod:`~lubench.execution.proctree`,
+:mod:`~lubench.execution.cgroups`), sends its stdout and stderr to ``RUN_DIR/logs/``, ignores
+SIGINT (the parent decides what Ctrl-C means), and asks the kernel to kill it when the parent
+dies (``PR_SET_PDEATHSIG``), so that a ``kill -9`` of ``lubench run`` leaves no worker
+computing.
 
 Limits
 ------
-*Timeout* (``case.timeout``, seconds): hard. The parent kills the worker's process group at
-the deadline and records ``timeout`` / ``exceeded the 10 s timeout``.
+*Timeout* (``case.timeout``, seconds; default 1 h, ``none`` for none): hard. At the deadline
+the parent kills the case's whole process tree and records ``timeout`` / ``exceeded the 10 s
+timeout``. The parent never blocks on one case (pipes are read without blocking, a process is
+joined only once it has exited), so the deadline holds for every case at once.
 
-*Memory* (``case.memory_limit``, bytes): enforced by an RSS watchdog in the parent, which
-samples the worker's resident memory (and its children's) every 50 ms and kills it when what
-the case added (RSS minus the parent's RSS at fork, which a forked worker starts with) is above
-the limit, recording ``failed`` / ``out of memory (limit 2.0 GiB)``. A case whose own peak
-(``ru_maxrss``) ends above the limit between two samples is recorded the same way, and a
-``MemoryError`` raised inside the case gets the same message. ``RLIMIT_AS`` was rejected: it
-limits *address space*, not memory, and the libraries reserve far more than they touch (on this
-machine importing PyTorch alone maps about 2 GB of address space for 0.3 GB resident; a CUDA
-context reserves tens of GB, and OpenBLAS reserves buffers per thread), so any limit tight
-enough to mean something kills healthy cases at import time. The cost of the watchdog is that
-an allocation faster than 50 ms can overshoot the limit briefly; the kernel's OOM killer
-remains the backstop, and its SIGKILL is recorded as ``worker died (signal 9, SIGKILL)``.
+*Memory* (``case.memory_limit``, bytes; default half the RAM): what the case's whole tree
+adds, sampled every 25 ms: the cgroup's ``memory.current`` where the memory controller is
+available, else the sum of the proportional set sizes (PSS) of the tree's processes minus the
+worker's at its start (see :mod:`~lubench.execution.proctree` for why PSS, not RSS). Above the
+limit the tree is killed and the case recorded ``failed`` / ``out of memory (limit 2.0 GiB;
+peak …)``. A case whose own peak (``ru_maxrss``) ends above the limit between two samples is
+recorded the same way, and a ``MemoryError`` raised inside the case gets the same message.
+``RLIMIT_AS`` was rejected: it limits *address space*, not memory, and the libraries reserve
+far more than they touch (importing PyTorch maps about 2 GB of address space for 0.3 GB
+resident; a CUDA context reserves tens of GB), so any limit tight enough to mean something
+kills healthy cases at import time. An allocation faster than a sample can overshoot briefly
+(at ~3 GB/s, by under 100 MB); with a cgroup, ``memory.max`` is the kernel's backstop.
 
 *Threads*: with ``-j N`` each worker sets its BLAS (threadpoolctl), OpenMP and PyTorch threads
 to ``max(1, cores // N)`` before the case starts (environment variables too, so that a
@@ -77,8 +84,9 @@ PyTorch imported later inside the worker picks them up); the value is the ``thre
 
 Interruption
 ------------
-The first Ctrl-C (or SIGTERM) stops starting cases, kills the workers in flight and returns
-with ``interrupted=True``; every finished case is already on disk. A second Ctrl-C raises
+The first Ctrl-C (or SIGTERM) stops starting cases, kills the cases in flight (their whole
+trees) and returns with ``interrupted=True`` and ``stop_signal`` (the CLI exits 130 or 143);
+every finished case is already on disk. A second Ctrl-C raises
 ``KeyboardInterrupt`` at once (workers are still killed on the way out).
 """
 

@@ -1,12 +1,18 @@
-"""The local pool: every case in a fresh worker process, at most ``jobs`` at a time, with a
-hard timeout and an RSS watchdog (see :mod:`lubench.execution`)."""
+"""The local pool: every case in a fresh worker process, at most ``jobs`` at a time; each case
+owns its process tree (:mod:`lubench.execution.proctree`), which ends with it, within a hard
+timeout and a memory limit on what the whole tree adds (see :mod:`lubench.execution`).
+
+The loop never blocks on one case: it waits on every worker's exit sentinel and message pipe
+at once, with a timeout set by the next deadline or memory sample, reads pipes without
+blocking (:mod:`lubench.execution.channel`) and stops reading a case once its record came,
+and never joins a process that is not known to have exited.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing.connection as mpc
 import os
-import signal
 import socket
 import time
 import warnings
@@ -16,19 +22,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lubench.caselimits import effective_memory_limit
+from lubench.execution.channel import Receiver
 from lubench.execution.limits import mp_context, oom_message, signal_name
 from lubench.execution.process import worker_main
+from lubench.execution.proctree import SAMPLE_EVERY, CaseTree
 from lubench.plugins import Registry, load_registry
-from lubench.records import FAILED, OK, TIMEOUT
+from lubench.records import FAILED, OK, TIMEOUT, base_record
 from lubench.suite import Case
-from lubench.worker import base_record, current_rss
 
-MEMORY_POLL = 0.05  # seconds between RSS samples of a worker with a memory limit
-TREE_POLL = 0.5  # seconds between scans for a worker's own child processes
 EXIT_GRACE = 2.0  # seconds a worker may take to exit after sending its record
+REAP_GRACE = 5.0  # seconds a killed worker may take to die before the pool stops waiting
 IDLE_WAKE = 1.0  # the parent wakes at least this often
+MEMBERS_EVERY = 0.5  # seconds between looks at the tree of a case without a memory limit
+KERNEL_HEADROOM = 0.25  # memory.max (kernel backstop) = limit × (1 + this) + 256 MiB
 
 WorkItem = tuple[Case, int]
+
+
+def log_name(case: Case, repeat: int) -> str:
+    """The file, in the run directory's ``logs/``, that holds a case's stdout and stderr."""
+    return f"{case.case_id}-{repeat}.log"
 
 
 @dataclass
@@ -36,21 +50,17 @@ class _Running:
     case: Case
     repeat: int
     process: Any
-    conn: mpc.Connection | None
+    receiver: Receiver
+    tree: CaseTree
     started: float  # monotonic
     started_wall: float
     deadline: float | None
-    proc: Any = None  # psutil.Process, when a memory limit is watched
-    base_rss: int = 0  # the parent's RSS at fork: pages the worker starts with, not the case's
-    peak_rss: int = 0  # peak RSS above base_rss
-    tree_check: float = 0.0
-    children_rss: int = 0
+    limit: int | None = None  # memory limit on this machine, bytes (None: none)
+    log_path: Path | None = None
+    next_sample: float = 0.0
     record: dict | None = None
-    exit_by: float | None = None  # after the record: kill if still alive then
-
-    @property
-    def key(self) -> WorkItem:
-        return (self.case, self.repeat)
+    exit_by: float | None = None  # after the record: kill the tree if still alive then
+    killed_at: float | None = None  # the tree was killed: waiting for the worker to exit
 
 
 class LocalPool:
@@ -60,12 +70,15 @@ class LocalPool:
     ``on_start(case, repeat)``, ``on_progress(case, repeat, fields)``, ``on_record(record)``.
     ``stop()`` is checked between events; when it returns True the pool kills its workers and
     :meth:`run` returns False. ``wakeup`` (an object with ``fileno``) wakes the pool when
-    readable (a signal arrived).
+    readable (a signal arrived). ``log_dir``: where each case's stdout and stderr go
+    (:func:`log_name`); None leaves them on this process's streams.
+    ``use_cgroup``: a cgroup per case where possible (else the session sweep only).
     """
 
     def __init__(self, jobs: int = 1, *, run_id: str = "", plugin_specs: tuple[str, ...] = (),
                  base_dir: str | None = None, threads: int | None = None,
-                 registry: Registry | None = None,
+                 registry: Registry | None = None, log_dir: Path | None = None,
+                 use_cgroup: bool = True,
                  on_record: Callable[[dict], None] = lambda rec: None,
                  on_start: Callable[[Case, int], None] = lambda case, repeat: None,
                  on_progress: Callable[[Case, int, dict], None] = lambda c, r, f: None,
@@ -76,11 +89,13 @@ class LocalPool:
         self.base_dir = base_dir
         self.registry = registry
         self.threads = threads
-        self.base_rss = 0
+        self.log_dir = log_dir
+        self.use_cgroup = use_cgroup
         self.on_record, self.on_start, self.on_progress = on_record, on_start, on_progress
         self.stop = stop
         self.wakeup = wakeup
         self.ctx = mp_context()
+        self._closing: list[_Running] = []  # reaped, cgroup not yet removed
 
     def _worker_registry(self) -> Registry | None:
         """The registry a worker inherits: loaded once here, before the first fork, so that a
@@ -94,133 +109,135 @@ class LocalPool:
 
     # -- lifecycle of one worker ---------------------------------------------------------
     def _start(self, case: Case, repeat: int) -> _Running:
-        # A forked worker starts with the parent's pages resident (shared, copy-on-write):
-        # the memory limit applies to what the case adds on top of them.
-        self.base_rss = current_rss() if self.ctx.get_start_method() == "fork" else 0
+        limit = effective_memory_limit(case.memory_limit)
+        backstop = int(limit * (1 + KERNEL_HEADROOM)) + 2**28 if limit else None
+        tree = CaseTree.create(use_cgroup=self.use_cgroup, memory_max=backstop)
+        log_path = self.log_dir / log_name(case, repeat) if self.log_dir is not None else None
         reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=worker_main, name=f"lubench-{case.case_id}-{repeat}", daemon=False,
             args=(writer, case, repeat, self.run_id, self._worker_registry(), self.plugin_specs,
-                  self.base_dir, self.threads, os.getpid()))
+                  self.base_dir, self.threads, os.getpid(), tree.cgroup_path,
+                  str(log_path) if log_path else None))
         with warnings.catch_warnings():  # Python >= 3.12 warns about fork with threads alive
             warnings.simplefilter("ignore", DeprecationWarning)
             process.start()
         writer.close()
-        with contextlib.suppress(OSError):
-            os.setpgid(process.pid, process.pid)  # both sides set it: no race with a kill
+        tree.attach(process.pid)
         now = time.monotonic()
-        run = _Running(case, repeat, process, reader, now, time.time(),
-                       now + case.timeout if case.timeout else None, base_rss=self.base_rss)
-        if case.memory_limit:
-            with contextlib.suppress(Exception):
-                import psutil
-
-                run.proc = psutil.Process(process.pid)
+        run = _Running(case, repeat, process, Receiver(reader), tree, now, time.time(),
+                       now + case.timeout if case.timeout else None, limit=limit,
+                       log_path=log_path, next_sample=now + SAMPLE_EVERY)
         self.on_start(case, repeat)
         return run
 
-    @staticmethod
-    def _kill(run: _Running) -> None:
-        pid = run.process.pid
-        if run.process.exitcode is None:
+    def _messages(self, run: _Running) -> None:
+        """Handle what the worker sent so far (never waits)."""
+        if run.receiver.closed:
+            return
+        for message in run.receiver.receive():
             try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                with contextlib.suppress(Exception):
-                    run.process.kill()
-        run.process.join(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)  # helpers the case left behind
-
-    def _drain(self, run: _Running) -> None:
-        """Read every message the worker has sent so far."""
-        while run.conn is not None:
-            try:
-                if not run.conn.poll():
-                    return
-                kind, payload = run.conn.recv()
-            except (EOFError, OSError):
-                run.conn.close()
-                run.conn = None
-                return
-            if kind == "progress":
+                kind, payload = message
+            except (TypeError, ValueError):
+                continue
+            if kind == "progress" and run.record is None:
                 self.on_progress(run.case, run.repeat, payload)
-            elif kind == "record" and run.record is None:
-                run.record = self._checked(run, payload)
+            elif kind == "record" and run.record is None and isinstance(payload, dict):
+                self._report(run, self._checked(run, payload))
                 run.exit_by = time.monotonic() + EXIT_GRACE
-                self.on_record(run.record)
+                run.receiver.close()  # the case is over: a descendant may hold the pipe
+                break
+
+    def _report(self, run: _Running, rec: dict) -> None:
+        run.record = rec
+        if run.log_path is not None:
+            with contextlib.suppress(OSError):
+                if run.log_path.stat().st_size > 0:
+                    rec.setdefault("log", f"logs/{run.log_path.name}")
+        self.on_record(rec)
 
     def _checked(self, run: _Running, rec: dict) -> dict:
         """The worker's record, with the memory limit applied to what it reports."""
-        limit = run.case.memory_limit
+        limit = run.limit
         if limit and rec.get("status") == FAILED and \
                 str(rec.get("error", "")).startswith("out of memory"):
             rec["error"] = oom_message(limit)
         peak = rec.get("peak_memory_bytes") or 0
-        if limit and rec.get("status") == OK and peak > limit:
-            rec["status"], rec["error"] = FAILED, oom_message(limit, peak)
+        if limit and rec.get("status") == OK and max(peak, run.tree.peak) > limit:
+            rec["status"], rec["error"] = FAILED, oom_message(limit, max(peak, run.tree.peak))
         return rec
 
     def _synthetic(self, run: _Running, status: str, error: str) -> dict:
         """A record for a case whose worker could not report: timeout, killed, died."""
         rec = base_record(run.case, run.repeat, self.run_id)
         rec.update(status=status, error=error, info="{}", history=[],
-                   peak_memory_bytes=run.peak_rss or None, threads=self.threads,
+                   peak_memory_bytes=run.tree.peak or None, threads=self.threads,
                    pid=run.process.pid, started_at=run.started_wall,
                    wall_seconds=time.monotonic() - run.started, host=socket.gethostname())
         if run.case.family == "classical":
             rec["device"] = "cpu"
         return rec
 
+    def _kill(self, run: _Running) -> None:
+        """End the case's whole tree now; its worker is reaped by the loop when it exits."""
+        if run.killed_at is None:
+            run.killed_at = time.monotonic()
+        run.tree.kill()
+
     def _fail(self, run: _Running, status: str, error: str) -> None:
-        if run.proc is None:  # not watched: one sample for the record's peak memory
-            with contextlib.suppress(Exception):
-                import psutil
-
-                rss = psutil.Process(run.process.pid).memory_info().rss
-                run.peak_rss = max(0, rss - run.base_rss)
+        """The case ran out of time or memory: kill its tree, record why (unless its own
+        record arrived in the meantime)."""
         self._kill(run)
-        self._drain(run)  # it may have finished just now: its own record wins
+        self._messages(run)
         if run.record is None:
-            run.record = self._synthetic(run, status, error)
-            self.on_record(run.record)
+            self._report(run, self._synthetic(run, status, error))
+        run.receiver.close()
 
-    def _reap(self, run: _Running) -> None:
-        """The worker exited: make sure its case has a record."""
-        self._drain(run)
-        run.process.join(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(run.process.pid, signal.SIGKILL)
-        if run.record is not None:
-            return
-        code = run.process.exitcode
-        limit = run.case.memory_limit
-        if code is not None and code < 0:
-            if limit and run.peak_rss > 0.9 * limit:
-                error = oom_message(limit, run.peak_rss) + \
-                    f": worker killed by {signal_name(-code)}"
+    def _exited(self, run: _Running) -> None:
+        """The worker exited: end what is left of its tree, make sure the case has a record."""
+        self._messages(run)
+        run.tree.kill()  # what it left behind; before the reap, while its pid is still held
+        run.process.join(1.0)  # the sentinel fired: it has exited or is about to
+        run.receiver.close()
+        if run.record is None:
+            code = run.process.exitcode
+            limit = run.limit
+            if code is not None and code < 0:
+                if limit and (run.tree.oom_killed() or run.tree.peak > 0.9 * limit):
+                    error = oom_message(limit, run.tree.peak or None) + \
+                        f": worker killed by {signal_name(-code)}"
+                else:
+                    error = f"worker died (signal {-code}, {signal_name(-code)})"
             else:
-                error = f"worker died (signal {-code}, {signal_name(-code)})"
-        else:
-            error = f"worker exited with status {code} before reporting a result"
-        run.record = self._synthetic(run, FAILED, error)
-        self.on_record(run.record)
+                error = f"worker exited with status {code} before reporting a result"
+            self._report(run, self._synthetic(run, FAILED, error))
+        self._retire(run)
 
-    def _watch_memory(self, run: _Running, now: float) -> bool:
-        """Sample the worker's RSS; True when it is above its limit."""
-        if run.proc is None or run.record is not None:
+    def _retire(self, run: _Running) -> None:
+        if run.log_path is not None:
+            with contextlib.suppress(OSError):
+                if run.log_path.stat().st_size == 0:
+                    run.log_path.unlink()
+        if not run.tree.close():
+            self._closing.append(run)
+
+    def _sample(self, run: _Running, now: float) -> bool:
+        """Sample the memory of the case's tree; True when it is above the limit. Without a
+        limit, only look at the tree (without a cgroup, so that a descendant is remembered
+        even if the worker dies before the case ends)."""
+        limit = run.limit
+        if run.record is not None or run.killed_at is not None or now < run.next_sample:
             return False
         try:
-            rss = run.proc.memory_info().rss
-            if now >= run.tree_check:
-                run.tree_check = now + TREE_POLL
-                run.children_rss = sum(c.memory_info().rss
-                                       for c in run.proc.children(recursive=True))
-        except Exception:  # it just exited
-            return False
-        total = rss - run.base_rss + run.children_rss
-        run.peak_rss = max(run.peak_rss, total)
-        return total > run.case.memory_limit
+            if limit:
+                run.next_sample = now + SAMPLE_EVERY
+                return run.tree.memory() > limit
+            run.next_sample = now + MEMBERS_EVERY
+            if run.tree.cgroup is None:
+                run.tree.pids()
+        except Exception:  # a process of the tree vanished mid-sample
+            pass
+        return False
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, items: Iterable[WorkItem]) -> bool:
@@ -236,12 +253,14 @@ class LocalPool:
                 now = time.monotonic()
                 wake = now + IDLE_WAKE
                 for run in running:
-                    for t in (run.deadline if run.record is None else None, run.exit_by,
-                              now + MEMORY_POLL if run.proc is not None else None):
+                    for t in (run.deadline if run.record is None else None,
+                              run.exit_by if run.killed_at is None else None,
+                              run.next_sample,
+                              run.killed_at + REAP_GRACE if run.killed_at else None):
                         if t is not None:
                             wake = min(wake, t)
                 handles: list[Any] = [run.process.sentinel for run in running]
-                handles += [run.conn for run in running if run.conn is not None]
+                handles += [run.receiver for run in running if not run.receiver.closed]
                 if self.wakeup is not None:
                     handles.append(self.wakeup)
                 ready = mpc.wait(handles, timeout=max(0.0, wake - now))
@@ -250,27 +269,47 @@ class LocalPool:
                         self.wakeup.recv(4096)
                 now = time.monotonic()
                 for run in list(running):
-                    self._drain(run)
+                    self._messages(run)
                     if run.process.sentinel in ready or run.process.exitcode is not None:
-                        self._reap(run)  # a ready sentinel: exiting; join waits it out
+                        self._exited(run)
+                    elif run.killed_at is not None:
+                        if now - run.killed_at < REAP_GRACE:
+                            continue  # SIGKILL sent: it will exit; the sentinel wakes us
+                        self._abandon(run)
                     elif run.record is not None:
                         if run.exit_by is not None and now >= run.exit_by:
                             self._kill(run)  # it reported but does not exit (stray thread)
-                        else:
-                            continue
+                        continue
                     elif run.deadline is not None and now >= run.deadline:
-                        self._fail(run, TIMEOUT,
-                                   f"exceeded the {run.case.timeout:g} s timeout")
-                    elif self._watch_memory(run, now):
-                        self._fail(run, FAILED, oom_message(run.case.memory_limit))
+                        self._fail(run, TIMEOUT, f"exceeded the {run.case.timeout:g} s timeout")
+                        continue
+                    elif self._sample(run, now):
+                        self._fail(run, FAILED, oom_message(run.limit,
+                                                            run.tree.peak))
+                        continue
                     else:
                         continue
                     running.remove(run)
+                self._closing = [r for r in self._closing if not r.tree.close()]
             return True
         finally:
             for run in running:
                 self._kill(run)
-                with contextlib.suppress(Exception):
-                    self._drain(run)  # a record that arrived just before the kill is kept
-                if run.conn is not None:
-                    run.conn.close()
+            end = time.monotonic() + REAP_GRACE
+            for run in running:
+                run.process.join(max(0.0, end - time.monotonic()))
+                with contextlib.suppress(Exception):  # (not when a write just failed)
+                    self._messages(run)  # a record that arrived just before the kill is kept
+                run.receiver.close()
+                if run.process.exitcode is not None:
+                    run.tree.kill()  # (the session sweep is skipped once the pid is reaped)
+                    self._retire(run)
+            for run in self._closing:
+                run.tree.close()
+
+    def _abandon(self, run: _Running) -> None:
+        """A worker that does not die within REAP_GRACE of SIGKILL (uninterruptible sleep in
+        the kernel): its case is recorded; the pool stops waiting for it."""
+        if run.record is None:
+            self._report(run, self._synthetic(run, FAILED, "worker did not die after SIGKILL"))
+        run.receiver.close()

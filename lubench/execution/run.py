@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from lubench.execution.process import plain_fields
 from lubench.execution.progress import Display
 from lubench.execution.signals import StopSignals
 from lubench.execution.slurm import default_submitit_executor, run_submitit
+from lubench.metrics import CACHE_DIR_ENV
 from lubench.plugins import Registry, load_registry
 from lubench.records import STATUSES, UNAVAILABLE, base_record
 from lubench.suite import Case
@@ -38,6 +40,7 @@ class RunOutcome:
     skipped: int = 0  # pairs already recorded in the run directory (resume)
     counts: Counter = field(default_factory=Counter)  # status -> records written
     interrupted: bool = False
+    stop_signal: int | None = None  # SIGINT or SIGTERM, when one interrupted the run
     job_ids: list[str] = field(default_factory=list)  # submitit job ids (executor slurm)
 
     @property
@@ -115,6 +118,10 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
         display.finished(rec, labels.get((rec["case_id"], int(rec.get("repeat", 0))),
                                           rec["case_id"]))
 
+    # What grading computes once per operator (plain GMRES) is shared by the cases' forked
+    # workers through the run directory (lubench.metrics.plain_gmres).
+    cache_before = os.environ.get(CACHE_DIR_ENV)
+    os.environ[CACHE_DIR_ENV] = str(store.run_dir / "cache")
     try:
         for case, repeat in items:
             if missing[case.case_id]:
@@ -134,7 +141,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
             if executor == "local":
                 completed = LocalPool(
                     jobs, run_id=store.run_id, plugin_specs=plugin_specs, base_dir=base_dir,
-                    registry=registry,
+                    registry=registry, log_dir=store.logs_dir(),
                     threads=threads, on_record=on_record, on_start=display.started,
                     on_progress=display.progress, stop=stopper, wakeup=stopper.wakeup,
                 ).run(items)
@@ -148,10 +155,15 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                     display=display, job_ids=outcome.job_ids, run_dir=store.run_dir)
                 store.update_meta(job_ids=outcome.job_ids)
         outcome.interrupted = not completed
+        outcome.stop_signal = stopper.signum if outcome.interrupted else None
     except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
         outcome.interrupted = True
     finally:
         display.close()
+        if cache_before is None:
+            os.environ.pop(CACHE_DIR_ENV, None)
+        else:
+            os.environ[CACHE_DIR_ENV] = cache_before
     return outcome
 
 

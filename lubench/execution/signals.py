@@ -15,6 +15,7 @@ class StopSignals:
 
     def __init__(self, on_first: Callable[[], None] = lambda: None):
         self.requested = False
+        self.signum: int | None = None  # the signal that asked first (SIGINT or SIGTERM)
         self.on_first = on_first
         self.wakeup: socket.socket | None = None
         self._writer: socket.socket | None = None
@@ -37,6 +38,8 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not self.requested:
+            self.signum = signum
         self.requested = True
         self.on_first()
 

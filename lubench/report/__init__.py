@@ -3,8 +3,9 @@
 * :func:`render_report` — everything ``lubench report RUN_DIR [RUN_DIR ...]`` writes, as a
   :class:`lubench.report.spec.ReportSpec` says (columns, methods, operators, sizes, grouping,
   figures, formats, size preset);
-* :func:`lubench.report.tables.summary_markdown` — the table printed after ``lubench run``;
-* :func:`lubench.report.tables.frame_text` — any DataFrame as a Markdown, LaTeX or HTML table;
+* :func:`lubench.report.markdown.summary_markdown` — the table printed after ``lubench run``;
+* :func:`lubench.report.frame_text.frame_text` — any DataFrame as a Markdown, LaTeX or HTML
+  table;
 * :func:`lubench.report.compare.compare_runs` — ``lubench compare RUN_A RUN_B``.
 
 The report only reads run directories (``results.parquet``, ``histories.parquet``,

@@ -34,8 +34,9 @@ from pathlib import Path
 import pandas as pd
 
 from lubench.metrics import repeat_median
+from lubench.report.cells import fmt_number, short_reason
+from lubench.report.frame_text import frame_text
 from lubench.report.load import OK, load_run
-from lubench.report.tables import fmt_number, frame_text, short_reason
 
 __all__ = ["compare_runs", "compare_frames", "TIME_FLOOR", "ERROR_FLOOR", "ALPHA", "METRICS",
            "BLOWUP_METRICS"]

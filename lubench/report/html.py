@@ -18,9 +18,9 @@ from collections import Counter
 
 import pandas as pd
 
+from lubench.report.htmltable import html_table
 from lubench.report.load import OK, Run
 from lubench.report.spec import ReportSpec
-from lubench.report.tables import html_table
 
 __all__ = ["report_html", "standalone_table_html", "CSS", "SCRIPT"]
 

@@ -30,14 +30,11 @@ import yaml  # noqa: E402
 from lubench.api import LubenchError  # noqa: E402
 from lubench.report import figures as F  # noqa: E402
 from lubench.report.html import report_html, standalone_table_html  # noqa: E402
+from lubench.report.latex import latex_tables  # noqa: E402
 from lubench.report.load import OK, Run, load_run, prepare_results  # noqa: E402
+from lubench.report.markdown import summary_markdown  # noqa: E402
 from lubench.report.spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
-from lubench.report.tables import (  # noqa: E402
-    latex_tables,
-    select,
-    summarize,
-    summary_markdown,
-)
+from lubench.report.summary import select, summarize  # noqa: E402
 
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
 
