@@ -37,7 +37,9 @@ def parse_selector(text: str, option: str = "-k") -> tuple[str, dict[str, str]]:
     return m.group(1), constraints
 
 
-def _value_matches(actual: Any, wanted: str) -> bool:
+def value_matches(actual: Any, wanted: str) -> bool:
+    """Whether a parameter's value matches a selector's ``wanted`` text: booleans by name,
+    numbers by value (``P=32`` matches 32.0), anything else by glob on its JSON form."""
     if isinstance(actual, bool):
         return wanted.lower() == str(actual).lower()
     if isinstance(actual, (int, float)):
@@ -66,7 +68,7 @@ def case_matches(case: Case, selector: str) -> bool:
             else:
                 ok = False
                 break
-            if not _value_matches(actual, wanted):
+            if not value_matches(actual, wanted):
                 ok = False
                 break
         if ok:

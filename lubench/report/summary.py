@@ -27,23 +27,13 @@ from lubench.report.cells import nonfinite_keys
 from lubench.report.columns import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
 from lubench.report.load import OK, prepare_results
 from lubench.report.spec import ReportSpec
+from lubench.selection import value_matches
 
 __all__ = ["select", "summarize", "table_columns"]
 
 
 def _ordered(values: pd.Series) -> list:
     return list(dict.fromkeys(values.tolist()))
-
-
-def _value_matches(actual: object, wanted: str) -> bool:
-    if isinstance(actual, bool):
-        return wanted.lower() == str(actual).lower()
-    if isinstance(actual, (int, float)):
-        try:
-            return float(wanted) == float(actual)
-        except ValueError:
-            return False
-    return fnmatch.fnmatchcase(str(actual), wanted)
 
 
 def _matches(pattern: str, name: str, label: str, params: str, n: object) -> bool:
@@ -67,7 +57,7 @@ def _matches(pattern: str, name: str, label: str, params: str, n: object) -> boo
         values = {}
     for key, wanted in constraints.items():
         actual = n if key == "n" else values.get(key, _MISSING)
-        if actual is _MISSING or not _value_matches(actual, wanted):
+        if actual is _MISSING or not value_matches(actual, wanted):
             return False
     return True
 
