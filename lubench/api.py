@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from lubench.errors import (  # noqa: F401 - re-exported: plugins import them from here
     Diverged,
@@ -31,7 +30,10 @@ from lubench.errors import (  # noqa: F401 - re-exported: plugins import them fr
     LubenchError,
     Unsupported,
 )
+from lubench.lazy import lazy_module
 from lubench.params import param_specs
+
+sp = lazy_module("scipy.sparse")
 
 __all__ = [
     "Budget",

@@ -9,6 +9,8 @@ Every user error (a malformed suite, an unknown plugin name, a bad parameter) is
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,10 @@ from lubench.api import LubenchError
 
 if TYPE_CHECKING:
     from lubench.plugins import Registry
+
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""141: the output's reader closed the pipe early (``lubench list | head``), as a shell
+reports a process killed by SIGPIPE; nothing is printed."""
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,6 +52,12 @@ def user_errors(func: Callable) -> Callable:
                 raise
             click.echo(f"lubench: error: {exc}", err=True)
             sys.exit(getattr(exc, "exit_status", 2))
+        except BrokenPipeError:  # the reader went away (`lubench list | head`): not an error
+            # of the user's; say nothing more (stdout to /dev/null so the interpreter's
+            # final flush does not complain) and exit as a shell reports SIGPIPE
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
         except OSError as exc:  # a path of the user's: say which and why, in one line
             if _debug_enabled():
                 raise

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import blas
+
+from lubench.lazy import lazy_module
+
+blas = lazy_module("scipy.linalg.blas")
 
 __all__ = ["as_columns", "triangular_product"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 
 from lubench.api import (
     Factorization,
@@ -13,7 +12,10 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.lazy import lazy_module
 from lubench_classical._dense import as_columns, triangular_product
+
+sla = lazy_module("scipy.linalg")
 
 __all__ = ["Cholesky", "CholeskyFactors"]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from lubench.api import (
     FactorizationError,
@@ -15,7 +13,11 @@ from lubench.api import (
     Operator,
     RunContext,
 )
+from lubench.lazy import lazy_module
 from lubench_classical.sparse_lu import ORDERINGS, ColumnOrdering, SparseLUFactors
+
+sp = lazy_module("scipy.sparse")
+spla = lazy_module("scipy.sparse.linalg")
 
 __all__ = ["ILU", "ILUFactors"]
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg as sla
 
 from lubench.api import Factorization, FactorizationError, Method, Operator, RunContext
+from lubench.lazy import lazy_module
 from lubench_classical._dense import as_columns, triangular_product
+
+sla = lazy_module("scipy.linalg")
 
 __all__ = ["PLU", "PLUFactors", "pivots_to_permutation"]
 

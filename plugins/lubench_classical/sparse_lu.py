@@ -6,8 +6,6 @@ import math
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from lubench.api import (
     Factorization,
@@ -17,7 +15,11 @@ from lubench.api import (
     Operator,
     RunContext,
 )
+from lubench.lazy import lazy_module
 from lubench_classical._dense import as_columns
+
+sp = lazy_module("scipy.sparse")
+spla = lazy_module("scipy.sparse.linalg")
 
 __all__ = ["SparseLU", "SparseLUFactors"]
 

@@ -34,9 +34,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, onenormest
 
 from lubench.api import FactorizationError
+from lubench.lazy import lazy_module
+
+spla = lazy_module("scipy.sparse.linalg")
 
 __all__ = ["GFMMArrays", "inv_norm1_estimate", "sweep"]
 
@@ -382,9 +384,9 @@ def inv_norm1_estimate(F: GFMMArrays) -> float:
     """‖F⁻¹‖₁ estimated by Hager–Higham (``scipy.sparse.linalg.onenormest``) through the
     structured solves F⁻¹ X and F⁻ᵀ X: a few solves, never a dense matrix."""
     n = F.n
-    op = LinearOperator((n, n), dtype=np.float64,
+    op = spla.LinearOperator((n, n), dtype=np.float64,
                         matvec=lambda x: F.solve(x), rmatvec=lambda x: F.solve(x, True),
                         matmat=lambda X: F.solve(X), rmatmat=lambda X: F.solve(X, True))
     if n <= 4:  # onenormest computes the exact norm for tiny sizes itself
         return float(np.abs(F.solve(np.eye(n))).sum(axis=0).max())
-    return float(onenormest(op))
+    return float(spla.onenormest(op))

@@ -47,7 +47,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
 from lubench.api import (
@@ -59,8 +58,11 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.lazy import lazy_module
 
 from .gfmm_blocks import GFMMArrays
+
+sla = lazy_module("scipy.linalg")
 
 __all__ = ["GfmmCompressed", "CompressedFactorization", "compress_lu", "compress_lower",
            "dense_lu", "derive_M", "pad_identity"]

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy.linalg as sla
 
 from lubench.api import (
     Factorization,
@@ -16,8 +15,11 @@ from lubench.api import (
     Operator,
     RunContext,
 )
+from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
+
+sla = lazy_module("scipy.linalg")
 
 if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .dense_masked_net import MaskedDenseLUNet

@@ -7,13 +7,15 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from lubench_compressed.gfmm_compressed import CompressedFactorization, compress_lu, derive_M
 
 from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
+from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
 from .shape import DIAGS, is_power_of_two
+
+sp = lazy_module("scipy.sparse")
 
 if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .gfmm import GFMMProduct

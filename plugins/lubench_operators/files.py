@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.io as sio
-import scipy.sparse as sp
 
 from lubench.api import InvalidParameter, Operator, OperatorGenerator
+from lubench.lazy import lazy_module
+
+sio = lazy_module("scipy.io")
+sp = lazy_module("scipy.sparse")
 
 __all__ = ["MatrixMarket", "SPD_CHECK_LIMIT"]
 

@@ -23,9 +23,11 @@ import math
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 from lubench.api import InvalidParameter, Operator, OperatorGenerator
+from lubench.lazy import lazy_module
+
+sp = lazy_module("scipy.sparse")
 
 __all__ = [
     "Laplacian1D", "Laplacian2D", "ConvDiff1D", "ConvDiff2D", "Biharmonic1D", "Biharmonic2D",
