@@ -26,7 +26,8 @@ Two identities reduce every case to one solver:
   flipped along every axis (node order, and the P resp. 2P index of each block), with
   ``lower`` flipped.
 
-So F⁻¹ B and F⁻ᵀ B are block-lower solves of (possibly reversed, transposed) arrays.
+So F⁻¹ B and F⁻ᵀ B are block-lower solves of (possibly reversed, transposed) arrays, done
+by :mod:`lubench_compressed.gfmm_substitution`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 
 from lubench.api import FactorizationError
 from lubench.lazy import lazy_module
+from lubench_compressed.gfmm_substitution import forward_substitution
 
 spla = lazy_module("scipy.sparse.linalg")
 
@@ -115,7 +117,8 @@ class GFMMArrays:
     * ``bridge[i−1]`` ((M/2^i)−1, P, P): the band of interior level i = 1 … K−1.
 
     ``apply`` runs the graph (O(n·P) per column); ``solve`` is block substitution through
-    the graph, level by level. Its transfer maps (and the LU-factored diagonal blocks) are
+    the graph, leaf by leaf in compiled code, O(n·P) per column. Its plan (the inverted
+    diagonal blocks and every block laid out for the substitution, ~7·n·P numbers) is
     formed on the first solve of each orientation and kept: do not modify the arrays after
     solving (build a new GFMMArrays instead). Pickling drops them.
     """
@@ -239,126 +242,48 @@ class GFMMArrays:
 
 
 class _SolvePlan:
-    """Block forward substitution for a block-lower graph G, level by level.
+    """Block forward substitution for a block-lower graph G, leaf by leaf, compiled
+    (:func:`~lubench_compressed.gfmm_substitution.forward_substitution`).
 
-    Cut the leaves at the boundary of a node p of level l. What the leaves right of p need
-    from p's leaves, and what p's leaves need from the left, are (l+1) P-vectors each:
-
-    * inflow  σ_p = (z⁰, …, z^{l−1}, y^l_p): zⁱ = Bⁱ vⁱ of the node left of p's first node of
-      level i (the band term it receives from outside p), y^l_p p's own decoder input;
-    * outflow ω_p = (v⁰, …, v^{l−1} of p's last node at each level i < l, and v^l_p).
-
-    Substitution inside p is affine in its inflow: ω_p = S_p + T_p σ_p, where S_p (the
-    outflow with zero inflow) depends on the right-hand side and T_p only on G. With c, c'
-    the children of p, Λ the map σ_p ↦ σ_c (y^{l−1}_c = z^{l−1} + F_c y^l_p), Γ the bands from
-    c's last nodes into c''s first ones, Δ the decoder F_{c'} into c', and Π the merge
-    (c''s last nodes, v^l_p = E_c v^{l−1}_c + E_{c'} v^{l−1}_{c'}):
-
-        σ_{c'} = Γ ω_c + Δ σ_p,     ω_p = Π(ω_c, ω_{c'}),
-        S_p = Π(S_c, S_{c'} + T_{c'} Γ S_c),
-        T_p = Π(T_c Λ, T_{c'} B_p),  B_p = Γ T_c Λ + Δ,       T_leaf = −D_a⁻¹.
-
-    Setup composes T level by level from the leaves up (batched products of (l+1)P-square
-    blocks, O(n·P²) operations once) and keeps what a solve reads: T_{c'} of the right
-    children, Γ T_c of the left ones (B_p σ_p = Γ T_c (Λ σ_p) + Δ σ_p, and Λ σ_p is formed
-    anyway), the gathered bands Γ and D⁻¹: with Σ_l l²/2^l = 6 and Σ_l l/2^l = 2 that is
-    about (6 + 6 + 2 + 1)·M·P² = 15·n·P numbers, against 7·n·P in G itself.
-
-    A solve is an up pass (S_p, and R_p = Γ S_c kept) and a down pass from σ_root = 0
-    (σ_c = Λσ_p, σ_{c'} = R_p + (Γ T_c) σ_c + Δ σ_p), then x = D⁻¹(b − σ⁰) on all leaves at
-    once: per level a few np.matmul calls over all its nodes, no loop over leaves, O(n·P)
-    operations and memory per right-hand side. Each stored number is read once per solve,
-    so a one-column solve is bound by memory bandwidth, about 2× substitution leaf by leaf,
-    in exchange for batching. D_a⁻¹ is formed once from a batched LU of the diagonal blocks.
+    Setup forms D_a⁻¹ (one batched LU of the diagonal blocks) and lays every block the
+    substitution reads out transposed, one contiguous buffer per kind (D⁻¹, bands, encoder
+    and decoder halves), nodes in the order the substitution meets them: O(n·P) numbers and
+    work, about 7·n·P numbers (as many as G holds). A solve reads each of them once, in one
+    compiled call: O(n·P) operations and memory per right-hand side.
     """
 
     def __init__(self, G: _LowerArrays, reversed_: bool):
         self.reversed = reversed_
         M, P = G.M, G.P
         K = M.bit_length() - 1
-        self.M, self.P, self.K = M, P, K
-        self.dinv = _diag_inverses(G.diag)
+        self.K, self.P = K, P
+        self.dinv = _tr(_diag_inverses(G.diag))
         bands = [G.off, *G.bridge]
-        # per level l = 1 … K−1 (index 0 unused): Γ (N_l, l, P, P); T_{c'} (N_l, d, d);
-        # Γ T_c (N_l, d, d); the level's encoder and decoder edges E, F
-        self.gam: list[np.ndarray] = [np.empty(0)]
-        self.tr: list[np.ndarray] = [np.empty(0)]
-        self.gt: list[np.ndarray] = [np.empty(0)]
-        self.enc: list[np.ndarray] = [np.empty(0)]
-        self.dec: list[np.ndarray] = [np.empty(0)]
-        T = -self.dinv                                  # T of level l − 1 (all nodes)
-        for l in range(1, K + 1):
-            N = M >> l
-            d = l * P
-            p = np.arange(N)
-            gam = np.stack([bands[i][(2 * p + 1) * (1 << (l - 1 - i)) - 1]
-                            for i in range(l)], axis=1)
-            self.gam.append(gam)
-            if l == K:      # the root: its inflow is zero, only Γ S_c is needed
-                break
-            enc = G.enc[l - 1]
-            dec = G.dec[l - 1]
-            dec_c, dec_r = dec[:, :P], dec[:, P:]
-            enc_c, enc_r = enc[:, :, :P], enc[:, :, P:]
-            Tc, Tr = T[0::2], T[1::2]
-            A = np.empty((N, d, d + P))                 # T_c Λ
-            A[:, :, :d] = Tc
-            A[:, :, d:] = np.matmul(Tc[:, :, d - P:], dec_c)
-            Bm = np.matmul(gam, A.reshape(N, l, P, d + P)).reshape(N, d, d + P)
-            Bm[:, d - P:, d:] += dec_r                  # B_p = Γ T_c Λ + Δ
-            C = np.matmul(Tr, Bm)
-            T = np.empty((N, d + P, d + P))
-            T[:, :d] = C
-            T[:, d:] = np.matmul(enc_c, A[:, d - P:]) + np.matmul(enc_r, C[:, d - P:])
-            # level 1's T_{c'} is −D⁻¹ of the right leaf: the solve uses D⁻¹ itself there
-            self.tr.append(np.ascontiguousarray(Tr) if l > 1 else np.empty(0))
-            self.gt.append(np.ascontiguousarray(Bm[:, :, :d]))
-            self.enc.append(np.ascontiguousarray(enc))
-            self.dec.append(np.ascontiguousarray(dec))
+        self.band, self.boff = _stack([_tr(bands[i]) for i in range(K)], P)
+        # node q of level i: the columns of enc[i][q // 2] (rows of dec[i][q // 2]) acting on it
+        self.enc, self.eoff = _stack(
+            [_tr(G.enc[i].reshape(M >> (i + 1), P, 2, P).transpose(0, 2, 1, 3)
+                 .reshape(M >> i, P, P)) for i in range(K - 1)], P)
+        self.dec, self.doff = _stack([_tr(G.dec[i].reshape(M >> i, P, P))
+                                      for i in range(K - 1)], P)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
-        M, P, K = self.M, self.P, self.K
-        c = b.shape[2]
-        if K <= 1:
-            S = np.matmul(self.dinv, b)                 # S of the leaves: D⁻¹ b
-            if K == 0:
-                return S
-        else:                                           # level 1: W = D⁻¹_{c'}(b_{c'} − R)
-            N = M >> 1
-            dl, bl = self.dinv.reshape(N, 2, P, P), b.reshape(N, 2, P, c)
-            Sc = np.matmul(dl[:, 0], bl[:, 0])
-            R1 = np.matmul(self.gam[1][:, 0], Sc)
-            S = np.empty((N, 2 * P, c))
-            W = S[:, :P]
-            np.matmul(dl[:, 1], bl[:, 1] - R1, out=W)
-            np.matmul(self.enc[1], np.concatenate([Sc, W], axis=1), out=S[:, P:])
-        R: list[np.ndarray] = [b, R1] if K > 1 else [b]
-        for l in range(2, K):                           # up pass
-            N, d = M >> l, l * P
-            Sl = S.reshape(N, 2, d, c)
-            Rl = np.matmul(self.gam[l], Sl[:, 0].reshape(N, l, P, c)).reshape(N, d, c)
-            S = np.empty((N, d + P, c))
-            W = S[:, :d]
-            np.matmul(self.tr[l], Rl, out=W)
-            W += Sl[:, 1]                               # W = S_{c'} + T_{c'} Γ S_c
-            last = np.concatenate([Sl[:, 0, d - P:], W[:, d - P:]], axis=1)
-            np.matmul(self.enc[l], last, out=S[:, d:])  # v^l_p = E_c v_c + E_{c'} v_{c'}
-            R.append(Rl)
-        d = K * P                                       # the root's children
-        sigma = np.zeros((2, d, c))
-        sigma[1] = np.matmul(self.gam[K][0], S[0].reshape(K, P, c)).reshape(d, c)
-        for l in range(K - 1, 0, -1):                   # down pass
-            N, d = M >> l, l * P
-            fy = np.matmul(self.dec[l], sigma[:, d:])   # F_c y, F_{c'} y
-            nxt = np.empty((N, 2, d, c))
-            nxt[:, 0] = sigma[:, :d]
-            nxt[:, 0, d - P:] += fy[:, :P]              # σ_c = Λ σ_p
-            np.matmul(self.gt[l], nxt[:, 0], out=nxt[:, 1])
-            nxt[:, 1] += R[l]
-            nxt[:, 1, d - P:] += fy[:, P:]              # σ_{c'} = R + Γ T_c σ_c + Δ σ_p
-            sigma = nxt.reshape(2 * N, d, c)
-        b = b - sigma
-        return np.matmul(self.dinv, b)
+        """x with G x = b for b of shape (M, P, c); returns (M, P, c)."""
+        M, P, c = b.shape
+        bt = np.ascontiguousarray(b.reshape(M * P, c).T)
+        x = forward_substitution(self.K, self.P, self.dinv, self.band, self.boff, self.enc,
+                                 self.eoff, self.dec, self.doff, bt)
+        return x.T.reshape(M, P, c)
+
+
+def _stack(blocks: list[np.ndarray], P: int) -> tuple[np.ndarray, np.ndarray]:
+    """One contiguous (Σ N_i, P, P) buffer of the per-level block arrays and each level's
+    offset in it."""
+    sizes = [len(a) for a in blocks]
+    off = np.zeros(max(len(blocks), 1), dtype=np.int64)
+    off[1:len(blocks)] = np.cumsum(sizes)[:-1]
+    buf = np.concatenate(blocks) if blocks else np.zeros((0, P, P))
+    return np.ascontiguousarray(buf), off
 
 
 def _diag_inverses(diag: np.ndarray) -> np.ndarray:
