@@ -38,7 +38,6 @@ import numpy as np
 
 from lubench.api import FactorizationError
 from lubench.lazy import lazy_module
-from lubench_compressed.gfmm_substitution import forward_substitution
 
 spla = lazy_module("scipy.sparse.linalg")
 
@@ -269,6 +268,9 @@ class _SolvePlan:
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         """x with G x = b for b of shape (M, P, c); returns (M, P, c)."""
+        # imported here: Numba costs ~0.2 s to import, and loading the plugin needs no solve
+        from lubench_compressed.gfmm_substitution import forward_substitution
+
         M, P, c = b.shape
         bt = np.ascontiguousarray(b.reshape(M * P, c).T)
         x = forward_substitution(self.K, self.P, self.dinv, self.band, self.boff, self.enc,
