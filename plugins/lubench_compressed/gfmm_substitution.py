@@ -32,10 +32,19 @@ __all__ = ["forward_substitution", "warm_up"]
 @njit(cache=True, nogil=True)
 def _axpy_block(W, idx, v, out):
     """out[c, :] += block(idx) @ v[c, :] for every column c, with ``W[idx]`` the block's
-    transpose."""
+    transpose: out[c, j] += W[idx, k, j]·v[c, k] for k = 0, 1, … in turn (four k per pass
+    over j, each added separately, so the sums are those of plain axpys)."""
     C, P = v.shape
+    P4 = P - P % 4
     for c in range(C):
-        for k in range(P):
+        for k in range(0, P4, 4):
+            s0, s1, s2, s3 = v[c, k], v[c, k + 1], v[c, k + 2], v[c, k + 3]
+            for j in range(P):
+                t = out[c, j] + W[idx, k, j] * s0
+                t = t + W[idx, k + 1, j] * s1
+                t = t + W[idx, k + 2, j] * s2
+                out[c, j] = t + W[idx, k + 3, j] * s3
+        for k in range(P4, P):
             s = v[c, k]
             for j in range(P):
                 out[c, j] += W[idx, k, j] * s
