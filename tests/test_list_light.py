@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("scipy", "torch", "pandas", "matplotlib", "submitit")
+HEAVY = ("scipy", "torch", "pandas", "matplotlib", "submitit", "numba")
 
 
 def _lubench() -> str:
