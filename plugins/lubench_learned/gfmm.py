@@ -237,6 +237,125 @@ def _sweep_fused(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tenso
     return _FusedSweep.apply(lower, len(enc), x, diag, off, *enc, *dec, *bridges)
 
 
+class _IdentitySweep(torch.autograd.Function):
+    """The factor applied to the n×n identity (y = F I = F, n = M·P): :class:`_FusedSweep`
+    for x = I, with the zeros of I's blocks never multiplied.
+
+    The up-sweep's value at node p of level i is nonzero only in the P·2^i columns of p's
+    leaves: vⁱ_p = [0 … cⁱ_p … 0] with cⁱ_p (P × P·2^i) its compact block, c⁰_a = I,
+    c¹_p = E⁰_p, cⁱ⁺¹_p = [E^i_{p,0} cⁱ_{2p} | E^i_{p,1} cⁱ_{2p+1}] (E^i_{p,s} the P×P half
+    of the edge pair). So the up-sweep costs log₂M·2MP³ instead of ~4MP²n, a bridge adds
+    Bⁱ_a c_{a±1} into one block of its output row (a diagonal of the level buffer seen as
+    (nodes, P, nodes, P·2^i)), the leaf diagonal blocks are copied, not multiplied. In the
+    backward each edge under the up-sweep only needs ∂ℓ/∂vⁱ on those same columns (compact,
+    ∂ℓ/∂cⁱ), and the gradients of the edges that multiply I (D, the leaf band, E⁰) are
+    blocks of ∂ℓ/∂y⁰ and ∂ℓ/∂c¹ — no products. The down-sweep is dense, as in
+    :class:`_FusedSweep`. I needs no gradient."""
+
+    @staticmethod
+    def forward(ctx, lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor,
+                *ws: torch.Tensor) -> torch.Tensor:
+        enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
+        M, P, _ = diag.shape
+        n = M * P
+        s = -1 if lower else 1  # the band's source: node a + s feeds node a
+        cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]  # cs[0] (= I) unused
+        for i in range(1, K - 1):
+            cs.append(_pair_cat(torch.bmm(_split_pairs(enc[i]), cs[i])))
+        ys: list[torch.Tensor] = []
+        y: torch.Tensor | None = None
+        for i in range(K - 1, -1, -1):
+            nodes, W = M >> i, P << i
+            out = torch.empty((nodes, P, n), dtype=diag.dtype, device=diag.device)
+            if y is None:
+                out.zero_()
+            else:
+                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
+            blocks = out.view(nodes, P, nodes, W)
+            band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
+            if i == 0:
+                band.add_(off)
+                blocks.diagonal(0, 0, 2).permute(2, 0, 1).add_(diag)
+            else:
+                src = cs[i][1:] if s > 0 else cs[i][:-1]
+                band.add_(torch.bmm(bridges[i - 1], src))
+            ys.append(out)
+            y = out
+        if y is None:  # M = 1: F = D
+            y = diag.clone()
+        ctx.save_for_backward(*ws, *cs[2:], *ys[:-1])
+        ctx.lower, ctx.K, ctx.shape = lower, K, (M, P)
+        return y.reshape(n, n)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lower, K, (M, P) = ctx.lower, ctx.K, ctx.shape
+        n = M * P
+        s = -1 if lower else 1
+        g = g.contiguous().view(M, P, n)
+        if K == 0:
+            return None, None, g.clone(), None
+        saved = ctx.saved_tensors
+        ws = saved[:3 * K - 1]
+        enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
+        cs = [None, enc[0], *saved[3 * K - 1:3 * K - 1 + max(K - 2, 0)]]
+        ys = [None, *reversed(saved[3 * K - 1 + max(K - 2, 0):])]  # ys[i]: level i
+        # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+        gy = [g]
+        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+        for i in range(K - 1):
+            pairs = gy[i].view(M >> (i + 1), 2 * P, n)
+            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
+            gy.append(torch.bmm(_bt(dec[i]), pairs))
+        # bands and up-sweep backward (root's children → leaves), on compact blocks
+        g_band: list[torch.Tensor] = [g] * K
+        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+        gc_up: torch.Tensor | None = None  # ∂ℓ/∂cⁱ⁺¹
+        g_diag = g
+        for i in range(K - 1, -1, -1):
+            nodes, W = M >> i, P << i
+            blocks = gy[i].view(nodes, P, nodes, W)
+            gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
+            if i == 0:
+                g_band[0] = gband.contiguous()
+                g_diag = blocks.diagonal(0, 0, 2).permute(2, 0, 1).contiguous()
+                break
+            src = cs[i][1:] if s > 0 else cs[i][:-1]
+            g_band[i] = torch.bmm(gband, _bt(src))
+            gc = torch.empty((nodes, P, W), dtype=g.dtype, device=g.device)
+            gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
+            if gc_up is None:
+                torch.bmm(_bt(bridges[i - 1]), gband, out=gsrc)
+                edge.zero_()
+            else:
+                torch.bmm(_bt(_split_pairs(enc[i])), _pair_split(gc_up), out=gc)
+                gsrc.baddbmm_(_bt(bridges[i - 1]), gband)
+            # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
+            g_enc[i - 1] = gc if i == 1 else \
+                _pair_cat(torch.bmm(_pair_split(gc), _bt(cs[i - 1])))
+            gc_up = gc
+        return (None, None, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
+def _split_pairs(e: torch.Tensor) -> torch.Tensor:
+    """Encoder pairs (h, P, 2P) as (2h, P, P): the half E_{p,s} at index 2p + s (a copy)."""
+    h, P, _ = e.shape
+    return e.view(h, P, 2, P).transpose(1, 2).reshape(2 * h, P, P)
+
+
+def _pair_split(c: torch.Tensor) -> torch.Tensor:
+    """Compact blocks (h, P, 2W) as (2h, P, W): the column half s of block p at 2p + s."""
+    h, P, W2 = c.shape
+    return c.view(h, P, 2, W2 // 2).transpose(1, 2).reshape(2 * h, P, W2 // 2)
+
+
+def _pair_cat(t: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_pair_split`: (2h, P, W) as (h, P, 2W)."""
+    h2, P, W = t.shape
+    return t.view(h2 // 2, 2, P, W).transpose(1, 2).reshape(h2 // 2, P, 2 * W)
+
+
 class GFMMFactor(nn.Module):
     """One block-lower (``lower=True``) or block-upper GFMM factor of size n = M·P.
 
@@ -356,6 +475,16 @@ class GFMMFactor(nn.Module):
             y = sweep(x, list(self.enc), list(self.dec), diag, self.off,
                        list(self.bridge), self.lower)
         return y.reshape(n, c)
+
+    def as_dense(self) -> torch.Tensor:
+        """F as a dense n×n tensor, differentiable: F applied to I. Fused, through
+        :class:`_IdentitySweep` (I's zero blocks never multiplied, no I formed); otherwise
+        the plain graph on I (differentiable twice)."""
+        diag = self.diagonal_blocks()
+        if not self.fused:
+            return self.forward(torch.eye(self.n, dtype=diag.dtype, device=diag.device))
+        return _IdentitySweep.apply(self.lower, self.K, diag, self.off, *self.enc,
+                                    *self.dec, *self.bridge)
 
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         """Each parameter with a view of a same-shaped tensor as (…edges, P, P) blocks."""
@@ -477,9 +606,9 @@ class GFMMProduct(nn.Module):
         return self.L(self.U(X))
 
     def full_product(self) -> torch.Tensor:
-        """L·U as a dense n×n tensor (the graph applied to the identity)."""
-        p = next(self.parameters())
-        return self.forward(torch.eye(self.n, dtype=p.dtype, device=p.device))
+        """L·U as a dense n×n tensor (the graph applied to the identity): L applied to
+        U's dense form (:meth:`GFMMFactor.as_dense`)."""
+        return self.L(self.U.as_dense())
 
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         return self.L.edge_views() + self.U.edge_views()
