@@ -88,6 +88,7 @@ class GfmmLU(LearnedLU):
     name = "gfmm_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
     INITS = ("uniform", "identity", "projected")
+    OPTIMIZERS = ("adam", "lbfgs", "lm", "als")
 
     def __init__(self, P: int = 32, M: int | None = None,
                  preset: Literal["default", "post"] = "default",
@@ -95,7 +96,8 @@ class GfmmLU(LearnedLU):
                  pivot_floor: float | None = None, blockwise: bool | None = None,
                  loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
                  transpose_loss: bool | None = None,
-                 optimizer: Literal["adam", "lbfgs", "lm"] | None = None, lr: float | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm", "als"] | None = None,
+                 lr: float | None = None,
                  lr_late: float | None = None, lr_drop_step: int | None = None,
                  betas: tuple[float, float] | None = None,
                  max_steps_per_block: int | None = None, check_interval: int | None = None,
@@ -147,6 +149,10 @@ class GfmmLU(LearnedLU):
         if not float(cfg["pivot_floor"]) >= 0:
             raise InvalidParameter(f"gfmm_lu: pivot_floor must be non-negative, "
                                    f"got {cfg['pivot_floor']!r}")
+        if cfg["optimizer"] == "als" and (cfg["diag"] != "triangular" or cfg["blockwise"]
+                                          or cfg["loss"] != "identity"):
+            raise InvalidParameter("gfmm_lu: optimizer 'als' needs diag 'triangular', loss "
+                                   "'identity' and blockwise false")
         return cfg
 
     def shape_for(self, n: int) -> tuple[int, int]:
@@ -174,10 +180,11 @@ class GfmmLU(LearnedLU):
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
-        state = {"lbfgs": 100, "lm": 6}.get(cfg["optimizer"], 2)
+        state = {"lbfgs": 100, "lm": 6, "als": 6}.get(cfg["optimizer"], 2)
+        dense = 4.0 * N * N * 8 if cfg["optimizer"] == "als" else 0.0  # ALS's dense L, U, W
         projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
-                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected)
+                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected + dense)
 
     def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
