@@ -39,7 +39,8 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
     optimizer : {'adam', 'lbfgs', 'lm', 'als'} or None
         Adam with the schedule below; full-batch L-BFGS with a strong-Wolfe line search (one
         iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
-        an adaptive damping, each step up to 40 conjugate-gradient products JᵀJv); or
+        an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
+        — a ``gfmm_lu`` parameter); or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf
         decoders) and then U's columns (near field and leaf encoders) exactly, one small
@@ -197,7 +198,8 @@ class LearnedLU(Method):
                         betas=(float(cfg["betas"][0]), float(cfg["betas"][1])),
                         max_steps_per_block=int(cfg["max_steps_per_block"]),
                         check_interval=int(cfg["check_interval"]), tol=float(cfg["tol"]),
-                        patience=int(cfg["patience"]))
+                        patience=int(cfg["patience"]),
+                        cg_iters=int(cfg.get("cg_iters", Schedule.cg_iters)))
 
     def _seed(self, ctx: RunContext) -> int:
         return int(ctx.seed if self.seed is None else self.seed)

@@ -29,13 +29,14 @@ POST: dict[str, Any] = {
     "lr_drop_step": 5000, "betas": (0.999, 0.999), "max_steps_per_block": 50000,
     "check_interval": 1000, "tol": 1e-3, "patience": 2, "dtype": "float32",
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
-    "eval_every": 500,
+    "eval_every": 500, "cg_iters": 40,
 }
 # The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
     "transpose_loss": False, "optimizer": "lm", "dtype": "float64", "init": "identity",
     "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
+    "cg_iters": 200,
 }
 
 
@@ -83,6 +84,9 @@ class GfmmLU(LearnedLU):
             are those of A's diagonal (+ where it is 0).
         blockwise : bool or None
             Fit output block m = 0 … M−1 in turn, freezing what influenced finished blocks.
+        cg_iters : int or None
+            Conjugate-gradient products JᵀJv per Levenberg–Marquardt step at most (``lm``,
+            and the inner step of ``als``).
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
@@ -106,6 +110,7 @@ class GfmmLU(LearnedLU):
                  init: Literal["uniform", "identity", "projected"] | None = None,
                  init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
                  watch_patience: int | None = None, eval_every: int | None = None,
+                 cg_iters: int | None = None,
                  seed: int | None = None, log_every: int = 10):
         self.P = P
         self.M = M
@@ -131,6 +136,7 @@ class GfmmLU(LearnedLU):
         self.keep = keep
         self.watch_patience = watch_patience
         self.eval_every = eval_every
+        self.cg_iters = cg_iters
         self.seed = seed
         self.log_every = log_every
 
@@ -149,6 +155,9 @@ class GfmmLU(LearnedLU):
         if not float(cfg["pivot_floor"]) >= 0:
             raise InvalidParameter(f"gfmm_lu: pivot_floor must be non-negative, "
                                    f"got {cfg['pivot_floor']!r}")
+        if int(cfg["cg_iters"]) < 1:
+            raise InvalidParameter(f"gfmm_lu: cg_iters must be at least 1, "
+                                   f"got {cfg['cg_iters']!r}")
         if cfg["optimizer"] == "als" and (cfg["diag"] != "triangular" or cfg["blockwise"]
                                           or cfg["loss"] != "identity"):
             raise InvalidParameter("gfmm_lu: optimizer 'als' needs diag 'triangular', loss "
