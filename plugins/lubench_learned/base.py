@@ -36,11 +36,16 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         k, the number of Gaussian probe columns of the ``probes`` loss.
     transpose_loss : bool or None
         Add the same term for UᵀLᵀ − Aᵀ.
-    optimizer : {'adam', 'lbfgs', 'lm'} or None
+    optimizer : {'adam', 'lbfgs', 'lm', 'als'} or None
         Adam with the schedule below; full-batch L-BFGS with a strong-Wolfe line search (one
-        iteration per step); or ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
-        an adaptive damping, each step up to 40 conjugate-gradient products JᵀJv). ``lr``
-        and its schedule apply to Adam only.
+        iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
+        an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
+        — a ``gfmm_lu`` parameter); or
+        ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
+        alternating least squares — each step solves L's rows (near field and leaf
+        decoders) and then U's columns (near field and leaf encoders) exactly, one small
+        dense least-squares problem each, and moves the inner far field by one LM step.
+        ``lr`` and its schedule apply to Adam only.
     lr : float or None
         Adam learning rate at the start of each block.
     lr_late : float or None
@@ -115,6 +120,7 @@ class LearnedLU(Method):
     family: ClassVar[str] = "learned"
     resources: ClassVar[dict] = {"gpus_per_task": 1}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+    OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adam", "lbfgs", "lm")
 
     preset: str
     seed: int | None
@@ -156,8 +162,8 @@ class LearnedLU(Method):
 
         if cfg["loss"] not in ("identity", "probes"):
             raise bad("loss", "must be 'identity' or 'probes'")
-        if cfg["optimizer"] not in ("adam", "lbfgs", "lm"):
-            raise bad("optimizer", "must be 'adam', 'lbfgs' or 'lm'")
+        if cfg["optimizer"] not in self.OPTIMIZERS:
+            raise bad("optimizer", "must be one of " + ", ".join(map(repr, self.OPTIMIZERS)))
         if cfg["dtype"] not in ("float32", "float64"):
             raise bad("dtype", "must be 'float32' or 'float64'")
         if cfg["init"] not in inits:
@@ -192,7 +198,8 @@ class LearnedLU(Method):
                         betas=(float(cfg["betas"][0]), float(cfg["betas"][1])),
                         max_steps_per_block=int(cfg["max_steps_per_block"]),
                         check_interval=int(cfg["check_interval"]), tol=float(cfg["tol"]),
-                        patience=int(cfg["patience"]))
+                        patience=int(cfg["patience"]),
+                        cg_iters=int(cfg.get("cg_iters", Schedule.cg_iters)))
 
     def _seed(self, ctx: RunContext) -> int:
         return int(ctx.seed if self.seed is None else self.seed)

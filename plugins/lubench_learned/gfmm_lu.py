@@ -31,13 +31,14 @@ POST: dict[str, Any] = {
     "lr_drop_step": 5000, "betas": (0.999, 0.999), "max_steps_per_block": 50000,
     "check_interval": 1000, "tol": 1e-3, "patience": 2, "dtype": "float32",
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
-    "eval_every": 500,
+    "eval_every": 500, "cg_iters": 40,
 }
 # The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
     "transpose_loss": False, "optimizer": "lm", "dtype": "float64", "init": "identity",
     "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
+    "cg_iters": 200,
 }
 
 
@@ -85,11 +86,15 @@ class GfmmLU(LearnedLU):
             are those of A's diagonal (+ where it is 0).
         blockwise : bool or None
             Fit output block m = 0 … M−1 in turn, freezing what influenced finished blocks.
+        cg_iters : int or None
+            Conjugate-gradient products JᵀJv per Levenberg–Marquardt step at most (``lm``,
+            and the inner step of ``als``).
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
     INITS = ("uniform", "identity", "projected")
+    OPTIMIZERS = ("adam", "lbfgs", "lm", "als")
 
     def __init__(self, P: int = 32, M: int | None = None,
                  preset: Literal["default", "post"] = "default",
@@ -97,7 +102,8 @@ class GfmmLU(LearnedLU):
                  pivot_floor: float | None = None, blockwise: bool | None = None,
                  loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
                  transpose_loss: bool | None = None,
-                 optimizer: Literal["adam", "lbfgs", "lm"] | None = None, lr: float | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm", "als"] | None = None,
+                 lr: float | None = None,
                  lr_late: float | None = None, lr_drop_step: int | None = None,
                  betas: tuple[float, float] | None = None,
                  max_steps_per_block: int | None = None, check_interval: int | None = None,
@@ -106,6 +112,7 @@ class GfmmLU(LearnedLU):
                  init: Literal["uniform", "identity", "projected"] | None = None,
                  init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
                  watch_patience: int | None = None, eval_every: int | None = None,
+                 cg_iters: int | None = None,
                  seed: int | None = None, log_every: int = 10):
         self.P = P
         self.M = M
@@ -131,6 +138,7 @@ class GfmmLU(LearnedLU):
         self.keep = keep
         self.watch_patience = watch_patience
         self.eval_every = eval_every
+        self.cg_iters = cg_iters
         self.seed = seed
         self.log_every = log_every
 
@@ -149,6 +157,13 @@ class GfmmLU(LearnedLU):
         if not float(cfg["pivot_floor"]) >= 0:
             raise InvalidParameter(f"gfmm_lu: pivot_floor must be non-negative, "
                                    f"got {cfg['pivot_floor']!r}")
+        if int(cfg["cg_iters"]) < 1:
+            raise InvalidParameter(f"gfmm_lu: cg_iters must be at least 1, "
+                                   f"got {cfg['cg_iters']!r}")
+        if cfg["optimizer"] == "als" and (cfg["diag"] != "triangular" or cfg["blockwise"]
+                                          or cfg["loss"] != "identity"):
+            raise InvalidParameter("gfmm_lu: optimizer 'als' needs diag 'triangular', loss "
+                                   "'identity' and blockwise false")
         return cfg
 
     def shape_for(self, n: int) -> tuple[int, int]:
@@ -176,10 +191,11 @@ class GfmmLU(LearnedLU):
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
-        state = {"lbfgs": 100, "lm": 6}.get(cfg["optimizer"], 2)
+        state = {"lbfgs": 100, "lm": 6, "als": 6}.get(cfg["optimizer"], 2)
+        dense = 4.0 * N * N * 8 if cfg["optimizer"] == "als" else 0.0  # ALS's dense L, U, W
         projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
-                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected)
+                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected + dense)
 
     def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""

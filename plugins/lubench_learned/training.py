@@ -21,7 +21,10 @@ by a gradient probe) is frozen, and the optimizer is rebuilt.
 Optimizer and stopping (the post's choices are the defaults; see :class:`Schedule`):
 Adam with lr 1e-2, betas (0.999, 0.999), lr 1e-3 from step 5 000 of a block; a block ends
 when its loss improved by less than 0.1 % over 1 000 steps at two checks in a row, or after
-50 000 steps. L-BFGS (strong-Wolfe line search, one iteration per step) is the alternative.
+50 000 steps. L-BFGS (strong-Wolfe line search, one iteration per step), matrix-free
+Levenberg–Marquardt (:class:`LevenbergMarquardt`) and alternating least squares
+(:mod:`lubench_learned.als`, GFMM products with triangular diagonal blocks, whole loss only)
+are the alternatives.
 
 The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
 block-wise training the remaining steps and seconds are shared among the remaining blocks,
@@ -517,7 +520,7 @@ class Trainer:
         # Levenberg–Marquardt differentiates twice and takes plain autograd
         for module in model.modules():
             if hasattr(module, "fused"):
-                module.fused = schedule.optimizer != "lm"
+                module.fused = schedule.optimizer not in ("lm", "als")
         self.full_identity = spec.kind == "identity" and not spec.blockwise
         if spec.blockwise:
             if not block_size or edge_groups is None or N % block_size:
@@ -552,6 +555,18 @@ class Trainer:
                 self._inputs["AT_cols"] = self.target.columns(s, transpose=True)
                 if self.spec.transpose:
                     self._inputs["A_cols"] = self.target.columns(s)
+        if self.schedule.optimizer == "als":
+            from .als import AlternatingLeastSquares
+
+            if m is not None or not self.full_identity:
+                raise ValueError("alternating least squares fits the whole ‖LU − A‖²_F: "
+                                 "it needs loss 'identity' and no block-wise training")
+            self.opt = AlternatingLeastSquares(
+                self.model, np.asarray(self.target.A64.toarray() if sp.issparse(
+                    self.target.A64) else self.target.A64), self.params,
+                lambda mask: LevenbergMarquardt(self.params, cg_iters=self.schedule.cg_iters,
+                                                mask=mask))
+            return
         self.opt = _make_optimizer(self.params, self.schedule, self._mask_list)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
@@ -629,7 +644,7 @@ class Trainer:
             rel_box[0] = rel
             return loss
 
-        if self.schedule.optimizer == "lm":
+        if self.schedule.optimizer in ("lm", "als"):
             f0, rel = opt.step(lambda: self.residual(Z))
             return torch.tensor(f0, dtype=torch.float64), rel
         if self.schedule.optimizer == "lbfgs":
