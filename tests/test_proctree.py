@@ -216,3 +216,18 @@ def test_a_group_left_by_a_killed_lubench_is_ended_and_removed():
         time.sleep(0.05)
         cgroups._remove_stale(stale.parent)
     assert not stale.exists()
+
+
+def test_memory_samples_are_sparse_far_below_the_limit_and_dense_near_it():
+    from lubench.execution.proctree import FILL_RATE, SAMPLE_AT_MOST, SAMPLE_EVERY, sample_interval
+
+    limit = 12 * 2**30
+    assert sample_interval(2**28, limit) == SAMPLE_AT_MOST            # 0.25 GiB of 12
+    assert sample_interval(limit - 2**20, limit) == SAMPLE_EVERY     # 1 MiB left
+    assert sample_interval(limit + 2**30, limit) == SAMPLE_EVERY     # already over
+    mid = sample_interval(limit - 10**9, limit)
+    assert SAMPLE_EVERY < mid < SAMPLE_AT_MOST
+    # however fast the tree fills, it cannot pass the limit by more than one short interval
+    for used in (0, limit // 2, limit - 10**9, limit - 10**8):
+        assert used + FILL_RATE * sample_interval(used, limit) <= max(
+            limit, used + FILL_RATE * SAMPLE_EVERY)

@@ -26,7 +26,7 @@ from lubench.caselimits import effective_memory_limit
 from lubench.execution.channel import Receiver
 from lubench.execution.limits import mp_context, oom_message, signal_name
 from lubench.execution.process import worker_main
-from lubench.execution.proctree import SAMPLE_EVERY, CaseTree
+from lubench.execution.proctree import SAMPLE_EVERY, CaseTree, sample_interval
 from lubench.plugins import Registry, load_registry
 from lubench.records import FAILED, OK, TIMEOUT, base_record
 from lubench.suite import Case
@@ -230,8 +230,9 @@ class LocalPool:
             return False
         try:
             if limit:
-                run.next_sample = now + SAMPLE_EVERY
-                return run.tree.memory() > limit
+                current = run.tree.memory()
+                run.next_sample = now + sample_interval(current, limit)
+                return current > limit
             run.next_sample = now + MEMBERS_EVERY
             if run.tree.cgroup is None:
                 run.tree.pids()
