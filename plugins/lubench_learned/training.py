@@ -22,8 +22,8 @@ Optimizer and stopping (the post's choices are the defaults; see :class:`Schedul
 Adam with lr 1e-2, betas (0.999, 0.999), lr 1e-3 from step 5 000 of a block; a block ends
 when its loss improved by less than 0.1 % over 1 000 steps at two checks in a row, or after
 50 000 steps. L-BFGS (strong-Wolfe line search, one iteration per step), matrix-free
-Levenberg–Marquardt (:class:`LevenbergMarquardt`) and alternating least squares
-(:mod:`lubench_learned.als`, GFMM products with triangular diagonal blocks, whole loss only)
+Levenberg–Marquardt (:class:`~lubench_learned.lm.LevenbergMarquardt`) and alternating least
+squares (:mod:`lubench_learned.als`, GFMM products with triangular diagonal blocks, whole loss only)
 are the alternatives.
 
 The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
@@ -34,8 +34,9 @@ else ``target_loss`` when the last block reached it, else ``converged`` (the sch
 every block: plateau or its step cap). A loss that is not finite raises
 :class:`lubench.api.Diverged` with the step and the curve.
 
-**The watch** (optional, :class:`Watch`): every ``eval_every`` steps and at the end, the
-factors are taken out in float64 and checked where the loss cannot see: the solve residual
+**The watch** (optional, :class:`~lubench_learned.watch.Watch`): every ``eval_every``
+steps and at the end, the factors are taken out in float64 and checked where the loss
+cannot see: the solve residual
 ‖A x̂ − b‖_F/‖b‖_F on 4 held-out probes (b = A x for Gaussian x, x̂ = U⁻¹L⁻¹b by the
 structured solve), Hager–Higham estimates of ‖L⁻¹‖₁, ‖U⁻¹‖₁ and
 ``cond_est`` = ‖A‖₁·‖(LU)⁻¹‖₁, and (N ≤ 1024) the growth ‖|L||U|‖_∞/‖A‖_∞. With
@@ -60,10 +61,12 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import torch
 
 from lubench.api import Budget, Diverged, Operator
+
+from .lm import LevenbergMarquardt
+from .watch import Watch, inv_norm1, solve_lu
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
            "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP", "Watch",
@@ -71,8 +74,6 @@ __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainRes
 
 STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged", "residual_worse",
                 "nonfinite")
-HELD_OUT = 4         # held-out probe columns of the watch
-GROWTH_LIMIT = 1024  # the watch forms |L| and |U| densely up to this size
 EVAL_PROBES = 16
 # Steps that push at most this many numbers (n × columns) through a graph run on one CPU
 # thread: their kernels are too small to share, and a second thread that the OS deschedules
@@ -225,214 +226,6 @@ class EdgeFreezer:
                 P2 = view(p.detach()).shape[-1] * view(p.detach()).shape[-2]
                 total += int(fr.sum()) * P2
         return total
-
-
-def inv_norm1(solve: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
-    """‖F⁻¹‖₁ estimated by Hager–Higham (``scipy.sparse.linalg.onenormest``, as
-    ``gfmm_blocks.inv_norm1_estimate``) from solves with F and Fᵀ (``solve(B, transpose)``):
-    a lower bound, usually within a factor 3; inf when a solve is not finite."""
-    with np.errstate(all="ignore"):
-        if n <= 4:
-            X = solve(np.eye(n), False)
-            return float(np.abs(X).sum(axis=0).max()) if np.all(np.isfinite(X)) else math.inf
-        op = spla.LinearOperator(
-            (n, n), dtype=np.float64, matvec=lambda x: solve(x.reshape(n, -1), False),
-            rmatvec=lambda x: solve(x.reshape(n, -1), True),
-            matmat=lambda X: solve(X, False), rmatmat=lambda X: solve(X, True))
-        est = float(spla.onenormest(op))
-    return est if math.isfinite(est) else math.inf
-
-
-def solve_lu(L: Any, U: Any, B: np.ndarray, transpose: bool = False) -> np.ndarray:
-    """x with L U x = B (or (LU)ᵀ x = B) for float64 factors with ``solve(B, transpose)``."""
-    if transpose:
-        return L.solve(U.solve(B, True), True)
-    return U.solve(L.solve(B))
-
-
-class Watch:
-    """What the loss does not see, checked on the float64 factors (see the module docstring).
-
-    ``check(model, step)`` returns the row fields ``heldout_residual``, ``inv_norm1_L``,
-    ``inv_norm1_U``, ``cond_est`` and ``growth`` (NaN above ``GROWTH_LIMIT``), and keeps the
-    weights of the best held-out residual when ``keep == "best"``. The model provides
-    ``float64_factors() -> (L, U)``, each with ``solve(B, transpose)``, ``apply(X,
-    transpose)`` and ``n``; a factor that cannot be taken out (a singular block) counts as
-    an infinite residual.
-    """
-
-    def __init__(self, target: Target, *, seed: int, keep: str = "best", patience: int = 0):
-        self._estimate = inv_norm1
-        self.A = target.A64
-        self.N = target.N
-        self.keep, self.patience = keep, patience
-        x = np.random.default_rng([int(seed), 7]).standard_normal((self.N, HELD_OUT))
-        self.b = np.asarray(self.A @ x)
-        self.b_norm = float(np.linalg.norm(self.b))
-        absA = abs(self.A)
-        self.a_norm1 = float(np.max(np.asarray(absA.sum(axis=0)).ravel()))
-        self.a_norm_inf = float(np.max(np.asarray(absA.sum(axis=1)).ravel()))
-        self.best: dict[str, Any] | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.worse = 0
-        self.last: dict[str, Any] = {}
-
-    def measure(self, model: Any) -> dict[str, float]:
-        from lubench.api import FactorizationError
-
-        nan = float("nan")
-        try:
-            L, U = model.float64_factors()
-        except FactorizationError:
-            return {"heldout_residual": math.inf, "inv_norm1_L": math.inf,
-                    "inv_norm1_U": math.inf, "cond_est": math.inf, "growth": nan}
-        with np.errstate(all="ignore"):
-            try:
-                x = solve_lu(L, U, self.b)
-                res = float(np.linalg.norm(self.A @ x - self.b)) / self.b_norm
-            except FactorizationError:
-                res = math.inf
-            res = res if math.isfinite(res) else math.inf
-            inv_L = self._estimate(L.solve, self.N)
-            inv_U = self._estimate(U.solve, self.N)
-            inv_LU = self._estimate(lambda B, t: solve_lu(L, U, B, t), self.N)
-            growth = nan
-            if self.N <= GROWTH_LIMIT:
-                eye = np.eye(self.N)
-                row_sums = np.abs(L.apply(eye)) @ (np.abs(U.apply(eye)) @ np.ones(self.N))
-                growth = float(row_sums.max()) / self.a_norm_inf
-        return {"heldout_residual": res, "inv_norm1_L": inv_L, "inv_norm1_U": inv_U,
-                "cond_est": self.a_norm1 * inv_LU, "growth": growth}
-
-    def check(self, model: Any, step: int) -> tuple[dict[str, float], bool]:
-        """Measure, keep the best weights; True when the residual has been worse than twice
-        the best for ``patience`` checks in a row."""
-        m = self.measure(model)
-        self.last = {**m, "step": step}
-        res = m["heldout_residual"]
-        if self.best is None or res < self.best["heldout_residual"]:
-            self.best = dict(self.last)
-            if self.keep == "best":
-                self.best_state = {k: v.detach().clone()
-                                   for k, v in model.state_dict().items()}
-        if not res <= 2.0 * self.best["heldout_residual"]:
-            self.worse += 1
-        else:
-            self.worse = 0
-        return m, bool(self.patience) and self.worse >= self.patience
-
-    def restore(self, model: Any) -> bool:
-        """Load the best weights (``keep == "best"``); whether there were any."""
-        if self.keep != "best" or self.best_state is None:
-            return False
-        model.load_state_dict(self.best_state)
-        return True
-
-    def summary(self) -> dict[str, Any]:
-        """What goes into ``info``: the kept check's figures and its step."""
-        kept = self.best if self.keep == "best" else self.last
-        if not kept:
-            return {}
-        out = {k: kept[k] for k in ("heldout_residual", "inv_norm1_L", "inv_norm1_U",
-                                    "cond_est", "growth")}
-        out["kept_step"] = kept["step"]
-        out["kept"] = self.keep
-        return out
-
-
-class LevenbergMarquardt:
-    """Matrix-free Levenberg–Marquardt on a least-squares loss f(θ) = ‖r(θ)‖².
-
-    One step: g = Jᵀr (a backward pass); d from conjugate gradients on (JᵀJ + λI) d = −g,
-    each product JᵀJv by two backward passes (Jv by the double-backward trick: the gradient
-    of u ↦ Jᵀu with respect to u); the trial θ + d is accepted when the actual decrease is
-    a positive share of the predicted one, ρ = (f(θ) − f(θ + d)) / (−2gᵀd − ‖Jd‖²) > 1e-4;
-    λ shrinks (÷3) for ρ > 0.75 and grows (×2) for ρ < 0.25; a rejected trial leaves θ
-    unchanged and multiplies λ by 4 (the step counts). Frozen edges
-    (``mask``) are kept out of d. For zero-residual problems such as A = LU exactly, close to
-    a solution this converges much faster than first-order methods.
-    """
-
-    def __init__(self, params: list[torch.nn.Parameter], cg_iters: int = 40,
-                 cg_tol: float = 1e-2, lam: float = 1e-3,
-                 mask: Callable[[list[torch.Tensor]], None] | None = None):
-        self.params, self.cg_iters, self.cg_tol, self.lam = params, cg_iters, cg_tol, lam
-        self.mask = mask or (lambda ts: None)
-        self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
-
-    def _grad(self, out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
-              **kw: Any) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
-        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
-
-    def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
-        params = self.params
-        r, rel = residual()
-        f0 = float((r.detach() ** 2).sum())
-        if not math.isfinite(f0):
-            return f0, rel
-        rd = r.detach()
-        g = self._grad(r, params, rd, retain_graph=True)
-        self.mask(g)
-        u = torch.zeros_like(rd, requires_grad=True)
-        jtu = self._grad(r, params, u, create_graph=True, retain_graph=True)
-
-        live = [i for i, t in enumerate(jtu) if t.requires_grad]
-
-        def jvp(v: list[torch.Tensor]) -> torch.Tensor:
-            (jv,) = torch.autograd.grad([jtu[i] for i in live], u,
-                                        grad_outputs=[v[i] for i in live], retain_graph=True)
-            return jv
-
-        def jtj(v: list[torch.Tensor]) -> list[torch.Tensor]:
-            out = self._grad(r, params, jvp(v), retain_graph=True)
-            self.mask(out)
-            return out
-
-        def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-            return float(sum((x * y).sum() for x, y in zip(a, b)))
-
-        g_norm2 = dot(g, g)
-        if g_norm2 == 0.0:
-            return f0, rel
-        lam = self.lam
-        # CG on (JᵀJ + λI) d = −g, from d = 0
-        d = [torch.zeros_like(p) for p in params]
-        res = [-x for x in g]
-        pdir = [x.clone() for x in res]
-        rr = dot(res, res)
-        for _ in range(self.cg_iters):
-            Ap = [a + lam * b for a, b in zip(jtj(pdir), pdir)]
-            pAp = dot(pdir, Ap)
-            if pAp <= 0:
-                break
-            alpha = rr / pAp
-            d = [x + alpha * y for x, y in zip(d, pdir)]
-            res = [x - alpha * y for x, y in zip(res, Ap)]
-            rr_new = dot(res, res)
-            if rr_new <= self.cg_tol ** 2 * g_norm2:
-                break
-            pdir = [x + (rr_new / rr) * y for x, y in zip(res, pdir)]
-            rr = rr_new
-        jd = jvp(d)
-        pred = -2.0 * dot(g, d) - float((jd * jd).sum())
-        with torch.no_grad():
-            for p, x in zip(params, d):
-                p.add_(x)
-            r1, _ = residual()
-            f1 = float((r1 ** 2).sum())
-        rho = (f0 - f1) / pred if pred > 0 else -1.0
-        if math.isfinite(f1) and rho > 1e-4:
-            if rho > 0.75:
-                self.lam = max(lam / 3.0, 1e-12)
-            elif rho < 0.25:
-                self.lam = lam * 2.0
-            return f0, rel
-        with torch.no_grad():
-            for p, x in zip(params, d):
-                p.sub_(x)
-        self.lam = min(lam * 4.0, 1e12)
-        return f0, rel
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
