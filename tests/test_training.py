@@ -355,3 +355,33 @@ def test_watch_stops_when_the_residual_only_gets_worse():
         assert all(r > 2 * min(rows) for r in rows[-3:])
     else:  # the run never got worse three checks in a row: it went to the end
         assert result.iterations == 2000
+
+
+def test_watch_counts_a_factor_with_a_singular_block_as_infinite_whichever_solve_breaks():
+    """A trained block that LAPACK finds singular ends no run: every figure of that check
+    is infinite, whether the residual's solve or an estimate's transposed solve breaks."""
+    from lubench_learned.watch import Watch
+
+    from lubench.api import FactorizationError
+
+    net = _net(diag="triangular")
+    w = Watch(_target(_exponential()), seed=0)
+    assert math.isfinite(w.measure(net)["heldout_residual"])
+    L, U = net.float64_factors()
+    calls = {"n": 0}
+
+    def breaks_on_second_solve(B, transpose=False):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise FactorizationError("diagonal block 3 is singular")
+        return L.__class__.solve(L, B, transpose)
+
+    L.solve = breaks_on_second_solve      # the residual's solve works, the estimate's breaks
+
+    class Model:
+        def float64_factors(self):
+            return L, U
+
+    m = w.measure(Model())
+    assert calls["n"] >= 2
+    assert m["heldout_residual"] == m["inv_norm1_L"] == m["cond_est"] == math.inf
