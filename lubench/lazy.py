@@ -10,6 +10,7 @@ in ``sys.modules``, and later accesses cost one dictionary look-up).
 from __future__ import annotations
 
 import importlib
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -46,7 +47,5 @@ def lazy_module(name: str) -> ModuleType:
 
     Nothing is imported now, not even the parent packages; an import error surfaces at the
     first attribute access, where the module is used."""
-    import sys
-
     loaded = sys.modules.get(name)
     return loaded if loaded is not None else _LazyModule(name)

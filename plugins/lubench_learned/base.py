@@ -235,7 +235,8 @@ class LearnedLU(Method):
                block_size: int | None = None) -> tuple[TrainResult, dict[str, Any]]:
         """Run the shared training loop (with its watch) on ``model``; the result and the
         info fields."""
-        from .training import LossSpec, Target, Watch, torch_dtype, train
+        from .training import LossSpec, Target, torch_dtype, train
+        from .watch import Watch
 
         device = self._device(ctx)
         target = Target(op, N, torch_dtype(cfg["dtype"]), device,
