@@ -658,3 +658,17 @@ def test_records_newer_than_the_parquet_files_win(records, tmp_path):
     os.utime(run / "records.jsonl", (later, later))
     loaded = load_run(run)
     assert loaded.source == "records.jsonl" and len(loaded.results) == 11
+
+
+def test_method_labels_name_only_what_a_row_sets():
+    """Labels tell configurations apart by the parameters that vary; a row that leaves one
+    unset runs the method's default and does not print it as ``None``."""
+    from lubench.report.load import add_labels
+    df = pd.DataFrame({
+        "method": ["gfmm_lu", "gfmm_lu", "gfmm_lu", "plu"],
+        "method_params": ['{"P": 32, "preset": "post"}', '{"P": 32}',
+                          '{"P": 32, "init": "projected"}', "{}"],
+        "operator": ["laplacian_1d"] * 4, "operator_params": ["{}"] * 4})
+    labels = add_labels(df)["method_label"].tolist()
+    assert labels == ["gfmm_lu[preset=post]", "gfmm_lu", "gfmm_lu[init=projected]", "plu"]
+    assert len(set(labels)) == len(labels)

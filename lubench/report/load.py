@@ -100,8 +100,16 @@ def _fmt_value(value: Any) -> str:
     return str(value)
 
 
+def _label(name: str, params: dict) -> str:
+    if not params:
+        return name
+    return f"{name}[{','.join(f'{k}={_fmt_value(v)}' for k, v in params.items())}]"
+
+
 def _labels(names: pd.Series, params: pd.Series) -> pd.Series:
-    """``name[k=v,...]`` with only the parameters whose value differs between rows of a name."""
+    """``name[k=v,...]`` with only the parameters whose value differs between rows of a name;
+    a row that does not set such a parameter (it runs with the method's default) leaves it
+    out, and one that sets none of them is plain ``name``."""
     parsed = params.map(_params)
     out = names.astype(str).copy()
     for name in names.dropna().unique():
@@ -112,9 +120,7 @@ def _labels(names: pd.Series, params: pd.Series) -> pd.Series:
                    if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
         if not varying:
             continue
-        out[mask] = [
-            f"{name}[{','.join(f'{k}={_fmt_value(d.get(k))}' for k in varying)}]"
-            for d in dicts]
+        out[mask] = [_label(name, {k: d[k] for k in varying if k in d}) for d in dicts]
     return out
 
 
