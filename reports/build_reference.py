@@ -42,18 +42,13 @@ POST_SPECTRAL_ERROR = {
 COPIED = ("results.parquet", "histories.parquet", "suite.yaml", "meta.json")
 
 
-FIGURES = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution",
-           "scaling", "training")
-
-
-def _render(run_dir: Path, out: Path, one_size: bool) -> None:
-    """``lubench report`` into ``out``: the Markdown table and PNG figures (the scaling
-    figure only when the run has several sizes); the HTML page, which embeds the same
-    figures again, is dropped."""
+def _render(run_dir: Path, out: Path) -> None:
+    """``lubench report`` into ``out``: the Markdown table and PNG figures (every default
+    figure that has something to show); the HTML page, which embeds the same figures
+    again, is dropped."""
     exe = Path(sys.executable).with_name("lubench")
-    figures = [f for f in FIGURES if not (one_size and f == "scaling")]
     cmd = [str(exe) if exe.exists() else "lubench", "report", str(run_dir), "-o", str(out),
-           "--formats", "md,png", "--figures", ",".join(figures)]
+           "--formats", "md,png"]
     subprocess.run(cmd, check=True)
     (out / "report.html").unlink(missing_ok=True)
 
@@ -125,7 +120,7 @@ def build(run_dir: Path) -> Path:
     for name in COPIED:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, out / name)
-    _render(run_dir, out, one_size=results["n"].nunique() == 1)
+    _render(run_dir, out)
     if suite == "learn_lu_post":
         table = ours_vs_post(results)
         (out / "ours_vs_post.md").write_text(table, encoding="utf-8")

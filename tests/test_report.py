@@ -672,3 +672,24 @@ def test_method_labels_name_only_what_a_row_sets():
     labels = add_labels(df)["method_label"].tolist()
     assert labels == ["gfmm_lu[preset=post]", "gfmm_lu", "gfmm_lu[init=projected]", "plu"]
     assert len(set(labels)) == len(labels)
+
+
+def test_scaling_is_not_drawn_for_a_run_at_one_size(tmp_path):
+    """A run where every operator has one size has no scaling to show: no scaling file, a
+    note in the report instead, and no matplotlib layout warning on the way."""
+    import warnings
+
+    from lubench.report import render_report
+
+    recs = make_records()
+    first = {}
+    for r in recs:
+        first.setdefault(r["operator"], r["n"])
+    run = write_run(tmp_path / "one", [r for r in recs if r["n"] == first[r["operator"]]])
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        out = render_report(run, tmp_path / "rep", spec=spec(formats="png,html",
+                            figures="scaling,error_vs_params"), echo=lines.append)
+    assert not (out / "scaling.png").exists() and (out / "error_vs_params.png").is_file()
+    assert "every operator ran at one size" in (out / "report.html").read_text()

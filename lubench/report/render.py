@@ -39,6 +39,13 @@ from lubench.report.summary import select, summarize  # noqa: E402
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
 
 
+# Why a figure function returned None instead of a figure (the report's notes say it).
+NOTHING_TO_DRAW = {
+    "training": "no case of this run saved a training history",
+    "scaling": "every operator ran at one size",
+}
+
+
 def suite_report_section(path: Path) -> dict:
     """The ``report:`` mapping of a suite file ({} when it has none)."""
     try:
@@ -122,7 +129,7 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
             fig = (F.training(rows, histories, style) if name == "training"
                    else F.FIGURES[name](summary, style))
             if fig is None:
-                notes.append(f"No {name} figure: no case of this run saved a training history.")
+                notes.append(f"No {name} figure: {NOTHING_TO_DRAW[name]}.")
                 continue
             # the rc settings (text as text in SVG, TrueType in PDF) apply when saving
             try:

@@ -29,19 +29,20 @@ REFERENCE_DASHES = [(0, (1, 1.5)), (0, (3, 1.5)), (0, (5, 2)), (0, (8, 2, 2, 2))
 SCALING_METRICS = [(k, BY_KEY[k].axis) for k in ("n_params", "setup_seconds", "solve_seconds")]
 
 
-def scaling(summary: pd.DataFrame, style: Style) -> Figure:
+def scaling(summary: pd.DataFrame, style: Style) -> Figure | None:
     """Parameters, setup and solve time against n (log–log) per method, with reference
     slopes O(n), O(n log n), O(n²), O(n³) and each method's fitted slope in the legend.
 
-    One row of panels per operator that was run at two sizes or more (every operator when
-    none was).
+    One row of panels per operator that was run at two sizes or more; None when no
+    operator was (there is no scaling to show; the report says so).
     """
     data = ok_rows(summary)
-    by = ["operator_label"] + (["run"] if "run" in data.columns else [])
-    groups = [(k, g) for k, g in data.groupby(by, sort=False)]
-    ops = [(k, g) for k, g in groups if g["n"].nunique() > 1] or groups
-    if not ops:
+    if data.empty:
         return placeholder("no case finished ok", style.preset)
+    by = ["operator_label"] + (["run"] if "run" in data.columns else [])
+    ops = [(k, g) for k, g in data.groupby(by, sort=False) if g["n"].nunique() > 1]
+    if not ops:
+        return None
     with plt.rc_context(style.rc):
         labels = max(g["method_label"].nunique() for _k, g in ops)
         legend_h = (1.5 + labels) * style.preset.font / 62
