@@ -124,45 +124,144 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
 
 
 
-class _FusedSweep(torch.autograd.Function):
-    """:func:`_sweep` with a hand-written backward: the same products, written into
-    preallocated level buffers (``out=``, in-place accumulation into the shifted band views)
-    instead of padded copies, and no zero-filled scatter of sliced gradients.
+# A source of buffers: buf(key, shape) gives a tensor of that shape to write into (every key
+# names one role, e.g. ("y", i) the down-sweep's value at level i, ("dec", i) the gradient of
+# dec[i]). The autograd functions take fresh ones (:func:`_fresh`); the fused training step
+# (:meth:`GFMMProduct.identity_loss_and_grad`) keeps them from step to step and maps the
+# gradients' keys to views of the flat gradient (:class:`_Workspace`).
+Buf = Callable[[tuple, tuple[int, ...]], torch.Tensor]
 
-    The backward of y = F x is the transposed graph run on g = ∂ℓ/∂y (∂ℓ/∂x = Fᵀ g), and
-    each edge's gradient is the product of the two values meeting at it: for an edge W
-    applied as out = W·in, ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ. Once differentiable (Levenberg–Marquardt's
-    double backward takes :func:`_sweep`)."""
+
+def _fresh(like: torch.Tensor) -> Buf:
+    """A new uninitialised tensor of ``like``'s dtype and device for every request."""
+    return lambda key, shape: torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
+class _Workspace:
+    """Buffers kept from one call to the next (one per key, reallocated when the shape,
+    dtype or device changes), and ``grads``: keys whose tensor is given (views of the flat
+    gradient, written in place)."""
+
+    def __init__(self) -> None:
+        self.bufs: dict[tuple, torch.Tensor] = {}
+        self.grads: dict[tuple, torch.Tensor] = {}
+        self.dtype, self.device = torch.float32, torch.device("cpu")
+
+    def __call__(self, key: tuple, shape: tuple[int, ...]) -> torch.Tensor:
+        t = self.grads.get(key)
+        if t is None:
+            t = self.bufs.get(key)
+            if t is None or t.shape != shape or t.dtype != self.dtype or \
+                    t.device != self.device:
+                t = self.bufs[key] = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return t
+
+
+def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
+                   off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                   bridges: list[torch.Tensor], buf: Buf
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """y = F x for leaf blocks x (M, P, c), every product written into a buffer (``out=``,
+    in-place accumulation into the shifted band views; no padded copies). Returns y, the
+    up-sweep's values v (v[0] = x, v[i] level i < K) and the down-sweep's ys (ys[i] level
+    i; ys[0] = y) — what :func:`_dense_backward` needs."""
+    M, P, c = x.shape
+    if K == 0:
+        y = torch.bmm(diag, x, out=buf(("y", 0), (M, P, c)))
+        return y, [x], [y]
+    v = [x]
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        v.append(torch.bmm(enc[i], v[-1].reshape(h, 2 * P, c), out=buf(("v", i + 1), (h, P, c))))
+    ys: list[torch.Tensor] = [x] * K
+    y: torch.Tensor | None = None
+    for i in range(K - 1, -1, -1):
+        nodes = M >> i
+        band = off if i == 0 else bridges[i - 1]
+        out = buf(("y", i), (nodes, P, c))
+        dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
+            (out[:-1], v[i][1:], out[-1])
+        if y is None:
+            torch.bmm(band, src, out=dst)
+            edge.zero_()
+        else:
+            torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
+            dst.baddbmm_(band, src)
+        if i == 0:
+            out.baddbmm_(diag, x)
+        ys[i] = y = out
+    return y, v, ys
+
+
+def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
+                    off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                    bridges: list[torch.Tensor], v: list[torch.Tensor],
+                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: Buf
+                    ) -> tuple[torch.Tensor | None, ...]:
+    """The backward of y = F x given g = ∂ℓ/∂y: the transposed graph run on g (∂ℓ/∂x = Fᵀg)
+    and each edge's gradient the product of the two values meeting at it (an edge W
+    applied as out = W·in has ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ). Returns (∂ℓ/∂x or None, ∂ℓ/∂D,
+    ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for the 2 edge tensors that never reach y
+    (enc[K − 1], dec[K − 1]); gradients are written into ``buf``'s ("diag",), ("off",),
+    ("enc", i), ("dec", i), ("bridge", i)."""
+    M, P, c = x.shape
+    if K == 0:
+        gx = torch.bmm(_bt(diag), g, out=buf(("gv", 0), (M, P, c))) if need_x else None
+        return (gx, torch.bmm(g, _bt(x), out=buf(("diag",), (M, P, P))), off)
+    # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+    gy = [g]
+    g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        pairs = gy[i].view(h, 2 * P, c)
+        g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
+        gy.append(torch.bmm(_bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, c))))
+    g_diag = torch.bmm(g, _bt(x), out=buf(("diag",), (M, P, P)))
+    # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and encoder
+    # grads
+    g_band: list[torch.Tensor] = [g] * K
+    g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+    gv_up: torch.Tensor | None = None  # ∂ℓ/∂vⁱ through the up-sweep (level i + 1)
+    gx = None
+    for i in range(K - 1, -1, -1):
+        nodes = M >> i
+        band = off if i == 0 else bridges[i - 1]
+        gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
+        g_band[i] = torch.bmm(gdst, _bt(src), out=buf(("off",) if i == 0 else
+                                                      ("bridge", i - 1), (nodes - 1, P, P)))
+        if i == 0 and not need_x:
+            break
+        gv = buf(("gv", i), (nodes, P, c))
+        gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
+        if gv_up is None:
+            torch.bmm(_bt(band), gdst, out=gsrc)
+            edge.zero_()
+        else:
+            torch.bmm(_bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
+            gsrc.baddbmm_(_bt(band), gdst)
+        if i == 0:
+            gv.baddbmm_(_bt(diag), g)
+            gx = gv
+            break
+        # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
+        g_enc[i - 1] = torch.bmm(gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)),
+                                 out=buf(("enc", i - 1), (nodes, P, 2 * P)))
+        gv_up = gv
+    return (gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
+class _FusedSweep(torch.autograd.Function):
+    """:func:`_sweep` with a hand-written backward (:func:`_dense_forward`,
+    :func:`_dense_backward`: the same products into level buffers, no zero-filled scatter
+    of sliced gradients). Once differentiable (Levenberg–Marquardt's double backward takes
+    :func:`_sweep`)."""
 
     @staticmethod
     def forward(ctx, lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                 off: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
-        M, P, c = x.shape
-        if K == 0:
-            ctx.save_for_backward(x, diag)
-            ctx.lower, ctx.K = lower, K
-            return torch.bmm(diag, x)
-        v = [x]
-        for i in range(K - 1):
-            v.append(torch.bmm(enc[i], v[-1].reshape(M >> (i + 1), 2 * P, c)))
-        ys: list[torch.Tensor] = [x] * K  # ys[i]: the down-sweep's value at level i
-        y: torch.Tensor | None = None
-        for i in range(K - 1, -1, -1):
-            nodes = M >> i
-            band = off if i == 0 else bridges[i - 1]
-            out = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
-            dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
-                (out[:-1], v[i][1:], out[-1])
-            if y is None:
-                torch.bmm(band, src, out=dst)
-                edge.zero_()
-            else:
-                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
-                dst.baddbmm_(band, src)
-            if i == 0:
-                out.baddbmm_(diag, x)
-            ys[i] = y = out
+        y, v, ys = _dense_forward(lower, K, x, diag, off, list(enc), list(dec),
+                                  list(bridges), _fresh(x))
         ctx.save_for_backward(x, diag, off, *ws, *v[1:], *ys[1:])
         ctx.lower, ctx.K = lower, K
         return y
@@ -172,57 +271,21 @@ class _FusedSweep(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lower, K = ctx.lower, ctx.K
         saved = ctx.saved_tensors
-        x, diag = saved[0], saved[1]
+        x, diag, off = saved[0], saved[1], saved[2]
         need_x = ctx.needs_input_grad[2]
         g = g.contiguous()
         if K == 0:
-            return (None, None, torch.bmm(_bt(diag), g) if need_x else None,
-                    torch.bmm(g, _bt(x)), None)
-        off = saved[2]
+            gx, g_diag, _ = _dense_backward(lower, 0, x, diag, off, [], [], [], [x], [], g,
+                                            need_x, _fresh(g))
+            return None, None, gx, g_diag, None
         ws = saved[3:3 + 3 * K - 1]
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
         rest = saved[3 + 3 * K - 1:]
         v = [x, *rest[:K - 1]]
-        ys = [None, *rest[K - 1:]]
-        M, P, c = x.shape
-        # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
-        gy = [g]
-        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
-        for i in range(K - 1):
-            nodes = M >> i
-            pairs = gy[i].view(nodes >> 1, 2 * P, c)
-            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
-            gy.append(torch.bmm(_bt(dec[i]), pairs))
-        g_diag = torch.bmm(g, _bt(x))
-        # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and
-        # encoder grads
-        g_band: list[torch.Tensor] = [g] * K
-        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
-        gv_up: torch.Tensor | None = None  # ∂ℓ/∂vⁱ through the up-sweep (level i + 1)
-        gx = None
-        for i in range(K - 1, -1, -1):
-            nodes = M >> i
-            band = off if i == 0 else bridges[i - 1]
-            gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
-            g_band[i] = torch.bmm(gdst, _bt(src))
-            if i == 0 and not need_x:
-                break
-            gv = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
-            gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
-            if gv_up is None:
-                torch.bmm(_bt(band), gdst, out=gsrc)
-                edge.zero_()
-            else:
-                torch.bmm(_bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
-                gsrc.baddbmm_(_bt(band), gdst)
-            if i == 0:
-                gv.baddbmm_(_bt(diag), g)
-                gx = gv
-                break
-            # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
-            g_enc[i - 1] = torch.bmm(gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)))
-            gv_up = gv
-        return (None, None, gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+        ys = [g, *rest[K - 1:]]  # ys[0] (y itself) is not needed
+        grads = _dense_backward(lower, K, x, diag, off, list(enc), list(dec), list(bridges),
+                                v, ys, g, need_x, _fresh(g))
+        return (None, None, *grads)
 
 
 def _bt(t: torch.Tensor) -> torch.Tensor:
@@ -237,9 +300,107 @@ def _sweep_fused(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tenso
     return _FusedSweep.apply(lower, len(enc), x, diag, off, *enc, *dec, *bridges)
 
 
+def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor,
+                      enc: list[torch.Tensor], dec: list[torch.Tensor],
+                      bridges: list[torch.Tensor], buf: Buf
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """F I = F as leaf blocks (M, P, n), I's zero blocks never multiplied (see
+    :class:`_IdentitySweep`). Returns y, the compact up-sweep blocks cs (cs[i] level i ≥ 1;
+    cs[0] = D unused) and the down-sweep's values ys (ys[i] level i; ys[0] = y)."""
+    M, P, _ = diag.shape
+    n = M * P
+    s = -1 if lower else 1  # the band's source: node a + s feeds node a
+    cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]
+    for i in range(1, K - 1):
+        cs.append(_pair_cat(torch.bmm(_split_pairs(enc[i]), cs[i])))
+    if K == 0:  # M = 1: F = D
+        y = buf(("y", 0), (M, P, n))
+        y.copy_(diag)
+        return y, cs, [y]
+    ys: list[torch.Tensor] = [diag] * K
+    y = None
+    for i in range(K - 1, -1, -1):
+        nodes, W = M >> i, P << i
+        out = buf(("y", i), (nodes, P, n))
+        if y is None:
+            out.zero_()
+        else:
+            torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
+        blocks = out.view(nodes, P, nodes, W)
+        band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
+        if i == 0:
+            band.add_(off)
+            blocks.diagonal(0, 0, 2).permute(2, 0, 1).add_(diag)
+        else:
+            src = cs[i][1:] if s > 0 else cs[i][:-1]
+            band.add_(torch.bmm(bridges[i - 1], src))
+        ys[i] = y = out
+    return y, cs, ys
+
+
+def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tensor],
+                       dec: list[torch.Tensor], bridges: list[torch.Tensor],
+                       cs: list[torch.Tensor], ys: list[torch.Tensor], g: torch.Tensor,
+                       buf: Buf) -> tuple[torch.Tensor | None, ...]:
+    """The weight gradients of F I given g = ∂ℓ/∂(F I) as leaf blocks (M, P, n): (∂ℓ/∂D,
+    ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for enc[K − 1] and dec[K − 1]; written
+    into ``buf``'s gradient keys (as :func:`_dense_backward`)."""
+    n = M * P
+    s = -1 if lower else 1
+    if K == 0:
+        g_diag = buf(("diag",), (M, P, P))
+        g_diag.copy_(g)
+        return g_diag, None
+    # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+    gy = [g]
+    g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        pairs = gy[i].view(h, 2 * P, n)
+        g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
+        gy.append(torch.bmm(_bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, n))))
+    # bands and up-sweep backward (root's children → leaves), on compact blocks
+    g_band: list[torch.Tensor] = [g] * K
+    g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+    gc_up: torch.Tensor | None = None  # ∂ℓ/∂cⁱ⁺¹
+    g_diag = g
+    for i in range(K - 1, -1, -1):
+        nodes, W = M >> i, P << i
+        blocks = gy[i].view(nodes, P, nodes, W)
+        gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
+        if i == 0:
+            g_band[0] = buf(("off",), (M - 1, P, P))
+            g_band[0].copy_(gband)
+            g_diag = buf(("diag",), (M, P, P))
+            g_diag.copy_(blocks.diagonal(0, 0, 2).permute(2, 0, 1))
+            break
+        src = cs[i][1:] if s > 0 else cs[i][:-1]
+        g_band[i] = torch.bmm(gband, _bt(src), out=buf(("bridge", i - 1), (nodes - 1, P, P)))
+        # c¹ = E⁰: its gradient is E⁰'s, written where E⁰'s goes
+        gc = buf(("enc", 0) if i == 1 else ("gc", i), (nodes, P, W))
+        gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
+        if gc_up is None:
+            torch.bmm(_bt(bridges[i - 1]), gband, out=gsrc)
+            edge.zero_()
+        else:
+            torch.bmm(_bt(_split_pairs(enc[i])), _pair_split(gc_up), out=gc)
+            gsrc.baddbmm_(_bt(bridges[i - 1]), gband)
+        # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
+        if i == 1:
+            g_enc[0] = gc
+        else:
+            h = nodes  # the halves E_{p,s}'s gradients at 2p + s, put side by side
+            t = torch.bmm(_pair_split(gc), _bt(cs[i - 1]))
+            g_enc[i - 1] = buf(("enc", i - 1), (h, P, 2 * P))
+            g_enc[i - 1].view(h, P, 2, P).copy_(t.view(h, 2, P, P).transpose(1, 2))
+        gc_up = gc
+    return (g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
 class _IdentitySweep(torch.autograd.Function):
     """The factor applied to the n×n identity (y = F I = F, n = M·P): :class:`_FusedSweep`
-    for x = I, with the zeros of I's blocks never multiplied.
+    for x = I, with the zeros of I's blocks never multiplied (:func:`_identity_forward`,
+    :func:`_identity_backward`).
 
     The up-sweep's value at node p of level i is nonzero only in the P·2^i columns of p's
     leaves: vⁱ_p = [0 … cⁱ_p … 0] with cⁱ_p (P × P·2^i) its compact block, c⁰_a = I,
@@ -257,85 +418,28 @@ class _IdentitySweep(torch.autograd.Function):
                 *ws: torch.Tensor) -> torch.Tensor:
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
         M, P, _ = diag.shape
-        n = M * P
-        s = -1 if lower else 1  # the band's source: node a + s feeds node a
-        cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]  # cs[0] (= I) unused
-        for i in range(1, K - 1):
-            cs.append(_pair_cat(torch.bmm(_split_pairs(enc[i]), cs[i])))
-        ys: list[torch.Tensor] = []
-        y: torch.Tensor | None = None
-        for i in range(K - 1, -1, -1):
-            nodes, W = M >> i, P << i
-            out = torch.empty((nodes, P, n), dtype=diag.dtype, device=diag.device)
-            if y is None:
-                out.zero_()
-            else:
-                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
-            blocks = out.view(nodes, P, nodes, W)
-            band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
-            if i == 0:
-                band.add_(off)
-                blocks.diagonal(0, 0, 2).permute(2, 0, 1).add_(diag)
-            else:
-                src = cs[i][1:] if s > 0 else cs[i][:-1]
-                band.add_(torch.bmm(bridges[i - 1], src))
-            ys.append(out)
-            y = out
-        if y is None:  # M = 1: F = D
-            y = diag.clone()
-        ctx.save_for_backward(*ws, *cs[2:], *ys[:-1])
+        y, cs, ys = _identity_forward(lower, K, diag, off, list(enc), list(dec),
+                                      list(bridges), _fresh(diag))
+        if K == 0:
+            y = y.clone()  # y is diag's copy already; a fresh tensor all the same
+        ctx.save_for_backward(*ws, *cs[2:], *ys[1:])
         ctx.lower, ctx.K, ctx.shape = lower, K, (M, P)
-        return y.reshape(n, n)
+        return y.reshape(M * P, M * P)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lower, K, (M, P) = ctx.lower, ctx.K, ctx.shape
-        n = M * P
-        s = -1 if lower else 1
-        g = g.contiguous().view(M, P, n)
-        if K == 0:
-            return None, None, g.clone(), None
+        g = g.contiguous().view(M, P, M * P)
         saved = ctx.saved_tensors
-        ws = saved[:3 * K - 1]
+        ws = saved[:3 * K - 1] if K else ()
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
-        cs = [None, enc[0], *saved[3 * K - 1:3 * K - 1 + max(K - 2, 0)]]
-        ys = [None, *reversed(saved[3 * K - 1 + max(K - 2, 0):])]  # ys[i]: level i
-        # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
-        gy = [g]
-        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
-        for i in range(K - 1):
-            pairs = gy[i].view(M >> (i + 1), 2 * P, n)
-            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
-            gy.append(torch.bmm(_bt(dec[i]), pairs))
-        # bands and up-sweep backward (root's children → leaves), on compact blocks
-        g_band: list[torch.Tensor] = [g] * K
-        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
-        gc_up: torch.Tensor | None = None  # ∂ℓ/∂cⁱ⁺¹
-        g_diag = g
-        for i in range(K - 1, -1, -1):
-            nodes, W = M >> i, P << i
-            blocks = gy[i].view(nodes, P, nodes, W)
-            gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
-            if i == 0:
-                g_band[0] = gband.contiguous()
-                g_diag = blocks.diagonal(0, 0, 2).permute(2, 0, 1).contiguous()
-                break
-            src = cs[i][1:] if s > 0 else cs[i][:-1]
-            g_band[i] = torch.bmm(gband, _bt(src))
-            gc = torch.empty((nodes, P, W), dtype=g.dtype, device=g.device)
-            gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
-            if gc_up is None:
-                torch.bmm(_bt(bridges[i - 1]), gband, out=gsrc)
-                edge.zero_()
-            else:
-                torch.bmm(_bt(_split_pairs(enc[i])), _pair_split(gc_up), out=gc)
-                gsrc.baddbmm_(_bt(bridges[i - 1]), gband)
-            # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
-            g_enc[i - 1] = gc if i == 1 else \
-                _pair_cat(torch.bmm(_pair_split(gc), _bt(cs[i - 1])))
-            gc_up = gc
-        return (None, None, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+        nc = max(K - 2, 0)
+        cs = [None, enc[0], *saved[3 * K - 1:3 * K - 1 + nc]] if K else [None]
+        ys = [g, *saved[3 * K - 1 + nc:]] if K else [g]
+        grads = _identity_backward(lower, K, M, P, list(enc), list(dec), list(bridges),
+                                   cs, ys, g, _fresh(g))
+        return (None, None, *grads)
 
 
 def _split_pairs(e: torch.Tensor) -> torch.Tensor:
