@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from lubench_compressed.gfmm_blocks import GFMMArrays
 from torch import nn
 
+from .flat import FlatParameters
 from .shape import DIAGS, is_power_of_two, softplus_inverse
 
 __all__ = [
@@ -138,28 +139,53 @@ def _fresh(like: torch.Tensor) -> Buf:
 
 
 class _Workspace:
-    """Buffers kept from one call to the next (one per key, reallocated when the shape,
-    dtype or device changes), and ``grads``: keys whose tensor is given (views of the flat
-    gradient, written in place)."""
+    """Buffers kept from one call to the next (one per key), and ``grads``: keys whose
+    tensor is given (views of the flat gradient, written in place)."""
 
-    def __init__(self) -> None:
+    def __init__(self, dtype: torch.dtype, device: torch.device,
+                 grads: dict[tuple, torch.Tensor]):
+        self.dtype, self.device, self.grads = dtype, device, grads
         self.bufs: dict[tuple, torch.Tensor] = {}
-        self.grads: dict[tuple, torch.Tensor] = {}
-        self.dtype, self.device = torch.float32, torch.device("cpu")
 
     def __call__(self, key: tuple, shape: tuple[int, ...]) -> torch.Tensor:
         t = self.grads.get(key)
         if t is None:
             t = self.bufs.get(key)
-            if t is None or t.shape != shape or t.dtype != self.dtype or \
-                    t.device != self.device:
+            if t is None or tuple(t.shape) != tuple(shape):
                 t = self.bufs[key] = torch.empty(shape, dtype=self.dtype, device=self.device)
         return t
 
 
+class _Ops:
+    """Runs each tensor operation at once (``record`` False) or appends it to ``plan``, a
+    list of (function, args, kwargs) to run later, for operands that are views of buffers
+    and parameters which keep their storage from call to call. Every operation writes into
+    a given tensor (``out=`` or in place); the call returns it (when recording, the
+    ``out`` argument or else the first, the tensor written in place)."""
+
+    def __init__(self, record: bool = False):
+        self.record = record
+        self.plan: list[tuple[Callable, tuple, dict]] = []
+
+    def __call__(self, fn: Callable, *args, **kw):
+        if self.record:
+            self.plan.append((fn, args, kw))
+            return kw.get("out", args[0] if args else None)
+        return fn(*args, **kw)
+
+
+_NOW = _Ops()
+_T = torch.Tensor
+
+
+def _run(plan: list[tuple[Callable, tuple, dict]]) -> None:
+    for fn, args, kw in plan:
+        fn(*args, **kw)
+
+
 def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                    off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
-                   bridges: list[torch.Tensor], buf: Buf
+                   bridges: list[torch.Tensor], buf: Buf, op: _Ops = _NOW
                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """y = F x for leaf blocks x (M, P, c), every product written into a buffer (``out=``,
     in-place accumulation into the shifted band views; no padded copies). Returns y, the
@@ -167,12 +193,13 @@ def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
     i; ys[0] = y) — what :func:`_dense_backward` needs."""
     M, P, c = x.shape
     if K == 0:
-        y = torch.bmm(diag, x, out=buf(("y", 0), (M, P, c)))
+        y = op(torch.bmm, diag, x, out=buf(("y", 0), (M, P, c)))
         return y, [x], [y]
     v = [x]
     for i in range(K - 1):
         h = M >> (i + 1)
-        v.append(torch.bmm(enc[i], v[-1].reshape(h, 2 * P, c), out=buf(("v", i + 1), (h, P, c))))
+        v.append(op(torch.bmm, enc[i], v[-1].reshape(h, 2 * P, c),
+                    out=buf(("v", i + 1), (h, P, c))))
     ys: list[torch.Tensor] = [x] * K
     y: torch.Tensor | None = None
     for i in range(K - 1, -1, -1):
@@ -182,13 +209,13 @@ def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
         dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
             (out[:-1], v[i][1:], out[-1])
         if y is None:
-            torch.bmm(band, src, out=dst)
-            edge.zero_()
+            op(torch.bmm, band, src, out=dst)
+            op(_T.zero_, edge)
         else:
-            torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
-            dst.baddbmm_(band, src)
+            op(torch.bmm, dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
+            op(_T.baddbmm_, dst, band, src)
         if i == 0:
-            out.baddbmm_(diag, x)
+            op(_T.baddbmm_, out, diag, x)
         ys[i] = y = out
     return y, v, ys
 
@@ -196,8 +223,8 @@ def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
 def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                     off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
                     bridges: list[torch.Tensor], v: list[torch.Tensor],
-                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: Buf
-                    ) -> tuple[torch.Tensor | None, ...]:
+                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: Buf,
+                    op: _Ops = _NOW) -> tuple[torch.Tensor | None, ...]:
     """The backward of y = F x given g = ∂ℓ/∂y: the transposed graph run on g (∂ℓ/∂x = Fᵀg)
     and each edge's gradient the product of the two values meeting at it (an edge W
     applied as out = W·in has ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ). Returns (∂ℓ/∂x or None, ∂ℓ/∂D,
@@ -206,17 +233,17 @@ def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
     ("enc", i), ("dec", i), ("bridge", i)."""
     M, P, c = x.shape
     if K == 0:
-        gx = torch.bmm(_bt(diag), g, out=buf(("gv", 0), (M, P, c))) if need_x else None
-        return (gx, torch.bmm(g, _bt(x), out=buf(("diag",), (M, P, P))), off)
+        gx = op(torch.bmm, _bt(diag), g, out=buf(("gv", 0), (M, P, c))) if need_x else None
+        return (gx, op(torch.bmm, g, _bt(x), out=buf(("diag",), (M, P, P))), off)
     # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
     gy = [g]
     g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
     for i in range(K - 1):
         h = M >> (i + 1)
         pairs = gy[i].view(h, 2 * P, c)
-        g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
-        gy.append(torch.bmm(_bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, c))))
-    g_diag = torch.bmm(g, _bt(x), out=buf(("diag",), (M, P, P)))
+        g_dec[i] = op(torch.bmm, pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, c))))
+    g_diag = op(torch.bmm, g, _bt(x), out=buf(("diag",), (M, P, P)))
     # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and encoder
     # grads
     g_band: list[torch.Tensor] = [g] * K
@@ -227,25 +254,25 @@ def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
         nodes = M >> i
         band = off if i == 0 else bridges[i - 1]
         gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
-        g_band[i] = torch.bmm(gdst, _bt(src), out=buf(("off",) if i == 0 else
-                                                      ("bridge", i - 1), (nodes - 1, P, P)))
+        g_band[i] = op(torch.bmm, gdst, _bt(src), out=buf(("off",) if i == 0 else
+                                                           ("bridge", i - 1), (nodes - 1, P, P)))
         if i == 0 and not need_x:
             break
         gv = buf(("gv", i), (nodes, P, c))
         gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
         if gv_up is None:
-            torch.bmm(_bt(band), gdst, out=gsrc)
-            edge.zero_()
+            op(torch.bmm, _bt(band), gdst, out=gsrc)
+            op(_T.zero_, edge)
         else:
-            torch.bmm(_bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
-            gsrc.baddbmm_(_bt(band), gdst)
+            op(torch.bmm, _bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
+            op(_T.baddbmm_, gsrc, _bt(band), gdst)
         if i == 0:
-            gv.baddbmm_(_bt(diag), g)
+            op(_T.baddbmm_, gv, _bt(diag), g)
             gx = gv
             break
         # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
-        g_enc[i - 1] = torch.bmm(gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)),
-                                 out=buf(("enc", i - 1), (nodes, P, 2 * P)))
+        g_enc[i - 1] = op(torch.bmm, gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)),
+                          out=buf(("enc", i - 1), (nodes, P, 2 * P)))
         gv_up = gv
     return (gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
 
@@ -300,9 +327,31 @@ def _sweep_fused(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tenso
     return _FusedSweep.apply(lower, len(enc), x, diag, off, *enc, *dec, *bridges)
 
 
+def _halves(e: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """Encoder pairs e (h, P, 2P) as (2h, P, P) into ``out``: the half E_{p,s} at 2p + s."""
+    h, P, _ = e.shape
+    op(_T.copy_, out.view(h, 2, P, P), e.view(h, P, 2, P).transpose(1, 2))
+    return out
+
+
+def _col_halves(c: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """Compact blocks c (h, P, 2W) as (2h, P, W) into ``out``: column half s of block p at
+    2p + s."""
+    h, P, W2 = c.shape
+    op(_T.copy_, out.view(h, 2, P, W2 // 2), c.view(h, P, 2, W2 // 2).transpose(1, 2))
+    return out
+
+
+def _join_halves(t: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """The inverse of :func:`_col_halves`: t (2h, P, W) as (h, P, 2W) into ``out``."""
+    h2, P, W = t.shape
+    op(_T.copy_, out.view(h2 // 2, P, 2, W), t.view(h2 // 2, 2, P, W).transpose(1, 2))
+    return out
+
+
 def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor,
                       enc: list[torch.Tensor], dec: list[torch.Tensor],
-                      bridges: list[torch.Tensor], buf: Buf
+                      bridges: list[torch.Tensor], buf: Buf, op: _Ops = _NOW
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """F I = F as leaf blocks (M, P, n), I's zero blocks never multiplied (see
     :class:`_IdentitySweep`). Returns y, the compact up-sweep blocks cs (cs[i] level i ≥ 1;
@@ -311,11 +360,13 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
     n = M * P
     s = -1 if lower else 1  # the band's source: node a + s feeds node a
     cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]
-    for i in range(1, K - 1):
-        cs.append(_pair_cat(torch.bmm(_split_pairs(enc[i]), cs[i])))
+    for i in range(1, K - 1):  # c^{i+1}_p = [E^i_{p,0} c^i_{2p} | E^i_{p,1} c^i_{2p+1}]
+        h, W = M >> (i + 1), P << i
+        t = op(torch.bmm, _halves(enc[i], buf(("half", i), (2 * h, P, P)), op), cs[i],
+               out=buf(("ct", i + 1), (2 * h, P, W)))
+        cs.append(_join_halves(t, buf(("c", i + 1), (h, P, 2 * W)), op))
     if K == 0:  # M = 1: F = D
-        y = buf(("y", 0), (M, P, n))
-        y.copy_(diag)
+        y = op(_T.copy_, buf(("y", 0), (M, P, n)), diag)
         return y, cs, [y]
     ys: list[torch.Tensor] = [diag] * K
     y = None
@@ -323,17 +374,18 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
         nodes, W = M >> i, P << i
         out = buf(("y", i), (nodes, P, n))
         if y is None:
-            out.zero_()
+            op(_T.zero_, out)
         else:
-            torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
+            op(torch.bmm, dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
         blocks = out.view(nodes, P, nodes, W)
         band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
         if i == 0:
-            band.add_(off)
-            blocks.diagonal(0, 0, 2).permute(2, 0, 1).add_(diag)
+            op(_T.add_, band, off)
+            op(_T.add_, blocks.diagonal(0, 0, 2).permute(2, 0, 1), diag)
         else:
             src = cs[i][1:] if s > 0 else cs[i][:-1]
-            band.add_(torch.bmm(bridges[i - 1], src))
+            op(_T.add_, band, op(torch.bmm, bridges[i - 1], src,
+                                 out=buf(("bt", i), (nodes - 1, P, W))))
         ys[i] = y = out
     return y, cs, ys
 
@@ -341,24 +393,22 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
 def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tensor],
                        dec: list[torch.Tensor], bridges: list[torch.Tensor],
                        cs: list[torch.Tensor], ys: list[torch.Tensor], g: torch.Tensor,
-                       buf: Buf) -> tuple[torch.Tensor | None, ...]:
+                       buf: Buf, op: _Ops = _NOW) -> tuple[torch.Tensor | None, ...]:
     """The weight gradients of F I given g = ∂ℓ/∂(F I) as leaf blocks (M, P, n): (∂ℓ/∂D,
     ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for enc[K − 1] and dec[K − 1]; written
     into ``buf``'s gradient keys (as :func:`_dense_backward`)."""
     n = M * P
     s = -1 if lower else 1
     if K == 0:
-        g_diag = buf(("diag",), (M, P, P))
-        g_diag.copy_(g)
-        return g_diag, None
+        return op(_T.copy_, buf(("diag",), (M, P, P)), g), None
     # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
     gy = [g]
     g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
     for i in range(K - 1):
         h = M >> (i + 1)
         pairs = gy[i].view(h, 2 * P, n)
-        g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
-        gy.append(torch.bmm(_bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, n))))
+        g_dec[i] = op(torch.bmm, pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, n))))
     # bands and up-sweep backward (root's children → leaves), on compact blocks
     g_band: list[torch.Tensor] = [g] * K
     g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
@@ -369,30 +419,30 @@ def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tens
         blocks = gy[i].view(nodes, P, nodes, W)
         gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
         if i == 0:
-            g_band[0] = buf(("off",), (M - 1, P, P))
-            g_band[0].copy_(gband)
-            g_diag = buf(("diag",), (M, P, P))
-            g_diag.copy_(blocks.diagonal(0, 0, 2).permute(2, 0, 1))
+            g_band[0] = op(_T.copy_, buf(("off",), (M - 1, P, P)), gband)
+            g_diag = op(_T.copy_, buf(("diag",), (M, P, P)),
+                        blocks.diagonal(0, 0, 2).permute(2, 0, 1))
             break
         src = cs[i][1:] if s > 0 else cs[i][:-1]
-        g_band[i] = torch.bmm(gband, _bt(src), out=buf(("bridge", i - 1), (nodes - 1, P, P)))
+        g_band[i] = op(torch.bmm, gband, _bt(src),
+                       out=buf(("bridge", i - 1), (nodes - 1, P, P)))
         # c¹ = E⁰: its gradient is E⁰'s, written where E⁰'s goes
         gc = buf(("enc", 0) if i == 1 else ("gc", i), (nodes, P, W))
         gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
         if gc_up is None:
-            torch.bmm(_bt(bridges[i - 1]), gband, out=gsrc)
-            edge.zero_()
+            op(torch.bmm, _bt(bridges[i - 1]), gband, out=gsrc)
+            op(_T.zero_, edge)
         else:
-            torch.bmm(_bt(_split_pairs(enc[i])), _pair_split(gc_up), out=gc)
-            gsrc.baddbmm_(_bt(bridges[i - 1]), gband)
+            op(torch.bmm, _bt(_halves(enc[i], buf(("half", i), (nodes, P, P)), op)),
+               _col_halves(gc_up, buf(("gch", i + 1), (nodes, P, W)), op), out=gc)
+            op(_T.baddbmm_, gsrc, _bt(bridges[i - 1]), gband)
         # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
         if i == 1:
             g_enc[0] = gc
         else:
-            h = nodes  # the halves E_{p,s}'s gradients at 2p + s, put side by side
-            t = torch.bmm(_pair_split(gc), _bt(cs[i - 1]))
-            g_enc[i - 1] = buf(("enc", i - 1), (h, P, 2 * P))
-            g_enc[i - 1].view(h, P, 2, P).copy_(t.view(h, 2, P, P).transpose(1, 2))
+            t = op(torch.bmm, _col_halves(gc, buf(("gch", i), (2 * nodes, P, W // 2)), op),
+                   _bt(cs[i - 1]), out=buf(("gt", i), (2 * nodes, P, P)))
+            g_enc[i - 1] = _join_halves(t, buf(("enc", i - 1), (nodes, P, 2 * P)), op)
         gc_up = gc
     return (g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
 
@@ -420,8 +470,6 @@ class _IdentitySweep(torch.autograd.Function):
         M, P, _ = diag.shape
         y, cs, ys = _identity_forward(lower, K, diag, off, list(enc), list(dec),
                                       list(bridges), _fresh(diag))
-        if K == 0:
-            y = y.clone()  # y is diag's copy already; a fresh tensor all the same
         ctx.save_for_backward(*ws, *cs[2:], *ys[1:])
         ctx.lower, ctx.K, ctx.shape = lower, K, (M, P)
         return y.reshape(M * P, M * P)
@@ -440,24 +488,6 @@ class _IdentitySweep(torch.autograd.Function):
         grads = _identity_backward(lower, K, M, P, list(enc), list(dec), list(bridges),
                                    cs, ys, g, _fresh(g))
         return (None, None, *grads)
-
-
-def _split_pairs(e: torch.Tensor) -> torch.Tensor:
-    """Encoder pairs (h, P, 2P) as (2h, P, P): the half E_{p,s} at index 2p + s (a copy)."""
-    h, P, _ = e.shape
-    return e.view(h, P, 2, P).transpose(1, 2).reshape(2 * h, P, P)
-
-
-def _pair_split(c: torch.Tensor) -> torch.Tensor:
-    """Compact blocks (h, P, 2W) as (2h, P, W): the column half s of block p at 2p + s."""
-    h, P, W2 = c.shape
-    return c.view(h, P, 2, W2 // 2).transpose(1, 2).reshape(2 * h, P, W2 // 2)
-
-
-def _pair_cat(t: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`_pair_split`: (2h, P, W) as (h, P, 2W)."""
-    h2, P, W = t.shape
-    return t.view(h2 // 2, 2, P, W).transpose(1, 2).reshape(h2 // 2, P, 2 * W)
 
 
 class GFMMFactor(nn.Module):
@@ -673,6 +703,24 @@ class GFMMFactor(nn.Module):
             self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0), dtype=dt,
                                                   device=dev))
 
+    def diagonal_grad(self, g_blocks: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """∂ℓ/∂Θ (``diag``'s gradient) from G = ∂ℓ/∂D (D = :meth:`diagonal_blocks`), into
+        ``out``, by hand: full G (⊙ the padding mask); triangular L strict_lower(G); U
+        strict_upper(G) + diag(G_ii · s_i · σ(θ_i)) (D_ii = s_i(δ + softplus θ_i), softplus′ =
+        σ the logistic function). The same as autograd through :meth:`diagonal_blocks`."""
+        with torch.no_grad():
+            if self.diag_kind == "full":
+                if self.diag_mask is None:
+                    return out.copy_(g_blocks)
+                return torch.mul(g_blocks, self.diag_mask, out=out)
+            if self.lower:
+                return torch.tril(g_blocks, -1, out=out)
+            torch.triu(g_blocks, 1, out=out)
+            theta = self.diag.diagonal(0, -2, -1)
+            out.diagonal(0, -2, -1).copy_(g_blocks.diagonal(0, -2, -1) * self.pivot_sign
+                                          * torch.sigmoid(theta))
+            return out
+
 
 class GFMMProduct(nn.Module):
     """The product L·U of a block-lower and a block-upper GFMM factor (n = M·P).
@@ -695,6 +743,10 @@ class GFMMProduct(nn.Module):
         self.L = GFMMFactor(M, P, True, **kw)
         self.U = GFMMFactor(M, P, False, pivot_sign=pivot_sign, pivot_floor=pivot_floor,
                             pivot_start=pivot_start, **kw)
+        # every parameter a view of one flat tensor, every gradient of one flat gradient
+        # (one fused Adam kernel, one fill to zero them: flat.py)
+        self._flat = FlatParameters(list(self.parameters()))
+        self._plan: _StepPlan | None = None
 
     @property
     def n(self) -> int:
@@ -726,6 +778,96 @@ class GFMMProduct(nn.Module):
 
     def n_live(self) -> int:
         return self.L.n_live() + self.U.n_live()
+
+    def flat_parameters(self) -> FlatParameters:
+        """The binding of every parameter to one flat tensor (bound again first if
+        something moved a parameter or replaced a gradient)."""
+        self._flat.ensure()
+        return self._flat
+
+    def _step_plan(self, A: torch.Tensor, weight: float) -> _StepPlan:
+        """The plan of :meth:`identity_loss_and_grad` for this A and weight, made again
+        when the binding changed (a parameter moved)."""
+        flat = self.flat_parameters()
+        plan = self._plan
+        if plan is None or plan.key != (A, float(weight), flat.flat, flat.grad):
+            self._plan = None  # let the old buffers go first
+            plan = self._plan = _StepPlan(self, A, float(weight), flat)
+        return plan
+
+    def identity_loss_and_grad(self, A: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """sq = ‖LU − A‖²_F (a 0-dim tensor) and, written into the parameters' gradients
+        (overwritten, not accumulated), the gradient of weight·sq — without autograd.
+
+        One pass each way: Y = U I (:func:`_identity_forward`), Z = L Y
+        (:func:`_dense_forward`), R = Z − A, sq = ⟨R, R⟩, G = 2·weight·R; then ∂/∂Y = Lᵀ G
+        and L's weight gradients (:func:`_dense_backward`), U's from ∂/∂Y
+        (:func:`_identity_backward`), each product written straight into the flat gradient
+        (:class:`~lubench_learned.flat.FlatParameters`) or into buffers kept from call to
+        call, as a plan of kernel calls made once (:class:`_StepPlan`). The same products
+        as :meth:`full_product` with autograd and ``mse_loss``, so the same loss and
+        gradients to round-off; the 4·log₂M edges that never reach LU keep a zero
+        gradient."""
+        plan = self._step_plan(A, weight)
+        with torch.no_grad():
+            _run(plan.forward)
+            sq = torch.dot(plan.residual, plan.residual)
+            _run(plan.backward)
+        return sq
+
+
+class _StepPlan:
+    """:meth:`GFMMProduct.identity_loss_and_grad` as two lists of kernel calls, recorded
+    once (:class:`_Ops`) on buffers kept for the next call, the parameters' own storage (a
+    step of the optimizer updates it in place) and their flat gradient's views: each call
+    then runs only the kernels, none of the views, shapes and Python of the sweeps.
+    ``residual`` is R = LU − A, flat; ``key`` what the plan was made for."""
+
+    def __init__(self, net: GFMMProduct, A: torch.Tensor, weight: float,
+                 flat: FlatParameters):
+        self.key = (A, weight, flat.flat, flat.grad)
+        L, U, M, P = net.L, net.U, net.M, net.P
+        n, K = M * P, L.K
+        dt, dev = flat.flat.dtype, flat.flat.device
+        if tuple(A.shape) != (n, n) or A.dtype != dt or A.device != dev:
+            raise ValueError(f"A must be a dense {n}×{n} {dt} tensor on {dev}, got "
+                             f"{tuple(A.shape)} {A.dtype} on {A.device}")
+        views = {id(p): g for p, g in zip(flat.params, flat.grad_views)}
+        op = _Ops(record=True)
+        work, diags = [], []
+        with torch.no_grad():
+            for f in (L, U):
+                roles = [(("enc", i), p) for i, p in enumerate(f.enc)] + \
+                    [(("dec", i), p) for i, p in enumerate(f.dec)] + \
+                    [(("bridge", i), p) for i, p in enumerate(f.bridge)] + [(("off",), f.off)]
+                plain = f.diag_kind == "full" and f.diag_mask is None  # D = Θ
+                if plain:
+                    roles.append((("diag",), f.diag))
+                w = _Workspace(dt, dev, {key: views[id(p)] for key, p in roles})
+                D = f.diag if plain else op(_put_diagonal_blocks, w(("D",), (M, P, P)), f)
+                work.append(w)
+                diags.append(D)
+            (wL, wU), (DL, DU) = work, diags
+            encL, decL, brL = list(L.enc), list(L.dec), list(L.bridge)
+            encU, decU, brU = list(U.enc), list(U.dec), list(U.bridge)
+            Y, cs, ysU = _identity_forward(False, K, DU, U.off, encU, decU, brU, wU, op)
+            Z, v, ysL = _dense_forward(True, K, Y, DL, L.off, encL, decL, brL, wL, op)
+            R = op(torch.sub, Z.view(n, n), A, out=wL(("r",), (n, n)))
+            self.forward, op.plan = op.plan, []
+            op(_T.mul_, R, 2.0 * weight)
+            gY = _dense_backward(True, K, Y, DL, L.off, encL, decL, brL, v, ysL,
+                                 R.view(M, P, n), True, wL, op)[0]
+            _identity_backward(False, K, M, P, encU, decU, brU, cs, ysU, gY, wU, op)
+            for f, w in ((L, wL), (U, wU)):
+                if ("diag",) not in w.grads:
+                    op(f.diagonal_grad, w.bufs[("diag",)], views[id(f.diag)])
+            self.backward = op.plan
+        self.residual = R.view(-1)
+
+
+def _put_diagonal_blocks(out: torch.Tensor, f: GFMMFactor) -> torch.Tensor:
+    """The diagonal blocks as used (:meth:`GFMMFactor.diagonal_blocks`) into ``out``."""
+    return out.copy_(f.diagonal_blocks())
 
 
 def dense_factor(factor: GFMMFactor) -> np.ndarray:

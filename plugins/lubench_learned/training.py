@@ -65,6 +65,7 @@ import torch
 
 from lubench.api import Budget, Diverged, Operator
 
+from .flat import FlatAdam, flat_of
 from .lm import LevenbergMarquardt
 from .watch import Watch, inv_norm1, solve_lu
 
@@ -239,7 +240,11 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
                                  history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
     # fused: one kernel per parameter (CPU) or for all of them (CUDA) instead of a loop of
     # elementwise ops (n = 256: Adam 0.5 → 0.15 ms of a 2.5 ms step); foreach where a device
-    # has no fused Adam
+    # has no fused Adam. Parameters that are views of one flat tensor (GFMM products:
+    # flat.py) are stepped as that tensor, one kernel for all.
+    binding = flat_of(params)
+    if binding is not None:
+        return FlatAdam(binding, lr=s.lr, betas=tuple(s.betas))
     try:
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -315,6 +320,10 @@ class Trainer:
             if hasattr(module, "fused"):
                 module.fused = schedule.optimizer not in ("lm", "als")
         self.full_identity = spec.kind == "identity" and not spec.blockwise
+        # the full-batch identity loss and its gradient in one autograd-free call, where the
+        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad)
+        self.fused_identity = self.full_identity and schedule.optimizer == "adam" and \
+            hasattr(model, "identity_loss_and_grad")
         if spec.blockwise:
             if not block_size or edge_groups is None or N % block_size:
                 raise ValueError("block-wise training needs a block size dividing N and the "
@@ -423,6 +432,11 @@ class Trainer:
         :func:`train` reads them every ``read_every`` steps. (L-BFGS and Levenberg–Marquardt
         read their losses inside the step.) Adam steps whatever the loss: a loss that is not
         finite ends training when it is read."""
+        if self.fused_identity:
+            w = 2.0 if self.spec.transpose else 1.0
+            sq = self.model.identity_loss_and_grad(self.target.A, w)
+            self.opt.step()
+            return w * sq, sq.sqrt() / self.a_norm
         Z = None
         if self.spec.kind == "probes":
             Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
