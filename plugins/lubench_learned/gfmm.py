@@ -790,7 +790,7 @@ class GFMMProduct(nn.Module):
         when the binding changed (a parameter moved)."""
         flat = self.flat_parameters()
         plan = self._plan
-        if plan is None or plan.key != (A, float(weight), flat.flat, flat.grad):
+        if plan is None or not plan.made_for(A, float(weight), flat):
             self._plan = None  # let the old buffers go first
             plan = self._plan = _StepPlan(self, A, float(weight), flat)
         return plan
@@ -821,11 +821,11 @@ class _StepPlan:
     once (:class:`_Ops`) on buffers kept for the next call, the parameters' own storage (a
     step of the optimizer updates it in place) and their flat gradient's views: each call
     then runs only the kernels, none of the views, shapes and Python of the sweeps.
-    ``residual`` is R = LU − A, flat; ``key`` what the plan was made for."""
+    ``residual`` is R = LU − A, flat."""
 
     def __init__(self, net: GFMMProduct, A: torch.Tensor, weight: float,
                  flat: FlatParameters):
-        self.key = (A, weight, flat.flat, flat.grad)
+        self.key = (A, weight, flat.flat, flat.grad)  # the objects it was made for
         L, U, M, P = net.L, net.U, net.M, net.P
         n, K = M * P, L.K
         dt, dev = flat.flat.dtype, flat.flat.device
@@ -863,6 +863,10 @@ class _StepPlan:
                     op(f.diagonal_grad, w.bufs[("diag",)], views[id(f.diag)])
             self.backward = op.plan
         self.residual = R.view(-1)
+
+    def made_for(self, A: torch.Tensor, weight: float, flat: FlatParameters) -> bool:
+        a, w, f, g = self.key
+        return a is A and w == weight and f is flat.flat and g is flat.grad
 
 
 def _put_diagonal_blocks(out: torch.Tensor, f: GFMMFactor) -> torch.Tensor:
