@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from lubench_learned import gfmm
 from lubench_learned.flat import FlatAdam, FlatParameters, flat_of
 from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
@@ -64,6 +65,17 @@ def test_identity_step_equals_autograd(M, diag, padded):
     A = torch.randn(M * P, M * P, dtype=torch.float64,
                     generator=torch.Generator().manual_seed(M))
     _assert_matches_autograd(net, A, 2.0)
+
+
+@pytest.mark.parametrize("diag", ["full", "triangular"])
+def test_identity_step_in_column_tiles_equals_autograd(monkeypatch, diag):
+    """L's passes in column tiles (``TILE_COLUMNS``; n = 2048 takes 4): the same loss and
+    gradients, the weight gradients summed over the tiles."""
+    monkeypatch.setattr(gfmm, "TILE_COLUMNS", 8)
+    net = _net(8, 4, diag)
+    A = torch.randn(32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    _assert_matches_autograd(net, A, 2.0)
+    assert len(net._plan.parts) == 4
 
 
 def test_identity_step_follows_the_weights_and_a_new_target():
