@@ -207,8 +207,9 @@ def _laplacian(n: int) -> Operator:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("transpose", [False, True])
 def test_trainer_fused_step_follows_the_autograd_step(device, transpose):
-    """The trainer's full-batch Adam step through ``identity_loss_and_grad`` and through
-    autograd (``loss`` + ``backward``): the same losses, errors and weights, step by step."""
+    """The trainer's full-batch Adam step through ``identity_loss_and_grad`` and FlatAdam,
+    and through autograd (``loss`` + ``backward``) and per-parameter Adam: the same
+    losses, errors and weights, step by step."""
     n, P = 32, 4
     runs = []
     for fused in (True, False):
@@ -220,7 +221,8 @@ def test_trainer_fused_step_follows_the_autograd_step(device, transpose):
         assert tr.fused_identity
         tr.fused_identity = fused
         tr.start_block(None)
-        assert isinstance(tr.opt, FlatAdam)
+        # one Adam kernel over the flat tensor; the autograd step keeps per-parameter Adam
+        assert isinstance(tr.opt, FlatAdam) == fused
         curve = [tuple(float(v) for v in tr.step()) for _ in range(20)]
         runs.append((curve, [p.detach().cpu().clone() for p in net.parameters()]))
     (c1, w1), (c0, w0) = runs

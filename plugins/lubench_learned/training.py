@@ -230,8 +230,8 @@ class EdgeFreezer:
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
-                    mask: Callable[[list[torch.Tensor]], None] | None = None
-                    ) -> torch.optim.Optimizer | LevenbergMarquardt:
+                    mask: Callable[[list[torch.Tensor]], None] | None = None,
+                    flat: bool = False) -> torch.optim.Optimizer | LevenbergMarquardt:
     if s.optimizer == "lm":
         return LevenbergMarquardt(params, cg_iters=s.cg_iters, mask=mask)
     if s.optimizer == "lbfgs":
@@ -240,9 +240,11 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
                                  history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
     # fused: one kernel per parameter (CPU) or for all of them (CUDA) instead of a loop of
     # elementwise ops (n = 256: Adam 0.5 → 0.15 ms of a 2.5 ms step); foreach where a device
-    # has no fused Adam. Parameters that are views of one flat tensor (GFMM products:
-    # flat.py) are stepped as that tensor, one kernel for all.
-    binding = flat_of(params)
+    # has no fused Adam. ``flat``: the step writes its gradients into one flat buffer whose
+    # views the parameters are (GFMM products: flat.py); Adam steps that tensor, one kernel
+    # for all. (Autograd steps keep per-parameter Adam: their gradients are separate
+    # tensors, and copying them into the flat buffer costs more than it saves.)
+    binding = flat_of(params) if flat else None
     if binding is not None:
         return FlatAdam(binding, lr=s.lr, betas=tuple(s.betas))
     try:
@@ -369,7 +371,8 @@ class Trainer:
                 lambda mask: LevenbergMarquardt(self.params, cg_iters=self.schedule.cg_iters,
                                                 mask=mask))
             return
-        self.opt = _make_optimizer(self.params, self.schedule, self._mask_list)
+        self.opt = _make_optimizer(self.params, self.schedule, self._mask_list,
+                                   flat=self.fused_identity)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
         """Zero the frozen edges' entries of per-parameter tensors (block-wise training)."""
