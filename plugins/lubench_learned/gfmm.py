@@ -129,13 +129,27 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
 # names one role, e.g. ("y", i) the down-sweep's value at level i, ("dec", i) the gradient of
 # dec[i]). The autograd functions take fresh ones (:func:`_fresh`); the fused training step
 # (:meth:`GFMMProduct.identity_loss_and_grad`) keeps them from step to step and maps the
-# gradients' keys to views of the flat gradient (:class:`_Workspace`).
-Buf = Callable[[tuple, tuple[int, ...]], torch.Tensor]
+# gradients' keys to views of the flat gradient (:class:`_Workspace`). ``buf.out(key,
+# shape)`` is the same for a tensor that only receives one operation's result (``out=``):
+# None from :func:`_fresh`, so that the operation allocates it itself (a few µs less per
+# product than an empty tensor passed as ``out``).
 
 
-def _fresh(like: torch.Tensor) -> Buf:
+class _Fresh:
     """A new uninitialised tensor of ``like``'s dtype and device for every request."""
-    return lambda key, shape: torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    def __init__(self, like: torch.Tensor):
+        self.dtype, self.device = like.dtype, like.device
+
+    def __call__(self, key: tuple, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.empty(shape, dtype=self.dtype, device=self.device)
+
+    def out(self, key: tuple, shape: tuple[int, ...]) -> None:
+        return None
+
+
+def _fresh(like: torch.Tensor) -> _Fresh:
+    return _Fresh(like)
 
 
 class _Workspace:
@@ -154,6 +168,8 @@ class _Workspace:
             if t is None or tuple(t.shape) != tuple(shape):
                 t = self.bufs[key] = torch.empty(shape, dtype=self.dtype, device=self.device)
         return t
+
+    out = __call__
 
 
 class _Ops:
@@ -174,7 +190,13 @@ class _Ops:
         return fn(*args, **kw)
 
 
-_NOW = _Ops()
+def _now(fn: Callable, *args, **kw):
+    """:class:`_Ops` that runs at once, as a plain function (the autograd functions' op)."""
+    return fn(*args, **kw)
+
+
+_now.record = False  # type: ignore[attr-defined]
+_NOW: _Ops = _now  # type: ignore[assignment]
 # L's passes of the full-batch step (GFMMProduct.identity_loss_and_grad) take this many
 # columns at a time (n = 2048, one thread: L's forward and backward 86 ms on all columns,
 # 74 ms in tiles of 512, 83 ms of 256)
@@ -194,7 +216,7 @@ def _as(t: torch.Tensor, shape: tuple[int, ...], op: _Ops) -> torch.Tensor:
 
 def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                    off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
-                   bridges: list[torch.Tensor], buf: Buf, op: _Ops = _NOW
+                   bridges: list[torch.Tensor], buf: _Fresh | _Workspace, op: _Ops = _NOW
                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """y = F x for leaf blocks x (M, P, c), every product written into a buffer (``out=``,
     in-place accumulation into the shifted band views; no padded copies). Returns y, the
@@ -202,13 +224,13 @@ def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
     i; ys[0] = y) — what :func:`_dense_backward` needs."""
     M, P, c = x.shape
     if K == 0:
-        y = op(torch.bmm, diag, x, out=buf(("y", 0), (M, P, c)))
+        y = op(torch.bmm, diag, x, out=buf.out(("y", 0), (M, P, c)))
         return y, [x], [y]
     v = [x]
     for i in range(K - 1):
         h = M >> (i + 1)
         v.append(op(torch.bmm, enc[i], _as(v[-1], (h, 2 * P, c), op),
-                    out=buf(("v", i + 1), (h, P, c))))
+                    out=buf.out(("v", i + 1), (h, P, c))))
     ys: list[torch.Tensor] = [x] * K
     y: torch.Tensor | None = None
     for i in range(K - 1, -1, -1):
@@ -232,7 +254,7 @@ def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
 def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                     off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
                     bridges: list[torch.Tensor], v: list[torch.Tensor],
-                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: Buf,
+                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: _Fresh | _Workspace,
                     op: _Ops = _NOW, accumulate: bool = False
                     ) -> tuple[torch.Tensor | None, ...]:
     """The backward of y = F x given g = ∂ℓ/∂y: the transposed graph run on g (∂ℓ/∂x = Fᵀg)
@@ -247,10 +269,10 @@ def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
     def wgrad(a: torch.Tensor, b: torch.Tensor, key: tuple, shape: tuple) -> torch.Tensor:
         if accumulate:
             return op(_T.baddbmm_, buf(key, shape), a, b)
-        return op(torch.bmm, a, b, out=buf(key, shape))
+        return op(torch.bmm, a, b, out=buf.out(key, shape))
 
     if K == 0:
-        gx = op(torch.bmm, _bt(diag), g, out=buf(("gv", 0), (M, P, c))) if need_x else None
+        gx = op(torch.bmm, _bt(diag), g, out=buf.out(("gv", 0), (M, P, c))) if need_x else None
         return (gx, wgrad(g, _bt(x), ("diag",), (M, P, P)), off)
     # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
     gy = [g]
@@ -259,7 +281,7 @@ def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
         h = M >> (i + 1)
         pairs = gy[i].view(h, 2 * P, c)
         g_dec[i] = wgrad(pairs, _bt(ys[i + 1]), ("dec", i), (h, 2 * P, P))
-        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, c))))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf.out(("gy", i + 1), (h, P, c))))
     g_diag = wgrad(g, _bt(x), ("diag",), (M, P, P))
     # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and encoder
     # grads
@@ -368,7 +390,7 @@ def _join_halves(t: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
 
 def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor,
                       enc: list[torch.Tensor], dec: list[torch.Tensor],
-                      bridges: list[torch.Tensor], buf: Buf, op: _Ops = _NOW
+                      bridges: list[torch.Tensor], buf: _Fresh | _Workspace, op: _Ops = _NOW
                       ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """F I = F as leaf blocks (M, P, n), I's zero blocks never multiplied (see
     :class:`_IdentitySweep`). Returns y, the compact up-sweep blocks cs (cs[i] level i ≥ 1;
@@ -380,7 +402,7 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
     for i in range(1, K - 1):  # c^{i+1}_p = [E^i_{p,0} c^i_{2p} | E^i_{p,1} c^i_{2p+1}]
         h, W = M >> (i + 1), P << i
         t = op(torch.bmm, _halves(enc[i], buf(("half", i), (2 * h, P, P)), op), cs[i],
-               out=buf(("ct", i + 1), (2 * h, P, W)))
+               out=buf.out(("ct", i + 1), (2 * h, P, W)))
         cs.append(_join_halves(t, buf(("c", i + 1), (h, P, 2 * W)), op))
     if K == 0:  # M = 1: F = D
         y = op(_T.copy_, buf(("y", 0), (M, P, n)), diag)
@@ -402,7 +424,7 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
         else:
             src = cs[i][1:] if s > 0 else cs[i][:-1]
             op(_T.add_, band, op(torch.bmm, bridges[i - 1], src,
-                                 out=buf(("bt", i), (nodes - 1, P, W))))
+                                 out=buf.out(("bt", i), (nodes - 1, P, W))))
         ys[i] = y = out
     return y, cs, ys
 
@@ -410,7 +432,8 @@ def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor
 def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tensor],
                        dec: list[torch.Tensor], bridges: list[torch.Tensor],
                        cs: list[torch.Tensor], ys: list[torch.Tensor], g: torch.Tensor,
-                       buf: Buf, op: _Ops = _NOW) -> tuple[torch.Tensor | None, ...]:
+                       buf: _Fresh | _Workspace, op: _Ops = _NOW
+                       ) -> tuple[torch.Tensor | None, ...]:
     """The weight gradients of F I given g = ∂ℓ/∂(F I) as leaf blocks (M, P, n): (∂ℓ/∂D,
     ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for enc[K − 1] and dec[K − 1]; written
     into ``buf``'s gradient keys (as :func:`_dense_backward`)."""
@@ -424,8 +447,8 @@ def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tens
     for i in range(K - 1):
         h = M >> (i + 1)
         pairs = gy[i].view(h, 2 * P, n)
-        g_dec[i] = op(torch.bmm, pairs, _bt(ys[i + 1]), out=buf(("dec", i), (h, 2 * P, P)))
-        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf(("gy", i + 1), (h, P, n))))
+        g_dec[i] = op(torch.bmm, pairs, _bt(ys[i + 1]), out=buf.out(("dec", i), (h, 2 * P, P)))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf.out(("gy", i + 1), (h, P, n))))
     # bands and up-sweep backward (root's children → leaves), on compact blocks
     g_band: list[torch.Tensor] = [g] * K
     g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
@@ -442,7 +465,7 @@ def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tens
             break
         src = cs[i][1:] if s > 0 else cs[i][:-1]
         g_band[i] = op(torch.bmm, gband, _bt(src),
-                       out=buf(("bridge", i - 1), (nodes - 1, P, P)))
+                       out=buf.out(("bridge", i - 1), (nodes - 1, P, P)))
         # c¹ = E⁰: its gradient is E⁰'s, written where E⁰'s goes
         gc = buf(("enc", 0) if i == 1 else ("gc", i), (nodes, P, W))
         gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
@@ -458,7 +481,7 @@ def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tens
             g_enc[0] = gc
         else:
             t = op(torch.bmm, _col_halves(gc, buf(("gch", i), (2 * nodes, P, W // 2)), op),
-                   _bt(cs[i - 1]), out=buf(("gt", i), (2 * nodes, P, P)))
+                   _bt(cs[i - 1]), out=buf.out(("gt", i), (2 * nodes, P, P)))
             g_enc[i - 1] = _join_halves(t, buf(("enc", i - 1), (nodes, P, 2 * P)), op)
         gc_up = gc
     return (g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
