@@ -102,7 +102,7 @@ def test_identity_step_follows_the_weights_and_a_new_target():
 
 def test_identity_step_rejects_a_target_of_the_wrong_shape():
     net = _net(4, 2)
-    with pytest.raises(ValueError, match="dense 8×8"):
+    with pytest.raises(ValueError, match="dense contiguous 8×8"):
         net.identity_loss_and_grad(torch.zeros(6, 6, dtype=torch.float64))
 
 

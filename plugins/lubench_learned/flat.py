@@ -13,6 +13,11 @@ Anything that replaces a parameter's storage (``Module.to`` to another device or
 its gradient (``p.grad = None``) breaks the sharing; :meth:`FlatParameters.ensure` notices
 (the addresses differ from the bound ones) and binds again, copying the current values.
 :class:`FlatAdam` calls it whenever it zeroes the gradients.
+
+The trainer uses :class:`FlatAdam` where the step writes its gradients into ``grad`` itself
+(``GFMMProduct.identity_loss_and_grad``); autograd steps keep per-parameter Adam, whose
+gradients autograd hands over as new tensors (accumulating them into ``grad`` would cost a
+fill and an add per step).
 """
 
 from __future__ import annotations

@@ -867,9 +867,10 @@ class _StepPlan:
         L, U, M, P = net.L, net.U, net.M, net.P
         n, K = M * P, L.K
         dt, dev = flat.flat.dtype, flat.flat.device
-        if tuple(A.shape) != (n, n) or A.dtype != dt or A.device != dev:
-            raise ValueError(f"A must be a dense {n}×{n} {dt} tensor on {dev}, got "
-                             f"{tuple(A.shape)} {A.dtype} on {A.device}")
+        if tuple(A.shape) != (n, n) or A.dtype != dt or A.device != dev or \
+                not A.is_contiguous():
+            raise ValueError(f"A must be a dense contiguous {n}×{n} {dt} tensor on {dev}, "
+                             f"got {tuple(A.shape)} {A.dtype} on {A.device}")
         views = {id(p): g for p, g in zip(flat.params, flat.grad_views)}
         op = _Ops(record=True)
         work, diags = [], []
