@@ -68,14 +68,16 @@ def test_identity_step_equals_autograd(M, diag, padded):
 
 
 @pytest.mark.parametrize("diag", ["full", "triangular"])
-def test_identity_step_in_column_tiles_equals_autograd(monkeypatch, diag):
-    """L's passes in column tiles (``TILE_COLUMNS``; n = 2048 takes 4): the same loss and
-    gradients, the weight gradients summed over the tiles."""
-    monkeypatch.setattr(gfmm, "TILE_COLUMNS", 8)
-    net = _net(8, 4, diag)
-    A = torch.randn(32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+@pytest.mark.parametrize("M, P, tile, tiles", [(8, 4, 8, 4), (16, 3, 16, 4), (4, 4, 5, 4)])
+def test_identity_step_in_column_tiles_equals_autograd(monkeypatch, diag, M, P, tile, tiles):
+    """L's passes in column tiles (n halved while wider than ``TILE_COLUMNS``; n = 2048
+    takes 4 of 512): the same loss and gradients, the weight gradients summed over tiles."""
+    monkeypatch.setattr(gfmm, "TILE_COLUMNS", tile)
+    net = _net(M, P, diag)
+    n = M * P
+    A = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     _assert_matches_autograd(net, A, 2.0)
-    assert len(net._plan.parts) == 4
+    assert len(net._plan.parts) == tiles
 
 
 def test_identity_step_follows_the_weights_and_a_new_target():

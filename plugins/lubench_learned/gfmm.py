@@ -197,9 +197,9 @@ def _now(fn: Callable, *args, **kw):
 
 _now.record = False  # type: ignore[attr-defined]
 _NOW: _Ops = _now  # type: ignore[assignment]
-# L's passes of the full-batch step (GFMMProduct.identity_loss_and_grad) take this many
-# columns at a time (n = 2048, one thread: L's forward and backward 86 ms on all columns,
-# 74 ms in tiles of 512, 83 ms of 256)
+# L's passes of the full-batch step (GFMMProduct.identity_loss_and_grad) take at most this
+# many columns at a time, n halved until it fits (n = 2048, one thread: L's forward and
+# backward 86 ms on all columns, 74 ms in tiles of 512, 83 ms of 256)
 TILE_COLUMNS = 512
 _T = torch.Tensor
 
@@ -855,7 +855,7 @@ class GFMMProduct(nn.Module):
 
 
 class _StepPlan:
-    """:meth:`GFMMProduct.identity_loss_and_grad` as two lists of kernel calls, recorded
+    """:meth:`GFMMProduct.identity_loss_and_grad` as one list of kernel calls, recorded
     once (:class:`_Ops`) on buffers kept for the next call, the parameters' own storage (a
     step of the optimizer updates it in place) and their flat gradient's views: each call
     then runs only the kernels, none of the views, shapes and Python of the sweeps.
@@ -892,7 +892,9 @@ class _StepPlan:
             Y, cs, ysU = _identity_forward(False, K, DU, U.off, encU, decU, brU, wU, op)
             # L on column tiles of Y (the loss and L's passes separate by columns; its
             # weight gradients add up): each tile's level buffers stay closer to the cache
-            T = min(n, TILE_COLUMNS)
+            T = n  # equal tiles: n = M·P halved while wider than TILE_COLUMNS
+            while T > TILE_COLUMNS and T % 2 == 0:
+                T //= 2
             tiles = range(0, n, T)
             gY = wU(("gY",), (M, P, n))
             A3 = A.view(M, P, n)
