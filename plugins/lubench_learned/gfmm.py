@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from lubench_compressed.gfmm_blocks import GFMMArrays
 from torch import nn
 
+from .flat import FlatParameters
 from .shape import DIAGS, is_power_of_two, softplus_inverse
 
 __all__ = [
@@ -124,45 +125,209 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
 
 
 
-class _FusedSweep(torch.autograd.Function):
-    """:func:`_sweep` with a hand-written backward: the same products, written into
-    preallocated level buffers (``out=``, in-place accumulation into the shifted band views)
-    instead of padded copies, and no zero-filled scatter of sliced gradients.
+# A source of buffers: buf(key, shape) gives a tensor of that shape to write into (every key
+# names one role, e.g. ("y", i) the down-sweep's value at level i, ("dec", i) the gradient of
+# dec[i]). The autograd functions take fresh ones (:func:`_fresh`); the fused training step
+# (:meth:`GFMMProduct.identity_loss_and_grad`) keeps them from step to step and maps the
+# gradients' keys to views of the flat gradient (:class:`_Workspace`). ``buf.out(key,
+# shape)`` is the same for a tensor that only receives one operation's result (``out=``):
+# None from :func:`_fresh`, so that the operation allocates it itself (a few µs less per
+# product than an empty tensor passed as ``out``).
 
-    The backward of y = F x is the transposed graph run on g = ∂ℓ/∂y (∂ℓ/∂x = Fᵀ g), and
-    each edge's gradient is the product of the two values meeting at it: for an edge W
-    applied as out = W·in, ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ. Once differentiable (Levenberg–Marquardt's
-    double backward takes :func:`_sweep`)."""
+
+class _Fresh:
+    """A new uninitialised tensor of ``like``'s dtype and device for every request."""
+
+    def __init__(self, like: torch.Tensor):
+        self.dtype, self.device = like.dtype, like.device
+
+    def __call__(self, key: tuple, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.empty(shape, dtype=self.dtype, device=self.device)
+
+    def out(self, key: tuple, shape: tuple[int, ...]) -> None:
+        return None
+
+
+def _fresh(like: torch.Tensor) -> _Fresh:
+    return _Fresh(like)
+
+
+class _Workspace:
+    """Buffers kept from one call to the next (one per key), and ``grads``: keys whose
+    tensor is given (views of the flat gradient, written in place)."""
+
+    def __init__(self, dtype: torch.dtype, device: torch.device,
+                 grads: dict[tuple, torch.Tensor]):
+        self.dtype, self.device, self.grads = dtype, device, grads
+        self.bufs: dict[tuple, torch.Tensor] = {}
+
+    def __call__(self, key: tuple, shape: tuple[int, ...]) -> torch.Tensor:
+        t = self.grads.get(key)
+        if t is None:
+            t = self.bufs.get(key)
+            if t is None or tuple(t.shape) != tuple(shape):
+                t = self.bufs[key] = torch.empty(shape, dtype=self.dtype, device=self.device)
+        return t
+
+    out = __call__
+
+
+class _Ops:
+    """Runs each tensor operation at once (``record`` False) or appends it to ``plan``, a
+    list of (function, args, kwargs) to run later, for operands that are views of buffers
+    and parameters which keep their storage from call to call. Every operation writes into
+    a given tensor (``out=`` or in place); the call returns it (when recording, the
+    ``out`` argument or else the first, the tensor written in place)."""
+
+    def __init__(self, record: bool = False):
+        self.record = record
+        self.plan: list[tuple[Callable, tuple, dict]] = []
+
+    def __call__(self, fn: Callable, *args, **kw):
+        if self.record:
+            self.plan.append((fn, args, kw))
+            return kw.get("out", args[0] if args else None)
+        return fn(*args, **kw)
+
+
+def _now(fn: Callable, *args, **kw):
+    """:class:`_Ops` that runs at once, as a plain function (the autograd functions' op)."""
+    return fn(*args, **kw)
+
+
+_now.record = False  # type: ignore[attr-defined]
+_NOW: _Ops = _now  # type: ignore[assignment]
+# L's passes of the full-batch step (GFMMProduct.identity_loss_and_grad) take at most this
+# many columns at a time, n halved until it fits (n = 2048, one thread: L's forward and
+# backward 86 ms on all columns, 74 ms in tiles of 512, 83 ms of 256)
+TILE_COLUMNS = 512
+_T = torch.Tensor
+
+
+def _run(plan: list[tuple[Callable, tuple, dict]]) -> None:
+    for fn, args, kw in plan:
+        fn(*args, **kw)
+
+
+def _as(t: torch.Tensor, shape: tuple[int, ...], op: _Ops) -> torch.Tensor:
+    """t reshaped; a view when recording (a copy would hold the values at recording)."""
+    return t.view(shape) if op.record else t.reshape(shape)
+
+
+def _dense_forward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
+                   off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                   bridges: list[torch.Tensor], buf: _Fresh | _Workspace, op: _Ops = _NOW
+                   ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """y = F x for leaf blocks x (M, P, c), every product written into a buffer (``out=``,
+    in-place accumulation into the shifted band views; no padded copies). Returns y, the
+    up-sweep's values v (v[0] = x, v[i] level i < K) and the down-sweep's ys (ys[i] level
+    i; ys[0] = y) — what :func:`_dense_backward` needs."""
+    M, P, c = x.shape
+    if K == 0:
+        y = op(torch.bmm, diag, x, out=buf.out(("y", 0), (M, P, c)))
+        return y, [x], [y]
+    v = [x]
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        v.append(op(torch.bmm, enc[i], _as(v[-1], (h, 2 * P, c), op),
+                    out=buf.out(("v", i + 1), (h, P, c))))
+    ys: list[torch.Tensor] = [x] * K
+    y: torch.Tensor | None = None
+    for i in range(K - 1, -1, -1):
+        nodes = M >> i
+        band = off if i == 0 else bridges[i - 1]
+        out = buf(("y", i), (nodes, P, c))
+        dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
+            (out[:-1], v[i][1:], out[-1])
+        if y is None:
+            op(torch.bmm, band, src, out=dst)
+            op(_T.zero_, edge)
+        else:
+            op(torch.bmm, dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
+            op(_T.baddbmm_, dst, band, src)
+        if i == 0:
+            op(_T.baddbmm_, out, diag, x)
+        ys[i] = y = out
+    return y, v, ys
+
+
+def _dense_backward(lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
+                    off: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                    bridges: list[torch.Tensor], v: list[torch.Tensor],
+                    ys: list[torch.Tensor], g: torch.Tensor, need_x: bool, buf: _Fresh | _Workspace,
+                    op: _Ops = _NOW, accumulate: bool = False
+                    ) -> tuple[torch.Tensor | None, ...]:
+    """The backward of y = F x given g = ∂ℓ/∂y: the transposed graph run on g (∂ℓ/∂x = Fᵀg)
+    and each edge's gradient the product of the two values meeting at it (an edge W
+    applied as out = W·in has ∂ℓ/∂W = (∂ℓ/∂out)·inᵀ). Returns (∂ℓ/∂x or None, ∂ℓ/∂D,
+    ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for the 2 edge tensors that never reach y
+    (enc[K − 1], dec[K − 1]); gradients are written into ``buf``'s ("diag",), ("off",),
+    ("enc", i), ("dec", i), ("bridge", i) — added to what they hold with ``accumulate``
+    (x's columns taken in tiles: the weight gradients are sums over columns)."""
+    M, P, c = x.shape
+
+    def wgrad(a: torch.Tensor, b: torch.Tensor, key: tuple, shape: tuple) -> torch.Tensor:
+        if accumulate:
+            return op(_T.baddbmm_, buf(key, shape), a, b)
+        return op(torch.bmm, a, b, out=buf.out(key, shape))
+
+    if K == 0:
+        gx = op(torch.bmm, _bt(diag), g, out=buf.out(("gv", 0), (M, P, c))) if need_x else None
+        return (gx, wgrad(g, _bt(x), ("diag",), (M, P, P)), off)
+    # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+    gy = [g]
+    g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        pairs = gy[i].view(h, 2 * P, c)
+        g_dec[i] = wgrad(pairs, _bt(ys[i + 1]), ("dec", i), (h, 2 * P, P))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf.out(("gy", i + 1), (h, P, c))))
+    g_diag = wgrad(g, _bt(x), ("diag",), (M, P, P))
+    # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and encoder
+    # grads
+    g_band: list[torch.Tensor] = [g] * K
+    g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+    gv_up: torch.Tensor | None = None  # ∂ℓ/∂vⁱ through the up-sweep (level i + 1)
+    gx = None
+    for i in range(K - 1, -1, -1):
+        nodes = M >> i
+        band = off if i == 0 else bridges[i - 1]
+        gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
+        g_band[i] = wgrad(gdst, _bt(src), ("off",) if i == 0 else ("bridge", i - 1),
+                          (nodes - 1, P, P))
+        if i == 0 and not need_x:
+            break
+        gv = buf(("gv", i), (nodes, P, c))
+        gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
+        if gv_up is None:
+            op(torch.bmm, _bt(band), gdst, out=gsrc)
+            op(_T.zero_, edge)
+        else:
+            op(torch.bmm, _bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
+            op(_T.baddbmm_, gsrc, _bt(band), gdst)
+        if i == 0:
+            op(_T.baddbmm_, gv, _bt(diag), g)
+            gx = gv
+            break
+        # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
+        g_enc[i - 1] = wgrad(gv, _bt(_as(v[i - 1], (nodes, 2 * P, c), op)), ("enc", i - 1),
+                             (nodes, P, 2 * P))
+        gv_up = gv
+    return (gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
+class _FusedSweep(torch.autograd.Function):
+    """:func:`_sweep` with a hand-written backward (:func:`_dense_forward`,
+    :func:`_dense_backward`: the same products into level buffers, no zero-filled scatter
+    of sliced gradients). Once differentiable (Levenberg–Marquardt's double backward takes
+    :func:`_sweep`)."""
 
     @staticmethod
     def forward(ctx, lower: bool, K: int, x: torch.Tensor, diag: torch.Tensor,
                 off: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
-        M, P, c = x.shape
-        if K == 0:
-            ctx.save_for_backward(x, diag)
-            ctx.lower, ctx.K = lower, K
-            return torch.bmm(diag, x)
-        v = [x]
-        for i in range(K - 1):
-            v.append(torch.bmm(enc[i], v[-1].reshape(M >> (i + 1), 2 * P, c)))
-        ys: list[torch.Tensor] = [x] * K  # ys[i]: the down-sweep's value at level i
-        y: torch.Tensor | None = None
-        for i in range(K - 1, -1, -1):
-            nodes = M >> i
-            band = off if i == 0 else bridges[i - 1]
-            out = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
-            dst, src, edge = (out[1:], v[i][:-1], out[0]) if lower else \
-                (out[:-1], v[i][1:], out[-1])
-            if y is None:
-                torch.bmm(band, src, out=dst)
-                edge.zero_()
-            else:
-                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, c))
-                dst.baddbmm_(band, src)
-            if i == 0:
-                out.baddbmm_(diag, x)
-            ys[i] = y = out
+        y, v, ys = _dense_forward(lower, K, x, diag, off, list(enc), list(dec),
+                                  list(bridges), _fresh(x))
         ctx.save_for_backward(x, diag, off, *ws, *v[1:], *ys[1:])
         ctx.lower, ctx.K = lower, K
         return y
@@ -172,57 +337,21 @@ class _FusedSweep(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lower, K = ctx.lower, ctx.K
         saved = ctx.saved_tensors
-        x, diag = saved[0], saved[1]
+        x, diag, off = saved[0], saved[1], saved[2]
         need_x = ctx.needs_input_grad[2]
         g = g.contiguous()
         if K == 0:
-            return (None, None, torch.bmm(_bt(diag), g) if need_x else None,
-                    torch.bmm(g, _bt(x)), None)
-        off = saved[2]
+            gx, g_diag, _ = _dense_backward(lower, 0, x, diag, off, [], [], [], [x], [], g,
+                                            need_x, _fresh(g))
+            return None, None, gx, g_diag, None
         ws = saved[3:3 + 3 * K - 1]
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
         rest = saved[3 + 3 * K - 1:]
         v = [x, *rest[:K - 1]]
-        ys = [None, *rest[K - 1:]]
-        M, P, c = x.shape
-        # down-sweep backward (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
-        gy = [g]
-        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
-        for i in range(K - 1):
-            nodes = M >> i
-            pairs = gy[i].view(nodes >> 1, 2 * P, c)
-            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
-            gy.append(torch.bmm(_bt(dec[i]), pairs))
-        g_diag = torch.bmm(g, _bt(x))
-        # bands and up-sweep backward (root's children → leaves): ∂ℓ/∂vⁱ, bridge and
-        # encoder grads
-        g_band: list[torch.Tensor] = [g] * K
-        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
-        gv_up: torch.Tensor | None = None  # ∂ℓ/∂vⁱ through the up-sweep (level i + 1)
-        gx = None
-        for i in range(K - 1, -1, -1):
-            nodes = M >> i
-            band = off if i == 0 else bridges[i - 1]
-            gdst, src = (gy[i][1:], v[i][:-1]) if lower else (gy[i][:-1], v[i][1:])
-            g_band[i] = torch.bmm(gdst, _bt(src))
-            if i == 0 and not need_x:
-                break
-            gv = torch.empty((nodes, P, c), dtype=x.dtype, device=x.device)
-            gsrc, edge = (gv[:-1], gv[-1]) if lower else (gv[1:], gv[0])
-            if gv_up is None:
-                torch.bmm(_bt(band), gdst, out=gsrc)
-                edge.zero_()
-            else:
-                torch.bmm(_bt(enc[i]), gv_up, out=gv.view(nodes >> 1, 2 * P, c))
-                gsrc.baddbmm_(_bt(band), gdst)
-            if i == 0:
-                gv.baddbmm_(_bt(diag), g)
-                gx = gv
-                break
-            # vⁱ = E^{i−1} (v^{i−1} in pairs): the encoder grads of level i − 1
-            g_enc[i - 1] = torch.bmm(gv, _bt(v[i - 1].reshape(nodes, 2 * P, c)))
-            gv_up = gv
-        return (None, None, gx, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+        ys = [g, *rest[K - 1:]]  # ys[0] (y itself) is not needed
+        grads = _dense_backward(lower, K, x, diag, off, list(enc), list(dec), list(bridges),
+                                v, ys, g, need_x, _fresh(g))
+        return (None, None, *grads)
 
 
 def _bt(t: torch.Tensor) -> torch.Tensor:
@@ -237,9 +366,131 @@ def _sweep_fused(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tenso
     return _FusedSweep.apply(lower, len(enc), x, diag, off, *enc, *dec, *bridges)
 
 
+def _halves(e: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """Encoder pairs e (h, P, 2P) as (2h, P, P) into ``out``: the half E_{p,s} at 2p + s."""
+    h, P, _ = e.shape
+    op(_T.copy_, out.view(h, 2, P, P), e.view(h, P, 2, P).transpose(1, 2))
+    return out
+
+
+def _col_halves(c: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """Compact blocks c (h, P, 2W) as (2h, P, W) into ``out``: column half s of block p at
+    2p + s."""
+    h, P, W2 = c.shape
+    op(_T.copy_, out.view(h, 2, P, W2 // 2), c.view(h, P, 2, W2 // 2).transpose(1, 2))
+    return out
+
+
+def _join_halves(t: torch.Tensor, out: torch.Tensor, op: _Ops) -> torch.Tensor:
+    """The inverse of :func:`_col_halves`: t (2h, P, W) as (h, P, 2W) into ``out``."""
+    h2, P, W = t.shape
+    op(_T.copy_, out.view(h2 // 2, P, 2, W), t.view(h2 // 2, 2, P, W).transpose(1, 2))
+    return out
+
+
+def _identity_forward(lower: bool, K: int, diag: torch.Tensor, off: torch.Tensor,
+                      enc: list[torch.Tensor], dec: list[torch.Tensor],
+                      bridges: list[torch.Tensor], buf: _Fresh | _Workspace, op: _Ops = _NOW
+                      ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """F I = F as leaf blocks (M, P, n), I's zero blocks never multiplied (see
+    :class:`_IdentitySweep`). Returns y, the compact up-sweep blocks cs (cs[i] level i ≥ 1;
+    cs[0] = D unused) and the down-sweep's values ys (ys[i] level i; ys[0] = y)."""
+    M, P, _ = diag.shape
+    n = M * P
+    s = -1 if lower else 1  # the band's source: node a + s feeds node a
+    cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]
+    for i in range(1, K - 1):  # c^{i+1}_p = [E^i_{p,0} c^i_{2p} | E^i_{p,1} c^i_{2p+1}]
+        h, W = M >> (i + 1), P << i
+        t = op(torch.bmm, _halves(enc[i], buf(("half", i), (2 * h, P, P)), op), cs[i],
+               out=buf.out(("ct", i + 1), (2 * h, P, W)))
+        cs.append(_join_halves(t, buf(("c", i + 1), (h, P, 2 * W)), op))
+    if K == 0:  # M = 1: F = D
+        y = op(_T.copy_, buf(("y", 0), (M, P, n)), diag)
+        return y, cs, [y]
+    ys: list[torch.Tensor] = [diag] * K
+    y = None
+    for i in range(K - 1, -1, -1):
+        nodes, W = M >> i, P << i
+        out = buf(("y", i), (nodes, P, n))
+        if y is None:
+            op(_T.zero_, out)
+        else:
+            op(torch.bmm, dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
+        blocks = out.view(nodes, P, nodes, W)
+        band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
+        if i == 0:
+            op(_T.add_, band, off)
+            op(_T.add_, blocks.diagonal(0, 0, 2).permute(2, 0, 1), diag)
+        else:
+            src = cs[i][1:] if s > 0 else cs[i][:-1]
+            op(_T.add_, band, op(torch.bmm, bridges[i - 1], src,
+                                 out=buf.out(("bt", i), (nodes - 1, P, W))))
+        ys[i] = y = out
+    return y, cs, ys
+
+
+def _identity_backward(lower: bool, K: int, M: int, P: int, enc: list[torch.Tensor],
+                       dec: list[torch.Tensor], bridges: list[torch.Tensor],
+                       cs: list[torch.Tensor], ys: list[torch.Tensor], g: torch.Tensor,
+                       buf: _Fresh | _Workspace, op: _Ops = _NOW
+                       ) -> tuple[torch.Tensor | None, ...]:
+    """The weight gradients of F I given g = ∂ℓ/∂(F I) as leaf blocks (M, P, n): (∂ℓ/∂D,
+    ∂ℓ/∂off, *∂ℓ/∂enc, *∂ℓ/∂dec, *∂ℓ/∂bridge), None for enc[K − 1] and dec[K − 1]; written
+    into ``buf``'s gradient keys (as :func:`_dense_backward`)."""
+    n = M * P
+    s = -1 if lower else 1
+    if K == 0:
+        return op(_T.copy_, buf(("diag",), (M, P, P)), g), None
+    # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
+    gy = [g]
+    g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
+    for i in range(K - 1):
+        h = M >> (i + 1)
+        pairs = gy[i].view(h, 2 * P, n)
+        g_dec[i] = op(torch.bmm, pairs, _bt(ys[i + 1]), out=buf.out(("dec", i), (h, 2 * P, P)))
+        gy.append(op(torch.bmm, _bt(dec[i]), pairs, out=buf.out(("gy", i + 1), (h, P, n))))
+    # bands and up-sweep backward (root's children → leaves), on compact blocks
+    g_band: list[torch.Tensor] = [g] * K
+    g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
+    gc_up: torch.Tensor | None = None  # ∂ℓ/∂cⁱ⁺¹
+    g_diag = g
+    for i in range(K - 1, -1, -1):
+        nodes, W = M >> i, P << i
+        blocks = gy[i].view(nodes, P, nodes, W)
+        gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
+        if i == 0:
+            g_band[0] = op(_T.copy_, buf(("off",), (M - 1, P, P)), gband)
+            g_diag = op(_T.copy_, buf(("diag",), (M, P, P)),
+                        blocks.diagonal(0, 0, 2).permute(2, 0, 1))
+            break
+        src = cs[i][1:] if s > 0 else cs[i][:-1]
+        g_band[i] = op(torch.bmm, gband, _bt(src),
+                       out=buf.out(("bridge", i - 1), (nodes - 1, P, P)))
+        # c¹ = E⁰: its gradient is E⁰'s, written where E⁰'s goes
+        gc = buf(("enc", 0) if i == 1 else ("gc", i), (nodes, P, W))
+        gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
+        if gc_up is None:
+            op(torch.bmm, _bt(bridges[i - 1]), gband, out=gsrc)
+            op(_T.zero_, edge)
+        else:
+            op(torch.bmm, _bt(_halves(enc[i], buf(("half", i), (nodes, P, P)), op)),
+               _col_halves(gc_up, buf(("gch", i + 1), (nodes, P, W)), op), out=gc)
+            op(_T.baddbmm_, gsrc, _bt(bridges[i - 1]), gband)
+        # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
+        if i == 1:
+            g_enc[0] = gc
+        else:
+            t = op(torch.bmm, _col_halves(gc, buf(("gch", i), (2 * nodes, P, W // 2)), op),
+                   _bt(cs[i - 1]), out=buf.out(("gt", i), (2 * nodes, P, P)))
+            g_enc[i - 1] = _join_halves(t, buf(("enc", i - 1), (nodes, P, 2 * P)), op)
+        gc_up = gc
+    return (g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
+
+
 class _IdentitySweep(torch.autograd.Function):
     """The factor applied to the n×n identity (y = F I = F, n = M·P): :class:`_FusedSweep`
-    for x = I, with the zeros of I's blocks never multiplied.
+    for x = I, with the zeros of I's blocks never multiplied (:func:`_identity_forward`,
+    :func:`_identity_backward`).
 
     The up-sweep's value at node p of level i is nonzero only in the P·2^i columns of p's
     leaves: vⁱ_p = [0 … cⁱ_p … 0] with cⁱ_p (P × P·2^i) its compact block, c⁰_a = I,
@@ -257,103 +508,26 @@ class _IdentitySweep(torch.autograd.Function):
                 *ws: torch.Tensor) -> torch.Tensor:
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
         M, P, _ = diag.shape
-        n = M * P
-        s = -1 if lower else 1  # the band's source: node a + s feeds node a
-        cs: list[torch.Tensor] = [diag, enc[0]] if K else [diag]  # cs[0] (= I) unused
-        for i in range(1, K - 1):
-            cs.append(_pair_cat(torch.bmm(_split_pairs(enc[i]), cs[i])))
-        ys: list[torch.Tensor] = []
-        y: torch.Tensor | None = None
-        for i in range(K - 1, -1, -1):
-            nodes, W = M >> i, P << i
-            out = torch.empty((nodes, P, n), dtype=diag.dtype, device=diag.device)
-            if y is None:
-                out.zero_()
-            else:
-                torch.bmm(dec[i], y, out=out.view(nodes >> 1, 2 * P, n))
-            blocks = out.view(nodes, P, nodes, W)
-            band = blocks.diagonal(s, 0, 2).permute(2, 0, 1)  # rows a − s, columns a
-            if i == 0:
-                band.add_(off)
-                blocks.diagonal(0, 0, 2).permute(2, 0, 1).add_(diag)
-            else:
-                src = cs[i][1:] if s > 0 else cs[i][:-1]
-                band.add_(torch.bmm(bridges[i - 1], src))
-            ys.append(out)
-            y = out
-        if y is None:  # M = 1: F = D
-            y = diag.clone()
-        ctx.save_for_backward(*ws, *cs[2:], *ys[:-1])
+        y, cs, ys = _identity_forward(lower, K, diag, off, list(enc), list(dec),
+                                      list(bridges), _fresh(diag))
+        ctx.save_for_backward(*ws, *cs[2:], *ys[1:])
         ctx.lower, ctx.K, ctx.shape = lower, K, (M, P)
-        return y.reshape(n, n)
+        return y.reshape(M * P, M * P)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lower, K, (M, P) = ctx.lower, ctx.K, ctx.shape
-        n = M * P
-        s = -1 if lower else 1
-        g = g.contiguous().view(M, P, n)
-        if K == 0:
-            return None, None, g.clone(), None
+        g = g.contiguous().view(M, P, M * P)
         saved = ctx.saved_tensors
-        ws = saved[:3 * K - 1]
+        ws = saved[:3 * K - 1] if K else ()
         enc, dec, bridges = ws[:K], ws[K:2 * K], ws[2 * K:]
-        cs = [None, enc[0], *saved[3 * K - 1:3 * K - 1 + max(K - 2, 0)]]
-        ys = [None, *reversed(saved[3 * K - 1 + max(K - 2, 0):])]  # ys[i]: level i
-        # down-sweep backward, dense (leaves → root's children): ∂ℓ/∂yⁱ, decoder grads
-        gy = [g]
-        g_dec: list[torch.Tensor | None] = [None] * K  # dec[K − 1] never reaches y
-        for i in range(K - 1):
-            pairs = gy[i].view(M >> (i + 1), 2 * P, n)
-            g_dec[i] = torch.bmm(pairs, _bt(ys[i + 1]))
-            gy.append(torch.bmm(_bt(dec[i]), pairs))
-        # bands and up-sweep backward (root's children → leaves), on compact blocks
-        g_band: list[torch.Tensor] = [g] * K
-        g_enc: list[torch.Tensor | None] = [None] * K  # nor does enc[K − 1]
-        gc_up: torch.Tensor | None = None  # ∂ℓ/∂cⁱ⁺¹
-        g_diag = g
-        for i in range(K - 1, -1, -1):
-            nodes, W = M >> i, P << i
-            blocks = gy[i].view(nodes, P, nodes, W)
-            gband = blocks.diagonal(s, 0, 2).permute(2, 0, 1)
-            if i == 0:
-                g_band[0] = gband.contiguous()
-                g_diag = blocks.diagonal(0, 0, 2).permute(2, 0, 1).contiguous()
-                break
-            src = cs[i][1:] if s > 0 else cs[i][:-1]
-            g_band[i] = torch.bmm(gband, _bt(src))
-            gc = torch.empty((nodes, P, W), dtype=g.dtype, device=g.device)
-            gsrc, edge = (gc[1:], gc[0]) if s > 0 else (gc[:-1], gc[-1])
-            if gc_up is None:
-                torch.bmm(_bt(bridges[i - 1]), gband, out=gsrc)
-                edge.zero_()
-            else:
-                torch.bmm(_bt(_split_pairs(enc[i])), _pair_split(gc_up), out=gc)
-                gsrc.baddbmm_(_bt(bridges[i - 1]), gband)
-            # cⁱ = [E^{i−1}_{p,0} c^{i−1}_{2p} | E^{i−1}_{p,1} c^{i−1}_{2p+1}]
-            g_enc[i - 1] = gc if i == 1 else \
-                _pair_cat(torch.bmm(_pair_split(gc), _bt(cs[i - 1])))
-            gc_up = gc
-        return (None, None, g_diag, g_band[0], *g_enc, *g_dec, *g_band[1:])
-
-
-def _split_pairs(e: torch.Tensor) -> torch.Tensor:
-    """Encoder pairs (h, P, 2P) as (2h, P, P): the half E_{p,s} at index 2p + s (a copy)."""
-    h, P, _ = e.shape
-    return e.view(h, P, 2, P).transpose(1, 2).reshape(2 * h, P, P)
-
-
-def _pair_split(c: torch.Tensor) -> torch.Tensor:
-    """Compact blocks (h, P, 2W) as (2h, P, W): the column half s of block p at 2p + s."""
-    h, P, W2 = c.shape
-    return c.view(h, P, 2, W2 // 2).transpose(1, 2).reshape(2 * h, P, W2 // 2)
-
-
-def _pair_cat(t: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`_pair_split`: (2h, P, W) as (h, P, 2W)."""
-    h2, P, W = t.shape
-    return t.view(h2 // 2, 2, P, W).transpose(1, 2).reshape(h2 // 2, P, 2 * W)
+        nc = max(K - 2, 0)
+        cs = [None, enc[0], *saved[3 * K - 1:3 * K - 1 + nc]] if K else [None]
+        ys = [g, *saved[3 * K - 1 + nc:]] if K else [g]
+        grads = _identity_backward(lower, K, M, P, list(enc), list(dec), list(bridges),
+                                   cs, ys, g, _fresh(g))
+        return (None, None, *grads)
 
 
 class GFMMFactor(nn.Module):
@@ -569,6 +743,24 @@ class GFMMFactor(nn.Module):
             self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0), dtype=dt,
                                                   device=dev))
 
+    def diagonal_grad(self, g_blocks: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """∂ℓ/∂Θ (``diag``'s gradient) from G = ∂ℓ/∂D (D = :meth:`diagonal_blocks`), into
+        ``out``, by hand: full G (⊙ the padding mask); triangular L strict_lower(G); U
+        strict_upper(G) + diag(G_ii · s_i · σ(θ_i)) (D_ii = s_i(δ + softplus θ_i), softplus′ =
+        σ the logistic function). The same as autograd through :meth:`diagonal_blocks`."""
+        with torch.no_grad():
+            if self.diag_kind == "full":
+                if self.diag_mask is None:
+                    return out.copy_(g_blocks)
+                return torch.mul(g_blocks, self.diag_mask, out=out)
+            if self.lower:
+                return torch.tril(g_blocks, -1, out=out)
+            torch.triu(g_blocks, 1, out=out)
+            theta = self.diag.diagonal(0, -2, -1)
+            out.diagonal(0, -2, -1).copy_(g_blocks.diagonal(0, -2, -1) * self.pivot_sign
+                                          * torch.sigmoid(theta))
+            return out
+
 
 class GFMMProduct(nn.Module):
     """The product L·U of a block-lower and a block-upper GFMM factor (n = M·P).
@@ -591,6 +783,10 @@ class GFMMProduct(nn.Module):
         self.L = GFMMFactor(M, P, True, **kw)
         self.U = GFMMFactor(M, P, False, pivot_sign=pivot_sign, pivot_floor=pivot_floor,
                             pivot_start=pivot_start, **kw)
+        # every parameter a view of one flat tensor, every gradient of one flat gradient
+        # (one fused Adam kernel, one fill to zero them: flat.py)
+        self._flat = FlatParameters(list(self.parameters()))
+        self._plan: _StepPlan | None = None
 
     @property
     def n(self) -> int:
@@ -622,6 +818,113 @@ class GFMMProduct(nn.Module):
 
     def n_live(self) -> int:
         return self.L.n_live() + self.U.n_live()
+
+    def flat_parameters(self) -> FlatParameters:
+        """The binding of every parameter to one flat tensor (bound again first if
+        something moved a parameter or replaced a gradient)."""
+        self._flat.ensure()
+        return self._flat
+
+    def _step_plan(self, A: torch.Tensor, weight: float) -> _StepPlan:
+        """The plan of :meth:`identity_loss_and_grad` for this A and weight, made again
+        when the binding changed (a parameter moved)."""
+        flat = self.flat_parameters()
+        plan = self._plan
+        if plan is None or not plan.made_for(A, float(weight), flat):
+            self._plan = None  # let the old buffers go first
+            plan = self._plan = _StepPlan(self, A, float(weight), flat)
+        return plan
+
+    def identity_loss_and_grad(self, A: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """sq = ‖LU − A‖²_F (a 0-dim tensor) and, written into the parameters' gradients
+        (overwritten, not accumulated), the gradient of weight·sq — without autograd.
+
+        One pass each way: Y = U I (:func:`_identity_forward`), Z = L Y
+        (:func:`_dense_forward`), R = Z − A, sq = ⟨R, R⟩, G = 2·weight·R; then ∂/∂Y = Lᵀ G
+        and L's weight gradients (:func:`_dense_backward`), U's from ∂/∂Y
+        (:func:`_identity_backward`), each product written straight into the flat gradient
+        (:class:`~lubench_learned.flat.FlatParameters`) or into buffers kept from call to
+        call, as a plan of kernel calls made once (:class:`_StepPlan`). The same products
+        as :meth:`full_product` with autograd and ``mse_loss``, so the same loss and
+        gradients to round-off; the 4·log₂M edges that never reach LU keep a zero
+        gradient."""
+        plan = self._step_plan(A, weight)
+        with torch.no_grad():
+            _run(plan.plan)
+            return plan.parts.sum()
+
+
+class _StepPlan:
+    """:meth:`GFMMProduct.identity_loss_and_grad` as one list of kernel calls, recorded
+    once (:class:`_Ops`) on buffers kept for the next call, the parameters' own storage (a
+    step of the optimizer updates it in place) and their flat gradient's views: each call
+    then runs only the kernels, none of the views, shapes and Python of the sweeps.
+    ``parts`` holds ‖R‖²_F of each column tile (R = LU − A)."""
+
+    def __init__(self, net: GFMMProduct, A: torch.Tensor, weight: float,
+                 flat: FlatParameters):
+        self.key = (A, weight, flat.flat, flat.grad)  # the objects it was made for
+        L, U, M, P = net.L, net.U, net.M, net.P
+        n, K = M * P, L.K
+        dt, dev = flat.flat.dtype, flat.flat.device
+        if tuple(A.shape) != (n, n) or A.dtype != dt or A.device != dev or \
+                not A.is_contiguous():
+            raise ValueError(f"A must be a dense contiguous {n}×{n} {dt} tensor on {dev}, "
+                             f"got {tuple(A.shape)} {A.dtype} on {A.device}")
+        views = {id(p): g for p, g in zip(flat.params, flat.grad_views)}
+        op = _Ops(record=True)
+        work, diags = [], []
+        with torch.no_grad():
+            for f in (L, U):
+                roles = [(("enc", i), p) for i, p in enumerate(f.enc)] + \
+                    [(("dec", i), p) for i, p in enumerate(f.dec)] + \
+                    [(("bridge", i), p) for i, p in enumerate(f.bridge)] + [(("off",), f.off)]
+                plain = f.diag_kind == "full" and f.diag_mask is None  # D = Θ
+                if plain:
+                    roles.append((("diag",), f.diag))
+                w = _Workspace(dt, dev, {key: views[id(p)] for key, p in roles})
+                D = f.diag if plain else op(_put_diagonal_blocks, w(("D",), (M, P, P)), f)
+                work.append(w)
+                diags.append(D)
+            (wL, wU), (DL, DU) = work, diags
+            encL, decL, brL = list(L.enc), list(L.dec), list(L.bridge)
+            encU, decU, brU = list(U.enc), list(U.dec), list(U.bridge)
+            Y, cs, ysU = _identity_forward(False, K, DU, U.off, encU, decU, brU, wU, op)
+            # L on column tiles of Y (the loss and L's passes separate by columns; its
+            # weight gradients add up): each tile's level buffers stay closer to the cache
+            T = n  # equal tiles: n = M·P halved while wider than TILE_COLUMNS
+            while T > TILE_COLUMNS and T % 2 == 0:
+                T //= 2
+            tiles = range(0, n, T)
+            gY = wU(("gY",), (M, P, n))
+            A3 = A.view(M, P, n)
+            self.parts = torch.zeros(len(tiles), dtype=dt, device=dev)
+            for t, c0 in enumerate(tiles):
+                x = Y[:, :, c0:c0 + T]
+                Z, v, ysL = _dense_forward(True, K, x, DL, L.off, encL, decL, brL, wL, op)
+                R = op(torch.sub, Z, A3[:, :, c0:c0 + T], out=wL(("r",), (M, P, T)))
+                op(torch.dot, R.view(-1), R.view(-1), out=self.parts[t])
+                op(_T.mul_, R, 2.0 * weight)
+                gx = _dense_backward(True, K, x, DL, L.off, encL, decL, brL, v, ysL, R, True,
+                                     wL, op, accumulate=t > 0)[0]
+                if T < n:
+                    op(_T.copy_, gY[:, :, c0:c0 + T], gx)
+                else:
+                    gY = gx
+            _identity_backward(False, K, M, P, encU, decU, brU, cs, ysU, gY, wU, op)
+            for f, w in ((L, wL), (U, wU)):
+                if ("diag",) not in w.grads:
+                    op(f.diagonal_grad, w.bufs[("diag",)], views[id(f.diag)])
+            self.plan = op.plan
+
+    def made_for(self, A: torch.Tensor, weight: float, flat: FlatParameters) -> bool:
+        a, w, f, g = self.key
+        return a is A and w == weight and f is flat.flat and g is flat.grad
+
+
+def _put_diagonal_blocks(out: torch.Tensor, f: GFMMFactor) -> torch.Tensor:
+    """The diagonal blocks as used (:meth:`GFMMFactor.diagonal_blocks`) into ``out``."""
+    return out.copy_(f.diagonal_blocks())
 
 
 def dense_factor(factor: GFMMFactor) -> np.ndarray:

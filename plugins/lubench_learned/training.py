@@ -65,6 +65,7 @@ import torch
 
 from lubench.api import Budget, Diverged, Operator
 
+from .flat import FlatAdam, flat_of
 from .lm import LevenbergMarquardt
 from .watch import Watch, inv_norm1, solve_lu
 
@@ -229,8 +230,8 @@ class EdgeFreezer:
 
 
 def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
-                    mask: Callable[[list[torch.Tensor]], None] | None = None
-                    ) -> torch.optim.Optimizer | LevenbergMarquardt:
+                    mask: Callable[[list[torch.Tensor]], None] | None = None,
+                    flat: bool = False) -> torch.optim.Optimizer | LevenbergMarquardt:
     if s.optimizer == "lm":
         return LevenbergMarquardt(params, cg_iters=s.cg_iters, mask=mask)
     if s.optimizer == "lbfgs":
@@ -239,7 +240,13 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
                                  history_size=s.lbfgs_history, line_search_fn="strong_wolfe")
     # fused: one kernel per parameter (CPU) or for all of them (CUDA) instead of a loop of
     # elementwise ops (n = 256: Adam 0.5 → 0.15 ms of a 2.5 ms step); foreach where a device
-    # has no fused Adam
+    # has no fused Adam. ``flat``: the step writes its gradients into one flat buffer whose
+    # views the parameters are (GFMM products: flat.py); Adam steps that tensor, one kernel
+    # for all. (Autograd steps keep per-parameter Adam: their gradients are separate
+    # tensors, and copying them into the flat buffer costs more than it saves.)
+    binding = flat_of(params) if flat else None
+    if binding is not None:
+        return FlatAdam(binding, lr=s.lr, betas=tuple(s.betas))
     try:
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
     except (RuntimeError, TypeError, ValueError):
@@ -315,6 +322,10 @@ class Trainer:
             if hasattr(module, "fused"):
                 module.fused = schedule.optimizer not in ("lm", "als")
         self.full_identity = spec.kind == "identity" and not spec.blockwise
+        # the full-batch identity loss and its gradient in one autograd-free call, where the
+        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad)
+        self.fused_identity = self.full_identity and schedule.optimizer == "adam" and \
+            hasattr(model, "identity_loss_and_grad")
         if spec.blockwise:
             if not block_size or edge_groups is None or N % block_size:
                 raise ValueError("block-wise training needs a block size dividing N and the "
@@ -360,7 +371,8 @@ class Trainer:
                 lambda mask: LevenbergMarquardt(self.params, cg_iters=self.schedule.cg_iters,
                                                 mask=mask))
             return
-        self.opt = _make_optimizer(self.params, self.schedule, self._mask_list)
+        self.opt = _make_optimizer(self.params, self.schedule, self._mask_list,
+                                   flat=self.fused_identity)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
         """Zero the frozen edges' entries of per-parameter tensors (block-wise training)."""
@@ -423,6 +435,11 @@ class Trainer:
         :func:`train` reads them every ``read_every`` steps. (L-BFGS and Levenberg–Marquardt
         read their losses inside the step.) Adam steps whatever the loss: a loss that is not
         finite ends training when it is read."""
+        if self.fused_identity:
+            w = 2.0 if self.spec.transpose else 1.0
+            sq = self.model.identity_loss_and_grad(self.target.A, w)
+            self.opt.step()
+            return w * sq, sq.sqrt() / self.a_norm
         Z = None
         if self.spec.kind == "probes":
             Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
