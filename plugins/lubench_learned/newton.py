@@ -23,19 +23,25 @@ convergence without the ill-conditioned normal equations of ‖LU − A‖² (wh
 
 Acceptance is Levenberg–Marquardt's on the true loss f = ‖LU − A‖²_F: ρ = (f(θ) −
 f(θ + d)) / (f(θ) − ‖R + J_L d_L·U + L·J_U d_U‖²) > 1e-4 accepts; λ ÷3 for ρ > 0.75,
-×2 for ρ < 0.25, ×4 on a rejection (θ unchanged; the step counts).
+×2 for ρ < 0.25, ×4 on a rejection (θ unchanged). Far from a factorization (an identity
+start on a nonsymmetric operator) the dense step can be far outside what the graph's tangent
+holds and trials fail; a rejected trial is followed at once by a Kronecker-preconditioned
+Levenberg–Marquardt step on ‖LU − A‖² (:class:`~lubench_learned.lm.LevenbergMarquardt`
+with :class:`~lubench_learned.kronecker.KroneckerPreconditioner`), and after k rejections in
+a row the next trial waits min(2ᵏ, ``MAX_SKIP``) such steps. Every step is one of the two.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .gfmm import GFMMProduct
 from .kronecker import KroneckerPreconditioner, fit_factors
-from .lm import conjugate_gradients
+from .lm import LevenbergMarquardt, conjugate_gradients
 
 __all__ = ["ProjectedNewton", "CG_TOL"]
 
@@ -43,13 +49,17 @@ __all__ = ["ProjectedNewton", "CG_TOL"]
 # (laplacian_1d P = 32, exponential_kernel ρ = 0.5 P = 16; factor error 1e-6): 0.1 reaches
 # it in 3–6 s, 1e-2 in 8–20 s, 1e-3 in 8–25 s (inexact Newton: rough projections, more steps)
 CG_TOL = 0.1
+# After k rejected Newton trials in a row, min(2ᵏ, MAX_SKIP) Levenberg–Marquardt steps
+# (the first at once) before the next trial
+MAX_SKIP = 16
 
 
 class ProjectedNewton:
     """Projected Newton steps for a :class:`~lubench_learned.gfmm.GFMMProduct` with
     triangular diagonal blocks on a dense target ``A`` (N×N, the model's dtype).
     ``step(residual)`` has the interface of :class:`~lubench_learned.lm.LevenbergMarquardt`
-    (``residual`` is not used: the step forms L, U and LU − A itself)."""
+    (``residual`` serves the Levenberg–Marquardt fallback; a Newton trial forms L, U and
+    LU − A itself)."""
 
     def __init__(self, model: GFMMProduct, A: torch.Tensor, params: list[torch.nn.Parameter],
                  cg_iters: int = 200, cg_tol: float = CG_TOL, lam: float = 1e-3):
@@ -60,6 +70,11 @@ class ProjectedNewton:
         self.cg_iters, self.cg_tol, self.lam = cg_iters, cg_tol, lam
         self.a_norm = float(torch.linalg.norm(A))
         self.pre = KroneckerPreconditioner(model, params, fit_factors)
+        # the fallback: Kronecker-preconditioned Levenberg–Marquardt on ‖LU − A‖²
+        self.lm = LevenbergMarquardt(params, cg_iters=cg_iters,
+                                     preconditioner=KroneckerPreconditioner(model, params))
+        self.fails = 0  # Newton trials rejected in a row
+        self.skip = 0   # LM steps to take before the next Newton trial
         self.cg_steps = 0
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
@@ -69,18 +84,32 @@ class ProjectedNewton:
             R = Ld @ Ud - self.A
             return float((R * R).sum()), R, Ld, Ud
 
-    def step(self, residual: Any = None) -> tuple[float, torch.Tensor]:
+    def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
+        """One step: a Newton trial, or (while the last trials failed) an LM step."""
+        if self.skip > 0:
+            self.skip -= 1
+            return self.lm.step(residual)
+        f0, rel, accepted = self._newton()
+        if accepted or not math.isfinite(f0) or f0 == 0.0:
+            self.fails = 0
+            return f0, rel
+        self.fails += 1
+        self.skip = min(2 ** self.fails, MAX_SKIP) - 1
+        return self.lm.step(residual)
+
+    def _newton(self) -> tuple[float, torch.Tensor, bool]:
+        """A projected Newton trial: the loss before it, the relative error, and whether it
+        was accepted (else the weights are as they were)."""
         model, params = self.model, self.params
         f0, R, Ld, Ud = self._loss()
         rel = torch.tensor(math.sqrt(max(f0, 0.0)) / self.a_norm)
         if not math.isfinite(f0) or f0 == 0.0:
-            return f0, rel
+            return f0, rel, False
         # the dense Newton step: X = −L⁻¹ R U⁻¹, ΔL = L·strict_lower(X), ΔU = upper(X)·U
         X = torch.linalg.solve_triangular(Ld, -R, upper=False, unitriangular=True)
         X = torch.linalg.solve_triangular(Ud, X, upper=True, left=False)
         if not bool(torch.isfinite(X).all()):
-            self.lam = min(self.lam * 4.0, 1e12)
-            return f0, rel
+            return f0, rel, False
         tL, tU = Ld + Ld @ torch.tril(X, -1), Ud + torch.triu(X) @ Ud
         # project onto the graph's tangent: CG on (JᵀJ + λI) d = Jᵀ(target − F(θ))
         Lt, Ut = model.L.as_dense(), model.U.as_dense()
@@ -103,7 +132,7 @@ class ProjectedNewton:
                                                          retain_graph=True), v)],
             g, lambda v: self.pre.apply(v, lam), self.cg_iters, self.cg_tol)
         if self.cg_steps == 0:
-            return f0, rel
+            return f0, rel, False
         N = Ld.shape[0]
         jd = jvp(d).detach()
         dL, dU = jd[:N * N].reshape(N, N), jd[N * N:].reshape(N, N)
@@ -121,12 +150,12 @@ class ProjectedNewton:
                 self.lam = max(lam / 3.0, 1e-12)
             elif rho < 0.25:
                 self.lam = lam * 2.0
-            return f0, rel
+            return f0, rel, True
         with torch.no_grad():  # restore exactly (θ + d − d is θ only up to rounding)
             for p, x in zip(params, saved):
                 p.copy_(x)
         self.lam = min(lam * 4.0, 1e12)
-        return f0, rel
+        return f0, rel, False
 
 
 def _grad(out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
