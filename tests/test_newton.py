@@ -146,3 +146,17 @@ def test_default_method_reaches_round_off_on_a_banded_operator():
     b = np.ones(64)
     x = fact.solve(b)
     assert np.linalg.norm(op.dense() @ x - b) < 1e-9 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("kind, preconditioned", [("identity", True), ("probes", False)])
+def test_kronecker_preconditioner_only_on_the_whole_matrix_loss(kind, preconditioned):
+    """Its sweeps run on N columns: the probe loss (large n) trains without it."""
+    from lubench_learned.training import LossSpec, Schedule, Target, Trainer
+
+    op = _pentadiagonal(32)
+    net = _start(op)
+    tr = Trainer(net, Target(op, 32, torch.float64, "cpu", dense=kind == "identity"),
+                 LossSpec(kind, transpose=False),
+                 Schedule(optimizer="lm", cg_precond="kronecker"))
+    tr.start_block(None)
+    assert (tr.opt.preconditioner is not None) == preconditioned

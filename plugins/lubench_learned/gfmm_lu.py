@@ -100,7 +100,9 @@ class GfmmLU(LearnedLU):
             The preconditioner of ``lm``'s conjugate gradients: none, or per-edge
             block-Jacobi — each edge's exact diagonal block G ⊗ C of JᵀJ (C its input
             Gram, G its downstream Gram), inverted with the damping
-            (:mod:`lubench_learned.kronecker`). ``newton`` always uses it.
+            (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
+            block-wise; its sweeps run on n columns): otherwise none. ``newton`` always uses
+            it.
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"

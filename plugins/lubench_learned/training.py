@@ -252,7 +252,8 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
 
 def _preconditioner(model: Any, params: list[torch.nn.Parameter], s: Schedule) -> Any:
     """Levenberg–Marquardt's CG preconditioner for ``s.cg_precond`` (``kronecker``: the
-    per-edge block-Jacobi of :mod:`lubench_learned.kronecker`, GFMM products only)."""
+    per-edge block-Jacobi of :mod:`lubench_learned.kronecker`, GFMM products on the
+    whole-matrix loss only; ``model`` None: none)."""
     if s.cg_precond != "kronecker" or model is None:
         return None
     from .kronecker import preconditioner_for
@@ -384,8 +385,10 @@ class Trainer:
                     self.params, cg_iters=self.schedule.cg_iters, mask=mask,
                     preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
+        # the Kronecker preconditioner is built for the whole-matrix residual LU − A (its
+        # sweeps run on N columns); the probe loss and block-wise training go without
         self.opt = _make_optimizer(self.params, self.schedule, self._mask_list,
-                                   None if self.freezer is not None else self.model)
+                                   self.model if self.full_identity else None)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
         """Zero the frozen edges' entries of per-parameter tensors (block-wise training)."""
