@@ -144,6 +144,7 @@ class ProjectedNewton:
                 p.add_(x)
         f1 = self._loss()[0]
         rho = (f0 - f1) / pred if pred > 0 else -1.0
+        # diagnostics of the last trial: the decrease ratio, the predicted decrease, its loss
         self.last = {"rho": rho, "pred": pred, "f1": f1}
         if math.isfinite(f1) and rho > 1e-4:
             if rho > 0.75:
