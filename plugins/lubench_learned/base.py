@@ -36,11 +36,16 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         k, the number of Gaussian probe columns of the ``probes`` loss.
     transpose_loss : bool or None
         Add the same term for UᵀLᵀ − Aᵀ.
-    optimizer : {'adam', 'lbfgs', 'lm', 'als'} or None
+    optimizer : {'adam', 'lbfgs', 'lm', 'als', 'newton', 'auto'} or None
         Adam with the schedule below; full-batch L-BFGS with a strong-Wolfe line search (one
         iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
         an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
-        — a ``gfmm_lu`` parameter); or
+        — a ``gfmm_lu`` parameter, preconditioned per ``cg_precond``);
+        ``newton`` (``gfmm_lu``, same conditions as ``als``): projected Newton — the
+        explicit Newton step of LU = A for dense triangular factors (two triangular solves),
+        projected onto the GFMM weights by preconditioned CG (up to ``cg_iters`` products),
+        accepted as Levenberg–Marquardt accepts (:mod:`lubench_learned.newton`);
+        ``auto`` (``gfmm_lu``'s default): ``newton`` where it applies, else ``lm``; or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf
         decoders) and then U's columns (near field and leaf encoders) exactly, one small
@@ -199,7 +204,8 @@ class LearnedLU(Method):
                         max_steps_per_block=int(cfg["max_steps_per_block"]),
                         check_interval=int(cfg["check_interval"]), tol=float(cfg["tol"]),
                         patience=int(cfg["patience"]),
-                        cg_iters=int(cfg.get("cg_iters", Schedule.cg_iters)))
+                        cg_iters=int(cfg.get("cg_iters", Schedule.cg_iters)),
+                        cg_precond=str(cfg.get("cg_precond", Schedule.cg_precond)))
 
     def _seed(self, ctx: RunContext) -> int:
         return int(ctx.seed if self.seed is None else self.seed)

@@ -31,15 +31,22 @@ POST: dict[str, Any] = {
     "lr_drop_step": 5000, "betas": (0.999, 0.999), "max_steps_per_block": 50000,
     "check_interval": 1000, "tol": 1e-3, "patience": 2, "dtype": "float32",
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
-    "eval_every": 500, "cg_iters": 40,
+    "eval_every": 500, "cg_iters": 40, "cg_precond": "none",
 }
 # The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
-    "transpose_loss": False, "optimizer": "lm", "dtype": "float64", "init": "identity",
+    "transpose_loss": False, "optimizer": "auto", "dtype": "float64", "init": "identity",
     "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
-    "cg_iters": 200,
+    "cg_iters": 200, "cg_precond": "kronecker",
 }
+
+
+def newton_applies(cfg: dict[str, Any]) -> bool:
+    """Whether ``newton`` (and ``als``) can run: triangular diagonal blocks, the whole-matrix
+    loss, no block-wise training. ``optimizer: auto`` (the default) is ``newton`` then, else
+    ``lm`` (e.g. with the probe loss, which scales to large n)."""
+    return cfg["diag"] == "triangular" and not cfg["blockwise"] and cfg["loss"] == "identity"
 
 
 class GfmmFactorization(CompressedFactorization):
@@ -88,13 +95,20 @@ class GfmmLU(LearnedLU):
             Fit output block m = 0 … M−1 in turn, freezing what influenced finished blocks.
         cg_iters : int or None
             Conjugate-gradient products JᵀJv per Levenberg–Marquardt step at most (``lm``,
-            and the inner step of ``als``).
+            and the inner step of ``als``; the projection of ``newton``).
+        cg_precond : {'none', 'kronecker'} or None
+            The preconditioner of ``lm``'s conjugate gradients: none, or per-edge
+            block-Jacobi — each edge's exact diagonal block G ⊗ C of JᵀJ (C its input
+            Gram, G its downstream Gram), inverted with the damping
+            (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
+            block-wise; its sweeps run on n columns): otherwise none. ``newton`` always uses
+            it.
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
     INITS = ("uniform", "identity", "projected")
-    OPTIMIZERS = ("adam", "lbfgs", "lm", "als")
+    OPTIMIZERS = ("adam", "lbfgs", "lm", "als", "newton", "auto")
 
     def __init__(self, P: int = 32, M: int | None = None,
                  preset: Literal["default", "post"] = "default",
@@ -102,7 +116,7 @@ class GfmmLU(LearnedLU):
                  pivot_floor: float | None = None, blockwise: bool | None = None,
                  loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
                  transpose_loss: bool | None = None,
-                 optimizer: Literal["adam", "lbfgs", "lm", "als"] | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm", "als", "newton", "auto"] | None = None,
                  lr: float | None = None,
                  lr_late: float | None = None, lr_drop_step: int | None = None,
                  betas: tuple[float, float] | None = None,
@@ -113,6 +127,7 @@ class GfmmLU(LearnedLU):
                  init_scale: float | None = None, keep: Literal["best", "last"] | None = None,
                  watch_patience: int | None = None, eval_every: int | None = None,
                  cg_iters: int | None = None,
+                 cg_precond: Literal["none", "kronecker"] | None = None,
                  seed: int | None = None, log_every: int = 10):
         self.P = P
         self.M = M
@@ -139,6 +154,7 @@ class GfmmLU(LearnedLU):
         self.watch_patience = watch_patience
         self.eval_every = eval_every
         self.cg_iters = cg_iters
+        self.cg_precond = cg_precond
         self.seed = seed
         self.log_every = log_every
 
@@ -160,10 +176,14 @@ class GfmmLU(LearnedLU):
         if int(cfg["cg_iters"]) < 1:
             raise InvalidParameter(f"gfmm_lu: cg_iters must be at least 1, "
                                    f"got {cfg['cg_iters']!r}")
-        if cfg["optimizer"] == "als" and (cfg["diag"] != "triangular" or cfg["blockwise"]
-                                          or cfg["loss"] != "identity"):
-            raise InvalidParameter("gfmm_lu: optimizer 'als' needs diag 'triangular', loss "
-                                   "'identity' and blockwise false")
+        if cfg["optimizer"] == "auto":
+            cfg["optimizer"] = "newton" if newton_applies(cfg) else "lm"
+        if cfg["cg_precond"] not in ("none", "kronecker"):
+            raise InvalidParameter(f"gfmm_lu: cg_precond must be 'none' or 'kronecker', "
+                                   f"got {cfg['cg_precond']!r}")
+        if cfg["optimizer"] in ("als", "newton") and not newton_applies(cfg):
+            raise InvalidParameter(f"gfmm_lu: optimizer {cfg['optimizer']!r} needs diag "
+                                   f"'triangular', loss 'identity' and blockwise false")
         return cfg
 
     def shape_for(self, n: int) -> tuple[int, int]:
@@ -191,8 +211,9 @@ class GfmmLU(LearnedLU):
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
-        state = {"lbfgs": 100, "lm": 6, "als": 6}.get(cfg["optimizer"], 2)
-        dense = 4.0 * N * N * 8 if cfg["optimizer"] == "als" else 0.0  # ALS's dense L, U, W
+        state = {"lbfgs": 100, "lm": 6, "als": 6, "newton": 6}.get(cfg["optimizer"], 2)
+        # ALS's dense L, U, W; Newton's L, U, R, X, targets and the fit's residual
+        dense = {"als": 4.0, "newton": 10.0}.get(cfg["optimizer"], 0.0) * N * N * 8
         projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
                 + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected + dense)

@@ -5,11 +5,63 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-__all__ = ["LevenbergMarquardt"]
+__all__ = ["LevenbergMarquardt", "Preconditioner", "conjugate_gradients"]
+
+
+class Preconditioner(Protocol):
+    """A symmetric positive definite approximation of (JᵀJ + λI)⁻¹, fixed during a step."""
+
+    def update(self) -> None:
+        """Rebuild at the current weights (called once per step, before the CG)."""
+
+    def apply(self, xs: list[torch.Tensor], lam: float) -> list[torch.Tensor]:
+        """(JᵀJ + λI)⁻¹ x, approximately, for x given per parameter."""
+
+
+Vectors = list[torch.Tensor]
+
+
+def _dot(a: Vectors, b: Vectors) -> float:
+    return float(sum((x * y).sum() for x, y in zip(a, b)))
+
+
+def conjugate_gradients(op: Callable[[Vectors], Vectors], g: Vectors,
+                        precond: Callable[[Vectors], Vectors] | None, iters: int,
+                        tol: float) -> tuple[Vectors, int]:
+    """d ≈ −op⁻¹ g for a symmetric positive (semi)definite ``op`` by (preconditioned)
+    conjugate gradients from d = 0, vectors given per parameter; ``precond`` ≈ op⁻¹
+    (symmetric positive definite, fixed). Stops after ``iters`` products, at
+    ‖op d + g‖ ≤ tol·‖g‖, or when pᵀ op p ≤ 0. Returns d and the number of products
+    (0: g = 0)."""
+    g2 = _dot(g, g)
+    d = [torch.zeros_like(x) for x in g]
+    if g2 == 0.0:
+        return d, 0
+    res = [-x for x in g]
+    z = precond(res) if precond is not None else res
+    pdir = [x.clone() for x in z]
+    rz = _dot(res, z)
+    k = 0
+    while k < iters:
+        k += 1
+        Ap = op(pdir)
+        pAp = _dot(pdir, Ap)
+        if pAp <= 0:
+            break
+        alpha = rz / pAp
+        d = [x + alpha * y for x, y in zip(d, pdir)]
+        res = [x - alpha * y for x, y in zip(res, Ap)]
+        if _dot(res, res) <= tol ** 2 * g2:
+            break
+        z = precond(res) if precond is not None else res
+        rz_new = _dot(res, z)
+        pdir = [x + (rz_new / rz) * y for x, y in zip(z, pdir)]
+        rz = rz_new
+    return d, k
 
 
 class LevenbergMarquardt:
@@ -27,9 +79,12 @@ class LevenbergMarquardt:
 
     def __init__(self, params: list[torch.nn.Parameter], cg_iters: int = 40,
                  cg_tol: float = 1e-2, lam: float = 1e-3,
-                 mask: Callable[[list[torch.Tensor]], None] | None = None):
+                 mask: Callable[[list[torch.Tensor]], None] | None = None,
+                 preconditioner: Preconditioner | None = None):
         self.params, self.cg_iters, self.cg_tol, self.lam = params, cg_iters, cg_tol, lam
         self.mask = mask or (lambda ts: None)
+        self.preconditioner = preconditioner
+        self.cg_steps = 0  # conjugate-gradient products of the last step
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
     def _grad(self, out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
@@ -61,47 +116,40 @@ class LevenbergMarquardt:
             self.mask(out)
             return out
 
-        def dot(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-            return float(sum((x * y).sum() for x, y in zip(a, b)))
-
-        g_norm2 = dot(g, g)
-        if g_norm2 == 0.0:
-            return f0, rel
         lam = self.lam
-        # CG on (JᵀJ + λI) d = −g, from d = 0
-        d = [torch.zeros_like(p) for p in params]
-        res = [-x for x in g]
-        pdir = [x.clone() for x in res]
-        rr = dot(res, res)
-        for _ in range(self.cg_iters):
-            Ap = [a + lam * b for a, b in zip(jtj(pdir), pdir)]
-            pAp = dot(pdir, Ap)
-            if pAp <= 0:
-                break
-            alpha = rr / pAp
-            d = [x + alpha * y for x, y in zip(d, pdir)]
-            res = [x - alpha * y for x, y in zip(res, Ap)]
-            rr_new = dot(res, res)
-            if rr_new <= self.cg_tol ** 2 * g_norm2:
-                break
-            pdir = [x + (rr_new / rr) * y for x, y in zip(res, pdir)]
-            rr = rr_new
+        pre = self.preconditioner
+        if pre is not None:
+            pre.update()
+
+        def precond(v: list[torch.Tensor]) -> list[torch.Tensor]:
+            z = pre.apply(v, lam)
+            self.mask(z)
+            return z
+
+        d, self.cg_steps = conjugate_gradients(
+            lambda v: [a + lam * b for a, b in zip(jtj(v), v)], g,
+            precond if pre is not None else None, self.cg_iters, self.cg_tol)
+        if self.cg_steps == 0:
+            return f0, rel
         jd = jvp(d)
-        pred = -2.0 * dot(g, d) - float((jd * jd).sum())
+        pred = -2.0 * _dot(g, d) - float((jd * jd).sum())
         with torch.no_grad():
+            saved = [p.detach().clone() for p in params]
             for p, x in zip(params, d):
                 p.add_(x)
             r1, _ = residual()
             f1 = float((r1 ** 2).sum())
         rho = (f0 - f1) / pred if pred > 0 else -1.0
+        # diagnostics of the last trial: the decrease ratio, the predicted decrease, its loss
+        self.last = {"rho": rho, "pred": pred, "f1": f1}
         if math.isfinite(f1) and rho > 1e-4:
             if rho > 0.75:
                 self.lam = max(lam / 3.0, 1e-12)
             elif rho < 0.25:
                 self.lam = lam * 2.0
             return f0, rel
-        with torch.no_grad():
-            for p, x in zip(params, d):
-                p.sub_(x)
+        with torch.no_grad():  # restore exactly (θ + d − d is θ only up to rounding)
+            for p, x in zip(params, saved):
+                p.copy_(x)
         self.lam = min(lam * 4.0, 1e12)
         return f0, rel

@@ -73,6 +73,8 @@ __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainRes
            "training_environment", "torch_dtype", "STOP_REASONS", "SMALL_STEP", "Watch",
            "solve_lu", "inv_norm1", "LevenbergMarquardt", "warm_up"]
 
+# optimizers that differentiate twice (plain autograd graphs) and read their own losses
+SECOND_ORDER = ("lm", "als", "newton")
 STOP_REASONS = ("target_loss", "max_steps", "max_seconds", "converged", "residual_worse",
                 "nonfinite")
 EVAL_PROBES = 16
@@ -109,6 +111,7 @@ class Schedule:
     patience: int = 2
     lbfgs_history: int = 50
     cg_iters: int = 40
+    cg_precond: str = "none"
 
 
 @dataclass
@@ -231,9 +234,11 @@ class EdgeFreezer:
 
 def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
                     mask: Callable[[list[torch.Tensor]], None] | None = None,
-                    flat: bool = False) -> torch.optim.Optimizer | LevenbergMarquardt:
+                    model: Any = None, flat: bool = False
+                    ) -> torch.optim.Optimizer | LevenbergMarquardt:
     if s.optimizer == "lm":
-        return LevenbergMarquardt(params, cg_iters=s.cg_iters, mask=mask)
+        return LevenbergMarquardt(params, cg_iters=s.cg_iters, mask=mask,
+                                  preconditioner=_preconditioner(model, params, s))
     if s.optimizer == "lbfgs":
         # one iteration per step; max_eval bounds the line search's evaluations
         return torch.optim.LBFGS(params, lr=1.0, max_iter=1, max_eval=26,
@@ -251,6 +256,17 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), foreach=True)
+
+
+def _preconditioner(model: Any, params: list[torch.nn.Parameter], s: Schedule) -> Any:
+    """Levenberg–Marquardt's CG preconditioner for ``s.cg_precond`` (``kronecker``: the
+    per-edge block-Jacobi of :mod:`lubench_learned.kronecker`, GFMM products on the
+    whole-matrix loss only; ``model`` None: none)."""
+    if s.cg_precond != "kronecker" or model is None:
+        return None
+    from .kronecker import preconditioner_for
+
+    return preconditioner_for(model, params)
 
 
 def warm_up(device: str) -> None:
@@ -320,7 +336,7 @@ class Trainer:
         # Levenberg–Marquardt differentiates twice and takes plain autograd
         for module in model.modules():
             if hasattr(module, "fused"):
-                module.fused = schedule.optimizer not in ("lm", "als")
+                module.fused = schedule.optimizer not in SECOND_ORDER
         self.full_identity = spec.kind == "identity" and not spec.blockwise
         # the full-batch identity loss and its gradient in one autograd-free call, where the
         # model has one (GFMM products: GFMMProduct.identity_loss_and_grad)
@@ -359,6 +375,15 @@ class Trainer:
                 self._inputs["AT_cols"] = self.target.columns(s, transpose=True)
                 if self.spec.transpose:
                     self._inputs["A_cols"] = self.target.columns(s)
+        if self.schedule.optimizer == "newton":
+            from .newton import ProjectedNewton
+
+            if m is not None or not self.full_identity:
+                raise ValueError("projected Newton fits the whole ‖LU − A‖²_F: it needs loss "
+                                 "'identity' and no block-wise training")
+            self.opt = ProjectedNewton(self.model, self.target.A, self.params,
+                                       cg_iters=self.schedule.cg_iters)
+            return
         if self.schedule.optimizer == "als":
             from .als import AlternatingLeastSquares
 
@@ -368,10 +393,14 @@ class Trainer:
             self.opt = AlternatingLeastSquares(
                 self.model, np.asarray(self.target.A64.toarray() if sp.issparse(
                     self.target.A64) else self.target.A64), self.params,
-                lambda mask: LevenbergMarquardt(self.params, cg_iters=self.schedule.cg_iters,
-                                                mask=mask))
+                lambda mask: LevenbergMarquardt(
+                    self.params, cg_iters=self.schedule.cg_iters, mask=mask,
+                    preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
+        # the Kronecker preconditioner is built for the whole-matrix residual LU − A (its
+        # sweeps run on N columns); the probe loss and block-wise training go without
         self.opt = _make_optimizer(self.params, self.schedule, self._mask_list,
+                                   self.model if self.full_identity else None,
                                    flat=self.fused_identity)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
@@ -456,7 +485,7 @@ class Trainer:
             rel_box[0] = rel
             return loss
 
-        if self.schedule.optimizer in ("lm", "als"):
+        if self.schedule.optimizer in SECOND_ORDER:
             f0, rel = opt.step(lambda: self.residual(Z))
             return torch.tensor(f0, dtype=torch.float64), rel
         if self.schedule.optimizer == "lbfgs":

@@ -1,0 +1,162 @@
+"""Second-order training of gfmm_lu: preconditioned CG, the Kronecker edge blocks, projected
+Newton, the ``auto`` optimizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from lubench_learned import GfmmLU
+from lubench_learned.gfmm import GFMMProduct
+from lubench_learned.kronecker import KroneckerPreconditioner, kronecker_factors
+from lubench_learned.lm import LevenbergMarquardt, conjugate_gradients
+from lubench_learned.newton import ProjectedNewton
+
+from lubench.api import Budget, InvalidParameter, Operator, RunContext
+
+
+def _pentadiagonal(n: int) -> Operator:
+    """Banded and nonsymmetric; its LU (bandwidth 2 ≤ P) fits the GFMM near field."""
+    A = sp.diags([-np.ones(n - 2), -1.5 * np.ones(n - 1), 5 * np.ones(n),
+                  -0.5 * np.ones(n - 1), -np.ones(n - 2)], [-2, -1, 0, 1, 2], format="csr")
+    return Operator("penta", A, symmetric=False, spd=False)
+
+
+def _plain(net: GFMMProduct) -> GFMMProduct:
+    for m in net.modules():
+        if hasattr(m, "fused"):
+            m.fused = False  # plain autograd: differentiable twice
+    return net
+
+
+def _start(op: Operator, P: int = 4) -> GFMMProduct:
+    method = GfmmLU(P=P)
+    return _plain(method.build_model(op, method._validated(), seed=0))
+
+
+def _loss(net: GFMMProduct, A: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(((net.full_product() - A) ** 2).sum())
+
+
+def test_preconditioned_cg_solves_an_spd_system_to_tolerance():
+    """With any SPD preconditioner (here the inverse diagonal) CG reaches the asked relative
+    residual on an SPD system, in fewer products than plain CG on a badly scaled one."""
+    gen = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=torch.float64))
+    S = torch.diag(torch.logspace(0, 4, 40, dtype=torch.float64))
+    A = S @ (Q @ torch.diag(torch.linspace(1, 3, 40, dtype=torch.float64)) @ Q.T) @ S
+    g = [torch.randn(40, generator=gen, dtype=torch.float64)]
+    op = lambda v: [A @ v[0]]  # noqa: E731
+    diag = torch.diagonal(A)
+    d, k = conjugate_gradients(op, g, lambda v: [v[0] / diag], 200, 1e-10)
+    assert float(torch.linalg.norm(A @ d[0] + g[0])) <= 1e-10 * float(torch.linalg.norm(g[0]))
+    _, k_plain = conjugate_gradients(op, g, None, 200, 1e-10)
+    assert k < k_plain
+
+
+def test_kronecker_blocks_are_the_exact_diagonal_blocks_of_jtj():
+    """For each edge (one node of each parameter tensor) JᵀJ restricted to it is G·X·C."""
+    net = _plain(GFMMProduct(8, 3, diag="full", init_scale=0.5, dtype=torch.float64,
+                             generator=torch.Generator().manual_seed(3)))
+    gen = torch.Generator().manual_seed(1)
+    checked = 0
+    for p, G, C in kronecker_factors(net):
+        if p.shape[0] == 0:
+            continue
+        X = torch.zeros_like(p)
+        X[0] = torch.randn(p.shape[1:], generator=gen, dtype=p.dtype)
+        r = net.full_product()
+        u = torch.zeros_like(r, requires_grad=True)
+        (jtu,) = torch.autograd.grad(r, [p], grad_outputs=u, create_graph=True,
+                                     allow_unused=True)
+        if jtu is None:  # an edge that never reaches the output: G = C = 0
+            assert float(G.abs().max()) == 0 == float(C.abs().max())
+            continue
+        (jv,) = torch.autograd.grad(jtu, u, grad_outputs=X)
+        (jtjv,) = torch.autograd.grad(r, [p], grad_outputs=jv)
+        torch.testing.assert_close(jtjv[0], G[0] @ X[0] @ C[0], rtol=1e-10, atol=1e-12)
+        checked += 1
+    assert checked >= 12
+
+
+def test_kronecker_preconditioned_lm_step_lowers_the_loss():
+    op = _pentadiagonal(32)
+    A = torch.as_tensor(op.dense())
+    net = _start(op)
+    params = list(net.parameters())
+    lm = LevenbergMarquardt(params, cg_iters=50,
+                            preconditioner=KroneckerPreconditioner(net, params))
+
+    def residual():
+        R = net.full_product() - A
+        return R.reshape(-1), None
+
+    losses = [_loss(net, A)]
+    for _ in range(5):
+        lm.step(residual)
+        losses.append(_loss(net, A))
+    assert all(b <= a for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < 1e-2 * losses[0]
+
+
+def test_projected_newton_converges_on_an_exactly_representable_case():
+    """From the identity start, on a banded operator whose LU lies in the pattern: the loss
+    never rises, ends at round-off level, L's diagonal stays 1 and U's pivots ≥ δ."""
+    op = _pentadiagonal(32)
+    A = torch.as_tensor(op.dense())
+    net = _start(op)
+    opt = ProjectedNewton(net, A, list(net.parameters()), cg_iters=100)
+    losses = [_loss(net, A)]
+    for _ in range(40):
+        opt.step(lambda: ((net.full_product() - A).reshape(-1), None))
+        losses.append(_loss(net, A))
+    # never rises (up to the rounding of LU formed two ways, ~ε²‖A‖²)
+    slack = 1e-28 * float((A * A).sum())
+    assert all(b <= a + slack for a, b in zip(losses, losses[1:]))
+    assert losses[-1] ** 0.5 < 1e-10 * float(torch.linalg.norm(A))
+    Ld, Ud = net.L.as_dense().detach(), net.U.as_dense().detach()
+    assert torch.all(torch.diagonal(Ld) == 1.0)
+    assert torch.all(torch.diagonal(Ud).abs() >= float(net.U.pivot_floor))
+
+
+def test_projected_newton_refuses_full_diagonal_blocks():
+    net = GFMMProduct(4, 4, diag="full", dtype=torch.float64)
+    with pytest.raises(ValueError, match="triangular"):
+        ProjectedNewton(net, torch.eye(16, dtype=torch.float64), list(net.parameters()))
+
+
+def test_auto_is_newton_where_it_applies_else_lm():
+    assert GfmmLU(P=8)._validated()["optimizer"] == "newton"
+    assert GfmmLU(P=8, loss="probes")._validated()["optimizer"] == "lm"
+    assert GfmmLU(P=8, blockwise=True)._validated()["optimizer"] == "lm"
+    with pytest.raises(InvalidParameter, match="'newton' needs diag 'triangular'"):
+        GfmmLU(P=8, optimizer="newton", diag="full")._validated()
+    with pytest.raises(InvalidParameter, match="cg_precond"):
+        GfmmLU(P=8, cg_precond="jacobi")._validated()
+
+
+def test_default_method_reaches_round_off_on_a_banded_operator():
+    """The default preset (auto → newton) from scratch, through the method's factorize."""
+    op = _pentadiagonal(64)
+    ctx = RunContext(device="cpu", seed=0, budget=Budget(max_steps=40))
+    fact = GfmmLU(P=8).factorize(op, ctx)
+    assert fact.info["config"]["optimizer"] == "newton"
+    b = np.ones(64)
+    x = fact.solve(b)
+    assert np.linalg.norm(op.dense() @ x - b) < 1e-9 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("kind, preconditioned", [("identity", True), ("probes", False)])
+def test_kronecker_preconditioner_only_on_the_whole_matrix_loss(kind, preconditioned):
+    """Its sweeps run on N columns: the probe loss (large n) trains without it."""
+    from lubench_learned.training import LossSpec, Schedule, Target, Trainer
+
+    op = _pentadiagonal(32)
+    net = _start(op)
+    tr = Trainer(net, Target(op, 32, torch.float64, "cpu", dense=kind == "identity"),
+                 LossSpec(kind, transpose=False),
+                 Schedule(optimizer="lm", cg_precond="kronecker"))
+    tr.start_block(None)
+    assert (tr.opt.preconditioner is not None) == preconditioned
