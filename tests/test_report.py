@@ -666,7 +666,7 @@ def test_method_labels_name_only_what_a_row_sets():
     from lubench.report.load import add_labels
     df = pd.DataFrame({
         "method": ["gfmm_lu", "gfmm_lu", "gfmm_lu", "plu"],
-        "method_params": ['{"P": 32, "preset": "post"}', '{"P": 32}',
+        "method_params": ['{"P": 32, "preset": "post", "init": null}', '{"P": 32}',
                           '{"P": 32, "init": "projected"}', "{}"],
         "operator": ["laplacian_1d"] * 4, "operator_params": ["{}"] * 4})
     labels = add_labels(df)["method_label"].tolist()

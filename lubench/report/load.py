@@ -108,8 +108,9 @@ def _label(name: str, params: dict) -> str:
 
 def _labels(names: pd.Series, params: pd.Series) -> pd.Series:
     """``name[k=v,...]`` with only the parameters whose value differs between rows of a name;
-    a row that does not set such a parameter (it runs with the method's default) leaves it
-    out, and one that sets none of them is plain ``name``."""
+    a row that does not set such a parameter, or records it as None (either way it runs
+    with the method's default), leaves it out, and one that sets none of them is plain
+    ``name``."""
     parsed = params.map(_params)
     out = names.astype(str).copy()
     for name in names.dropna().unique():
@@ -120,7 +121,8 @@ def _labels(names: pd.Series, params: pd.Series) -> pd.Series:
                    if len({json.dumps(d.get(k), sort_keys=True, default=str) for d in dicts}) > 1]
         if not varying:
             continue
-        out[mask] = [_label(name, {k: d[k] for k in varying if k in d}) for d in dicts]
+        out[mask] = [_label(name, {k: d[k] for k in varying if d.get(k) is not None})
+                     for d in dicts]
     return out
 
 
