@@ -65,10 +65,12 @@ def panel_title(key: tuple, limit: int = 30) -> str:
 
 
 def panel_grid(count: int, preset: Preset, height: float | None = None, legend_rows: int = 2,
-          runs: int = 1) -> tuple[Figure, np.ndarray]:
-    """Panels in at most ``preset.max_cols`` columns at the preset's width (one column per
-    run when several runs fit in a row); room below for a legend of ``legend_rows`` rows."""
-    ncols = runs if 1 < runs <= preset.max_cols else max(1, min(preset.max_cols, count))
+          runs: int = 1, max_cols: int | None = None) -> tuple[Figure, np.ndarray]:
+    """Panels in at most ``preset.max_cols`` columns (or ``max_cols``, when fewer) at the
+    preset's width (one column per run when several runs fit in a row); room below for a
+    legend of ``legend_rows`` rows."""
+    cols = min(preset.max_cols, max_cols or preset.max_cols)
+    ncols = runs if 1 < runs <= cols else max(1, min(cols, count))
     nrows = max(1, math.ceil(count / ncols))
     h = (height or preset.panel_height) * nrows + 0.16 * legend_rows * preset.font / 8
     fig, axes = plt.subplots(nrows, ncols, figsize=(preset.width, h), squeeze=False,

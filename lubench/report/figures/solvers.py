@@ -99,7 +99,11 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
     rows_max = max(panel_rows(data, k)["method_label"].nunique() for k in keys)
     with plt.rc_context(style.rc):
         height = max(style.preset.panel_height, 0.5 + 0.16 * rows_max)
-        fig, axes = panel_grid(len(keys), style.preset, height=height, runs=run_count(data))
+        # the method labels are the y tick labels: as many columns as leave each panel
+        # about 1.3 in beside its labels (long ones, such as swept parameters, take one)
+        label_in = data["method_label"].astype(str).str.len().max() * style.preset.font * 0.55 / 72
+        fig, axes = panel_grid(len(keys), style.preset, height=height, runs=run_count(data),
+                               max_cols=max(1, int(style.preset.width // (label_in + 1.3))))
         no_conv = False
         for ax, key in zip(axes.flat, keys):
             d = panel_rows(data, key).iloc[::-1]  # first method at the top
