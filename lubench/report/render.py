@@ -18,6 +18,7 @@ run.
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,8 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
                 continue
             # the rc settings (text as text in SVG, TrueType in PDF) apply when saving
             try:
-                with plt.rc_context(style.rc):
+                with plt.rc_context(style.rc), warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
                     buf = io.BytesIO()
                     fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
                     pngs[name] = buf.getvalue()
@@ -141,6 +143,15 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
                         fig.savefig(out / f"{name}.{fmt}", format=fmt, bbox_inches="tight")
             finally:
                 plt.close(fig)
+            # matplotlib's own warnings (a layout it could not fit) become one line that says
+            # which figure and what to do, instead of a warning with a source line
+            layout = [w for w in caught if "constrained_layout" in str(w.message)]
+            for w in caught:
+                if w not in layout:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if layout:
+                echo(f"lubench: warning: figure {name}: too many configurations or labels for "
+                     "its panels to lay out cleanly; select fewer (--methods, --operators)")
         echo(f"figures: {', '.join(pngs)} ({', '.join(spec.figure_formats) or 'embedded only'})")
     elif not any_ok:
         echo("lubench: no case finished ok: no figure drawn (tables list the failures)")
