@@ -693,3 +693,34 @@ def test_scaling_is_not_drawn_for_a_run_at_one_size(tmp_path):
                             figures="scaling,error_vs_params"), echo=lines.append)
     assert not (out / "scaling.png").exists() and (out / "error_vs_params.png").is_file()
     assert "every operator ran at one size" in (out / "report.html").read_text()
+
+
+def test_a_figure_too_crowded_to_lay_out_is_one_line_not_a_warning(run_dir, tmp_path,
+                                                                     monkeypatch):
+    """matplotlib's 'constrained_layout not applied' becomes one lubench line naming the
+    figure and what to select; the figure is still written."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from lubench.report import figures as F
+    from lubench.report import render_report
+
+    def crowded(summary, style):  # 9 panels of 16 long tick labels on a 2-inch figure
+        fig, axes = plt.subplots(3, 3, figsize=(2, 2), layout="constrained")
+        for ax in axes.flat:
+            ax.set_yticks(range(16), ["gfmm_compressed[P=32,rank=16,tol=1e-16]"] * 16)
+            ax.set_title("t\n" * 5)
+        return fig
+
+    monkeypatch.setitem(F.FIGURES, "error_vs_params", crowded)
+    lines: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        out = render_report(run_dir, tmp_path / "crowded",
+                            spec=spec(formats="png", figures="error_vs_params"),
+                            echo=lines.append)
+    assert (out / "error_vs_params.png").is_file()
+    assert [line for line in lines if "warning" in line] == [
+        "lubench: warning: figure error_vs_params: too many configurations or labels for its "
+        "panels to lay out cleanly; select fewer (--methods, --operators)"]
