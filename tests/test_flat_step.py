@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned import gfmm
-from lubench_learned.flat import FlatAdam, FlatParameters, flat_of
+from lubench_learned.flat import FlatAdam, FlatParameters
 from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
@@ -127,7 +127,7 @@ def test_parameters_are_views_of_one_flat_tensor():
     with torch.no_grad():
         binding.flat.mul_(0.5)
     net.load_state_dict(saved)
-    assert flat_of(list(net.parameters())) is binding
+    assert net.flat_parameters() is binding and binding.holds(list(net.parameters()))
     for k, p in net.named_parameters():
         assert torch.equal(p, saved[k])
 
@@ -148,14 +148,15 @@ def test_autograd_accumulates_into_the_flat_gradient():
         binding.params.index(net.L.diag)].data_ptr()
 
 
-def test_flat_of_is_only_the_whole_binding():
+def test_a_binding_holds_only_its_whole_parameter_list():
     net = _net(4, 3)
     params = list(net.parameters())
-    assert flat_of(params) is net.flat_parameters()
-    assert flat_of(list(reversed(params))) is net.flat_parameters()
-    assert flat_of(params[1:]) is None
-    assert flat_of(list(_net(4, 3).parameters()) + params) is None
-    assert flat_of([torch.nn.Parameter(torch.zeros(2))]) is None
+    binding = net.flat_parameters()
+    assert binding.holds(params)
+    assert binding.holds(list(reversed(params)))
+    assert not binding.holds(params[1:])
+    assert not binding.holds(list(_net(4, 3).parameters()) + params)
+    assert not binding.holds([torch.nn.Parameter(torch.zeros(2))])
 
 
 def test_flat_parameters_need_one_device_and_dtype():

@@ -22,26 +22,12 @@ fill and an add per step).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["FlatParameters", "FlatAdam", "flat_of"]
-
-# id(parameter) → its binding (weakly: a binding lives as long as its model holds it; while
-# it lives, it holds its parameters, so their ids are not reused)
-_BINDINGS: dict[int, weakref.ref] = {}
-
-
-def _forget(ids: list[int]) -> None:
-    """Drop the entries of a binding that died (not those a newer binding made since)."""
-    for i in ids:
-        ref = _BINDINGS.get(i)
-        if ref is not None and ref() is None:
-            del _BINDINGS[i]
-
+__all__ = ["FlatParameters", "FlatAdam"]
 
 class FlatParameters:
     """Parameters bound to one flat value tensor (``flat``) and one flat gradient (``grad``).
@@ -63,10 +49,6 @@ class FlatParameters:
         self._ptrs: list[int] = []
         self._grad_ptrs: list[int] = []
         self.bind()
-        me = weakref.ref(self)
-        for p in self.params:
-            _BINDINGS[id(p)] = me
-        weakref.finalize(self, _forget, [id(p) for p in self.params])
 
     @property
     def numel(self) -> int:
@@ -123,19 +105,10 @@ class FlatParameters:
         self.ensure()
         self.grad.zero_()
 
-
-def flat_of(params: Sequence[torch.Tensor]) -> FlatParameters | None:
-    """The binding that holds exactly ``params`` (in any order), checked and rebound if
-    needed; None when they are not all, and only, the parameters of one binding."""
-    if not params:
-        return None
-    ref = _BINDINGS.get(id(params[0]))
-    binding = ref() if ref is not None else None
-    if binding is None or len(binding.params) != len(params) or \
-            {id(p) for p in binding.params} != {id(p) for p in params}:
-        return None
-    binding.ensure()
-    return binding
+    def holds(self, params: Sequence[torch.Tensor]) -> bool:
+        """Whether ``params`` are exactly this binding's parameters (in any order)."""
+        return len(params) == len(self.params) and \
+            {id(p) for p in params} == {id(p) for p in self.params}
 
 
 class FlatAdam(torch.optim.Adam):

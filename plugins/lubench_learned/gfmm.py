@@ -101,6 +101,16 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
            diag: torch.Tensor, off: torch.Tensor, bridges: list[torch.Tensor],
            lower: bool) -> torch.Tensor:
     """y = (GFMM graph) x for leaf blocks x of shape (M, P, c); one bmm per level and role."""
+    return _sweep_levels(x, enc, dec, diag, off, bridges, lower)[2]
+
+
+def _sweep_levels(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
+                  diag: torch.Tensor, off: torch.Tensor, bridges: list[torch.Tensor],
+                  lower: bool) -> tuple[list[torch.Tensor], list[torch.Tensor | None],
+                                        torch.Tensor]:
+    """:func:`_sweep` with its level values: (v, ys, y) — vⁱ the up-sweep value of level i
+    (i = 0 … K−1, v⁰ = x), ysⁱ the down-sweep value of level i (i = 0 … K−1; ys⁰ = y;
+    ys[K] None) and the output y."""
     M, P, c = x.shape
     K = len(enc)
     # up-sweep; the root's value only meets the zero root bridge, so it is not formed
@@ -109,6 +119,7 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
         v.append(torch.bmm(enc[i], v[-1].reshape(M >> (i + 1), 2 * P, c)))
     # down-sweep from the root's children to the leaves
     pad = (0, 0, 0, 0, 1, 0) if lower else (0, 0, 0, 0, 0, 1)
+    ys: list[torch.Tensor | None] = [None] * (K + 1)
     y: torch.Tensor | None = None
     for i in range(K - 1, -1, -1):
         nodes = M >> i
@@ -118,10 +129,10 @@ def _sweep(x: torch.Tensor, enc: list[torch.Tensor], dec: list[torch.Tensor],
             t = torch.baddbmm(t, diag, x)
         if y is not None:
             t = t + torch.bmm(dec[i], y).reshape(nodes, P, c)
-        y = t
+        ys[i] = y = t
     if y is None:  # M = 1: the factor is its one diagonal block
         y = torch.bmm(diag, x)
-    return y
+    return v, ys, y
 
 
 

@@ -23,9 +23,9 @@ s·(δ + softplus θ)) reach their raw weights Θ through a diagonal map T (0 on
 entries, s·σ(θ) on U's pivots, 1 elsewhere); their block gets T⁺ (G ⊗ C + λI)⁻¹ T⁺ with T⁺
 the pseudo-inverse of T — symmetric positive definite on the weights that reach the output.
 
-The sweeps here repeat the graph of :func:`lubench_learned.gfmm._sweep` (one bmm per level
-and role) to keep each edge's input and output-gradient values; they read the factor's
-parameter tensors and change nothing.
+The forward pass is :func:`lubench_learned.gfmm._sweep_levels` (the sweep with its level
+values, each edge's input); the backward pass here keeps each edge's output-gradient values.
+Both read the factor's parameter tensors and change nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .gfmm import GFMMFactor, GFMMProduct
+from .gfmm import GFMMFactor, GFMMProduct, _sweep_levels
 
 __all__ = ["kronecker_factors", "fit_factors", "KroneckerPreconditioner", "preconditioner_for"]
 
@@ -63,24 +63,8 @@ def _edge_grams(f: GFMMFactor, x: torch.Tensor, g: torch.Tensor
     off = f.off
     out: Blocks = []
     with torch.no_grad():
-        # forward, keeping the up-sweep values v and down-sweep values y
-        v = [x]
-        for i in range(K - 1):
-            v.append(torch.bmm(enc[i], v[-1].reshape(M >> (i + 1), 2 * P, c)))
-        pad = (0, 0, 0, 0, 1, 0) if lower else (0, 0, 0, 0, 0, 1)
-        ys: list[torch.Tensor | None] = [None] * (K + 1)
-        y: torch.Tensor | None = None
-        for i in range(K - 1, -1, -1):
-            nodes = M >> i
-            src = v[i][:-1] if lower else v[i][1:]
-            t = F.pad(torch.bmm(off if i == 0 else bridges[i - 1], src), pad)
-            if i == 0:
-                t = torch.baddbmm(t, diag, x)
-            if y is not None:
-                t = t + torch.bmm(dec[i], y).reshape(nodes, P, c)
-            ys[i] = y = t
-        if y is None:
-            y = torch.bmm(diag, x)
+        # forward, keeping the up-sweep values v and down-sweep values ys
+        v, ys, y = _sweep_levels(x, enc, dec, diag, off, bridges, lower)
         # backward with cotangent g: gy[i] = ∂/∂yⁱ, gv[i] = ∂/∂vⁱ
         cg = g.shape[-1]
         gy = [g]

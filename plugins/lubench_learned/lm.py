@@ -9,7 +9,8 @@ from typing import Any, Protocol
 
 import torch
 
-__all__ = ["LevenbergMarquardt", "Preconditioner", "conjugate_gradients"]
+__all__ = ["LevenbergMarquardt", "Preconditioner", "conjugate_gradients", "gauss_newton",
+           "trial_step", "vjp"]
 
 
 class Preconditioner(Protocol):
@@ -64,6 +65,55 @@ def conjugate_gradients(op: Callable[[Vectors], Vectors], g: Vectors,
     return d, k
 
 
+def vjp(out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
+        **kw: Any) -> Vectors:
+    """(∂out/∂inputs)ᵀ v per input (zeros for an input ``out`` does not depend on)."""
+    gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
+    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
+
+
+def gauss_newton(r: torch.Tensor, params: list[torch.Tensor]
+                 ) -> tuple[Vectors, Callable[[Vectors], torch.Tensor]]:
+    """For a residual r(θ) (built with autograd): g = Jᵀr and v ↦ Jv, the latter by the
+    double-backward trick (Jv is the gradient of u ↦ ⟨Jᵀu, v⟩ with respect to u). JᵀJv is
+    then ``vjp(r, params, jv(v), retain_graph=True)``."""
+    rd = r.detach()
+    g = vjp(r, params, rd, retain_graph=True)
+    u = torch.zeros_like(rd, requires_grad=True)
+    jtu = vjp(r, params, u, create_graph=True, retain_graph=True)
+    live = [i for i, t in enumerate(jtu) if t.requires_grad]
+
+    def jv(v: Vectors) -> torch.Tensor:
+        (out,) = torch.autograd.grad([jtu[i] for i in live], u,
+                                     grad_outputs=[v[i] for i in live], retain_graph=True)
+        return out
+
+    return g, jv
+
+
+def trial_step(params: list[torch.Tensor], d: Vectors, loss: Callable[[], float], f0: float,
+               pred: float, lam: float) -> tuple[bool, float, dict]:
+    """Try θ + d against the predicted decrease ``pred``: kept when ρ = (f0 − f(θ + d)) /
+    pred > 1e-4, else θ is restored exactly (θ + d − d is θ only up to rounding). Returns
+    (kept, the next λ — ÷3 for ρ > 0.75, ×2 for ρ < 0.25, ×4 when rejected — and the
+    trial's diagnostics {rho, pred, f1})."""
+    with torch.no_grad():
+        saved = [p.detach().clone() for p in params]
+        for p, x in zip(params, d):
+            p.add_(x)
+        f1 = loss()
+    rho = (f0 - f1) / pred if pred > 0 else -1.0
+    last = {"rho": rho, "pred": pred, "f1": f1}
+    if math.isfinite(f1) and rho > 1e-4:
+        if rho > 0.75:
+            return True, max(lam / 3.0, 1e-12), last
+        return True, (lam * 2.0 if rho < 0.25 else lam), last
+    with torch.no_grad():
+        for p, x in zip(params, saved):
+            p.copy_(x)
+    return False, min(lam * 4.0, 1e12), last
+
+
 class LevenbergMarquardt:
     """Matrix-free Levenberg–Marquardt on a least-squares loss f(θ) = ‖r(θ)‖².
 
@@ -87,32 +137,17 @@ class LevenbergMarquardt:
         self.cg_steps = 0  # conjugate-gradient products of the last step
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
-    def _grad(self, out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
-              **kw: Any) -> list[torch.Tensor]:
-        gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
-        return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
-
     def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
         params = self.params
         r, rel = residual()
         f0 = float((r.detach() ** 2).sum())
         if not math.isfinite(f0):
             return f0, rel
-        rd = r.detach()
-        g = self._grad(r, params, rd, retain_graph=True)
+        g, jvp = gauss_newton(r, params)
         self.mask(g)
-        u = torch.zeros_like(rd, requires_grad=True)
-        jtu = self._grad(r, params, u, create_graph=True, retain_graph=True)
-
-        live = [i for i, t in enumerate(jtu) if t.requires_grad]
-
-        def jvp(v: list[torch.Tensor]) -> torch.Tensor:
-            (jv,) = torch.autograd.grad([jtu[i] for i in live], u,
-                                        grad_outputs=[v[i] for i in live], retain_graph=True)
-            return jv
 
         def jtj(v: list[torch.Tensor]) -> list[torch.Tensor]:
-            out = self._grad(r, params, jvp(v), retain_graph=True)
+            out = vjp(r, params, jvp(v), retain_graph=True)
             self.mask(out)
             return out
 
@@ -133,23 +168,6 @@ class LevenbergMarquardt:
             return f0, rel
         jd = jvp(d)
         pred = -2.0 * _dot(g, d) - float((jd * jd).sum())
-        with torch.no_grad():
-            saved = [p.detach().clone() for p in params]
-            for p, x in zip(params, d):
-                p.add_(x)
-            r1, _ = residual()
-            f1 = float((r1 ** 2).sum())
-        rho = (f0 - f1) / pred if pred > 0 else -1.0
-        # diagnostics of the last trial: the decrease ratio, the predicted decrease, its loss
-        self.last = {"rho": rho, "pred": pred, "f1": f1}
-        if math.isfinite(f1) and rho > 1e-4:
-            if rho > 0.75:
-                self.lam = max(lam / 3.0, 1e-12)
-            elif rho < 0.25:
-                self.lam = lam * 2.0
-            return f0, rel
-        with torch.no_grad():  # restore exactly (θ + d − d is θ only up to rounding)
-            for p, x in zip(params, saved):
-                p.copy_(x)
-        self.lam = min(lam * 4.0, 1e12)
+        _, self.lam, self.last = trial_step(
+            params, d, lambda: float((residual()[0] ** 2).sum()), f0, pred, lam)
         return f0, rel

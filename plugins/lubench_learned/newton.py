@@ -41,7 +41,7 @@ import torch
 
 from .gfmm import GFMMProduct
 from .kronecker import KroneckerPreconditioner, fit_factors
-from .lm import LevenbergMarquardt, conjugate_gradients
+from .lm import LevenbergMarquardt, conjugate_gradients, gauss_newton, trial_step, vjp
 
 __all__ = ["ProjectedNewton", "CG_TOL"]
 
@@ -78,11 +78,11 @@ class ProjectedNewton:
         self.cg_steps = 0
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
-    def _loss(self) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _loss(self) -> float:
+        """‖LU − A‖²_F at the current weights."""
         with torch.no_grad():
-            Ld, Ud = self.model.L.as_dense(), self.model.U.as_dense()
-            R = Ld @ Ud - self.A
-            return float((R * R).sum()), R, Ld, Ud
+            R = self.model.L.as_dense() @ self.model.U.as_dense() - self.A
+            return float((R * R).sum())
 
     def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
         """One step: a Newton trial, or (while the last trials failed) an LM step."""
@@ -101,7 +101,12 @@ class ProjectedNewton:
         """A projected Newton trial: the loss before it, the relative error, and whether it
         was accepted (else the weights are as they were)."""
         model, params = self.model, self.params
-        f0, R, Ld, Ud = self._loss()
+        # the dense factors with their graph (the projection differentiates them) and
+        # without (the Newton step and the loss)
+        Lt, Ut = model.L.as_dense(), model.U.as_dense()
+        Ld, Ud = Lt.detach(), Ut.detach()
+        R = Ld @ Ud - self.A
+        f0 = float((R * R).sum())
         rel = torch.tensor(math.sqrt(max(f0, 0.0)) / self.a_norm)
         if not math.isfinite(f0) or f0 == 0.0:
             return f0, rel, False
@@ -112,24 +117,14 @@ class ProjectedNewton:
             return f0, rel, False
         tL, tU = Ld + Ld @ torch.tril(X, -1), Ud + torch.triu(X) @ Ud
         # project onto the graph's tangent: CG on (JᵀJ + λI) d = Jᵀ(target − F(θ))
-        Lt, Ut = model.L.as_dense(), model.U.as_dense()
         r = torch.cat([(Lt - tL).reshape(-1), (Ut - tU).reshape(-1)])
-        rd = r.detach()
-        g = _grad(r, params, rd, retain_graph=True)
-        u = torch.zeros_like(rd, requires_grad=True)
-        jtu = _grad(r, params, u, create_graph=True, retain_graph=True)
-        live = [i for i, t in enumerate(jtu) if t.requires_grad]
-
-        def jvp(v: list[torch.Tensor]) -> torch.Tensor:
-            (jv,) = torch.autograd.grad([jtu[i] for i in live], u,
-                                        grad_outputs=[v[i] for i in live], retain_graph=True)
-            return jv
+        g, jvp = gauss_newton(r, params)
 
         lam = self.lam
         self.pre.update()
         d, self.cg_steps = conjugate_gradients(
-            lambda v: [a + lam * b for a, b in zip(_grad(r, params, jvp(v),
-                                                         retain_graph=True), v)],
+            lambda v: [a + lam * b for a, b in zip(vjp(r, params, jvp(v), retain_graph=True),
+                                                   v)],
             g, lambda v: self.pre.apply(v, lam), self.cg_iters, self.cg_tol)
         if self.cg_steps == 0:
             return f0, rel, False
@@ -138,28 +133,6 @@ class ProjectedNewton:
         dL, dU = jd[:N * N].reshape(N, N), jd[N * N:].reshape(N, N)
         lin = R + dL @ Ud + Ld @ dU
         pred = f0 - float((lin * lin).sum())
-        with torch.no_grad():
-            saved = [p.detach().clone() for p in params]
-            for p, x in zip(params, d):
-                p.add_(x)
-        f1 = self._loss()[0]
-        rho = (f0 - f1) / pred if pred > 0 else -1.0
-        # diagnostics of the last trial: the decrease ratio, the predicted decrease, its loss
-        self.last = {"rho": rho, "pred": pred, "f1": f1}
-        if math.isfinite(f1) and rho > 1e-4:
-            if rho > 0.75:
-                self.lam = max(lam / 3.0, 1e-12)
-            elif rho < 0.25:
-                self.lam = lam * 2.0
-            return f0, rel, True
-        with torch.no_grad():  # restore exactly (θ + d − d is θ only up to rounding)
-            for p, x in zip(params, saved):
-                p.copy_(x)
-        self.lam = min(lam * 4.0, 1e12)
-        return f0, rel, False
-
-
-def _grad(out: torch.Tensor, inputs: list[torch.Tensor], v: torch.Tensor,
-          **kw: Any) -> list[torch.Tensor]:
-    gs = torch.autograd.grad(out, inputs, grad_outputs=v, allow_unused=True, **kw)
-    return [torch.zeros_like(p) if g is None else g for g, p in zip(gs, inputs)]
+        accepted, self.lam, self.last = trial_step(
+            params, d, self._loss, f0, pred, lam)
+        return f0, rel, accepted

@@ -65,7 +65,7 @@ import torch
 
 from lubench.api import Budget, Diverged, Operator
 
-from .flat import FlatAdam, flat_of
+from .flat import FlatAdam
 from .lm import LevenbergMarquardt
 from .watch import Watch, inv_norm1, solve_lu
 
@@ -246,11 +246,13 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
     # fused: one kernel per parameter (CPU) or for all of them (CUDA) instead of a loop of
     # elementwise ops (n = 256: Adam 0.5 → 0.15 ms of a 2.5 ms step); foreach where a device
     # has no fused Adam. ``flat``: the step writes its gradients into one flat buffer whose
-    # views the parameters are (GFMM products: flat.py); Adam steps that tensor, one kernel
-    # for all. (Autograd steps keep per-parameter Adam: their gradients are separate
-    # tensors, and copying them into the flat buffer costs more than it saves.)
-    binding = flat_of(params) if flat else None
-    if binding is not None:
+    # views the parameters are (``model.flat_parameters()``, GFMM products: flat.py); Adam
+    # steps that tensor, one kernel for all. (Autograd steps keep per-parameter Adam: their
+    # gradients are separate tensors, and copying them into the flat buffer costs more than
+    # it saves.)
+    binding = model.flat_parameters() if flat and hasattr(model, "flat_parameters") \
+        else None
+    if binding is not None and binding.holds(params):
         return FlatAdam(binding, lr=s.lr, betas=tuple(s.betas))
     try:
         return torch.optim.Adam(params, lr=s.lr, betas=tuple(s.betas), fused=True)
