@@ -250,7 +250,7 @@ def test_gfmm_lu_trains_full_batch_adam_end_to_end():
         op, RunContext(device="cpu", seed=3, budget=Budget(max_steps=200)))
     curve = [r["loss"] for r in fact.history if "loss" in r]
     assert curve[-1] < 0.5 * curve[0]
-    assert fact.info["kept"] == "best" and fact.info["iterations"] == 200
+    assert fact.info["kept"] == "best" and 0 < fact.info["iterations"] <= 200
     b = np.random.default_rng(0).standard_normal(64)
     np.testing.assert_allclose(fact.solve(b), np.linalg.solve(fact.apply(np.eye(64)), b),
                                rtol=1e-8, atol=1e-8)

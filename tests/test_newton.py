@@ -3,6 +3,8 @@ Newton, the ``auto`` optimizer."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -107,7 +109,7 @@ def test_projected_newton_converges_on_an_exactly_representable_case():
     op = _pentadiagonal(32)
     A = torch.as_tensor(op.dense())
     net = _start(op)
-    opt = ProjectedNewton(net, A, list(net.parameters()), cg_iters=100)
+    opt = ProjectedNewton(net, A, list(net.parameters()))
     losses = [_loss(net, A)]
     for _ in range(40):
         opt.step(lambda: ((net.full_product() - A).reshape(-1), None))
@@ -119,6 +121,57 @@ def test_projected_newton_converges_on_an_exactly_representable_case():
     Ld, Ud = net.L.as_dense().detach(), net.U.as_dense().detach()
     assert torch.all(torch.diagonal(Ld) == 1.0)
     assert torch.all(torch.diagonal(Ud).abs() >= float(net.U.pivot_floor))
+
+
+def _exponential(n: int, rho: float = 0.9) -> Operator:
+    """ρ^|i−j| (a Kac–Murdock–Szegő matrix): dense, and its L and U are full triangles
+    whose off-diagonal blocks have rank 1 — beyond the leaf bridge they need the far field."""
+    i = np.arange(n)
+    return Operator("kms", rho ** np.abs(i[:, None] - i[None, :]).astype(float),
+                    symmetric=True, spd=True)
+
+
+def test_projected_newton_learns_the_far_field_from_scratch():
+    """A dense kernel whose factors reach past the leaf bridge: the retracted Newton steps
+    take the far field into the nested bases, from the identity start, to round-off."""
+    op = _exponential(64)
+    A = torch.as_tensor(op.dense())
+    net = _start(op, P=8)
+    far0 = float(sum(b.abs().sum() for f in (net.L, net.U) for b in f.bridge))
+    opt = ProjectedNewton(net, A, list(net.parameters()))
+    for _ in range(30):
+        opt.step(lambda: ((net.full_product() - A).reshape(-1), None))
+    assert far0 == 0.0
+    assert _loss(net, A) ** 0.5 < 1e-10 * float(torch.linalg.norm(A))
+    assert float(sum(b.abs().sum() for f in (net.L, net.U) for b in f.bridge)) > 0.0
+
+
+def test_a_failed_newton_trial_leaves_the_weights_exactly_as_they_were(monkeypatch):
+    """Every α rejected (here: a retraction that lands far off): weights and pivot signs
+    are restored bit for bit, and the step falls back to Levenberg–Marquardt."""
+    op = _pentadiagonal(32)
+    A = torch.as_tensor(op.dense())
+    net = _start(op)
+    opt = ProjectedNewton(net, A, list(net.parameters()))
+    before = [p.detach().clone() for p in net.parameters()]
+    signs = net.U.pivot_sign.clone()
+    retract = opt._retract
+    monkeypatch.setattr(opt, "_retract", lambda L, U: retract(L, -U))
+    f0, _, accepted = opt._newton()
+    assert not accepted and math.isfinite(f0)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert torch.equal(signs, net.U.pivot_sign)
+
+
+def test_identity_start_is_exactly_the_identity_and_the_diagonal():
+    """``init: identity``: L = I and U = diag(s·|A_ii|) exactly — no noise in the strict
+    triangles (it grows a unit triangular factor's inverse exponentially), couplings zero."""
+    op = _pentadiagonal(64)
+    net = _start(op, P=8)
+    with torch.no_grad():
+        L, U = net.L.as_dense(), net.U.as_dense()
+    assert torch.equal(L, torch.eye(64, dtype=L.dtype))
+    assert torch.allclose(U, torch.diag(torch.as_tensor(np.diag(op.dense()).copy())), rtol=1e-14)
 
 
 def test_projected_newton_refuses_full_diagonal_blocks():

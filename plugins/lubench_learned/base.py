@@ -41,10 +41,11 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
         an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
         — a ``gfmm_lu`` parameter, preconditioned per ``cg_precond``);
-        ``newton`` (``gfmm_lu``, same conditions as ``als``): projected Newton — the
-        explicit Newton step of LU = A for dense triangular factors (two triangular solves),
-        projected onto the GFMM weights by preconditioned CG (up to ``cg_iters`` products),
-        accepted as Levenberg–Marquardt accepts (:mod:`lubench_learned.newton`);
+        ``newton`` (``gfmm_lu``, same conditions as ``als``): Newton's method on the dense
+        factors — the explicit Newton step of LU = A (two triangular solves) — retracted
+        onto the GFMM weights by ``gfmm_compressed``'s compression (near field exact, far
+        field by truncated SVDs into the nested bases), the step halved until the loss
+        falls, else a Kronecker-preconditioned ``lm`` step (:mod:`lubench_learned.newton`);
         ``auto`` (``gfmm_lu``'s default): ``newton`` where it applies, else ``lm``; or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf

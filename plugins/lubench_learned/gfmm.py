@@ -554,9 +554,10 @@ class GFMMFactor(nn.Module):
 
     ``diag_kind``: ``full`` or ``triangular`` (see the module docstring); for a triangular
     U, ``pivot_sign`` (M, P) holds s and ``pivot_floor`` δ. ``identity_diag`` starts the
-    diagonal blocks at I, U's at diag(s ⊙ ``pivot_start``) when given (the magnitudes, e.g.
-    |A_ii|, so that the start has A's scale); full: Θ + that; triangular: the strict parts as
-    drawn, U's pivots at s·max(start, 2δ).
+    factor at exactly I (L) or diag(s ⊙ ``pivot_start``) (U; the magnitudes, e.g. |A_ii|,
+    so that the start has A's scale, pivots at least 2δ): diagonal blocks' other entries,
+    leaf bridge and interior bridges zero, the encoders and decoders drawn as usual (they
+    give the bridges their first gradients).
     """
 
     def __init__(self, M: int, P: int, lower: bool, *, diag: str = "full",
@@ -594,14 +595,18 @@ class GFMMFactor(nn.Module):
             start = np.ones((M, P)) if lower or pivot_start is None else \
                 np.asarray(pivot_start, dtype=np.float64).reshape(M, P)
             with torch.no_grad():
-                # U = S·Ũ with S = diag(start): every row of U's start (its leaf bridge and
-                # the leaf decoders that bring the far field in) scaled by its pivot, so
-                # that small pivots do not meet O(init_scale) entries (cond(U) ≤ cond(S)
-                # cond(Ũ) instead of exponential growth)
-                rows = torch.as_tensor(start, dtype=dtype)[..., None]
-                self.diag.mul_(rows)
-                self.off.mul_(rows[:-1] if not lower else 1.0)
-                if K:
+                # exactly I (L) or diag(s ⊙ start) (U): near field and couplings zero, the
+                # random bases only give the couplings their first gradients (noise in a
+                # unit triangular factor's strict part grows its inverse exponentially).
+                self.diag.zero_()
+                self.off.zero_()
+                for b in self.bridge:
+                    b.zero_()
+                # U = S·Ũ with S = diag(start): the leaf decoders that bring U's far field
+                # into a row scaled by its pivot, so that small pivots do not meet
+                # O(init_scale) entries once the couplings grow
+                if K and not lower:
+                    rows = torch.as_tensor(start, dtype=dtype)[..., None]
                     self.dec[0].mul_(rows.reshape(M >> 1, 2 * P, 1))
                 if diag == "full":
                     d = torch.as_tensor(start, dtype=dtype) * (1.0 if lower else sign)

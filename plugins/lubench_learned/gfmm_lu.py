@@ -95,14 +95,14 @@ class GfmmLU(LearnedLU):
             Fit output block m = 0 … M−1 in turn, freezing what influenced finished blocks.
         cg_iters : int or None
             Conjugate-gradient products JᵀJv per Levenberg–Marquardt step at most (``lm``,
-            and the inner step of ``als``; the projection of ``newton``).
+            the inner step of ``als``, and ``newton``'s fallback steps).
         cg_precond : {'none', 'kronecker'} or None
             The preconditioner of ``lm``'s conjugate gradients: none, or per-edge
             block-Jacobi — each edge's exact diagonal block G ⊗ C of JᵀJ (C its input
             Gram, G its downstream Gram), inverted with the damping
             (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
-            block-wise; its sweeps run on n columns): otherwise none. ``newton`` always uses
-            it.
+            block-wise; its sweeps run on n columns): otherwise none. ``newton``'s fallback
+            steps always use it.
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
@@ -212,7 +212,7 @@ class GfmmLU(LearnedLU):
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
         size = self._itemsize(cfg)
         state = {"lbfgs": 100, "lm": 6, "als": 6, "newton": 6}.get(cfg["optimizer"], 2)
-        # ALS's dense L, U, W; Newton's L, U, R, X, targets and the fit's residual
+        # ALS's dense L, U, W; Newton's L, U, R, X, ΔL, ΔU, the trial and the SVD work
         dense = {"als": 4.0, "newton": 10.0}.get(cfg["optimizer"], 0.0) * N * N * 8
         projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .gfmm import GFMMFactor, GFMMProduct, _sweep_levels
 
-__all__ = ["kronecker_factors", "fit_factors", "KroneckerPreconditioner", "preconditioner_for"]
+__all__ = ["kronecker_factors", "KroneckerPreconditioner", "preconditioner_for"]
 
 # μ / max ‖G ⊗ C‖₂: the preconditioner's damping floor, max(λ, μ) (dead edges, whose
 # G = C = 0, and directions the Grams barely see)
@@ -120,17 +120,6 @@ def kronecker_factors(model: GFMMProduct) -> Blocks:
         U, u_blocks = _edge_grams(model.U, eye, Ld.t().reshape(M, P, N))
         _, l_blocks = _edge_grams(model.L, U, eye)
     return l_blocks + u_blocks
-
-
-def fit_factors(model: GFMMProduct) -> Blocks:
-    """(param, G, C) for fitting each factor alone (θ ↦ L(θ), U(θ) on I, the projection of
-    :mod:`lubench_learned.newton`): both factors on identity inputs with cotangent I."""
-    M, P = model.M, model.P
-    N = M * P
-    p = model.L.diag
-    eye = torch.eye(N, dtype=p.dtype, device=p.device).reshape(M, P, N)
-    with torch.no_grad():
-        return _edge_grams(model.L, eye, eye)[1] + _edge_grams(model.U, eye, eye)[1]
 
 
 class KroneckerPreconditioner:
