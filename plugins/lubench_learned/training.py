@@ -383,8 +383,9 @@ class Trainer:
             if m is not None or not self.full_identity:
                 raise ValueError("projected Newton fits the whole ‖LU − A‖²_F: it needs loss "
                                  "'identity' and no block-wise training")
-            self.opt = ProjectedNewton(self.model, self.target.A, self.params,
-                                       cg_iters=self.schedule.cg_iters)
+            self.opt = ProjectedNewton(self.model, self.target.A, LevenbergMarquardt(
+                self.params, cg_iters=self.schedule.cg_iters,
+                preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
         if self.schedule.optimizer == "als":
             from .als import AlternatingLeastSquares
