@@ -346,8 +346,6 @@ class Trainer:
             if hasattr(module, "fused"):
                 module.fused = schedule.optimizer not in SECOND_ORDER
         self.full_identity = spec.kind == "identity" and not spec.blockwise
-        # the full-batch identity loss and its gradient in one autograd-free call, where the
-        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad)
         self.inverse_weight = float(spec.inverse_weight)
         if not (self.inverse_weight >= 0 and math.isfinite(self.inverse_weight)):
             raise ValueError(f"inverse_weight must be a non-negative number, got "
@@ -355,7 +353,9 @@ class Trainer:
         if self.inverse_weight > 0 and not hasattr(model, "solve"):
             raise ValueError("the inverse-side loss term needs a model with solve(B) = "
                              "U⁻¹L⁻¹B (a GFMM product)")
-        # (the fused step knows ‖LU − A‖²_F only, not the inverse-side term)
+        # the full-batch identity loss and its gradient in one autograd-free call, where the
+        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad); it knows
+        # ‖LU − A‖²_F only, not the inverse-side term
         self.fused_identity = self.full_identity and schedule.optimizer == "adam" and \
             hasattr(model, "identity_loss_and_grad") and self.inverse_weight == 0
         if spec.blockwise:
