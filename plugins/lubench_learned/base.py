@@ -250,7 +250,8 @@ class LearnedLU(Method):
         target = Target(op, N, torch_dtype(cfg["dtype"]), device,
                         dense=cfg["loss"] == "identity")
         spec = LossSpec(kind=cfg["loss"], probes=int(cfg["probes"]),
-                        transpose=bool(cfg["transpose_loss"]), blockwise=blockwise)
+                        transpose=bool(cfg["transpose_loss"]), blockwise=blockwise,
+                        inverse_weight=float(cfg.get("inverse_weight", 0.0)))
         seed = self._seed(ctx)
         watch = Watch(target, seed=seed, keep=cfg["keep"],
                       patience=int(cfg["watch_patience"]))

@@ -822,6 +822,14 @@ class GFMMProduct(nn.Module):
         U's dense form (:meth:`GFMMFactor.as_dense`)."""
         return self.L(self.U.as_dense())
 
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        """U⁻¹ L⁻¹ B for B of shape (n, c), by block substitution through both graphs
+        (:mod:`lubench_learned.substitution`): O(n·P·c), differentiable in the weights
+        (twice) — the inverse-side loss term of training (``LossSpec.inverse_weight``)."""
+        from .substitution import solve_factor
+
+        return solve_factor(self.U, solve_factor(self.L, B))
+
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         return self.L.edge_views() + self.U.edge_views()
 
