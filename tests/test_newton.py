@@ -37,6 +37,14 @@ def _start(op: Operator, P: int = 4) -> GFMMProduct:
     return _plain(method.build_model(op, method._validated(), seed=0))
 
 
+def _newton(net, A: torch.Tensor) -> ProjectedNewton:
+    """Newton with the fallback training.py builds for the default (Kronecker-preconditioned
+    Levenberg–Marquardt, GFMM products) or plain LM (dense masked factors)."""
+    params = list(net.parameters())
+    pre = KroneckerPreconditioner(net, params) if isinstance(net, GFMMProduct) else None
+    return ProjectedNewton(net, A, LevenbergMarquardt(params, cg_iters=200, preconditioner=pre))
+
+
 def _loss(net: GFMMProduct, A: torch.Tensor) -> float:
     with torch.no_grad():
         return float(((net.full_product() - A) ** 2).sum())
@@ -109,7 +117,7 @@ def test_projected_newton_converges_on_an_exactly_representable_case():
     op = _pentadiagonal(32)
     A = torch.as_tensor(op.dense())
     net = _start(op)
-    opt = ProjectedNewton(net, A, list(net.parameters()))
+    opt = _newton(net, A)
     losses = [_loss(net, A)]
     for _ in range(40):
         opt.step(lambda: ((net.full_product() - A).reshape(-1), None))
@@ -137,13 +145,13 @@ def test_projected_newton_learns_the_far_field_from_scratch():
     op = _exponential(64)
     A = torch.as_tensor(op.dense())
     net = _start(op, P=8)
-    far0 = float(sum(b.abs().sum() for f in (net.L, net.U) for b in f.bridge))
-    opt = ProjectedNewton(net, A, list(net.parameters()))
+    far0 = float(sum(b.detach().abs().sum() for f in (net.L, net.U) for b in f.bridge))
+    opt = _newton(net, A)
     for _ in range(30):
         opt.step(lambda: ((net.full_product() - A).reshape(-1), None))
     assert far0 == 0.0
     assert _loss(net, A) ** 0.5 < 1e-10 * float(torch.linalg.norm(A))
-    assert float(sum(b.abs().sum() for f in (net.L, net.U) for b in f.bridge)) > 0.0
+    assert float(sum(b.detach().abs().sum() for f in (net.L, net.U) for b in f.bridge)) > 0.0
 
 
 def test_a_failed_newton_trial_leaves_the_weights_exactly_as_they_were(monkeypatch):
@@ -152,11 +160,11 @@ def test_a_failed_newton_trial_leaves_the_weights_exactly_as_they_were(monkeypat
     op = _pentadiagonal(32)
     A = torch.as_tensor(op.dense())
     net = _start(op)
-    opt = ProjectedNewton(net, A, list(net.parameters()))
+    opt = _newton(net, A)
     before = [p.detach().clone() for p in net.parameters()]
     signs = net.U.pivot_sign.clone()
-    retract = opt._retract
-    monkeypatch.setattr(opt, "_retract", lambda L, U: retract(L, -U))
+    retract = net.retract
+    monkeypatch.setattr(net, "retract", lambda L, U: retract(L, -U))
     f0, _, accepted = opt._newton()
     assert not accepted and math.isfinite(f0)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
@@ -177,7 +185,7 @@ def test_identity_start_is_exactly_the_identity_and_the_diagonal():
 def test_projected_newton_refuses_full_diagonal_blocks():
     net = GFMMProduct(4, 4, diag="full", dtype=torch.float64)
     with pytest.raises(ValueError, match="triangular"):
-        ProjectedNewton(net, torch.eye(16, dtype=torch.float64), list(net.parameters()))
+        _newton(net, torch.eye(16, dtype=torch.float64))
 
 
 def test_auto_is_newton_where_it_applies_else_lm():
@@ -213,3 +221,54 @@ def test_kronecker_preconditioner_only_on_the_whole_matrix_loss(kind, preconditi
                  Schedule(optimizer="lm", cg_precond="kronecker"))
     tr.start_block(None)
     assert (tr.opt.preconditioner is not None) == preconditioned
+
+
+def test_dense_masked_default_is_newton_and_reaches_round_off_from_scratch():
+    """dense_masked_lu's default (auto → newton: the retraction keeps the triangles, so
+    this is dense Newton) from the identity start on a nonsymmetric banded operator."""
+    from lubench_learned import DenseMaskedLU
+
+    op = _pentadiagonal(64)
+    fact = DenseMaskedLU().factorize(
+        op, RunContext(device="cpu", seed=0, budget=Budget(max_steps=30)))
+    assert fact.info["config"]["optimizer"] == "newton"
+    b = np.ones(64)
+    assert np.linalg.norm(op.dense() @ fact.solve(b) - b) < 1e-12 * np.linalg.norm(b)
+    assert np.all(np.diag(fact.L) == 1.0) and np.all(np.abs(np.diag(fact.U)) > 0)
+
+
+def test_dense_masked_identity_start_and_retraction():
+    """The identity start is exactly L = I, U = diag(s·|A_ii|); retract inverts the
+    parametrization (floored pivots: |U_ii| ≥ δ, signs taken from U)."""
+    from lubench_learned.dense_masked_net import MaskedDenseLUNet
+
+    n = 16
+    d = np.linspace(-2.0, 3.0, n) + 0.1  # no zero: A's signs are those of d
+    net = MaskedDenseLUNet(n, identity_diag=True, pivots="floored", pivot_floor=1e-3,
+                           pivot_sign=torch.as_tensor(np.sign(d)),
+                           pivot_start=torch.as_tensor(np.abs(d)), dtype=torch.float64)
+    L, U = net.factors()
+    assert torch.equal(L.detach(), torch.eye(n, dtype=torch.float64))
+    torch.testing.assert_close(U.detach(), torch.diag(torch.as_tensor(
+        np.sign(d) * np.maximum(np.abs(d), 2e-3))), rtol=1e-12, atol=0)
+    gen = torch.Generator().manual_seed(0)
+    L1 = torch.tril(torch.randn(n, n, generator=gen, dtype=torch.float64), -1) + torch.eye(n)
+    U1 = torch.triu(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    U1[3, 3] = 1e-5  # at most δ: raised to 2δ (as GFMMFactor.load_arrays), sign kept
+    net.retract(L1, U1)
+    L2, U2 = net.factors()
+    torch.testing.assert_close(L2.detach(), L1, rtol=1e-14, atol=1e-14)
+    off = ~torch.eye(n, dtype=torch.bool)
+    torch.testing.assert_close(U2.detach()[off], U1[off], rtol=1e-14, atol=1e-14)
+    keep = torch.diagonal(U1).abs() > 1e-3
+    torch.testing.assert_close(torch.diagonal(U2.detach())[keep], torch.diagonal(U1)[keep],
+                               rtol=1e-12, atol=1e-14)
+    assert float(U2[3, 3]) == pytest.approx(2e-3, rel=1e-9)
+
+
+def test_dense_masked_auto_is_lm_on_the_probe_loss_and_newton_needs_identity():
+    from lubench_learned import DenseMaskedLU
+
+    assert DenseMaskedLU(loss="probes")._validated()["optimizer"] == "lm"
+    with pytest.raises(InvalidParameter, match="newton"):
+        DenseMaskedLU(loss="probes", optimizer="newton")._validated()

@@ -41,12 +41,13 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
         an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
         — a ``gfmm_lu`` parameter, preconditioned per ``cg_precond``);
-        ``newton`` (``gfmm_lu``, same conditions as ``als``): Newton's method on the dense
-        factors — the explicit Newton step of LU = A (two triangular solves) — retracted
-        onto the GFMM weights by ``gfmm_compressed``'s compression (near field exact, far
-        field by truncated SVDs into the nested bases), the step halved until the loss
-        falls, else a Kronecker-preconditioned ``lm`` step (:mod:`lubench_learned.newton`);
-        ``auto`` (``gfmm_lu``'s default): ``newton`` where it applies, else ``lm``; or
+        ``newton`` (``gfmm_lu`` under the conditions of ``als``; ``dense_masked_lu`` with
+        loss ``identity``): Newton's method on the dense factors — the explicit Newton step
+        of LU = A (two triangular solves) — retracted onto the weights (``gfmm_lu``:
+        ``gfmm_compressed``'s compression, near field exact, far field by truncated SVDs
+        into the nested bases; ``dense_masked_lu``: the triangles as they are), the step
+        halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.newton`);
+        ``auto`` (the default of both): ``newton`` where it applies, else ``lm``; or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf
         decoders) and then U's columns (near field and leaf encoders) exactly, one small
@@ -249,7 +250,8 @@ class LearnedLU(Method):
         target = Target(op, N, torch_dtype(cfg["dtype"]), device,
                         dense=cfg["loss"] == "identity")
         spec = LossSpec(kind=cfg["loss"], probes=int(cfg["probes"]),
-                        transpose=bool(cfg["transpose_loss"]), blockwise=blockwise)
+                        transpose=bool(cfg["transpose_loss"]), blockwise=blockwise,
+                        inverse_weight=float(cfg.get("inverse_weight", 0.0)))
         seed = self._seed(ctx)
         watch = Watch(target, seed=seed, keep=cfg["keep"],
                       patience=int(cfg["watch_patience"]))

@@ -39,7 +39,7 @@ POST: dict[str, Any] = {
 }
 # The best configuration measured here (DESIGN.md, "The learned methods").
 DEFAULT: dict[str, Any] = {
-    **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "lm",
+    **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "auto",
     "dtype": "float64", "init": "identity", "keep": "best",
     "watch_patience": 10, "eval_every": 10, "check_interval": 20,
 }
@@ -118,13 +118,15 @@ class DenseMaskedLU(LearnedLU):
     name = "dense_masked_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
     INITS = ("uniform", "identity")
+    OPTIMIZERS = ("adam", "lbfgs", "lm", "newton", "auto")
 
     def __init__(self, preset: Literal["default", "post"] = "default",
                  pivots: Literal["free", "floored"] | None = None,
                  pivot_floor: float | None = None,
                  loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
                  transpose_loss: bool | None = None,
-                 optimizer: Literal["adam", "lbfgs", "lm"] | None = None, lr: float | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm", "newton", "auto"] | None = None,
+                 lr: float | None = None,
                  lr_late: float | None = None, lr_drop_step: int | None = None,
                  betas: tuple[float, float] | None = None,
                  max_steps_per_block: int | None = None, check_interval: int | None = None,
@@ -167,6 +169,10 @@ class DenseMaskedLU(LearnedLU):
         if not float(cfg["pivot_floor"]) >= 0:
             raise InvalidParameter(f"dense_masked_lu: pivot_floor must be non-negative, "
                                    f"got {cfg['pivot_floor']!r}")
+        if cfg["optimizer"] == "auto":  # Newton needs the whole ‖LU − A‖²_F
+            cfg["optimizer"] = "newton" if cfg["loss"] == "identity" else "lm"
+        if cfg["optimizer"] == "newton" and cfg["loss"] != "identity":
+            raise InvalidParameter("dense_masked_lu: optimizer 'newton' needs loss 'identity'")
         return cfg
 
     def check(self, op: Operator) -> None:
@@ -180,7 +186,8 @@ class DenseMaskedLU(LearnedLU):
         cfg = self._validated()
         n = op.n
         size = self._itemsize(cfg)
-        state = {"lbfgs": 200, "lm": 12}.get(cfg["optimizer"], 4)
+        # Newton: L, U, R, X, ΔL, ΔU, the trial and a saved state, besides its fallback's 12
+        state = {"lbfgs": 200, "lm": 12, "newton": 20}.get(cfg["optimizer"], 4)
         per_n2 = 4 + state + (8 if cfg["loss"] == "identity" else 5)
         return (float(n) * n * (size * per_n2 + 2 * 8)
                 + self._target_bytes(op, n, cfg["loss"] == "identity", cfg))

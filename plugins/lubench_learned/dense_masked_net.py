@@ -39,8 +39,8 @@ class MaskedDenseLUNet(nn.Module):
                                                                   generator=g)
         mag = np.ones(n) if pivot_start is None else np.asarray(pivot_start, np.float64)
         sgn = np.ones(n) if pivot_sign is None else np.where(np.asarray(pivot_sign) < 0, -1, 1)
-        if identity_diag:  # U = S·Ũ, S = diag(start) (|A_ii|: A's scale), L's diagonal 1
-            w[1] *= torch.as_tensor(mag, dtype=torch.float64)[:, None]
+        if identity_diag:  # L = I, U = diag(s ⊙ start) exactly (start |A_ii|: A's scale)
+            w.zero_()  # noise in a unit triangle's strict part grows its inverse exponentially
             if pivots == "free":
                 w[1] += torch.diag(torch.as_tensor(sgn * mag, dtype=torch.float64))
             else:
@@ -68,6 +68,25 @@ class MaskedDenseLUNet(nn.Module):
         L = torch.tril(self.WL, -1)
         L.diagonal().fill_(1.0)
         return L, self._upper()
+
+    def retract(self, L: torch.Tensor, U: torch.Tensor) -> None:
+        """Set the weights so that the factors are L's strict lower and U's upper triangle
+        (the inverse of the parametrization; floored pivots: θ = softplus⁻¹(|U_ii| − δ), a
+        pivot of magnitude ≤ δ raised to 2δ, the signs s becoming U's)."""
+        with torch.no_grad():
+            self.WL.copy_(torch.tril(L, -1))
+            if self.pivots == "free":
+                self.WU.copy_(torch.triu(U))
+                return
+            d = torch.diagonal(U).detach().cpu().double().numpy()
+            floor = float(self.pivot_floor)
+            theta = softplus_inverse(np.maximum(np.abs(d) - floor, max(floor, 1e-300)))
+            W = torch.triu(U, 1).clone()
+            W.diagonal().copy_(torch.as_tensor(theta, dtype=W.dtype, device=W.device))
+            self.WU.copy_(W)
+            self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0),
+                                                  dtype=self.pivot_sign.dtype,
+                                                  device=self.pivot_sign.device))
 
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """L(U X), or Uᵀ(Lᵀ X), with L X = tril(W_L, −1) X + X (no identity formed)."""

@@ -822,8 +822,39 @@ class GFMMProduct(nn.Module):
         U's dense form (:meth:`GFMMFactor.as_dense`)."""
         return self.L(self.U.as_dense())
 
+    def solve(self, B: torch.Tensor) -> torch.Tensor:
+        """U⁻¹ L⁻¹ B for B of shape (n, c), by block substitution through both graphs
+        (:mod:`lubench_learned.substitution`): O(n·P·c), differentiable in the weights
+        (twice) — the inverse-side loss term of training (``LossSpec.inverse_weight``)."""
+        from .substitution import solve_factor
+
+        return solve_factor(self.U, solve_factor(self.L, B))
+
     def edge_views(self) -> list[tuple[nn.Parameter, Callable[[torch.Tensor], torch.Tensor]]]:
         return self.L.edge_views() + self.U.edge_views()
+
+    def factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """L and U as dense n×n tensors (differentiable)."""
+        return self.L.as_dense(), self.U.as_dense()
+
+    def retract(self, L: torch.Tensor, U: torch.Tensor) -> None:
+        """Set the weights to dense unit lower triangular L and upper triangular U placed
+        into the pattern (triangular diagonal blocks only): near field exact, far field
+        compressed into the nested bases by truncated SVDs — the map ``gfmm_compressed``
+        applies to A's factors (:func:`lubench_compressed.gfmm_compressed.compress_lower`,
+        rank ≤ P, singular values ≤ 1e-16‖·‖_F dropped). U's pivots of magnitude ≤ δ are
+        raised to 2δ; their signs become U's (:meth:`GFMMFactor.load_arrays`)."""
+        from lubench_compressed.gfmm_compressed import _transposed, compress_lower
+        from threadpoolctl import threadpool_limits
+
+        M, P = self.M, self.P
+        with threadpool_limits(1):  # many small SVDs: one thread is fastest
+            Lc, _ = compress_lower(L.detach().cpu().double().numpy(), M, P)
+            Ut, _ = compress_lower(np.ascontiguousarray(U.detach().cpu().double().numpy().T),
+                                   M, P)
+        Uc = _transposed(Ut)
+        self.L.load_arrays(Lc.enc, Lc.dec, Lc.diag, Lc.off, Lc.bridge)
+        self.U.load_arrays(Uc.enc, Uc.dec, Uc.diag, Uc.off, Uc.bridge)
 
     def float64_factors(self) -> tuple[GFMMArrays, GFMMArrays]:
         """L and U as used, in float64 (what the watch and the factorization solve with)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,7 +32,7 @@ POST: dict[str, Any] = {
     "lr_drop_step": 5000, "betas": (0.999, 0.999), "max_steps_per_block": 50000,
     "check_interval": 1000, "tol": 1e-3, "patience": 2, "dtype": "float32",
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
-    "eval_every": 500, "cg_iters": 40, "cg_precond": "none",
+    "eval_every": 500, "cg_iters": 40, "cg_precond": "none", "inverse_weight": 0.0,
 }
 # The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
 DEFAULT: dict[str, Any] = {
@@ -44,9 +45,11 @@ DEFAULT: dict[str, Any] = {
 
 def newton_applies(cfg: dict[str, Any]) -> bool:
     """Whether ``newton`` (and ``als``) can run: triangular diagonal blocks, the whole-matrix
-    loss, no block-wise training. ``optimizer: auto`` (the default) is ``newton`` then, else
-    ``lm`` (e.g. with the probe loss, which scales to large n)."""
-    return cfg["diag"] == "triangular" and not cfg["blockwise"] and cfg["loss"] == "identity"
+    loss, no block-wise training, no inverse-side term (they fit LU = A only). ``optimizer:
+    auto`` (the default) is ``newton`` then, else ``lm`` (e.g. with the probe loss, which
+    scales to large n)."""
+    return cfg["diag"] == "triangular" and not cfg["blockwise"] and \
+        cfg["loss"] == "identity" and not float(cfg["inverse_weight"]) > 0
 
 
 class GfmmFactorization(CompressedFactorization):
@@ -102,7 +105,16 @@ class GfmmLU(LearnedLU):
             Gram, G its downstream Gram), inverted with the damping
             (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
             block-wise; its sweeps run on n columns): otherwise none. ``newton``'s fallback
-            steps always use it.
+            steps always use it. It approximates the fit's part of JᵀJ only, not the
+            inverse-side term's.
+        inverse_weight : float or None
+            w ≥ 0 (both presets: 0, no term): the loss gains the inverse-side term
+            (w/k)‖U⁻¹L⁻¹(AZ) − Z‖²_F on k = ``probes`` Gaussian columns Z redrawn every
+            step, U⁻¹L⁻¹ by differentiable block substitution through the graphs (O(n·P·k)
+            per step, no dense factor; :mod:`lubench_learned.substitution`) — for runs
+            that want a preconditioner: it penalizes what the fit ‖LU − A‖ cannot see,
+            ‖(LU)⁻¹A − I‖ and so large ‖L⁻¹‖, ‖U⁻¹‖. Optimizers ``adam``, ``lbfgs``, ``lm``
+            (``auto`` is ``lm`` when w > 0; ``newton`` and ``als`` fit LU = A only).
         """) + TRAINING_PARAMS_DOC)
 
     name = "gfmm_lu"
@@ -128,6 +140,7 @@ class GfmmLU(LearnedLU):
                  watch_patience: int | None = None, eval_every: int | None = None,
                  cg_iters: int | None = None,
                  cg_precond: Literal["none", "kronecker"] | None = None,
+                 inverse_weight: float | None = None,
                  seed: int | None = None, log_every: int = 10):
         self.P = P
         self.M = M
@@ -155,6 +168,7 @@ class GfmmLU(LearnedLU):
         self.eval_every = eval_every
         self.cg_iters = cg_iters
         self.cg_precond = cg_precond
+        self.inverse_weight = inverse_weight
         self.seed = seed
         self.log_every = log_every
 
@@ -176,6 +190,18 @@ class GfmmLU(LearnedLU):
         if int(cfg["cg_iters"]) < 1:
             raise InvalidParameter(f"gfmm_lu: cg_iters must be at least 1, "
                                    f"got {cfg['cg_iters']!r}")
+        try:
+            w = float(cfg["inverse_weight"])
+        except (TypeError, ValueError):
+            w = math.nan
+        if not (w >= 0 and math.isfinite(w)):
+            raise InvalidParameter(f"gfmm_lu: inverse_weight must be a non-negative number, "
+                                   f"got {cfg['inverse_weight']!r}")
+        cfg["inverse_weight"] = w
+        if cfg["optimizer"] in ("als", "newton") and w > 0:
+            raise InvalidParameter(f"gfmm_lu: inverse_weight {w:g} > 0 needs optimizer "
+                                   f"'adam', 'lbfgs', 'lm' or 'auto'; {cfg['optimizer']!r} "
+                                   f"fits LU = A only")
         if cfg["optimizer"] == "auto":
             cfg["optimizer"] = "newton" if newton_applies(cfg) else "lm"
         if cfg["cg_precond"] not in ("none", "kronecker"):

@@ -9,7 +9,12 @@ parameterized. With A padded to the model's size N by an identity block, the los
   step — an unbiased estimate of ‖LU − A‖²_F at O(k·n·P) cost for a GFMM model;
 * ``transpose_loss`` adds the same term for UᵀLᵀ − Aᵀ. On the full identity batch it equals
   the first term (‖(LU − A)ᵀ‖_F = ‖LU − A‖_F), so the loss is just doubled, from one product;
-  it only changes the fit together with block-wise training.
+  it only changes the fit together with block-wise training;
+* ``inverse_weight`` w > 0 adds the inverse-side term (w/k)‖U⁻¹L⁻¹(AW) − W‖²_F on k
+  (= ``probes``) Gaussian columns W redrawn every step, U⁻¹L⁻¹ by differentiable block
+  substitution through the graphs (the model's ``solve``; GFMM products,
+  :mod:`lubench_learned.substitution`), O(k·n·P): it sees ‖L⁻¹‖ and ‖U⁻¹‖, which the fit
+  ‖LU − A‖ does not. Its part of the least-squares residual is √(w/k)·vec(U⁻¹L⁻¹AW − W).
 
 Block-wise training (models with a block size P and M blocks) fits output block m = 0 … M−1
 in turn: block-row m of LU − A, and with ``transpose_loss`` also block-column m. With
@@ -117,12 +122,13 @@ class Schedule:
 @dataclass
 class LossSpec:
     """What the loss compares: ``kind`` identity | probes, ``probes`` k, the transpose term,
-    and block-wise training."""
+    block-wise training, and the weight w of the inverse-side term (0: none)."""
 
     kind: str = "identity"
     probes: int = 64
     transpose: bool = True
     blockwise: bool = False
+    inverse_weight: float = 0.0
 
 
 @dataclass
@@ -340,10 +346,18 @@ class Trainer:
             if hasattr(module, "fused"):
                 module.fused = schedule.optimizer not in SECOND_ORDER
         self.full_identity = spec.kind == "identity" and not spec.blockwise
+        self.inverse_weight = float(spec.inverse_weight)
+        if not (self.inverse_weight >= 0 and math.isfinite(self.inverse_weight)):
+            raise ValueError(f"inverse_weight must be a non-negative number, got "
+                             f"{spec.inverse_weight!r}")
+        if self.inverse_weight > 0 and not hasattr(model, "solve"):
+            raise ValueError("the inverse-side loss term needs a model with solve(B) = "
+                             "U⁻¹L⁻¹B (a GFMM product)")
         # the full-batch identity loss and its gradient in one autograd-free call, where the
-        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad)
+        # model has one (GFMM products: GFMMProduct.identity_loss_and_grad); it knows
+        # ‖LU − A‖²_F only, not the inverse-side term
         self.fused_identity = self.full_identity and schedule.optimizer == "adam" and \
-            hasattr(model, "identity_loss_and_grad")
+            hasattr(model, "identity_loss_and_grad") and self.inverse_weight == 0
         if spec.blockwise:
             if not block_size or edge_groups is None or N % block_size:
                 raise ValueError("block-wise training needs a block size dividing N and the "
@@ -377,14 +391,18 @@ class Trainer:
                 self._inputs["AT_cols"] = self.target.columns(s, transpose=True)
                 if self.spec.transpose:
                     self._inputs["A_cols"] = self.target.columns(s)
+        if self.schedule.optimizer in ("newton", "als") and self.inverse_weight > 0:
+            raise ValueError(f"{self.schedule.optimizer} fits LU = A only: it takes no "
+                             f"inverse-side term (inverse_weight {self.inverse_weight})")
         if self.schedule.optimizer == "newton":
             from .newton import ProjectedNewton
 
             if m is not None or not self.full_identity:
                 raise ValueError("projected Newton fits the whole ‖LU − A‖²_F: it needs loss "
                                  "'identity' and no block-wise training")
-            self.opt = ProjectedNewton(self.model, self.target.A, self.params,
-                                       cg_iters=self.schedule.cg_iters)
+            self.opt = ProjectedNewton(self.model, self.target.A, LevenbergMarquardt(
+                self.params, cg_iters=self.schedule.cg_iters,
+                preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
         if self.schedule.optimizer == "als":
             from .als import AlternatingLeastSquares
@@ -420,10 +438,35 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
 
-    def residual(self, Z: torch.Tensor | None
+    def inverse_probes(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(W, A W) for the inverse-side term: W an N×k standard Gaussian block from the
+        trainer's generator (k = ``probes``); None when the term is off (w = 0)."""
+        if self.inverse_weight == 0:
+            return None
+        W = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
+                        device=self.device)
+        return W, self.target.mm(W)
+
+    def inverse_residual(self, inv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """√(w/k)·vec(U⁻¹L⁻¹(AW) − W) for ``inv`` = (W, AW): its square sum is the inverse-side
+        term (w/k)‖U⁻¹L⁻¹AW − W‖²_F."""
+        W, AW = inv
+        scale = math.sqrt(self.inverse_weight / W.shape[1])
+        return (scale * (self.model.solve(AW) - W)).reshape(-1)
+
+    def residual(self, Z: torch.Tensor | None,
+                 inv: tuple[torch.Tensor, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """r with ‖r‖² the loss of the current block (a flat vector), and the exact relative
-        error when it is free (a 0-dim tensor on the device: reading it waits for the device)."""
+        """r with ‖r‖² the loss of the current block (a flat vector; with ``inv`` = (W, AW)
+        the inverse-side part appended), and the exact relative error of the fit when it is
+        free (a 0-dim tensor on the device: reading it waits for the device)."""
+        r, rel = self._fit_residual(Z)
+        if inv is not None:
+            r = torch.cat([r, self.inverse_residual(inv)])
+        return r, rel
+
+    def _fit_residual(self, Z: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
         model, target, spec = self.model, self.target, self.spec
         if self.full_identity:
             R = model.full_product() - target.A
@@ -446,18 +489,25 @@ class Trainer:
             parts.append(RT)
         return torch.cat([p.reshape(-1) for p in parts]) / math.sqrt(spec.probes), None
 
-    def loss(self, Z: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The loss of the current block, and the exact relative error when it is free (a
-        0-dim tensor). On the full identity batch one reduction serves both: the loss is
-        (1 or 2)·‖LU − A‖²_F, the error its square root over ‖A‖_F."""
+    def loss(self, Z: torch.Tensor | None,
+             inv: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss of the current block (with ``inv`` = (W, AW) plus the inverse-side
+        term), and the exact relative error of the fit when it is free (a 0-dim tensor). On
+        the full identity batch one reduction serves both: the fit is (1 or 2)·‖LU − A‖²_F,
+        the error its square root over ‖A‖_F."""
         if self.full_identity:
             # one fused pass each way over the n×n product (subtract, square, sum; and its
             # gradient 2(LU − A)) instead of three forward and two backward passes
             sq = torch.nn.functional.mse_loss(self.model.full_product(), self.target.A,
                                               reduction="sum")
             rel = sq.detach().sqrt() / self.a_norm
-            return (2.0 * sq if self.spec.transpose else sq), rel
-        r, rel = self.residual(Z)
+            loss = 2.0 * sq if self.spec.transpose else sq
+            if inv is not None:
+                r = self.inverse_residual(inv)
+                loss = loss + (r * r).sum()
+            return loss, rel
+        r, rel = self.residual(Z, inv)
         return (r * r).sum(), rel
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -475,12 +525,13 @@ class Trainer:
         if self.spec.kind == "probes":
             Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,
                             device=self.device)
+        inv = self.inverse_probes()
         rel_box: list[torch.Tensor | None] = [None]
         opt, freezer = self.opt, self.freezer
 
         def closure() -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
-            loss, rel = self.loss(Z)
+            loss, rel = self.loss(Z, inv)
             loss.backward()
             if freezer is not None:
                 freezer.mask_grads()
@@ -488,7 +539,7 @@ class Trainer:
             return loss
 
         if self.schedule.optimizer in SECOND_ORDER:
-            f0, rel = opt.step(lambda: self.residual(Z))
+            f0, rel = opt.step(lambda: self.residual(Z, inv))
             return torch.tensor(f0, dtype=torch.float64), rel
         if self.schedule.optimizer == "lbfgs":
             return opt.step(closure).detach(), rel_box[0]
@@ -518,8 +569,16 @@ class Trainer:
             return float(torch.linalg.norm(out - self.a_omega)) / self.a_omega_norm
 
     def final_loss(self) -> tuple[float, float]:
-        """The whole (not block-wise) objective, and ‖LU − A‖_F/‖A‖_F (exact with identity
-        inputs, else on fresh probes)."""
+        """The whole (not block-wise) objective (the inverse-side term, if any, on fresh
+        probes), and ‖LU − A‖_F/‖A‖_F (exact with identity inputs, else on fresh probes)."""
+        loss, rel = self._final_fit()
+        inv = self.inverse_probes()
+        if inv is not None:
+            with torch.no_grad():
+                loss += float((self.inverse_residual(inv) ** 2).sum())
+        return loss, rel
+
+    def _final_fit(self) -> tuple[float, float]:
         model, target, spec = self.model, self.target, self.spec
         factor = 2.0 if spec.transpose else 1.0
         with torch.no_grad():
