@@ -272,3 +272,18 @@ def test_dense_masked_auto_is_lm_on_the_probe_loss_and_newton_needs_identity():
     assert DenseMaskedLU(loss="probes")._validated()["optimizer"] == "lm"
     with pytest.raises(InvalidParameter, match="newton"):
         DenseMaskedLU(loss="probes", optimizer="newton")._validated()
+
+
+def test_newton_stops_training_at_round_off():
+    """Once a Newton trial fails at round-off the trainer stops (converged) instead of
+    spending the budget on fallback steps that only move the rounding."""
+    from lubench_learned import DenseMaskedLU
+
+    op = _exponential(48)
+    fact = DenseMaskedLU().factorize(
+        op, RunContext(device="cpu", seed=0, budget=Budget(max_steps=400)))
+    assert fact.info["stopped_because"] == "converged"
+    # before the plateau rule could have ended it (check_interval 20 × patience 2)
+    cfg = fact.info["config"]
+    assert fact.info["iterations"] < cfg["check_interval"] * cfg["patience"]
+    assert fact.info["train_rel_error"] <= 512 * np.finfo(np.float64).eps

@@ -36,7 +36,8 @@ block-wise training the remaining steps and seconds are shared among the remaini
 so that every block is trained; a block also ends when its loss reaches ``target_loss``.
 ``stopped_because`` is ``max_steps`` or ``max_seconds`` when the budget cut a block short,
 else ``target_loss`` when the last block reached it, else ``converged`` (the schedule ended
-every block: plateau or its step cap). A loss that is not finite raises
+every block: plateau, its step cap, or an optimizer that reports ``converged`` — projected
+Newton at round-off, :mod:`lubench_learned.newton`). A loss that is not finite raises
 :class:`lubench.api.Diverged` with the step and the curve.
 
 **The watch** (optional, :class:`~lubench_learned.watch.Watch`): every ``eval_every``
@@ -708,7 +709,9 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             pending.append((step, loss_t, rel_t))
             plateau_check = schedule.check_interval > 0 and \
                 (bstep + 1) % schedule.check_interval == 0
-            if not (step % read_every == 0 or step % log_every == 0 or
+            # an optimizer that knows it is done (Newton at round-off, newton.py)
+            done = bool(getattr(tr.opt, "converged", False))
+            if not (step % read_every == 0 or step % log_every == 0 or done or
                     step % eval_every == 0 or step == 1 or bstep == cap - 1 or plateau_check):
                 continue
             free_rel = pending[-1][2] is not None  # the last step's exact error, read too
@@ -733,6 +736,8 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
                     stop = "target_loss"
                 if plateau.add(lv) and stop is None:
                     stop = "plateau"
+            if done and stop is None:
+                stop = "plateau"
             lv = last_loss = values[-1]
             if stop is None and deadline < math.inf:
                 synchronize()
