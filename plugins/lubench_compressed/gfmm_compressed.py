@@ -64,8 +64,8 @@ from .gfmm_blocks import GFMMArrays
 
 sla = lazy_module("scipy.linalg")
 
-__all__ = ["GfmmCompressed", "CompressedFactorization", "compress_lu", "compress_lower",
-           "dense_lu", "derive_M", "pad_identity"]
+__all__ = ["GfmmCompressed", "CompressedFactorization", "compress_lu", "compress_factors",
+           "compress_lower", "dense_lu", "derive_M", "pad_identity"]
 
 GROWTH_LIMIT = 1e4
 # Singular values below the factor's round-off (1e-16·‖L‖_F) carry no information: dropping
@@ -290,6 +290,18 @@ def stored_numbers(M: int, P: int, ranks_u: list[list[int]], ranks_v: list[list[
     return int(total)
 
 
+def compress_factors(L: np.ndarray, U: np.ndarray, M: int, P: int, rank: int | None = None,
+                     tol: float = TOL) -> tuple[GFMMArrays, GFMMArrays, dict, dict]:
+    """Dense lower L and upper U (N×N, N = M·P) placed into the GFMM pattern: near field
+    exact, far field compressed (:func:`compress_lower`; U as the transpose of its
+    transpose's compression). Returns (L, U, L's and Uᵀ's compression info)."""
+    with threadpool_limits(1):  # many small SVDs and products: one thread is fastest,
+        Lc, li = compress_lower(np.asarray(L, dtype=np.float64), M, P, rank, tol)  # and
+        Ut, ui = compress_lower(np.ascontiguousarray(np.asarray(U, dtype=np.float64).T),
+                                M, P, rank, tol)                   # robust on a busy host
+    return Lc, _transposed(Ut), li, ui
+
+
 def compress_lu(A: np.ndarray, M: int, P: int, rank: int | None = None, tol: float = TOL,
                 pivoting: Literal["auto", "never", "partial"] = "auto",
                 growth_limit: float = GROWTH_LIMIT
@@ -310,10 +322,7 @@ def compress_lu(A: np.ndarray, M: int, P: int, rank: int | None = None, tol: flo
         raise InvalidParameter(f"M·P = {M * P} is smaller than n = {n}")
     Abar = pad_identity(A, M * P)
     perm, Lx, Ux, info = dense_lu(Abar, pivoting, growth_limit)
-    with threadpool_limits(1):              # many small SVDs and products: one thread is
-        L, li = compress_lower(Lx, M, P, rank, tol)             # fastest, and robust on a
-        Ut, ui = compress_lower(np.ascontiguousarray(Ux.T), M, P, rank, tol)  # busy host
-    U = _transposed(Ut)
+    L, U, li, ui = compress_factors(Lx, Ux, M, P, rank, tol)
     info = {**info, "ranks_L": li["ranks_u"], "ranks_U": ui["ranks_v"],
             "far_error_L": li["far_error"], "far_error_U": ui["far_error"],
             "n_params": stored_numbers(M, P, li["ranks_u"], li["ranks_v"], True)

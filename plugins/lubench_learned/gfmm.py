@@ -841,18 +841,13 @@ class GFMMProduct(nn.Module):
         """Set the weights to dense unit lower triangular L and upper triangular U placed
         into the pattern (triangular diagonal blocks only): near field exact, far field
         compressed into the nested bases by truncated SVDs — the map ``gfmm_compressed``
-        applies to A's factors (:func:`lubench_compressed.gfmm_compressed.compress_lower`,
+        applies to A's factors (:func:`lubench_compressed.gfmm_compressed.compress_factors`,
         rank ≤ P, singular values ≤ 1e-16‖·‖_F dropped). U's pivots of magnitude ≤ δ are
         raised to 2δ; their signs become U's (:meth:`GFMMFactor.load_arrays`)."""
-        from lubench_compressed.gfmm_compressed import _transposed, compress_lower
-        from threadpoolctl import threadpool_limits
+        from lubench_compressed.gfmm_compressed import compress_factors
 
-        M, P = self.M, self.P
-        with threadpool_limits(1):  # many small SVDs: one thread is fastest
-            Lc, _ = compress_lower(L.detach().cpu().double().numpy(), M, P)
-            Ut, _ = compress_lower(np.ascontiguousarray(U.detach().cpu().double().numpy().T),
-                                   M, P)
-        Uc = _transposed(Ut)
+        Lc, Uc, _, _ = compress_factors(L.detach().cpu().double().numpy(),
+                                        U.detach().cpu().double().numpy(), self.M, self.P)
         self.L.load_arrays(Lc.enc, Lc.dec, Lc.diag, Lc.off, Lc.bridge)
         self.U.load_arrays(Uc.enc, Uc.dec, Uc.diag, Uc.off, Uc.bridge)
 
