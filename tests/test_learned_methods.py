@@ -105,9 +105,14 @@ def test_gfmm_info_and_counts():
     post = GfmmLU(P=8, preset="post").factorize(op, _ctx(max_steps=16))
     assert post.n_params == 2 * factor_params(8, 8) == 2 * 64 * (7 * 8 - 6 - 3)
     assert post.info["live_params"] == 2 * live_params(8, 8)
-    assert info["iterations"] == 16 and info["stopped_because"] == "max_steps"
+    # the budget binds the post's Adam; the default's Newton ends at round-off before it
+    # (the kernel's factors fit the pattern)
+    assert post.info["iterations"] == 16 and post.info["stopped_because"] == "max_steps"
+    assert post.history and post.history[-1]["step"] == 16
+    assert info["iterations"] < 16 and info["stopped_because"] == "converged"
+    assert info["train_rel_error"] <= 512 * np.finfo(np.float64).eps
     assert info["device"] == "cpu" and np.isfinite(info["final_loss"])
-    assert fact.history and fact.history[-1]["step"] == 16
+    assert fact.history and fact.history[-1]["step"] == info["iterations"]
     assert fact.solve(x).shape == (40,) and fact.apply(x).shape == (40,)
 
 
@@ -186,7 +191,7 @@ def test_worker_records_histories(registry):
     }, registry)
     ok, refused = (run_case(case) for case in suite.cases)
     assert ok["status"] == "ok", ok["error"]
-    assert ok["iterations"] == 24 and ok["family"] == "learned"
+    assert 0 < ok["iterations"] <= 24 and ok["family"] == "learned"
     assert ok["history"] and {"step", "seconds", "loss"} <= ok["history"][0].keys()
     assert ok["precond_iterations"] is not None
     assert refused["status"] == "unsupported" and "memory limit" in refused["error"]
