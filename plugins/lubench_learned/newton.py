@@ -14,10 +14,11 @@ model's weights by its ``retract(L, U)``:
 
 * a GFMM product (:meth:`~lubench_learned.gfmm.GFMMProduct.retract`): near field (diagonal
   blocks, leaf bridge) copied exactly, far field compressed into the tree's nested bases by
-  truncated SVDs — the map ``gfmm_compressed`` applies to A's factors (``compress_factors``),
-  applied here to the iterate, never to a factorization of A. Where A's factors fit the pattern (banded
-  operators with bandwidth ≤ P, kernels whose far field has rank ≤ P) it loses nothing
-  near the solution and the iteration converges like dense Newton;
+  truncated SVDs — the map ``gfmm_compressed`` applies to A's factors
+  (``compress_factors``), applied here to the iterate, never to a factorization of A. Where
+  A's factors fit the pattern (banded operators with bandwidth ≤ P, kernels whose far field
+  has rank ≤ P) it loses nothing near the solution and the iteration converges like dense
+  Newton;
 * masked dense factors (:meth:`~lubench_learned.dense_masked_net.MaskedDenseLUNet.retract`):
   the triangles as they are — the iteration is dense Newton itself.
 
