@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dense_masked import DenseTriangular
-from .shape import softplus_inverse
+from .shape import pivot_weights, softplus_inverse
 
 __all__ = ["MaskedDenseLUNet"]
 
@@ -78,14 +78,12 @@ class MaskedDenseLUNet(nn.Module):
             if self.pivots == "free":
                 self.WU.copy_(torch.triu(U))
                 return
-            d = torch.diagonal(U).detach().cpu().double().numpy()
-            floor = float(self.pivot_floor)
-            theta = softplus_inverse(np.maximum(np.abs(d) - floor, max(floor, 1e-300)))
+            theta, sign = pivot_weights(torch.diagonal(U).detach().cpu().double().numpy(),
+                                        float(self.pivot_floor))
             W = torch.triu(U, 1).clone()
             W.diagonal().copy_(torch.as_tensor(theta, dtype=W.dtype, device=W.device))
             self.WU.copy_(W)
-            self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0),
-                                                  dtype=self.pivot_sign.dtype,
+            self.pivot_sign.copy_(torch.as_tensor(sign, dtype=self.pivot_sign.dtype,
                                                   device=self.pivot_sign.device))
 
     def forward(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:

@@ -58,7 +58,7 @@ from lubench_compressed.gfmm_blocks import GFMMArrays
 from torch import nn
 
 from .flat import FlatParameters
-from .shape import DIAGS, is_power_of_two, softplus_inverse
+from .shape import DIAGS, is_power_of_two, pivot_weights, softplus_inverse
 
 __all__ = [
     "DIAGS",
@@ -749,15 +749,13 @@ class GFMMFactor(nn.Module):
                 return
             if np.abs(np.tril(diag, -1)).max() > 0:
                 raise ValueError("U's diagonal blocks are not upper triangular")
-            d = np.diagonal(diag, axis1=1, axis2=2)
-            floor = float(self.pivot_floor)
-            mag = np.maximum(np.abs(d) - floor, max(floor, 1e-300))
+            piv, sign = pivot_weights(np.diagonal(diag, axis1=1, axis2=2),
+                                      float(self.pivot_floor))
             theta = np.triu(diag, 1)
             idx = np.arange(P)
-            theta[:, idx, idx] = softplus_inverse(mag)
+            theta[:, idx, idx] = piv
             put(self.diag, theta)
-            self.pivot_sign.copy_(torch.as_tensor(np.where(d < 0, -1.0, 1.0), dtype=dt,
-                                                  device=dev))
+            self.pivot_sign.copy_(torch.as_tensor(sign, dtype=dt, device=dev))
 
     def diagonal_grad(self, g_blocks: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """∂ℓ/∂Θ (``diag``'s gradient) from G = ∂ℓ/∂D (D = :meth:`diagonal_blocks`), into

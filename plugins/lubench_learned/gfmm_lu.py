@@ -105,7 +105,7 @@ class GfmmLU(LearnedLU):
             Gram, G its downstream Gram), inverted with the damping
             (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
             block-wise; its sweeps run on n columns): otherwise none. ``newton``'s fallback
-            steps always use it. It approximates the fit's part of JᵀJ only, not the
+            steps follow it too. It approximates the fit's part of JᵀJ only, not the
             inverse-side term's.
         inverse_weight : float or None
             w ≥ 0 (both presets: 0, no term): the loss gains the inverse-side term

@@ -46,7 +46,7 @@ import torch
 
 from .lm import LevenbergMarquardt
 
-__all__ = ["ProjectedNewton", "BACKTRACK", "MAX_SKIP"]
+__all__ = ["ProjectedNewton", "BACKTRACK", "MAX_SKIP", "ROUND_OFF"]
 
 # Halvings of a Newton step whose full length does not lower the loss (down to 2⁻⁶)
 BACKTRACK = 6

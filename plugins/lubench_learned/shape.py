@@ -4,14 +4,15 @@
   blocks, a block LU with a gauge) or ``triangular`` (L's unit lower, U's upper with pivots
   s·(δ + softplus θ), invertible by construction);
 * ``is_power_of_two(M)``: the GFMM tree needs M = 2^K leaves;
-* ``softplus_inverse(y)``: θ with softplus θ = y, to load given pivots into that form.
+* ``softplus_inverse(y)``: θ with softplus θ = y, to load given pivots into that form;
+* ``pivot_weights(d, δ)``: (θ, s) with s·(δ + softplus θ) = d — given pivots as weights.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DIAGS", "is_power_of_two", "softplus_inverse"]
+__all__ = ["DIAGS", "is_power_of_two", "softplus_inverse", "pivot_weights"]
 
 DIAGS = ("full", "triangular")
 
@@ -25,3 +26,12 @@ def softplus_inverse(y: np.ndarray | float) -> np.ndarray:
     """θ with softplus(θ) = log(1 + e^θ) = y, for y > 0 (stable for small and large y)."""
     y = np.asarray(y, dtype=np.float64)
     return y + np.log(-np.expm1(-y))
+
+
+def pivot_weights(d: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """(θ, s) with s·(δ + softplus θ) = d for pivots d and floor δ = ``floor``: s = sign(d)
+    (+1 at 0), θ = softplus⁻¹(|d| − δ); a pivot with |d| ≤ δ, which the form cannot hold,
+    is raised to 2δ (θ = softplus⁻¹(δ))."""
+    d = np.asarray(d, dtype=np.float64)
+    theta = softplus_inverse(np.maximum(np.abs(d) - floor, max(floor, 1e-300)))
+    return theta, np.where(d < 0, -1.0, 1.0)
