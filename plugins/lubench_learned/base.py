@@ -73,7 +73,9 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         Training precision (the factors are always used in float64 afterwards).
     init : str or None
         ``uniform`` (the post): every weight uniform on [−init_scale, init_scale];
-        ``identity``: the same, with the diagonal (blocks) of L and U starting at I.
+        ``identity``: L = I and U = diag(s·|A_ii|) exactly (s the signs of A's diagonal):
+        the other entries zero — ``gfmm_lu``'s near field and couplings; its bases are
+        drawn as for ``uniform``, so that the couplings get gradients.
     init_scale : float or None
         Half-width of the uniform initial weights.
     keep : {'best', 'last'} or None
