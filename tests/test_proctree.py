@@ -108,6 +108,35 @@ def test_a_detached_grandchild_is_a_member_and_dies_with_the_case(use_cgroup):
     _ends(tree, proc, members)
 
 
+def _late_start(cgroup_path: str | None) -> None:
+    """A worker slow to reach ``enter_case`` (a loaded machine): the parent may kill the
+    case before the worker joined its cgroup."""
+    time.sleep(1.0)
+    _worker(cgroup_path, time.sleep, 600)
+
+
+@pytest.mark.parametrize("use_cgroup", MECHANISMS)
+def test_a_case_killed_before_its_worker_entered_it_still_ends(use_cgroup):
+    """Ctrl-C right after a case started: ``kill`` may come before the worker's first
+    line ran. The worker is a member from ``attach`` on, so it dies with the case."""
+    tree = CaseTree.create(use_cgroup=use_cgroup)
+    proc = mp.get_context("fork").Process(target=_late_start, args=(tree.cgroup_path,))
+    proc.start()
+    tree.attach(proc.pid)
+    tree.kill()
+    proc.join(5)
+    alive_after = proc.exitcode is None
+    if alive_after:
+        proc.kill()
+        proc.join(5)
+    assert not alive_after, "the worker outlived the kill of its case"
+    deadline = time.monotonic() + 5
+    while tree.remaining() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tree.remaining() == []
+    assert tree.close()
+
+
 @pytest.mark.parametrize("use_cgroup", MECHANISMS)
 def test_memory_of_a_detached_allocator_counts(use_cgroup):
     alloc = 600 * 2**20

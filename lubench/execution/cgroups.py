@@ -76,8 +76,14 @@ class CaseCgroup:
     def join(self) -> None:
         """Move the calling process into the group (call first thing in the worker, before
         it can start anything: every descendant is then inside)."""
+        self.add(0)  # "0" is the writing process
+
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` into the group (from the parent, as soon as it started the
+        worker: a kill of the group from then on reaches it, however late the worker runs
+        its first line)."""
         with open(self.path / "cgroup.procs", "w") as fh:
-            fh.write("0\n")  # "0" is the writing process
+            fh.write(f"{int(pid)}\n")
 
     def pids(self) -> list[int]:
         """Every process in the group now (any depth of detachment)."""

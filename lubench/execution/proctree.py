@@ -200,9 +200,15 @@ class CaseTree:
         return "cgroup" if self.cgroup is not None else "sweep"
 
     def attach(self, pid: int) -> None:
-        """Start following the worker ``pid`` (call right after it is started)."""
+        """Start following the worker ``pid`` (call right after it is started). With a
+        cgroup, the worker is moved into it here, by the parent: a :meth:`kill` that comes
+        before the worker ran :func:`enter_case` (Ctrl-C just after a case started, on a
+        loaded machine) still ends it. It has started nothing yet, so nothing is left out."""
         self.root_pid = pid
         self._remember(pid)
+        if self.cgroup is not None:
+            with contextlib.suppress(OSError):  # (it may have exited already)
+                self.cgroup.add(pid)
         self.base_pss = pss(pid) or 0
 
     # -- membership --------------------------------------------------------------------------
@@ -289,10 +295,15 @@ class CaseTree:
     def kill(self) -> None:
         """SIGKILL every process of the case, however it detached. Returns at once (the
         processes die asynchronously; :meth:`remaining` tells which still run)."""
+        import psutil
+
         if self.cgroup is not None:
             self.cgroup.kill()  # complete: no process leaves its cgroup
+            root = self.seen.get(self.root_pid) if self.root_pid else None
+            if root is not None and alive(root):  # not in it: the move at attach failed
+                with contextlib.suppress(psutil.Error):
+                    root.kill()
             return
-        import psutil
 
         stopped: dict[int, Any] = {}
         for _ in range(SWEEP_PASSES):
