@@ -171,6 +171,48 @@ def test_a_failed_newton_trial_leaves_the_weights_exactly_as_they_were(monkeypat
     assert torch.equal(signs, net.U.pivot_sign)
 
 
+def test_a_passed_deadline_cuts_the_cg_to_one_product_and_newton_to_one_trial(monkeypatch):
+    """The budget's seconds reach inside a step: past ``deadline`` the LM step's CG stops
+    after its first product (still a descent step), and a failing Newton trial tries no
+    smaller α and takes no fallback step."""
+    import time
+
+    op = _pentadiagonal(32)
+    A = torch.as_tensor(op.dense())
+
+    def residual():
+        return (net.full_product() - A).reshape(-1), None
+
+    counts = {}
+    for late in (False, True):
+        net = _start(op)
+        params = list(net.parameters())
+        lm = LevenbergMarquardt(params, cg_iters=50)
+        lm.deadline = time.perf_counter() - 1.0 if late else None
+        f0 = _loss(net, A)
+        lm.step(residual)
+        counts[late] = lm.cg_steps
+        assert _loss(net, A) < f0
+    assert counts[True] == 1 < counts[False]
+
+    net = _start(op)
+    opt = _newton(net, A)
+    trials = []
+    retract = net.retract
+
+    def bad(L, U):  # every α lands far off: a failed trial
+        trials.append(1)
+        retract(L, -U)
+
+    monkeypatch.setattr(net, "retract", bad)
+    before = [p.detach().clone() for p in net.parameters()]
+    opt.deadline = time.perf_counter() - 1.0
+    opt.step(residual)
+    assert len(trials) == 1
+    assert opt.lm.deadline == opt.deadline and opt.lm.cg_steps == 0  # no fallback step
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
 def test_identity_start_is_exactly_the_identity_and_the_diagonal():
     """``init: identity``: L = I and U = diag(s·|A_ii|) exactly — no noise in the strict
     triangles (it grows a unit triangular factor's inverse exponentially), couplings zero."""

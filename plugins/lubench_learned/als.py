@@ -184,6 +184,15 @@ class AlternatingLeastSquares:
         if U.K:
             U.enc[0].copy_(torch.as_tensor(enc0, dtype=dt, device=dev))
 
+    @property
+    def deadline(self) -> float | None:
+        """Cuts the inner Levenberg–Marquardt step's CG short (see there)."""
+        return self.lm.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.lm.deadline = value
+
     def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
         params = self.lm.params
         with torch.no_grad():

@@ -4,6 +4,7 @@ problem when A = LU is representable, where Gauss–Newton converges fast near a
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,12 +33,14 @@ def _dot(a: Vectors, b: Vectors) -> float:
 
 def conjugate_gradients(op: Callable[[Vectors], Vectors], g: Vectors,
                         precond: Callable[[Vectors], Vectors] | None, iters: int,
-                        tol: float) -> tuple[Vectors, int]:
+                        tol: float, deadline: float | None = None) -> tuple[Vectors, int]:
     """d ≈ −op⁻¹ g for a symmetric positive (semi)definite ``op`` by (preconditioned)
     conjugate gradients from d = 0, vectors given per parameter; ``precond`` ≈ op⁻¹
     (symmetric positive definite, fixed). Stops after ``iters`` products, at
-    ‖op d + g‖ ≤ tol·‖g‖, or when pᵀ op p ≤ 0. Returns d and the number of products
-    (0: g = 0)."""
+    ‖op d + g‖ ≤ tol·‖g‖, when pᵀ op p ≤ 0, or after the first product once
+    ``time.perf_counter()`` has passed ``deadline``: every CG iterate from d = 0 lowers the
+    quadratic model, so a truncated d is still a descent step. Returns d and the number of
+    products (0: g = 0)."""
     g2 = _dot(g, g)
     d = [torch.zeros_like(x) for x in g]
     if g2 == 0.0:
@@ -57,6 +60,8 @@ def conjugate_gradients(op: Callable[[Vectors], Vectors], g: Vectors,
         d = [x + alpha * y for x, y in zip(d, pdir)]
         res = [x - alpha * y for x, y in zip(res, Ap)]
         if _dot(res, res) <= tol ** 2 * g2:
+            break
+        if deadline is not None and time.perf_counter() >= deadline:
             break
         z = precond(res) if precond is not None else res
         rz_new = _dot(res, z)
@@ -125,6 +130,10 @@ class LevenbergMarquardt:
     unchanged and multiplies λ by 4 (the step counts). Frozen edges
     (``mask``) are kept out of d. For zero-residual problems such as A = LU exactly, close to
     a solution this converges much faster than first-order methods.
+
+    ``deadline`` (a ``time.perf_counter()`` value, set by the trainer from the budget's
+    ``max_seconds``) truncates the CG: one JᵀJ product of the whole-matrix loss at
+    n = 4096 takes about a second, so 200 of them would overrun a budget by minutes.
     """
 
     def __init__(self, params: list[torch.nn.Parameter], cg_iters: int = 40,
@@ -135,6 +144,7 @@ class LevenbergMarquardt:
         self.mask = mask or (lambda ts: None)
         self.preconditioner = preconditioner
         self.cg_steps = 0  # conjugate-gradient products of the last step
+        self.deadline: float | None = None  # time.perf_counter() at which CG is cut short
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
     def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
@@ -163,7 +173,7 @@ class LevenbergMarquardt:
 
         d, self.cg_steps = conjugate_gradients(
             lambda v: [a + lam * b for a, b in zip(jtj(v), v)], g,
-            precond if pre is not None else None, self.cg_iters, self.cg_tol)
+            precond if pre is not None else None, self.cg_iters, self.cg_tol, self.deadline)
         if self.cg_steps == 0:
             return f0, rel
         jd = jvp(d)

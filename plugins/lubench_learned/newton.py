@@ -39,6 +39,7 @@ fails within ``ROUND_OFF`` units of roundoff of ‖A‖_F (relative error ≤ 51
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,19 @@ class ProjectedNewton:
         self.last: dict[str, Any] = {}
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
+    @property
+    def deadline(self) -> float | None:
+        """``time.perf_counter()`` after which no further trial α is tried (the weights are
+        restored, the step is none) and the fallback's CG is cut short."""
+        return self.lm.deadline
+
+    @deadline.setter
+    def deadline(self, value: float | None) -> None:
+        self.lm.deadline = value
+
+    def _late(self) -> bool:
+        return self.deadline is not None and time.perf_counter() >= self.deadline
+
     def _loss(self) -> float:
         """‖LU − A‖²_F at the current weights."""
         with torch.no_grad():
@@ -98,6 +112,8 @@ class ProjectedNewton:
             return f0, rel
         if float(rel) <= self.round_off:
             self.converged = True
+            return f0, rel
+        if self._late():  # out of time: no fallback step, the trainer stops
             return f0, rel
         self.fails += 1
         self.skip = min(2 ** self.fails, MAX_SKIP) - 1
@@ -129,6 +145,8 @@ class ProjectedNewton:
                     self.last = {"alpha": alpha, "f1": f1}
                     return f0, rel, True
                 alpha *= 0.5
+                if self._late():
+                    break
             model.load_state_dict(saved)
             self.last = {"alpha": 0.0, "f1": f1}
             return f0, rel, False

@@ -34,6 +34,10 @@ are the alternatives.
 The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
 block-wise training the remaining steps and seconds are shared among the remaining blocks,
 so that every block is trained; a block also ends when its loss reaches ``target_loss``.
+The seconds are checked between steps, and inside a second-order step too: an optimizer
+with a ``deadline`` attribute (Levenberg–Marquardt, projected Newton, ALS) is given the
+block's, and cuts its conjugate gradients (after one product) or its backtracking short
+there — one step of those at n = 4096 could otherwise run minutes past the budget.
 ``stopped_because`` is ``max_steps`` or ``max_seconds`` when the budget cut a block short,
 else ``target_loss`` when the last block reached it, else ``converged`` (the schedule ended
 every block: plateau, its step cap, or an optimizer that reports ``converged`` — projected
@@ -698,6 +702,8 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
                 break
             deadline = elapsed() + left_s / remaining
         tr.start_block(m)
+        if hasattr(tr.opt, "deadline"):  # second-order steps cut their inner loops short
+            tr.opt.deadline = t0 + deadline if deadline < math.inf else None
         plateau = _Plateau(schedule.check_interval, schedule.tol, schedule.patience)
         reason = cap_reason
         pending: list[tuple[int, Any, Any]] = []  # (step, loss, rel) not read yet
