@@ -213,6 +213,27 @@ def test_a_passed_deadline_cuts_the_cg_to_one_product_and_newton_to_one_trial(mo
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
+def test_reusing_the_accepted_trials_residual_changes_no_iterate():
+    """A step starts from the factors and residual its accepted predecessor formed: the
+    iterates are bit for bit those of forming them again."""
+    op = _exponential(64)
+    A = torch.as_tensor(op.dense())
+    runs = []
+    for reuse in (True, False):
+        net = _start(op, P=8)
+        opt = _newton(net, A)
+        losses = []
+        for _ in range(8):
+            if not reuse:
+                opt._here = None
+            losses.append(opt.step(lambda net=net: ((net.full_product() - A).reshape(-1),
+                                                    None))[0])
+        runs.append((losses, [p.detach().clone() for p in net.parameters()]))
+    (l1, p1), (l2, p2) = runs
+    assert l1 == l2 and l1[-1] < 1e-6 * l1[0]
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2))
+
+
 def test_identity_start_is_exactly_the_identity_and_the_diagonal():
     """``init: identity``: L = I and U = diag(s·|A_ii|) exactly — no noise in the strict
     triangles (it grows a unit triangular factor's inverse exponentially), couplings zero."""

@@ -79,6 +79,7 @@ class ProjectedNewton:
         self.converged = False  # a trial failed at round-off: the trainer stops
         self.round_off = ROUND_OFF * float(torch.finfo(A.dtype).eps)
         self.last: dict[str, Any] = {}
+        self._here: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
     @property
@@ -95,16 +96,20 @@ class ProjectedNewton:
         return self.deadline is not None and time.perf_counter() >= self.deadline
 
     def _loss(self) -> float:
-        """‖LU − A‖²_F at the current weights."""
+        """‖LU − A‖²_F at the current weights; L, U and R = LU − A are kept in ``_here``
+        for the next trial (an accepted trial's are where that one starts: one product
+        L·U of the ~5 dense N³ products of a step saved, and forming the factors)."""
         with torch.no_grad():
             L, U = self.model.factors()
             R = L @ U - self.A
+            self._here = (L, U, R)
             return float((R * R).sum())
 
     def step(self, residual: Callable[[], tuple[torch.Tensor, Any]]) -> tuple[float, Any]:
         """One step: a Newton trial, or (while the last trials failed) a fallback step."""
         if self.skip > 0:
             self.skip -= 1
+            self._here = None  # the fallback moves the weights
             return self.lm.step(residual)
         f0, rel, accepted = self._newton()
         if accepted or not math.isfinite(f0) or f0 == 0.0:
@@ -117,15 +122,20 @@ class ProjectedNewton:
             return f0, rel
         self.fails += 1
         self.skip = min(2 ** self.fails, MAX_SKIP) - 1
+        self._here = None
         return self.lm.step(residual)
 
     def _newton(self) -> tuple[float, torch.Tensor, bool]:
         """A Newton trial: the loss before it, the relative error, and whether it was
         accepted (else the weights are exactly as they were)."""
         model = self.model
+        here, self._here = self._here, None
         with torch.no_grad():
-            Ld, Ud = model.factors()
-            R = Ld @ Ud - self.A
+            if here is None:
+                Ld, Ud = model.factors()
+                R = Ld @ Ud - self.A
+            else:  # the weights are the last accepted trial's: its factors and residual
+                Ld, Ud, R = here
             f0 = float((R * R).sum())
             rel = torch.tensor(math.sqrt(max(f0, 0.0)) / self.a_norm)
             if not math.isfinite(f0) or f0 == 0.0:
@@ -148,5 +158,6 @@ class ProjectedNewton:
                 if self._late():
                     break
             model.load_state_dict(saved)
+            self._here = None  # (the rejected trial's)
             self.last = {"alpha": 0.0, "f1": f1}
             return f0, rel, False
