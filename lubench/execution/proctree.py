@@ -201,9 +201,10 @@ class CaseTree:
 
     def attach(self, pid: int) -> None:
         """Start following the worker ``pid`` (call right after it is started). With a
-        cgroup, the worker is moved into it here, by the parent: a :meth:`kill` that comes
-        before the worker ran :func:`enter_case` (Ctrl-C just after a case started, on a
-        loaded machine) still ends it. It has started nothing yet, so nothing is left out."""
+        cgroup, the parent moves the worker into it here, and the worker joins it again as
+        the first line of :func:`enter_case`: the worker's join puts it inside before it
+        starts anything, the parent's before any :meth:`kill` (Ctrl-C just after a case
+        started, on a loaded machine, can come before the worker ran a line)."""
         self.root_pid = pid
         self._remember(pid)
         if self.cgroup is not None:
@@ -295,15 +296,10 @@ class CaseTree:
     def kill(self) -> None:
         """SIGKILL every process of the case, however it detached. Returns at once (the
         processes die asynchronously; :meth:`remaining` tells which still run)."""
-        import psutil
-
         if self.cgroup is not None:
             self.cgroup.kill()  # complete: no process leaves its cgroup
-            root = self.seen.get(self.root_pid) if self.root_pid else None
-            if root is not None and alive(root):  # not in it: the move at attach failed
-                with contextlib.suppress(psutil.Error):
-                    root.kill()
             return
+        import psutil
 
         stopped: dict[int, Any] = {}
         for _ in range(SWEEP_PASSES):

@@ -79,6 +79,8 @@ class ProjectedNewton:
         self.converged = False  # a trial failed at round-off: the trainer stops
         self.round_off = ROUND_OFF * float(torch.finfo(A.dtype).eps)
         self.last: dict[str, Any] = {}
+        # L, U, LU − A of the weights an accepted trial left; None after any other return
+        # of a trial, so a fallback step never runs while it is set
         self._here: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.param_groups: list[dict] = [{"lr": 1.0}]  # set_lr is a no-op
 
@@ -109,7 +111,6 @@ class ProjectedNewton:
         """One step: a Newton trial, or (while the last trials failed) a fallback step."""
         if self.skip > 0:
             self.skip -= 1
-            self._here = None  # the fallback moves the weights
             return self.lm.step(residual)
         f0, rel, accepted = self._newton()
         if accepted or not math.isfinite(f0) or f0 == 0.0:
@@ -122,7 +123,6 @@ class ProjectedNewton:
             return f0, rel
         self.fails += 1
         self.skip = min(2 ** self.fails, MAX_SKIP) - 1
-        self._here = None
         return self.lm.step(residual)
 
     def _newton(self) -> tuple[float, torch.Tensor, bool]:
