@@ -1,0 +1,1 @@
+"""The GFMM block structure (filled by the move out of ``lubench_compressed``)."""

@@ -1,0 +1,1 @@
+"""Hierarchical off-diagonal low-rank (HODLR) matrices and their LU (issue 26)."""
