@@ -43,6 +43,8 @@ __all__ = [
     "InvalidParameter",
     "LubenchError",
     "Method",
+    "MatrixFreeOperator",
+    "NEEDS",
     "Operator",
     "is_exact",
     "OperatorGenerator",
@@ -57,16 +59,32 @@ FAMILIES = ("classical", "learned", "compressed")
 # --------------------------------------------------------------------------------------------
 # Operators
 # --------------------------------------------------------------------------------------------
+NEEDS = ("matrix", "entries", "action")
+"""What a method may need of an operator (``Method.needs``): the formed matrix A, blocks of
+its entries A[rows, cols] evaluated on demand, or only its action X ↦ A·X (and Aᵀ·X)."""
+
+FORM_BLOCK = 1024  # rows per block when an operator is formed from its entries or action
+
+
 @dataclass
 class Operator:
-    """A square linear operator A, as a matrix.
+    """A square linear operator A: its action always, its entries where they are cheap, the
+    matrix itself where it is formed.
+
+    A *formed* operator holds A in ``matrix`` (a SciPy sparse matrix or a NumPy array, float64,
+    shape (n, n)) and every other form derives from it. An operator that is *not formed*
+    (``matrix`` is None) subclasses :class:`MatrixFreeOperator` and gives its action
+    ``matmat`` (Aᵀ's ``rmatmat`` too unless symmetric) and, where a block of A is cheap to
+    evaluate (kernel matrices), ``entries``. The core forms such an operator (:meth:`form`)
+    only for a method that ``needs`` the matrix, and only when the dense A fits the suite's
+    ``form_limit``; otherwise that method's case is ``unsupported`` with the reason.
 
     Attributes
     ----------
     name : str
         The generator's name.
-    matrix : numpy.ndarray or scipy.sparse matrix
-        A itself, float64, shape (n, n).
+    matrix : numpy.ndarray or scipy.sparse matrix or None
+        A itself, float64, shape (n, n); None when the operator is not formed.
     symmetric : bool
         A == A.T exactly.
     spd : bool or None
@@ -84,27 +102,168 @@ class Operator:
     coords: np.ndarray | None = None
     params: dict = field(default_factory=dict)
 
+    # -- what it is --------------------------------------------------------------------------
     @property
     def n(self) -> int:
+        """The size: A is n × n."""
         return int(self.matrix.shape[0])
 
     @property
-    def is_sparse(self) -> bool:
-        return sp.issparse(self.matrix)
+    def formed(self) -> bool:
+        """Whether ``matrix`` holds A (a sparse or dense array) rather than None."""
+        return self.matrix is not None
 
+    @property
+    def is_sparse(self) -> bool:
+        return self.formed and sp.issparse(self.matrix)
+
+    @property
+    def has_entries(self) -> bool:
+        """Whether :meth:`entries` is cheap (O(1) per entry): a formed operator, a kernel."""
+        return self.formed
+
+    @property
+    def dense_bytes(self) -> int:
+        """Bytes of A as a dense float64 array, 8·n² (what forming it densely costs)."""
+        return 8 * self.n * self.n
+
+    # -- the action --------------------------------------------------------------------------
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        """A·X for X of shape (n,) or (n, k), float64, the same shape out."""
+        return self.matrix @ X
+
+    def rmatmat(self, X: np.ndarray) -> np.ndarray:
+        """Aᵀ·X for X of shape (n,) or (n, k)."""
+        return self.matrix.T @ X
+
+    def matmul(self, X: np.ndarray) -> np.ndarray:
+        """A·X (the former name of :meth:`matmat`)."""
+        return self.matmat(X)
+
+    def as_linear_operator(self) -> Any:
+        """A as a :class:`scipy.sparse.linalg.LinearOperator` (matvec, rmatvec, matmat)."""
+        spla = lazy_module("scipy.sparse.linalg")
+        n = self.n
+
+        def _rmat(X: np.ndarray) -> np.ndarray:
+            return self.rmatmat(X)
+
+        return spla.LinearOperator((n, n), dtype=np.float64, matvec=self.matmat,
+                                   rmatvec=_rmat, matmat=self.matmat, rmatmat=_rmat)
+
+    # -- entries -----------------------------------------------------------------------------
+    def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """A[rows, cols] as a dense float64 block of shape (len(rows), len(cols)).
+
+        ``rows`` and ``cols`` are integer index arrays (any order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.intp)
+        cols = np.asarray(cols, dtype=np.intp)
+        if sp.issparse(self.matrix):
+            return sp.csr_array(self.matrix)[rows][:, cols].toarray().astype(np.float64)
+        return np.asarray(self.matrix, dtype=np.float64)[np.ix_(rows, cols)]
+
+    def diagonal(self) -> np.ndarray:
+        """The diagonal of A, shape (n,)."""
+        if sp.issparse(self.matrix):
+            return np.asarray(self.matrix.diagonal(), dtype=np.float64)
+        return np.asarray(np.diag(np.asarray(self.matrix)), dtype=np.float64)
+
+    # -- the matrix --------------------------------------------------------------------------
     def dense(self) -> np.ndarray:
-        """A as a dense float64 array (a copy for sparse input, the array itself otherwise)."""
+        """A as a dense float64 array: a copy for sparse input, the array itself when dense;
+        for an operator that is not formed, A formed from its entries or action (8·n² bytes —
+        the caller decides whether that is affordable; see :meth:`form`)."""
+        if not self.formed:
+            return _form_dense(self)
         if sp.issparse(self.matrix):
             return self.matrix.toarray()
         return np.asarray(self.matrix, dtype=np.float64)
 
-    def sparse(self) -> sp.csc_array:
-        """A as a CSC sparse array."""
+    def sparse(self) -> Any:
+        """A as a CSC sparse array (formed operators only)."""
+        if not self.formed:
+            raise Unsupported(f"operator '{self.name}' at n = {self.n} is not formed; "
+                              "it has no sparse matrix")
         return sp.csc_array(self.matrix)
 
-    def matmul(self, X: np.ndarray) -> np.ndarray:
-        """A @ X for X of shape (n,) or (n, k)."""
-        return self.matrix @ X
+    def form(self) -> Operator:
+        """This operator with ``matrix`` set: itself when formed, else a formed copy (dense,
+        built block by block from :meth:`entries`, or from :meth:`matmat` on identity
+        columns where entries are not cheap)."""
+        if self.formed:
+            return self
+        return Operator(self.name, _form_dense(self), symmetric=self.symmetric, spd=self.spd,
+                        coords=self.coords, params=dict(self.params))
+
+
+class MatrixFreeOperator(Operator):
+    """Base class of an operator that is never formed: A only as an action (and entries).
+
+    Subclasses call ``super().__init__(name, n, symmetric=..., spd=..., coords=...,
+    params=...)`` and implement :meth:`matmat`; they implement :meth:`rmatmat` unless A is
+    symmetric (the default then is ``matmat``), :meth:`entries` where a block of A is cheap
+    to evaluate (and set ``has_entries = True``), and :meth:`diagonal` where it is cheaper
+    than entries (the default reads it from ``entries`` in blocks). ``matrix`` is None.
+
+    Example: the n × n operator A = 2I − (shift up) − (shift down), never formed::
+
+        class Tridiagonal(MatrixFreeOperator):
+            has_entries = False
+            def matmat(self, X):
+                Y = 2.0 * X
+                Y[1:] -= X[:-1]
+                Y[:-1] -= X[1:]
+                return Y
+    """
+
+    has_entries: ClassVar[bool] = False  # type: ignore[misc]
+
+    def __init__(self, name: str, n: int, *, symmetric: bool, spd: bool | None,
+                 coords: np.ndarray | None = None, params: dict | None = None):
+        super().__init__(name, None, symmetric=symmetric, spd=spd, coords=coords,
+                         params=dict(params or {}))
+        self._n = int(n)
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__}.matmat")
+
+    def rmatmat(self, X: np.ndarray) -> np.ndarray:
+        if self.symmetric:
+            return self.matmat(X)
+        raise NotImplementedError(f"{type(self).__name__}.rmatmat (A is not symmetric)")
+
+    def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        raise Unsupported(f"operator '{self.name}' gives no entries, only its action")
+
+    def diagonal(self) -> np.ndarray:
+        if not self.has_entries:
+            raise Unsupported(f"operator '{self.name}' gives no diagonal, only its action")
+        out = np.empty(self.n)
+        for lo in range(0, self.n, FORM_BLOCK):
+            idx = np.arange(lo, min(lo + FORM_BLOCK, self.n))
+            out[idx] = np.diag(self.entries(idx, idx))
+        return out
+
+
+def _form_dense(op: Operator) -> np.ndarray:
+    """A as a dense array, FORM_BLOCK rows (or columns) at a time, from the operator's
+    entries where it has them, else from its action on identity columns."""
+    n = op.n
+    A = np.empty((n, n))
+    cols = np.arange(n)
+    for lo in range(0, n, FORM_BLOCK):
+        hi = min(lo + FORM_BLOCK, n)
+        if op.has_entries:
+            A[lo:hi] = op.entries(np.arange(lo, hi), cols)
+        else:
+            E = np.zeros((n, hi - lo))
+            E[np.arange(lo, hi), np.arange(hi - lo)] = 1.0
+            A[:, lo:hi] = np.asarray(op.matmat(E), dtype=np.float64)
+    return A
 
 
 class _Parameterized:
@@ -287,6 +446,14 @@ class Method(_Parameterized):
         ``classical`` with ``exact = False``. Read it through :func:`is_exact`.
     resources : dict
         What one case needs on a cluster, e.g. ``{"gpus_per_task": 1}`` (SLURM executor).
+    needs : str
+        What the method needs of the operator (:data:`NEEDS`): ``"matrix"`` (the default:
+        it reads ``op.matrix``, ``op.dense()`` or ``op.sparse()``), ``"entries"`` (blocks
+        ``op.entries(rows, cols)`` and the action) or ``"action"`` (only ``op.matmat`` /
+        ``op.rmatmat``). The core checks it before :meth:`check`: a method that needs the
+        matrix gets the operator formed when the dense A fits the suite's ``form_limit``,
+        and its case is ``unsupported`` otherwise; one that needs entries is
+        ``unsupported`` on an operator that has none (``op.has_entries``).
 
     Subclasses take their parameters as constructor keyword arguments with defaults, and
     implement :meth:`factorize`; :meth:`check` refuses operators they do not apply to.
@@ -295,6 +462,7 @@ class Method(_Parameterized):
     family: ClassVar[str] = "classical"
     exact: ClassVar[bool | None] = None
     resources: ClassVar[dict] = {}
+    needs: ClassVar[str] = "matrix"
 
     def check(self, op: Operator) -> None:
         """Raise :class:`Unsupported` (with the reason) when this method cannot factor ``op``."""

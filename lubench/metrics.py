@@ -168,7 +168,7 @@ def _gmres(op: Operator, b: np.ndarray,
     :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or a
     non-finite iterate) gives (NaN, False, NaN): the iterations it ran count nothing."""
     n = op.n
-    A = spla.aslinearoperator(op.matrix)
+    A = op.as_linear_operator()
     nonfinite = False
     M = None
     if solve is not None:
@@ -222,7 +222,7 @@ def _fingerprint(op: Operator, b: np.ndarray) -> str:
     two products with A instead of hashing n² numbers."""
     w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
     h = hashlib.blake2b(digest_size=20)
-    h.update(repr(tuple(op.matrix.shape)).encode())
+    h.update(repr((op.n, op.n)).encode())
     h.update(np.ascontiguousarray(b, dtype=np.float64))
     h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
     return h.hexdigest()

@@ -95,10 +95,46 @@ def _check_operator(op: object, case: Case) -> Operator:
     if not isinstance(op, Operator):
         raise FactorizationError(f"operator '{case.operator}' build() returned "
                                  f"{type(op).__name__}, expected lubench.api.Operator")
-    if op.matrix.shape != (case.n, case.n):
-        raise FactorizationError(f"operator '{case.operator}' built shape {op.matrix.shape}, "
+    shape = tuple(op.matrix.shape) if op.formed else (op.n, op.n)
+    if shape != (case.n, case.n):
+        raise FactorizationError(f"operator '{case.operator}' built shape {shape}, "
                                  f"expected ({case.n}, {case.n})")
     return op
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
+    """The operator as ``method`` needs it (``Method.needs``), or :class:`Unsupported`.
+
+    ``matrix``: a formed operator as it is; one that is not formed is formed when its dense
+    A (8·n² bytes) fits ``form_limit`` (None: no limit), else the case is unsupported.
+    ``entries``: the operator, if it has them. ``action``: the operator."""
+    needs = getattr(method, "needs", "matrix")
+    name = getattr(method, "name", type(method).__name__)
+    if needs == "action" or op.formed:
+        return op
+    if needs == "entries":
+        if not op.has_entries:
+            raise Unsupported(f"{name} needs the entries of A; operator '{op.name}' gives "
+                              "only its action")
+        return op
+    if form_limit is not None and op.dense_bytes > form_limit:
+        raise Unsupported(f"{name} needs the formed matrix; operator '{op.name}' at "
+                          f"n = {op.n} is not formed (dense A: {_gib(op.dense_bytes)} > "
+                          f"form_limit {_gib(form_limit)})")
+    return op.form()
+
+
+FORM_SHARE = 0.25  # of the case's memory limit that a formed operator may take by default
+
+
+def form_limit(memory_limit: int | None) -> int | None:
+    """Bytes a dense A formed for a method that needs the matrix may take: a quarter of the
+    case's memory limit (the method's own work needs the rest); None without a limit."""
+    return None if not memory_limit else int(FORM_SHARE * memory_limit)
 
 
 def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
@@ -124,9 +160,11 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         method = registry.method(case.method)(**case.method_params)
         device = resolve_device(case.device, case.family)
         rec["device"] = device
+        memory_limit = effective_memory_limit(case.memory_limit)
+        op = operator_for(method, op, form_limit(memory_limit))
         method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
-                         memory_limit=effective_memory_limit(case.memory_limit),
+                         memory_limit=memory_limit,
                          **({"progress": progress} if progress else {}))
         method.prepare(ctx)
         ctx.synchronize()
