@@ -329,6 +329,7 @@ def test_approximate_methods_are_not_held_to_exactness():
 
 def test_unsupported_is_recorded_by_the_runner():
     """Where check() refuses, the worker records status unsupported with the reason."""
+    from lubench.execution.plan import RunPlan
     from lubench.execution.worker import run_case
     from lubench.suite.cases import Case
     from lubench.testing.methods import _CheckPlugin
@@ -340,7 +341,7 @@ def test_unsupported_is_recorded_by_the_runner():
     case = Case(suite="t", operator=TinyOperator.name, operator_params={"kind": "needs_pivoting"},
                 n=16, method="refuses_nonsym", method_params={}, family="classical",
                 suite_seed=0, seed=1, operator_seed=0)
-    rec = run_case(case, registry=reg)
+    rec = run_case(case, plan=RunPlan(registry=reg))
     assert (rec["status"], rec["error"]) == ("unsupported",
                                              "refuses_nonsym needs a symmetric operator")
 

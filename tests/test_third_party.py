@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TOY_PLUGIN
 
+from lubench.execution.plan import RunPlan
 from lubench.execution.worker import run_case
 from lubench.registry import load_registry
 from lubench.suite.load import build_suite
@@ -212,7 +213,8 @@ def test_suite_with_the_installed_plugin(textbook):
         "operators": [{"name": "toy_tridiag", "sizes": [31], "params": {"d": [4.0, 1.0]}}],
         "methods": ["textbook_lu", "toy_lu"],
     }, reg)
-    recs = {(c.operator_params["d"], c.method): run_case(c, registry=reg) for c in suite.cases}
+    plan = RunPlan(registry=reg)
+    recs = {(c.operator_params["d"], c.method): run_case(c, plan=plan) for c in suite.cases}
 
     ok = recs[(4.0, "textbook_lu")]
     assert (ok["status"], ok["error"]) == ("ok", "")
