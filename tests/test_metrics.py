@@ -304,6 +304,16 @@ def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_
         metrics.plain_gmres(op, seed=4, cache=cache)
 
 
+def test_grade_computes_exactly_the_graded_metrics_of_the_table():
+    """The metric table says which metrics grading computes; grade returns those (and the
+    non-finite note), no fewer and no more."""
+    from lubench.metrics.table import METRICS
+
+    op = laplacian(40)
+    out = grade(op, Explicit(op.dense()), seed=1)
+    assert set(out) - {"error"} == {m.key for m in METRICS if m.graded}
+
+
 def test_precond_seconds_is_the_wall_time_of_the_preconditioned_solve():
     op = laplacian(100)
     out = precond_iterations(op, Explicit(op.dense() + 0.3 * np.eye(100)), seed=0)

@@ -1,30 +1,21 @@
-"""The metrics, computed by the core from ``Factorization.apply`` and ``solve``.
+"""Grading: the metrics of one factorization, computed by the core from ``Factorization.apply``
+and ``solve``.
 
 Every method is graded the same way; a method never grades itself. With Â = P·L·U the
-product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's ``solve``:
-
-* ``factor_error``   ‖A − Â‖_F / ‖A‖_F, exact when n ≤ ``exact_limit`` (and ``apply`` is
-  cheap), else estimated with a seeded Gaussian probe block Ω (n × 32):
-  ‖(A − Â)Ω‖_F / ‖AΩ‖_F. ``factor_error_kind`` says ``exact`` or ``probe32``.
-* ``factor_error_2`` ‖A − Â‖₂, spectral and absolute (the Learn LU post's figure); only when
-  the error is exact (NaN, "not measured", otherwise).
-* ``solve_residual`` ‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded — always the true
-  A, never Â.
-* ``forward_error``  ‖x̂ − x*‖₂ / ‖x*‖₂.
-* ``precond_iterations`` inner GMRES iterations (restart 50, rtol 1e-8, at most 500) to solve
-  A x = b with ``solve`` as (left) preconditioner; 1 for an exact factorization.
-  ``precond_converged`` says whether GMRES reached ‖A x − b‖₂ ≤ 1e-8·‖b‖₂ within 500;
-  ``precond_seconds`` is the wall time of that GMRES solve.
-* ``gmres_iterations`` / ``gmres_converged`` the same GMRES (same A, b, restart, tolerance and
-  cap) without a preconditioner: what the preconditioner saved. It depends on the operator
-  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on a
-  digest of A's action and the seed) and every method's row carries the same value.
-* ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
+product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's ``solve``,
+:func:`grade` computes every metric of the metric table marked ``graded``
+(:mod:`lubench.metrics.table`, where each is defined: the relative Frobenius error
+‖A − Â‖_F/‖A‖_F, exact up to ``exact_limit`` and a 32-probe estimate above, the spectral
+error ‖A − Â‖₂, the solve's residual and forward error for b = A x*, the iterations and
+time of GMRES preconditioned by ``solve`` and of plain GMRES, the time of one solve) —
+:func:`factor_errors`, :func:`solve_errors`, :func:`precond_iterations`,
+:func:`plain_gmres`, :func:`time_solve`.
 
 **One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
 x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
 the method or its parameters, so every method on one operator is graded on the same problem,
-and two configurations that produce the same factors get the same metric values.
+and two configurations that produce the same factors get the same metric values. Plain GMRES
+depends on the operator alone, so it is computed once per operator (:func:`plain_gmres`).
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
@@ -48,10 +39,11 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 from lubench.api import Factorization, FactorizationError, Operator
+from lubench.metrics.table import METRICS
 
 __all__ = ["grade", "GradingCache", "factor_errors", "solve_errors", "precond_iterations",
            "plain_gmres", "time_solve", "repeat_median", "nonfinite_note", "PROBES",
-           "GMRES_RESTART", "GMRES_RTOL", "GMRES_MAXITER"]
+           "GMRES_RESTART", "GMRES_RTOL", "GMRES_MAXITER", "GRADED"]
 
 PROBES = 32
 GMRES_RESTART = 50
@@ -299,9 +291,9 @@ def time_solve(fact: Factorization, n: int, seed: int, repeats: int = 5,
     return float(np.median(times))
 
 
-#: The float metrics ``grade`` returns, in the order an ``error`` note names them.
-GRADED = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-          "precond_iterations", "precond_seconds", "gmres_iterations", "solve_seconds"]
+#: The numbers ``grade`` returns (the metric table's ``graded`` ones), in the order an
+#: ``error`` note names those that are not finite.
+GRADED = [m.key for m in METRICS if m.graded and m.number]
 
 
 def nonfinite_note(metrics: dict) -> str:
