@@ -35,7 +35,7 @@ from lubench_learned.training import (
 )
 
 from lubench.api import Operator
-from lubench.devices import cuda_device_count
+from lubench.execution.devices import cuda_device_count
 
 P = 32
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(

@@ -3,7 +3,7 @@
 A plugin adds *operator generators* (:class:`OperatorGenerator`) and *factorization methods*
 (:class:`Method`). The core builds an :class:`Operator`, hands it to ``Method.factorize``
 together with a :class:`RunContext`, and grades the returned :class:`Factorization` itself
-(``lubench.metrics``): a method never grades itself.
+(``lubench.metrics.grading``): a method never grades itself.
 
 Conventions, after scikit-learn's estimators:
 

@@ -4,7 +4,7 @@
 prints them on one line and exits with status 2. ``Unsupported``, ``FactorizationError`` and
 ``Diverged`` are a case's outcomes: the worker records them with status ``unsupported``,
 ``failed`` and ``diverged``. They are re-exported by :mod:`lubench.api` (plugins import them
-from there) and :mod:`lubench.plugins` (``PluginError``).
+from there) and :mod:`lubench.registry.manager` (``PluginError``).
 """
 
 from __future__ import annotations

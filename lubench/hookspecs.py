@@ -33,7 +33,7 @@ Besides the hooks, a plugin class or module may offer:
   not import them (import inside ``prepare``/``factorize``/``build``): without them the
   plugin is *unavailable*, its names stay listed with the install command, and its cases
   are recorded with status ``unavailable`` while the rest of a suite runs
-  (:mod:`lubench.availability`).
+  (:mod:`lubench.registry.availability`).
 """
 
 from __future__ import annotations

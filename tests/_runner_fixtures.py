@@ -156,8 +156,8 @@ def suite_yaml(plugin: str, methods: list[dict], sizes=(8, 12), name: str = "rt"
 
 def make_suite(tmp_path: Path, plugin: str, methods: list[dict], **kw):
     """(suite file, Suite) for the rt operator and the given method entries."""
-    from lubench.plugins import load_registry
-    from lubench.suite import load_suite
+    from lubench.registry import load_registry
+    from lubench.suite.load import load_suite
 
     path = tmp_path / "suite.yaml"
     path.write_text(suite_yaml(plugin, methods, **kw))
@@ -168,7 +168,7 @@ def run_suite(tmp_path: Path, plugin: str, methods: list[dict], run_name: str = 
               **run_kw):
     """Run a suite end to end in this process; returns (outcome, results, store)."""
     from lubench.execution import run_cases
-    from lubench.store import RunStore
+    from lubench.rundir.store import RunStore
 
     sizes = run_kw.pop("sizes", (8, 12))
     _, suite = make_suite(tmp_path, plugin, methods, sizes=sizes)
@@ -210,9 +210,9 @@ def wait_for_records(run_dir: Path, count: int, timeout: float = 30.0) -> int:
 
 def _drive(argv: list[str]) -> None:
     from lubench.execution import run_cases
-    from lubench.plugins import load_registry
-    from lubench.store import RunStore
-    from lubench.suite import load_suite
+    from lubench.registry import load_registry
+    from lubench.rundir.store import RunStore
+    from lubench.suite.load import load_suite
 
     plugin, suite_path, run_dir = argv[:3]
     resume = "--resume" in argv

@@ -20,7 +20,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 @pytest.fixture(scope="session")
 def toy_registry():
     """A registry holding only the toy plugin (no entry points)."""
-    from lubench.plugins import load_registry
+    from lubench.registry import load_registry
 
     return load_registry([str(TOY_PLUGIN)], entry_points=False)
 
@@ -28,6 +28,6 @@ def toy_registry():
 @pytest.fixture(scope="session")
 def registry():
     """The installed plugins (built-ins through their entry points) plus the toy plugin."""
-    from lubench.plugins import load_registry
+    from lubench.registry import load_registry
 
     return load_registry([str(TOY_PLUGIN)])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from lubench.caselimits import (
+from lubench.suite.limits import (
     DEFAULT_TIMEOUT,
     NO_MEMORY_LIMIT,
     LimitError,

@@ -25,7 +25,7 @@ from lubench_operators import (
 )
 
 from lubench.api import FactorizationError, InvalidParameter, Operator, RunContext, Unsupported
-from lubench.metrics import grade
+from lubench.metrics.grading import grade
 from lubench.params import param_specs
 
 DATA = Path(__file__).resolve().parent / "data"

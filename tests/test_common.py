@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 from conftest import TESTS
 
-from lubench.plugins import load_registry
+from lubench.registry import load_registry
 from lubench.testing import CheckSkipped, method_checks, operator_checks
 
 BUILTIN_PLUGINS = ("operators", "classical", "learned")

@@ -6,14 +6,16 @@ import types
 
 import pytest
 
-from lubench.availability import install_hint, missing_modules, unavailable_reason
-from lubench.console import case_line, parse_columns, plain_text
+from lubench.cli.listing import plain_text
+from lubench.execution.progress import case_line
+from lubench.registry.availability import install_hint, missing_modules, unavailable_reason
+from lubench.report.console import parse_columns
 
 
 @pytest.mark.parametrize("rst, plain", [
     ("``loss``: ``identity`` or ``probes``", "loss: identity or probes"),
     ("see :class:`~lubench_learned.gfmm.GFMMFactor`", "see GFMMFactor"),
-    ("see :func:`lubench.metrics.grade`", "see lubench.metrics.grade"),
+    ("see :func:`lubench.metrics.grading.grade`", "see lubench.metrics.grading.grade"),
     (":func:`the loop <lubench_learned.training.train>` trains", "the loop trains"),
     ("*identity* and **probes**", "identity and probes"),
     ("An example::", "An example:"),

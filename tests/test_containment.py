@@ -22,7 +22,7 @@ import pytest
 import yaml
 from test_cli import lubench_exe
 
-from lubench.execution.cgroups import cgroup_root
+from lubench.execution.local.cgroups import cgroup_root
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PLUGIN = FIXTURES / "contain_plugin.py"
@@ -191,12 +191,12 @@ def test_records_are_strict_json_and_read_back_non_finite_numbers(tmp_path):
 
     for line in (tmp_path / "run" / "records.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=refuse)
-    from lubench.records import read_records
+    from lubench.rundir.records import read_records
 
     (rec,) = list(read_records(tmp_path / "run"))
     info = json.loads(rec["info"], parse_constant=refuse)
     assert info  # the info column is strict JSON text too
-    from lubench.records import decode_json
+    from lubench.rundir.records import decode_json
 
     decoded = decode_json(rec["info"])
     assert math.isnan(decoded["nan"]) and decoded["inf"] == math.inf
@@ -254,9 +254,9 @@ def test_timeout_option_zero_is_an_input_error(tmp_path):
 
 
 def test_defaults_apply_and_none_is_said_explicitly(tmp_path):
-    from lubench.caselimits import DEFAULT_TIMEOUT, NO_MEMORY_LIMIT
-    from lubench.plugins import load_registry
-    from lubench.suite import load_suite
+    from lubench.registry import load_registry
+    from lubench.suite.limits import DEFAULT_TIMEOUT, NO_MEMORY_LIMIT
+    from lubench.suite.load import load_suite
 
     reg = load_registry([str(PLUGIN)], entry_points=False)
     plain = load_suite(_suite(tmp_path, [{"name": "escape_lu"}]), reg)

@@ -17,7 +17,7 @@ from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Operator
-from lubench.devices import cuda_device_count
+from lubench.execution.devices import cuda_device_count
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     cuda_device_count() == 0, reason="no CUDA device here"))]

@@ -2,7 +2,7 @@
 ``device: auto`` is resolved once before any case and every row names the real device, and a
 learned case runs through the forked local executor on each device this machine has.
 
-CUDA is probed in a child process (:func:`lubench.devices.cuda_device_count`), so that the
+CUDA is probed in a child process (:func:`lubench.execution.devices.cuda_device_count`), so that the
 probe does not poison the ``fork`` of the workers these tests start; the ``cuda`` parameters
 run where a CUDA device is present and are skipped elsewhere.
 """
@@ -20,7 +20,7 @@ import pytest
 import yaml
 from test_cli import lubench_exe
 
-from lubench.devices import auto_device, cuda_device_count, resolve_auto
+from lubench.execution.devices import auto_device, cuda_device_count, resolve_auto
 
 HAS_CUDA = cuda_device_count() > 0
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -115,7 +115,7 @@ def test_synthetic_rows_name_the_resolved_device(tmp_path):
 
 
 def test_resolve_auto_replaces_auto_only():
-    from lubench.cases import Case
+    from lubench.suite.cases import Case
 
     base = dict(suite="s", operator="o", operator_params={}, n=8, method="m",
                 method_params={}, suite_seed=0, seed=0, operator_seed=0)
@@ -130,7 +130,7 @@ def test_resolve_auto_replaces_auto_only():
 
 def test_environment_does_not_import_or_ask_pytorch():
     """environment() names GPUs without PyTorch: in a fresh interpreter it imports none."""
-    code = ("import sys, lubench.environment as e; g = e.environment()['gpu']; "
+    code = ("import sys, lubench.rundir.environment as e; g = e.environment()['gpu']; "
             "assert isinstance(g, list); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)

@@ -11,7 +11,7 @@ from lubench_classical import ILU
 from lubench_operators import ConvDiff2D, Laplacian2D
 
 from lubench.api import InvalidParameter, RunContext
-from lubench.metrics import grade
+from lubench.metrics.grading import grade
 from lubench.testing import check_method, tiny_operator
 
 CTX = RunContext()
@@ -105,8 +105,8 @@ def test_registered_as_a_built_in(registry):
 
 
 def test_a_fill_factor_grid_in_a_suite(registry):
-    from lubench.suite import build_suite
-    from lubench.worker import run_case
+    from lubench.execution.worker import run_case
+    from lubench.suite.load import build_suite
 
     suite = build_suite({"name": "g", "operators": [{"name": "laplacian_2d", "sizes": [64]}],
                          "methods": [{"name": "ilu", "params": {"fill_factor": [1, 2, 5]}}]},

@@ -11,7 +11,7 @@ from lubench_learned.gfmm import factor_params, live_params
 from lubench_learned.training import Schedule
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
-from lubench.metrics import grade
+from lubench.metrics.grading import grade
 from lubench.testing import CheckSkipped, check_method, method_checks
 
 
@@ -178,8 +178,8 @@ def test_post_adam_lowers_the_error():
 
 
 def test_worker_records_histories(registry):
-    from lubench.suite import build_suite
-    from lubench.worker import run_case
+    from lubench.execution.worker import run_case
+    from lubench.suite.load import build_suite
 
     suite = build_suite({
         "name": "learned", "seed": 0,

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg as sla
 
 from lubench.api import Factorization, FactorizationError, Operator
-from lubench.metrics import factor_errors, grade, precond_iterations, solve_errors
+from lubench.metrics.grading import factor_errors, grade, precond_iterations, solve_errors
 
 
 def laplacian(n: int) -> Operator:
@@ -76,7 +76,7 @@ def test_spectral_norm_from_the_gram_matrix_above_svd_limit():
 def test_spectral_norm_above_svd_limit_matches_the_svd_when_top_values_cluster():
     # the off-diagonal part of a 1D convection–diffusion matrix: σ₁ ≈ σ₂ ≈ … ≈ 1, where
     # Lanczos (ARPACK) took minutes at n = 4096; here n = 1100 keeps the SVD affordable
-    from lubench.metrics import SPECTRAL_SVD_LIMIT, spectral_norm
+    from lubench.metrics.grading import SPECTRAL_SVD_LIMIT, spectral_norm
 
     n = 1100
     assert n > SPECTRAL_SVD_LIMIT
@@ -137,7 +137,7 @@ def test_spectral_norm_of_round_off_sized_errors_above_svd_limit():
     # An exact method on a matrix with underflowing entries (the exponential kernel at
     # n = 4096) leaves an error of subnormal numbers: their squares underflow to zero unless
     # the Gram matrix is formed from E / max|E|.
-    from lubench.metrics import spectral_norm
+    from lubench.metrics.grading import spectral_norm
 
     E = np.zeros((1100, 1100))
     E[3, 1000], E[700, 2] = 5e-324, 1e-320
@@ -219,7 +219,7 @@ def test_finite_metrics_leave_error_empty():
 
 
 def test_repeat_median_keeps_non_finite_values():
-    from lubench.metrics import repeat_median
+    from lubench.metrics.grading import repeat_median
 
     assert repeat_median([1.0, 3.0, 2.0]) == 2.0
     assert np.isnan(repeat_median([1.0, np.nan, 2.0]))
@@ -232,7 +232,7 @@ def test_repeat_median_keeps_non_finite_values():
 # Plain GMRES: same A, b, restart, tolerance and cap; once per operator
 # --------------------------------------------------------------------------------------------
 def test_plain_gmres_is_gmres_with_the_identity_preconditioner():
-    from lubench.metrics import plain_gmres
+    from lubench.metrics.grading import plain_gmres
 
     op = laplacian(200)
 
@@ -250,7 +250,7 @@ def test_plain_gmres_is_gmres_with_the_identity_preconditioner():
 
 
 def test_plain_gmres_reports_non_convergence_at_the_cap():
-    from lubench.metrics import GMRES_MAXITER, plain_gmres
+    from lubench.metrics.grading import GMRES_MAXITER, plain_gmres
 
     n = 2000  # 1-D Laplacian, κ ~ 1.6e6: restarted GMRES(50) stalls
     m = plain_gmres(laplacian(n), seed=0)
@@ -258,7 +258,7 @@ def test_plain_gmres_reports_non_convergence_at_the_cap():
 
 
 def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
-    import lubench.metrics as metrics
+    import lubench.metrics.grading as metrics
 
     calls = []
     real = metrics._gmres
@@ -284,7 +284,7 @@ def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
 
 def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_path):
     """A fresh process (an empty memo) finds the result another worker left in the cache."""
-    import lubench.metrics as metrics
+    import lubench.metrics.grading as metrics
 
     monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
@@ -328,8 +328,8 @@ def test_the_same_factors_get_the_same_metrics():
 def test_twin_configurations_in_a_suite_are_graded_on_one_problem(registry):
     """plu with check_finite true and false produce the same factors: their rows hold the
     same metric values because grading draws from the operator's seed, not the case's."""
-    from lubench.suite import build_suite
-    from lubench.worker import run_case
+    from lubench.execution.worker import run_case
+    from lubench.suite.load import build_suite
 
     suite = build_suite({
         "name": "twins",

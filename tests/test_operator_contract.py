@@ -1,5 +1,5 @@
 """The operator contract's action form (lubench.api.Operator / MatrixFreeOperator) and the
-core's check of what a method needs (lubench.worker.operator_for)."""
+core's check of what a method needs (lubench.execution.worker.operator_for)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import gmres
 
 from lubench.api import MatrixFreeOperator, Method, Operator, Unsupported
-from lubench.worker import operator_for
+from lubench.execution.worker import operator_for
 
 
 class Tridiagonal(MatrixFreeOperator):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from lubench.plugin_probe import probe_import
+from lubench.registry.probe import probe_import
 
 BAD = Path(__file__).resolve().parent / "fixtures" / "plugins_bad"
 

@@ -17,7 +17,8 @@ from conftest import TOY_PLUGIN
 
 from lubench import hookimpl
 from lubench.api import LubenchError, Method
-from lubench.plugins import PluginError, Registry, load_registry
+from lubench.errors import PluginError
+from lubench.registry import Registry, load_registry
 
 GOOD = '''
     """A plugin with one method."""
@@ -135,7 +136,7 @@ def test_loading_a_module_from_base_dir_leaves_sys_path_alone(tmp_path, monkeypa
 
 def test_suite_plugins_list(tmp_path):
     """A suite's `plugins:` names files relative to the suite file (and modules)."""
-    from lubench.suite import load_suite, suite_plugins
+    from lubench.suite.load import load_suite, suite_plugins
 
     suite_dir = tmp_path / "suites"
     good(suite_dir / "extra")

@@ -14,9 +14,9 @@ import numpy as np
 import psutil
 import pytest
 
-from lubench.execution.cgroups import cgroup_root
-from lubench.execution.channel import channel
-from lubench.execution.proctree import CaseTree, alive, enter_case
+from lubench.execution.local.cgroups import cgroup_root
+from lubench.execution.local.channel import channel
+from lubench.execution.local.proctree import CaseTree, alive, enter_case
 
 MECHANISMS = [
     pytest.param(True, id="cgroup", marks=pytest.mark.skipif(
@@ -167,7 +167,7 @@ def test_idle_forked_helpers_add_little(use_cgroup):
 
 
 def _sender(end, n: int) -> None:
-    from lubench.execution.channel import Sender
+    from lubench.execution.local.channel import Sender
 
     out = Sender(end)
     out.send(("progress", {"step": 1}))
@@ -232,7 +232,7 @@ def test_alive_treats_zombies_as_gone():
 def test_a_group_left_by_a_killed_lubench_is_ended_and_removed():
     import subprocess
 
-    from lubench.execution import cgroups
+    from lubench.execution.local import cgroups
 
     stale = cgroup_root().path.parent / "lubench-999999"  # no such process
     (stale / "case-1").mkdir(parents=True)
@@ -248,7 +248,12 @@ def test_a_group_left_by_a_killed_lubench_is_ended_and_removed():
 
 
 def test_memory_samples_are_sparse_far_below_the_limit_and_dense_near_it():
-    from lubench.execution.proctree import FILL_RATE, SAMPLE_AT_MOST, SAMPLE_EVERY, sample_interval
+    from lubench.execution.local.proctree import (
+        FILL_RATE,
+        SAMPLE_AT_MOST,
+        SAMPLE_EVERY,
+        sample_interval,
+    )
 
     limit = 12 * 2**30
     assert sample_interval(2**28, limit) == SAMPLE_AT_MOST            # 0.25 GiB of 12

@@ -6,8 +6,8 @@ explorable report.html, several runs in one report.
 
 The run is made here from real computations — SciPy's LU, Cholesky and incomplete LU (three
 fill factors), and a small masked-LU fit by gradient descent in PyTorch — graded by
-``lubench.metrics.grade`` (plain GMRES ``gmres_iterations`` and the time of the preconditioned
-solve ``precond_seconds`` included), and written in the run-directory format
+``lubench.metrics.grading.grade`` (plain GMRES ``gmres_iterations`` and the time of the
+preconditioned solve ``precond_seconds`` included), and written in the run-directory format
 (results.parquet, histories.parquet, meta.json, records.jsonl).
 """
 
@@ -28,9 +28,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from lubench.api import Factorization, LubenchError, Operator, Unsupported
-from lubench.cases import Case, derive_seed
-from lubench.metrics import grade
-from lubench.records import base_record
+from lubench.metrics.grading import grade
+from lubench.rundir.records import base_record
+from lubench.suite.cases import Case, derive_seed
 
 RUN_ID = "test-run"
 
@@ -247,7 +247,7 @@ def _label_params(label: str) -> dict:
 
 def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
     from lubench.report.cells import fmt_number
-    from lubench.report.columns import BY_KEY
+    from lubench.metrics.table import BY_KEY
     from lubench.report.markdown import summary_markdown
 
     results = pd.read_parquet(run_dir / "results.parquet")
@@ -368,7 +368,7 @@ DEFAULT_FIGURE_FORMATS = ("png", "pdf")
 
 
 def spec(**kw):
-    from lubench.report.spec import parse_spec
+    from lubench.suite.report_spec import parse_spec
 
     return parse_spec(kw, "test")
 
@@ -460,7 +460,7 @@ def _tex_rows(tex: str) -> list[list[str]]:
 
 def test_latex_bold_marks_the_best_value_of_each_operator_and_size(run_dir):
     from lubench.report.cells import fmt_number
-    from lubench.report.columns import BY_KEY
+    from lubench.metrics.table import BY_KEY
     from lubench.report.latex import latex_tables
     from lubench.report.summary import select, summarize
 

@@ -35,7 +35,7 @@ def run_dir(records, tmp_path_factory) -> Path:
 
 
 def spec(**kw):
-    from lubench.report.spec import parse_spec
+    from lubench.suite.report_spec import parse_spec
 
     return parse_spec(kw, "test")
 
@@ -44,7 +44,7 @@ def spec(**kw):
 # The specification
 # --------------------------------------------------------------------------------------------
 def test_parse_spec_reads_lists_and_comma_strings_alike():
-    from lubench.report.spec import parse_spec
+    from lubench.suite.report_spec import parse_spec
 
     a = parse_spec({"columns": "factor_error, n_params", "methods": ["plu", "gfmm_lu[P=32]"],
                     "sizes": "256,1024", "formats": "PDF,latex", "preset": "paper-2col",
@@ -68,7 +68,7 @@ def test_parse_spec_reads_lists_and_comma_strings_alike():
     ({"methods": {"plu": 1}}, "s.yaml: report.methods: expected a list"),
 ])
 def test_parse_spec_names_the_file_and_the_key(mapping, message):
-    from lubench.report.spec import parse_spec
+    from lubench.suite.report_spec import parse_spec
 
     with pytest.raises(LubenchError) as info:
         parse_spec(mapping, "s.yaml: report")
@@ -183,7 +183,7 @@ def test_not_finite_is_nan_or_infinity_and_not_measured_is_a_dash():
 # Colours and figures
 # --------------------------------------------------------------------------------------------
 def test_a_method_has_the_same_colour_and_marker_in_every_run_and_figure(run_dir, records):
-    from lubench.report.figures import make_style
+    from lubench.report.figures.style import make_style
     from lubench.report.palette import KNOWN, method_color, method_marker
     from lubench.report.summary import summarize
 
@@ -206,7 +206,9 @@ def test_a_method_has_the_same_colour_and_marker_in_every_run_and_figure(run_dir
 def test_error_vs_params_draws_one_pareto_front_per_family(run_dir):
     import matplotlib.pyplot as plt
 
-    from lubench.report.figures import error_vs_params, make_style, pareto_front
+    from lubench.report.figures.accuracy import error_vs_params
+    from lubench.report.figures.axes import pareto_front
+    from lubench.report.figures.style import make_style
     from lubench.report.summary import summarize
 
     summary = summarize(pd.read_parquet(run_dir / "results.parquet"))
@@ -232,7 +234,8 @@ def test_error_vs_params_draws_one_pareto_front_per_family(run_dir):
 def test_gmres_figure_draws_plain_gmres_and_time_figure_sums_setup_and_gmres(run_dir):
     import matplotlib.pyplot as plt
 
-    from lubench.report.figures import gmres_vs_params, make_style, time_to_solution
+    from lubench.report.figures.solvers import gmres_vs_params, time_to_solution
+    from lubench.report.figures.style import make_style
     from lubench.report.summary import summarize
 
     results = pd.read_parquet(run_dir / "results.parquet")

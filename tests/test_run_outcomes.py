@@ -145,7 +145,7 @@ def test_bad_options_are_one_line_exit_2(tmp_path, args, message):
 
 
 def test_device_cuda_without_cuda_is_bad_input(tmp_path):
-    from lubench.devices import cuda_problem
+    from lubench.execution.devices import cuda_problem
 
     if cuda_problem() is None:
         pytest.skip("this machine has a CUDA device")

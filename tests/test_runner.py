@@ -18,7 +18,7 @@ from lubench.execution import (
     run_cases,
     threads_per_worker,
 )
-from lubench.store import RunStore
+from lubench.rundir.store import RunStore
 
 
 def _by_behaviour(results):

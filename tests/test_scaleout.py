@@ -21,7 +21,7 @@ from _runner_fixtures import (  # noqa: F401
 )
 
 from lubench.execution import run_cases
-from lubench.store import RunStore
+from lubench.rundir.store import RunStore
 
 COMPARED = ["status", "error", "n_params", "factor_error", "factor_error_2", "solve_residual",
             "forward_error", "precond_iterations"]

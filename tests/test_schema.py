@@ -1,4 +1,4 @@
-"""The fixed part of the suite format (lubench.schema): types, ranges, units, every error."""
+"""The fixed part of the suite format (lubench.suite.schema): types, ranges, units, every error."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lubench.schema import SuiteError, json_schema, validate_suite
-from lubench.values import parse_duration, parse_memory
+from lubench.errors import SuiteError
+from lubench.suite.schema import json_schema, validate_suite
+from lubench.suite.values import parse_duration, parse_memory
 
 SUITES = sorted((Path(__file__).parent.parent / "suites").glob("*.yaml"))
 

@@ -9,16 +9,16 @@ import pytest
 from _runner_fixtures import _only_test_plugins, make_suite, rt_plugin  # noqa: F401
 
 from lubench.api import LubenchError
-from lubench.execution.slurm_ledger import Ledger
-from lubench.execution.slurm_resources import (
+from lubench.execution.slurm.ledger import Ledger
+from lubench.execution.slurm.resources import (
     DEFAULT_MEM_GB,
     MEM_HEADROOM_GB,
     gres_gpus,
     minutes,
     submitit_parameters,
 )
-from lubench.execution.slurm_submit import sbatch_message
-from lubench.execution.slurm_tasks import result_file
+from lubench.execution.slurm.submit import sbatch_message
+from lubench.execution.slurm.tasks import result_file
 
 
 def _cases(tmp_path, plugin, device="cpu", **entry):

@@ -10,14 +10,14 @@ import pytest
 from _runner_fixtures import _only_test_plugins, make_suite, rt_plugin  # noqa: F401
 
 from lubench.api import LubenchError
-from lubench.store import (
+from lubench.rundir.records import (
     HISTORY_KEY_COLUMNS,
     RESULT_COLUMNS,
-    RunStore,
+    base_record,
     dedupe_records,
     read_records,
 )
-from lubench.worker import base_record
+from lubench.rundir.store import RunStore
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_truncated_last_line_is_skipped_with_a_warning(tmp_path, suite, caplog):
 
 def test_a_corrupt_middle_line_is_set_aside_alike_by_the_store_and_the_report(tmp_path, suite,
                                                                              caplog):
-    """One reader (lubench.records) for both: the line is skipped with a warning naming it,
+    """One reader (lubench.rundir.records) for both: the line is skipped with a warning naming it,
     the records around it are kept."""
     from lubench.report.load import load_run
 
@@ -168,8 +168,8 @@ def test_resume_with_an_edited_suite_warns(tmp_path, rt_plugin, caplog):  # noqa
 
 
 def test_done_leaves_out_the_statuses_to_retry_and_unavailable(tmp_path, toy_registry):
-    from lubench.store import RunStore
-    from lubench.suite import build_suite
+    from lubench.rundir.store import RunStore
+    from lubench.suite.load import build_suite
 
     suite = build_suite({"name": "retry", "methods": ["toy_lu"],
                          "operators": [{"name": "toy_tridiag", "sizes": [4, 8, 16]}]},

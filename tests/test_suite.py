@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from lubench.suite import SuiteError, build_suite, load_suite, select_cases
-from lubench.values import parse_memory
+from lubench.errors import SuiteError
+from lubench.suite.load import build_suite, load_suite
+from lubench.suite.selection import select_cases
+from lubench.suite.values import parse_memory
 
 BASE = {
     "name": "t",

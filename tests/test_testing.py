@@ -19,7 +19,7 @@ from lubench.api import (
     OperatorGenerator,
     Unsupported,
 )
-from lubench.plugins import Registry, load_registry
+from lubench.registry import Registry, load_registry
 from lubench.testing import (
     TINY_KINDS,
     CheckFailed,
@@ -329,9 +329,9 @@ def test_approximate_methods_are_not_held_to_exactness():
 
 def test_unsupported_is_recorded_by_the_runner():
     """Where check() refuses, the worker records status unsupported with the reason."""
-    from lubench.suite import Case
+    from lubench.execution.worker import run_case
+    from lubench.suite.cases import Case
     from lubench.testing.methods import _CheckPlugin
-    from lubench.worker import run_case
 
     results = {r.check: r.status for r in check_method(RefusesNonsymmetric)}
     assert results["check_runner_records"] == "pass"

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TOY_PLUGIN
 
-from lubench.plugins import load_registry
-from lubench.suite import build_suite
-from lubench.worker import run_case
+from lubench.execution.worker import run_case
+from lubench.registry import load_registry
+from lubench.suite.load import build_suite
 
 EXAMPLE = REPO / "examples" / "lubench-textbook"
 

@@ -6,8 +6,8 @@ import json
 
 from conftest import TOY_PLUGIN
 
-from lubench.suite import build_suite
-from lubench.worker import run_case
+from lubench.execution.worker import run_case
+from lubench.suite.load import build_suite
 
 SUITE = {
     "name": "w",

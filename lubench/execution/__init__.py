@@ -52,8 +52,8 @@ worker ends with ``os._exit`` so no parent ``atexit`` handler runs twice. Elsewh
 where ``fork`` is unsafe with system frameworks) workers are spawned.
 
 Each worker starts a session of its own and is the subreaper of its descendants, joins the
-case's cgroup when there is one (:mod:`~lubench.execution.proctree`,
-:mod:`~lubench.execution.cgroups`), sends its stdout and stderr to ``RUN_DIR/logs/``, ignores
+case's cgroup when there is one (:mod:`~lubench.execution.local.proctree`,
+:mod:`~lubench.execution.local.cgroups`), sends its stdout and stderr to ``RUN_DIR/logs/``, ignores
 SIGINT (the parent decides what Ctrl-C means), and asks the kernel to kill it when the parent
 dies (``PR_SET_PDEATHSIG``), so that a ``kill -9`` of ``lubench run`` leaves no worker
 computing.
@@ -68,7 +68,7 @@ joined only once it has exited), so the deadline holds for every case at once.
 *Memory* (``case.memory_limit``, bytes; default half the RAM): what the case's whole tree
 adds, sampled every 25 ms: the cgroup's ``memory.current`` where the memory controller is
 available, else the sum of the proportional set sizes (PSS) of the tree's processes minus the
-worker's at its start (see :mod:`~lubench.execution.proctree` for why PSS, not RSS). Above the
+worker's at its start (see :mod:`~lubench.execution.local.proctree` for why PSS, not RSS). Above the
 limit the tree is killed and the case recorded ``failed`` / ``out of memory (limit 2.0 GiB;
 peak …)``. A case whose own peak (``ru_maxrss``) ends above the limit between two samples is
 recorded the same way, and a ``MemoryError`` raised inside the case gets the same message.
@@ -93,10 +93,11 @@ every finished case is already on disk. A second Ctrl-C raises
 from __future__ import annotations
 
 from lubench.execution.limits import format_bytes, limit_threads, threads_per_worker
+from lubench.execution.local import LocalPool
 from lubench.execution.options import ExecutorSettings, executor_settings
-from lubench.execution.pool import LocalPool
 from lubench.execution.run import EXECUTORS, RunOutcome, run_cases
-from lubench.execution.slurm import execute_case, submitit_parameters
+from lubench.execution.slurm.resources import submitit_parameters
+from lubench.execution.slurm.tasks import execute_case
 
 __all__ = ["run_cases", "execute_case", "RunOutcome", "LocalPool", "threads_per_worker",
            "limit_threads", "format_bytes", "submitit_parameters", "EXECUTORS",

@@ -10,7 +10,7 @@ import signal
 import sys
 from typing import Any
 
-from lubench.environment import available_cores
+from lubench.rundir.environment import available_cores
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

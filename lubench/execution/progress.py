@@ -3,18 +3,40 @@
 In a terminal: a tqdm bar (cases done, counts by status, the latest case and its training
 step), and one line per case that did not end ``ok``, as it ends. Without one (CI, ``nohup``,
 a SLURM log) or with ``--no-progress``: one line per finished case,
-``status  case  seconds  error`` (:func:`lubench.console.case_line`), flushed at once.
+``status  case  seconds  error`` (:func:`case_line`), flushed at once.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections import Counter
 
-from lubench.console import case_line
-from lubench.records import OK, STATUSES
-from lubench.suite import Case
+from lubench.rundir.records import OK, STATUSES
+from lubench.suite.cases import Case
+
+STATUS_WIDTH = 11  # the longest status, "unavailable"
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def case_line(record: dict, label: str) -> str:
+    """``failed       laplacian_1d[n=16] × plu   0.4s  ValueError: ...`` — status, case,
+    seconds (the case's wall time), and the reason on the same line when there is one."""
+    status = str(record.get("status", "?"))
+    seconds = record.get("wall_seconds")
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        seconds = record.get("setup_seconds")
+    secs = f"{seconds:.1f}s" if isinstance(seconds, (int, float)) and \
+        math.isfinite(seconds) else "-"
+    error = " ".join(_text(record.get("error")).split())
+    line = f"{status:<{STATUS_WIDTH}} {label}  {secs}"
+    return f"{line}  {error}" if error else line
 
 
 def _short(text: str, width: int = 60) -> str:

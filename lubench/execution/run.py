@@ -12,22 +12,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lubench.api import LubenchError
-from lubench.availability import preload_requirements
-from lubench.devices import resolve_auto
+from lubench.execution.devices import resolve_auto
 from lubench.execution.limits import thread_controller, threads_per_worker
-from lubench.execution.pool import LocalPool, WorkItem
-from lubench.execution.process import plain_fields
+from lubench.execution.local.pool import LocalPool, WorkItem
+from lubench.execution.local.process import plain_fields
 from lubench.execution.progress import Display
 from lubench.execution.signals import StopSignals
 from lubench.execution.slurm import default_submitit_executor, run_submitit
-from lubench.metrics import CACHE_DIR_ENV
-from lubench.plugins import Registry, load_registry
-from lubench.records import STATUSES, UNAVAILABLE, base_record
-from lubench.suite import Case
-from lubench.worker import run_case
+from lubench.execution.worker import run_case
+from lubench.metrics.grading import CACHE_DIR_ENV
+from lubench.registry import Registry, load_registry
+from lubench.registry.availability import preload_requirements
+from lubench.rundir.records import STATUSES, UNAVAILABLE, base_record
+from lubench.suite.cases import Case
 
 if TYPE_CHECKING:
-    from lubench.store import RunStore
+    from lubench.rundir.store import RunStore
 
 EXECUTORS = ("local", "inline", "slurm")
 
@@ -119,7 +119,7 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                                           rec["case_id"]))
 
     # What grading computes once per operator (plain GMRES) is shared by the cases' forked
-    # workers through the run directory (lubench.metrics.plain_gmres).
+    # workers through the run directory (lubench.metrics.grading.plain_gmres).
     cache_before = os.environ.get(CACHE_DIR_ENV)
     os.environ[CACHE_DIR_ENV] = str(store.run_dir / "cache")
     try:

@@ -17,9 +17,9 @@ import re
 
 import pandas as pd
 
-from lubench.metrics import GMRES_MAXITER as GMRES_MAX
-from lubench.report.columns import Metric
-from lubench.report.load import OK
+from lubench.metrics.grading import GMRES_MAXITER as GMRES_MAX
+from lubench.metrics.table import Metric
+from lubench.rundir.records import OK
 
 __all__ = ["fmt_number", "short_reason", "nonfinite_keys", "cell", "best_flags", "status_text",
            "not_converged", "NOT_MEASURED", "NAN_TEXT", "INF_TEXT", "REASON_CHARS", "GMRES_MAX"]

@@ -2,7 +2,7 @@
 
 Cases are matched by ``case_id`` (the hash of operator, parameters, n, method and seed), each
 run's repeats reduced to the median of those that finished ``ok`` — a median that keeps a
-non-finite value (:func:`lubench.metrics.repeat_median`: one NaN repeat makes it NaN). The
+non-finite value (:func:`lubench.metrics.grading.repeat_median`: one NaN repeat makes it NaN). The
 ratio B/A is reported for setup, solve and preconditioned-GMRES time, factor error and solve
 residual. A case is a **regression** (listed, and ``lubench compare`` exits 1) when
 
@@ -33,10 +33,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from lubench.metrics import repeat_median
+from lubench.api import LubenchError
+from lubench.metrics.grading import repeat_median
 from lubench.report.cells import fmt_number, short_reason
 from lubench.report.frame_text import frame_text
-from lubench.report.load import OK, load_run
+from lubench.report.load import load_run
+from lubench.rundir.records import OK
 
 __all__ = ["compare_runs", "compare_frames", "TIME_FLOOR", "ERROR_FLOOR", "ALPHA", "METRICS",
            "BLOWUP_METRICS"]
@@ -231,8 +233,6 @@ def compare_runs(run_a: Path, run_b: Path, threshold: float = 1.5,
     and flagged cases around it, or ``tex``/``html``: the table alone, for a report), and the
     number of cases with a regression."""
     if not threshold > 1:
-        from lubench.api import LubenchError
-
         raise LubenchError(f"--threshold must be greater than 1, got {threshold}")
     A, B = load_run(run_a), load_run(run_b)
     table, only_a, only_b = compare_frames(A.results, B.results, threshold)

@@ -19,8 +19,9 @@ from collections import Counter
 import pandas as pd
 
 from lubench.report.htmltable import html_table
-from lubench.report.load import OK, Run
-from lubench.report.spec import ReportSpec
+from lubench.report.load import Run
+from lubench.rundir.records import OK
+from lubench.suite.report_spec import ReportSpec
 
 __all__ = ["report_html", "standalone_table_html", "CSS", "SCRIPT"]
 

@@ -6,17 +6,12 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from lubench.report.cells import (
-    GMRES_MAX,
-    best_flags,
-    fmt_number,
-    not_converged,
-    short_reason,
-)
-from lubench.report.columns import Metric
-from lubench.report.load import OK
-from lubench.report.spec import Preset, ReportSpec
+from lubench.metrics.grading import GMRES_MAXITER as GMRES_MAX
+from lubench.report.cells import best_flags, fmt_number, not_converged, short_reason
+from lubench.metrics.table import Metric
 from lubench.report.summary import select, summarize, table_columns
+from lubench.rundir.records import OK
+from lubench.suite.report_spec import Preset, ReportSpec
 
 __all__ = ["latex_tables", "regenerate_command", "tex_escape"]
 

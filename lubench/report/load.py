@@ -4,7 +4,7 @@ A run directory holds ``results.parquet`` (one row per case and repeat), ``histo
 (training curves), ``meta.json`` (the environment) and ``records.jsonl`` (the raw records,
 appended as cases finish). When the parquet files are missing or older than the records — a
 run that crashed before it could (re)write them, a run still going — the frames are rebuilt
-from ``records.jsonl`` through the same functions the store uses (:mod:`lubench.records`): an
+from ``records.jsonl`` through the same functions the store uses (:mod:`lubench.rundir.records`): an
 unreadable line (a truncated last line, the case being written when the process died) is
 skipped with a warning.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from lubench import records
 from lubench.api import LubenchError
-from lubench.records import (
+from lubench.rundir import records
+from lubench.rundir.records import (
     FAILED,
     IDENTITY_COLUMNS,
     NOT_OK,
@@ -48,8 +48,8 @@ class Run:
 
 def read_records(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Results and histories rebuilt from ``records.jsonl``, read as the store reads it
-    (:mod:`lubench.records`): an unreadable line is set aside with a warning, and later records
-    of the same (case_id, repeat) replace earlier ones (a resumed run)."""
+    (:mod:`lubench.rundir.records`): an unreadable line is set aside with a warning, and later
+    records of the same (case_id, repeat) replace earlier ones (a resumed run)."""
     return records_to_frames(dedupe_records(records.read_records(path)))
 
 

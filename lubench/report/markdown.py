@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from lubench.report.cells import best_flags, cell, status_text
-from lubench.report.spec import ReportSpec
 from lubench.report.summary import select, summarize, table_columns
+from lubench.suite.report_spec import ReportSpec
 
 __all__ = ["summary_markdown"]
 

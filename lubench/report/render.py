@@ -1,5 +1,5 @@
 """``lubench report RUN_DIR [RUN_DIR ...]``: read the runs, draw the figures, write the tables
-and the page, as a :class:`~lubench.report.spec.ReportSpec` says.
+and the page, as a :class:`~lubench.suite.report_spec.ReportSpec` says.
 
 Output folder (default ``RUN_DIR/report/``; required with several runs)::
 
@@ -32,10 +32,11 @@ from lubench.api import LubenchError  # noqa: E402
 from lubench.report import figures as F  # noqa: E402
 from lubench.report.html import report_html, standalone_table_html  # noqa: E402
 from lubench.report.latex import latex_tables  # noqa: E402
-from lubench.report.load import OK, Run, load_run, prepare_results  # noqa: E402
+from lubench.report.load import Run, load_run, prepare_results
 from lubench.report.markdown import summary_markdown  # noqa: E402
-from lubench.report.spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
 from lubench.report.summary import select, summarize  # noqa: E402
+from lubench.rundir.records import OK
+from lubench.suite.report_spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
 
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
 

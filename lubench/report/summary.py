@@ -7,7 +7,7 @@ The same aggregate feeds three renderings: Markdown (:mod:`lubench.report.markdo
 after a run), LaTeX (:mod:`lubench.report.latex`) and HTML (:mod:`lubench.report.htmltable`,
 the table of ``report.html``); a cell is written by :mod:`lubench.report.cells`. The columns,
 their units and the direction in which a value is better come from
-:mod:`lubench.report.columns`. A configuration that did not finish ``ok`` keeps its row: its
+:mod:`lubench.metrics.table`. A configuration that did not finish ``ok`` keeps its row: its
 status says what happened.
 """
 
@@ -24,10 +24,11 @@ import pandas as pd
 
 from lubench.api import LubenchError
 from lubench.report.cells import nonfinite_keys
-from lubench.report.columns import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
-from lubench.report.load import OK, prepare_results
-from lubench.report.spec import ReportSpec
-from lubench.selection import value_matches
+from lubench.metrics.table import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
+from lubench.report.load import prepare_results
+from lubench.rundir.records import OK
+from lubench.suite.report_spec import ReportSpec
+from lubench.suite.selection import parse_selector, value_matches
 
 __all__ = ["select", "summarize", "table_columns"]
 
@@ -38,11 +39,9 @@ def _ordered(values: pd.Series) -> list:
 
 def _matches(pattern: str, name: str, label: str, params: str, n: object) -> bool:
     """A pattern names a row: its label or name (globs), or ``name[key=value,...]`` as
-    ``-k`` reads it (:func:`lubench.selection.parse_selector`), the values compared with the
+    ``-k`` reads it (:func:`lubench.suite.selection.parse_selector`), the values compared with the
     row's parameters (``n`` its size) — so ``gfmm_lu[P=32]`` matches whether or not the
     label shows ``P``."""
-    from lubench.selection import parse_selector
-
     if fnmatch.fnmatchcase(label, pattern) or label == pattern:
         return True
     try:
@@ -162,7 +161,7 @@ def _all_true(values: Iterable) -> bool | None:
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (operator_label, n, method_label[, run]): for every metric of
-    :data:`~lubench.report.columns.METRICS` its median, min and max over the ``ok`` repeats
+    :data:`~lubench.metrics.table.METRICS` its median, min and max over the ``ok`` repeats
     (``<key>``, ``<key>_min``, ``<key>_max``) and ``<key>_state`` (``ok``, ``missing``,
     ``nan``, ``inf``); the repeat counts; the status (``ok``, or the most frequent other
     status with its first reason).

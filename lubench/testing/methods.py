@@ -21,8 +21,11 @@ from lubench.api import (
     is_exact,
 )
 from lubench.errors import one_line
+from lubench.execution.worker import run_case
 from lubench.hookspecs import hookimpl
-from lubench.records import FAILED, OK, UNSUPPORTED
+from lubench.registry import Registry
+from lubench.rundir.records import FAILED, OK, UNSUPPORTED
+from lubench.suite.cases import Case
 from lubench.testing.results import CheckFailed, CheckSkipped
 from lubench.testing.tiny import (
     MUST_FACTORIZE,
@@ -292,14 +295,10 @@ class _CheckPlugin:
 
 def check_runner_records(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
-    """Through the worker (``lubench.worker.run_case``) each tiny operator is recorded:
+    """Through the worker (``lubench.execution.worker.run_case``) each tiny operator is recorded:
     ``unsupported`` with the reason where ``check`` refuses it, ``ok`` where it factorizes
     (``failed`` with the FactorizationError's message allowed on ``needs_pivoting``), and a
     classical method's graded ``solve_residual`` is ≤ 1e-10."""
-    from lubench.plugins import Registry
-    from lubench.suite import Case
-    from lubench.worker import run_case
-
     fits = _fits(cls, params, cache)
     if fits.check_errors:
         raise CheckSkipped("check() misbehaves (see check_check_raises_unsupported)")

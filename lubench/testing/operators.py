@@ -16,6 +16,7 @@ from lubench.api import (
     OperatorGenerator,
 )
 from lubench.errors import one_line
+from lubench.rundir.records import canonical_json
 from lubench.testing.results import CheckFailed, CheckSkipped
 from lubench.testing.tiny import SEED
 
@@ -78,8 +79,6 @@ def check_build(cls: type, params: dict | None = None, *, cache: Built | None = 
     """``build(n, seed)`` returns an Operator named after the generator: float64 n × n,
     finite, JSON-serialisable params, coords None or one row per unknown, and ``symmetric``
     and ``spd`` flags that tell the truth."""
-    from lubench.records import canonical_json
-
     b = _built(cls, params, cache)
     op, n = b.op, b.n
     if isinstance(op, BaseException):

@@ -13,13 +13,13 @@ from lubench.api import (
     Method,
 )
 from lubench.params import closest, validate_params
-from lubench.selection import parse_selector
+from lubench.suite.selection import parse_selector
 from lubench.testing.results import CheckResult
 from lubench.testing.run import method_checks, operator_checks, run_bound
 
 
 def _parse_name(text: str) -> tuple[str, dict[str, Any]]:
-    """``name`` or ``name[key=value,...]`` (:func:`lubench.selection.parse_selector`), values
+    """``name`` or ``name[key=value,...]`` (:func:`lubench.suite.selection.parse_selector`), values
     read as YAML scalars, as in a suite."""
     name, params = parse_selector(text, option="check-plugin")
     return name, {key: yaml.safe_load(value) for key, value in params.items()}

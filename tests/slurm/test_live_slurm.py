@@ -18,8 +18,8 @@ import pytest
 import yaml
 from _cluster import slurm_cluster  # noqa: F401
 
-from lubench.execution.slurm_ledger import LEDGER_FILE
-from lubench.execution.slurm_queue import ACTIVE, job_states
+from lubench.execution.slurm.ledger import LEDGER_FILE
+from lubench.execution.slurm.queue import ACTIVE, job_states
 
 pytestmark = pytest.mark.slurm
 

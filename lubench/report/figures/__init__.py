@@ -6,8 +6,8 @@ colour and marker come from its name (:mod:`lubench.report.palette`): the same i
 figure and every run. Configurations of one method share them (and are joined by a thin line
 in a panel: ILU over its fill factors draws its accuracy/numbers curve); hollow markers are
 errors estimated with probes or GMRES counts that did not converge. Axis labels say the norm
-and whether a quantity is absolute or relative (:mod:`lubench.report.columns`). Sizes follow
-the report's :class:`~lubench.report.spec.Preset`: a figure is drawn at the width it will be
+and whether a quantity is absolute or relative (:mod:`lubench.metrics.table`). Sizes follow
+the report's :class:`~lubench.suite.report_spec.Preset`: a figure is drawn at the width it will be
 printed at.
 
 Panels: one per (operator, n) — and per run in a report of several runs — for the accuracy,

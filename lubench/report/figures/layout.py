@@ -18,7 +18,7 @@ from lubench.report.palette import (
     method_color,
     method_marker,
 )
-from lubench.report.spec import Preset
+from lubench.suite.report_spec import Preset
 
 __all__ = ["ok_rows", "panel_keys", "run_count", "panel_rows", "panel_title", "panel_grid",
            "outer_labels", "legend_below", "method_handles", "front_handles", "placeholder",

@@ -12,7 +12,7 @@ from lubench.report.palette import (
     method_marker,
     variant_dashes,
 )
-from lubench.report.spec import PRESETS, Preset
+from lubench.suite.report_spec import PRESETS, Preset
 
 __all__ = ["Style", "make_style", "rc", "FAMILY_ORDER"]
 

@@ -1,0 +1,81 @@
+"""``lubench run`` after parsing: load the plugins and the suite, select the cases, open the
+run directory, run the cases, print the summary and exit with the status DESIGN.md lists.
+
+Bad input raises :class:`lubench.api.LubenchError` before any directory is created (one line,
+exit 2 through :func:`lubench.cli.common.user_errors`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lubench.api import LubenchError
+from lubench.cli.common import load_plugins
+from lubench.cli.run_support import (
+    check_environment,
+    echo_cases,
+    echo_results,
+    exit_if_failed,
+    resumed_executor,
+    run_options,
+)
+from lubench.rundir.fsafe import FsError
+
+
+def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ...],
+              device: str | None, timeout: str | None, jobs: int | None,
+              executor: str | None, resume: Path | None, retry: str | None,
+              columns: str | None, plugin_specs: tuple[str, ...], dry_run: bool, report: bool,
+              progress: bool | None, slurm_options: dict[str, Any]) -> None:
+    """Everything ``lubench run`` does with its parsed options (see its ``--help``)."""
+    # what runs a suite (YAML, pydantic, pandas, SciPy): imported here, not by `lubench list`
+    from lubench.execution import executor_settings, run_cases
+    from lubench.rundir.store import RunStore, run_directory
+    from lubench.suite.load import load_suite
+    from lubench.suite.load import plugin_specs as suite_plugin_specs
+    from lubench.suite.selection import select_cases
+
+    forced_timeout, retry_statuses, shown_columns = run_options(timeout, retry, columns, resume)
+    specs = suite_plugin_specs(suite_file, plugin_specs)
+    registry = load_plugins(specs, Path.cwd())
+    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout)
+    cases = select_cases(suite.cases, selectors)
+    if not cases:
+        raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
+    if dry_run:
+        echo_cases(cases, suite.repeats, suite_file, registry)
+        return
+    kind = executor or resumed_executor(resume, suite.executor)
+    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
+    check_environment(suite.device, cases, settings.kind)
+    run_dir = run_directory(suite.name, output, resume)
+    command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
+    store = RunStore.open(run_dir, suite, command_line=command_line, resume=resume is not None)
+    click.echo(f"lubench: {len(cases)} cases × {suite.repeats} repeat(s) → {run_dir}", err=True)
+    slurm = " --executor slurm" if settings.kind == "slurm" else ""
+    resume_hint = (f"lubench run {shlex.quote(str(suite_file))}{slurm} "
+                   f"--resume {shlex.quote(str(run_dir))}")
+    before = len(store.done())
+    try:
+        outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
+                            jobs=settings.jobs, executor=settings.kind,
+                            executor_options=settings.options, registry=registry,
+                            show_progress=sys.stderr.isatty() if progress is None else progress,
+                            retry=retry_statuses)
+        results = store.finalize()
+    except FsError as exc:  # e.g. a full disk: what is written stays, the run can go on later
+        error = FsError(f"{exc}; the {len(store.done())} record(s) written are kept: free "
+                        f"the space, then resume with: {resume_hint}", exc.path)
+        error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
+        raise error from None
+    echo_results(results, run_dir, outcome.summary(), report, shown_columns)
+    if outcome.interrupted:
+        click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
+        sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
+    exit_if_failed(results, cases)

@@ -1,0 +1,112 @@
+"""The body of a worker process: run one case, forward its progress, send its record.
+
+First thing, the worker makes the case's process tree its own (:func:`enter_case`: its own
+session, subreaper of its descendants, member of the case's cgroup), and sends its stdout
+and stderr (and those of everything it starts) to the case's log file in the run directory.
+When the case is done it kills whatever the case left running, then sends the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from lubench.errors import one_line
+from lubench.execution.limits import die_with_parent, limit_threads
+from lubench.execution.local.channel import Sender
+from lubench.execution.local.proctree import end_descendants, enter_case
+from lubench.execution.worker import run_case
+from lubench.registry import Registry
+from lubench.suite.cases import Case
+
+PROGRESS_EVERY = 0.2  # seconds between two progress messages of one worker
+
+
+def plain_fields(fields: dict) -> dict:
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[str(key)] = value
+            continue
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            out[str(key)] = str(value)
+    return out
+
+
+class _ProgressSender:
+    """``ctx.progress`` inside a worker: forwards (step, total, fields) to the parent, at most
+    every ``PROGRESS_EVERY`` seconds (and always the last step). Never raises."""
+
+    def __init__(self, sender: Sender):
+        self.sender = sender
+        self.last = 0.0
+
+    def __call__(self, step: int, total: int | None = None, **fields: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_EVERY and not (total is not None and step >= total):
+            return
+        self.last = now
+        with contextlib.suppress(Exception):
+            self.sender.send(("progress", {"step": step, "total": total,
+                                           **plain_fields(fields)}))
+
+
+def redirect_output(log_path: str | None) -> None:
+    """Point this process's stdout and stderr (file descriptors 1 and 2, inherited by every
+    process it starts) at ``log_path``, opened for appending and never through a link."""
+    if not log_path:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                     | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        fd = os.open(os.devnull, os.O_WRONLY)  # the record will still be written
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def worker_main(conn: Any, case: Case, repeat: int, run_id: str,
+                registry: Registry | None, plugin_specs: tuple[str, ...], base_dir: str | None,
+                threads: int | None, parent_pid: int, cgroup_path: str | None = None,
+                log_path: str | None = None) -> None:
+    """Body of a worker process: run one case, end what it started, send its record, exit.
+
+    ``registry`` is the parent's (inherited through ``fork``); None under ``spawn``, where the
+    worker loads its own from ``plugin_specs``."""
+    enter_case(cgroup_path)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)  # the parent's wake-up socket is not ours
+    die_with_parent(parent_pid)
+    redirect_output(log_path)
+    sender = Sender(conn)
+    limiter = limit_threads(threads) if threads else None  # noqa: F841 - keep it alive
+    rec = run_case(case, repeat, run_id=run_id, plugin_specs=plugin_specs, base_dir=base_dir,
+                   progress=_ProgressSender(sender), registry=registry)
+    if threads:
+        rec["threads"] = threads
+    rec["host"] = socket.gethostname()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    end_descendants()
+    try:
+        sender.send(("record", rec))
+    except Exception as exc:  # a field that does not pickle: keep the row, say why
+        rec = {k: v for k, v in rec.items() if k not in ("history", "traceback")}
+        rec["info"] = "{}"
+        rec["error"] = (rec.get("error") or "") + f" (record incomplete: {one_line(exc)})"
+        sender.send(("record", rec))
+    sender.close()

@@ -1,0 +1,233 @@
+"""What runs inside a worker for one case: build the operator, factorize, grade, report.
+
+``run_case`` never raises for a problem of the case itself: every outcome becomes a record
+(a dict holding one result row, plus the training history) with a ``status``:
+
+* ``ok``          factorized and graded;
+* ``unsupported`` the method's ``check`` or ``factorize`` raised :class:`~lubench.api.Unsupported`;
+* ``diverged``    training reached NaN/Inf (:class:`~lubench.api.Diverged`);
+* ``failed``      anything else, with a one-line reason (the traceback is kept in the record's
+  ``traceback`` field for ``--debug``).
+
+The runner adds ``timeout`` and killed-worker outcomes, which a worker cannot report itself.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lubench.api import (
+    Budget,
+    Diverged,
+    Factorization,
+    FactorizationError,
+    Operator,
+    RunContext,
+    Unsupported,
+)
+from lubench.errors import one_line
+from lubench.execution.devices import auto_device
+from lubench.metrics.grading import grade
+from lubench.registry import Registry, load_registry
+from lubench.rundir.records import (
+    DIVERGED,
+    FAILED,
+    OK,
+    UNSUPPORTED,
+    base_record,
+    json_text,
+)
+from lubench.suite.cases import Case
+from lubench.suite.limits import effective_memory_limit
+
+__all__ = ["run_case", "resolve_device", "current_rss", "operator_for", "form_limit"]
+
+
+def resolve_device(device: str, family: str = "learned") -> str:
+    """``auto`` → ``cuda`` when PyTorch sees a GPU, else ``cpu`` (:func:`lubench.execution.devices.
+    auto_device`: asked in a child process, so that this one may still fork). Classical
+    methods run on the CPU (SciPy) whatever is asked. ``run_cases`` resolves ``auto`` once
+    before any case; this covers a case run on its own."""
+    if family == "classical":
+        return "cpu"
+    if device != "auto":
+        return device
+    return auto_device()
+
+
+def current_rss() -> int:
+    """This process's resident memory now, bytes."""
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return 0
+
+
+def _peak_memory(device: str, baseline: int) -> int:
+    """Peak resident memory the case added: peak RSS (``ru_maxrss``) minus the RSS when the
+    case started. A forked worker starts with its parent's pages resident; they are not the
+    case's. (In the in-process executor the peak is the whole process's: an upper bound.)"""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if sys.platform == "darwin":
+        peak //= 1024
+    peak = max(0, peak - baseline)
+    if device.startswith("cuda") and "torch" in sys.modules:
+        import torch
+
+        peak += int(torch.cuda.max_memory_allocated())
+    return int(peak)
+
+
+def _check_operator(op: object, case: Case) -> Operator:
+    if not isinstance(op, Operator):
+        raise FactorizationError(f"operator '{case.operator}' build() returned "
+                                 f"{type(op).__name__}, expected lubench.api.Operator")
+    shape = tuple(op.matrix.shape) if op.formed else (op.n, op.n)
+    if shape != (case.n, case.n):
+        raise FactorizationError(f"operator '{case.operator}' built shape {shape}, "
+                                 f"expected ({case.n}, {case.n})")
+    return op
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
+
+
+def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
+    """The operator as ``method`` needs it (``Method.needs``), or :class:`Unsupported`.
+
+    ``matrix``: a formed operator as it is; one that is not formed is formed when its dense
+    A (8·n² bytes) fits ``form_limit`` (None: no limit), else the case is unsupported.
+    ``entries``: the operator, if it has them. ``action``: the operator."""
+    needs = getattr(method, "needs", "matrix")
+    name = getattr(method, "name", type(method).__name__)
+    if needs == "action" or op.formed:
+        return op
+    if needs == "entries":
+        if not op.has_entries:
+            raise Unsupported(f"{name} needs the entries of A; operator '{op.name}' gives "
+                              "only its action")
+        return op
+    if form_limit is not None and op.dense_bytes > form_limit:
+        raise Unsupported(f"{name} needs the formed matrix; operator '{op.name}' at "
+                          f"n = {op.n} is not formed (dense A: {_gib(op.dense_bytes)} > "
+                          f"form_limit {_gib(form_limit)})")
+    return op.form()
+
+
+FORM_SHARE = 0.25  # of the case's memory limit that a formed operator may take by default
+
+
+def form_limit(memory_limit: int | None) -> int | None:
+    """Bytes a dense A formed for a method that needs the matrix may take: a quarter of the
+    case's memory limit (the method's own work needs the rest); None without a limit."""
+    return None if not memory_limit else int(FORM_SHARE * memory_limit)
+
+
+def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
+             plugin_specs: tuple[str, ...] = (), base_dir: str | None = None,
+             progress: Callable[..., None] | None = None,
+             registry: Registry | None = None) -> dict:
+    """Run one case (one repeat) and return its record. Never raises for the case's faults.
+
+    ``registry`` replaces the one loaded from ``plugin_specs`` (in-process callers such as
+    ``lubench.testing`` that hold classes no plugin spec names).
+    """
+    started = time.time()
+    baseline = current_rss()
+    device = ""
+    rec = base_record(case, repeat, run_id)
+    history: list[dict] = []
+    info: dict = {}
+    try:
+        registry = registry or load_registry(list(plugin_specs),
+                                             Path(base_dir) if base_dir else None)
+        gen = registry.operator(case.operator)(**case.operator_params)
+        op = _check_operator(gen.build(case.n, case.operator_seed), case)
+        method = registry.method(case.method)(**case.method_params)
+        device = resolve_device(case.device, case.family)
+        rec["device"] = device
+        memory_limit = effective_memory_limit(case.memory_limit)
+        op = operator_for(method, op, form_limit(memory_limit))
+        method.check(op)
+        ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
+                         memory_limit=memory_limit,
+                         **({"progress": progress} if progress else {}))
+        method.prepare(ctx)
+        ctx.synchronize()
+        t0 = time.perf_counter()
+        fact = method.factorize(op, ctx)
+        ctx.synchronize()
+        setup = time.perf_counter() - t0
+        if not isinstance(fact, Factorization):
+            raise FactorizationError(f"method '{case.method}' factorize() returned "
+                                     f"{type(fact).__name__}, expected a "
+                                     f"lubench.api.Factorization")
+        history = list(getattr(fact, "history", []) or [])
+        info = dict(getattr(fact, "info", {}) or {})
+        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
+                        synchronize=ctx.synchronize)
+        rec.update(metrics)
+        rec["setup_seconds"] = setup
+        rec["iterations"] = info.get("iterations")
+        rec["final_loss"] = info.get("final_loss")
+        rec["status"] = OK
+    except Unsupported as exc:
+        rec["status"], rec["error"] = UNSUPPORTED, exc.reason
+    except Diverged as exc:
+        rec["status"], rec["error"] = DIVERGED, str(exc)
+        rec["iterations"] = exc.step
+        history = list(exc.history)
+    except MemoryError:
+        rec["status"], rec["error"] = FAILED, "out of memory"
+    except FactorizationError as exc:
+        rec["status"], rec["error"] = FAILED, str(exc).splitlines()[0] if str(exc) else \
+            type(exc).__name__
+    except Exception as exc:  # a plugin that raises must not take the run down
+        rec["status"], rec["error"] = FAILED, one_line(exc)
+        rec["traceback"] = traceback.format_exc()
+    except SystemExit as exc:  # nor one that calls sys.exit (the inline executor runs here)
+        rec["status"], rec["error"] = FAILED, f"the plugin called sys.exit({exc.code!r})"
+        rec["traceback"] = traceback.format_exc()
+    rec["peak_memory_bytes"] = _peak_memory(device, baseline)
+    rec["info"] = json_text(_plain(info))
+    rec["history"] = _plain(history)
+    rec["threads"] = _threads()
+    rec["pid"] = os.getpid()
+    rec["started_at"] = started
+    rec["wall_seconds"] = time.time() - started
+    return rec
+
+
+def _threads() -> int | None:
+    try:
+        from threadpoolctl import threadpool_info
+
+        nums = [p.get("num_threads") for p in threadpool_info() if p.get("num_threads")]
+        return int(max(nums)) if nums else None
+    except Exception:
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and arrays to plain Python, for JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,364 @@
+"""The metrics, computed by the core from ``Factorization.apply`` and ``solve``.
+
+Every method is graded the same way; a method never grades itself. With Â = P·L·U the
+product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's ``solve``:
+
+* ``factor_error``   ‖A − Â‖_F / ‖A‖_F, exact when n ≤ ``exact_limit`` (and ``apply`` is
+  cheap), else estimated with a seeded Gaussian probe block Ω (n × 32):
+  ‖(A − Â)Ω‖_F / ‖AΩ‖_F. ``factor_error_kind`` says ``exact`` or ``probe32``.
+* ``factor_error_2`` ‖A − Â‖₂, spectral and absolute (the Learn LU post's figure); only when
+  the error is exact (NaN, "not measured", otherwise).
+* ``solve_residual`` ‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded — always the true
+  A, never Â.
+* ``forward_error``  ‖x̂ − x*‖₂ / ‖x*‖₂.
+* ``precond_iterations`` inner GMRES iterations (restart 50, rtol 1e-8, at most 500) to solve
+  A x = b with ``solve`` as (left) preconditioner; 1 for an exact factorization.
+  ``precond_converged`` says whether GMRES reached ‖A x − b‖₂ ≤ 1e-8·‖b‖₂ within 500;
+  ``precond_seconds`` is the wall time of that GMRES solve.
+* ``gmres_iterations`` / ``gmres_converged`` the same GMRES (same A, b, restart, tolerance and
+  cap) without a preconditioner: what the preconditioner saved. It depends on the operator
+  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on a
+  digest of A's action and the seed) and every method's row carries the same value.
+* ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
+
+**One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
+x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
+the method or its parameters, so every method on one operator is graded on the same problem,
+and two configurations that produce the same factors get the same metric values.
+
+**Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
+product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
+and never a count: a preconditioner that returns a non-finite vector gives
+``precond_iterations`` NaN, ``precond_converged`` false and ``precond_seconds`` NaN. Such a row
+is still ``ok`` (the factorization is a result); ``grade`` returns an ``error`` that names the
+metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_median`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse.linalg as spla
+
+from lubench.api import Factorization, FactorizationError, LubenchError, Operator
+
+__all__ = ["grade", "factor_errors", "solve_errors", "precond_iterations", "plain_gmres",
+           "time_solve", "repeat_median", "nonfinite_note", "PROBES", "GMRES_RESTART",
+           "GMRES_RTOL", "GMRES_MAXITER"]
+
+PROBES = 32
+GMRES_RESTART = 50
+GMRES_RTOL = 1e-8
+GMRES_MAXITER = 500
+SPECTRAL_SVD_LIMIT = 1024  # up to here the 2-norm comes from a full SVD, above from the Gram matrix
+NAN = float("nan")
+
+# The salts of the random draws, each seeded with [operator seed, salt].
+_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT = 1, 2, 3, 4
+_KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
+
+
+def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """The plugin's output as a float64 array of the promised shape, or FactorizationError."""
+    arr = np.asarray(out)
+    if arr.shape != shape:
+        raise FactorizationError(f"{what} returned shape {arr.shape}, expected {shape}")
+    return arr.astype(np.float64, copy=False)
+
+
+def _finite(x: float) -> float:
+    """x as a float, NaN when it is not finite (the non-finite rule)."""
+    x = float(x)
+    return x if math.isfinite(x) else NAN
+
+
+def spectral_norm(E: np.ndarray) -> float:
+    """‖E‖₂: the largest singular value; NaN when E holds NaN or ±inf.
+
+    Full SVD up to ``SPECTRAL_SVD_LIMIT``; above, σ_max(F)² = λ_max(FᵀF) with F = E / max|E|
+    (one Gram product and LAPACK's ``syevr`` for the top eigenvalue only: about 3 s at
+    n = 4096 on 2 cores, whatever the spectrum). λ_max is computed to ε·‖FᵀF‖ = ε·σ_max²
+    absolute, so σ_max to ε/2 relative: squaring loses nothing at the top of the spectrum.
+    (ARPACK's Lanczos, used before, needed 3 minutes when the top singular values cluster,
+    e.g. the off-diagonal part of a convection–diffusion matrix.) Scaling by max|E| keeps
+    round-off- or subnormal-sized errors (an exact method) from underflowing in the product
+    and large ones from overflowing."""
+    if not np.all(np.isfinite(E)):
+        return NAN
+    scale = float(np.abs(E).max()) if E.size else 0.0
+    if scale == 0.0:
+        return 0.0
+    F = E / scale
+    if min(F.shape) <= SPECTRAL_SVD_LIMIT:
+        return _finite(float(np.linalg.norm(F, 2)) * scale)
+    G = F.T @ F if F.shape[1] <= F.shape[0] else F @ F.T
+    top = sla.eigh(G, eigvals_only=True, subset_by_index=[G.shape[0] - 1, G.shape[0] - 1],
+                   driver="evr")
+    return _finite(math.sqrt(max(float(top[0]), 0.0)) * scale)
+
+
+def _relative(num: np.ndarray, den: np.ndarray) -> float:
+    """‖num‖ / ‖den‖ (Frobenius or 2-norm), NaN when num is not finite or the ratio is not."""
+    if not np.all(np.isfinite(num)):
+        return NAN
+    with np.errstate(all="ignore"):
+        return _finite(np.linalg.norm(num) / np.linalg.norm(den))
+
+
+def factor_errors(op: Operator, fact: Factorization, exact_limit: int,
+                  seed: int) -> dict[str, float | str]:
+    """``factor_error`` (relative Frobenius), its kind, and ``factor_error_2`` (spectral).
+
+    ``seed`` is the operator's seed: the probe block Ω is drawn from it."""
+    n = op.n
+    exact = n <= exact_limit and not getattr(fact, "expensive_apply", False)
+    if exact:
+        A = op.dense()
+        with np.errstate(all="ignore"):
+            E = A - _checked(fact.apply(np.eye(n)), (n, n), "apply(I)")
+        return {
+            "factor_error": _relative(E, A),
+            "factor_error_kind": "exact",
+            "factor_error_2": spectral_norm(E),
+        }
+    omega = np.random.default_rng([seed, _PROBE_SALT]).standard_normal((n, PROBES))
+    A_omega = np.asarray(op.matmul(omega))
+    with np.errstate(all="ignore"):
+        E_omega = A_omega - _checked(fact.apply(omega), (n, PROBES), "apply(Ω)")
+    return {
+        "factor_error": _relative(E_omega, A_omega),
+        "factor_error_kind": f"probe{PROBES}",
+        "factor_error_2": NAN,  # not measured
+    }
+
+
+def solve_errors(op: Operator, fact: Factorization, seed: int) -> dict[str, float]:
+    """``solve_residual`` and ``forward_error`` for b = A x*, x* ~ N(0, I) drawn from the
+    operator's ``seed``; both NaN when x̂ is not finite."""
+    n = op.n
+    x_true = np.random.default_rng([seed, _SOLUTION_SALT]).standard_normal(n)
+    b = np.asarray(op.matmul(x_true))
+    x_hat = _checked(fact.solve(b), (n,), "solve(b)")
+    if not np.all(np.isfinite(x_hat)):
+        return {"solve_residual": NAN, "forward_error": NAN}
+    with np.errstate(all="ignore"):
+        r = np.asarray(op.matmul(x_hat)) - b
+    return {"solve_residual": _relative(r, b), "forward_error": _relative(x_hat - x_true, x_true)}
+
+
+def _gmres_rhs(op: Operator, seed: int) -> np.ndarray:
+    """The GMRES right-hand side b = A·z, z ~ N(0, I) drawn from the operator's seed."""
+    z = np.random.default_rng([seed, _GMRES_RHS_SALT]).standard_normal(op.n)
+    return np.asarray(op.matmul(z), dtype=np.float64)
+
+
+def _gmres(op: Operator, b: np.ndarray,
+           solve: Callable[[np.ndarray], np.ndarray] | None) -> tuple[float, bool, float]:
+    """(inner iterations, converged, wall seconds) of restarted GMRES on A x = b, left
+    preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂ within
+    :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or a
+    non-finite iterate) gives (NaN, False, NaN): the iterations it ran count nothing."""
+    n = op.n
+    A = op.as_linear_operator()
+    nonfinite = False
+    M = None
+    if solve is not None:
+        def precondition(v: np.ndarray) -> np.ndarray:
+            nonlocal nonfinite
+            out = _checked(solve(np.asarray(v).reshape(n)), (n,), "solve(v)")
+            if not nonfinite and not np.all(np.isfinite(out)):
+                nonfinite = True
+            return out
+
+        M = spla.LinearOperator((n, n), matvec=precondition, dtype=np.float64)
+    count = 0
+
+    def callback(_pr_norm: float) -> None:
+        nonlocal count
+        count += 1
+
+    t0 = time.perf_counter()
+    try:
+        with np.errstate(all="ignore"):
+            x, info = spla.gmres(A, b, M=M, rtol=GMRES_RTOL, atol=0.0, restart=GMRES_RESTART,
+                                 maxiter=GMRES_MAXITER // GMRES_RESTART, callback=callback,
+                                 callback_type="pr_norm")
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return NAN, False, NAN
+    seconds = time.perf_counter() - t0
+    if nonfinite or not np.all(np.isfinite(x)):
+        return NAN, False, NAN
+    converged = bool(info == 0)  # SciPy's own test: ‖b − A x‖₂ ≤ rtol·‖b‖₂
+    # A breakdown with finite values (GMRES stops early without converging) keeps its
+    # count: converged=False says what it means.
+    return int(min(count, GMRES_MAXITER)), converged, seconds
+
+
+def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str, float | bool]:
+    """``precond_iterations``, ``precond_converged`` and ``precond_seconds``: GMRES (restart
+    50, rtol 1e-8, ≤ 500 inner iterations) with ``solve`` as preconditioner, on the right-hand
+    side drawn from the operator's ``seed``."""
+    its, conv, seconds = _gmres(op, _gmres_rhs(op, seed), fact.solve)
+    return {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+
+
+_PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
+_PLAIN_CACHE_SIZE = 64
+
+
+def _fingerprint(op: Operator, b: np.ndarray) -> str:
+    """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
+    from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
+    difference annihilates both Gaussian vectors — with probability zero — and the key costs
+    two products with A instead of hashing n² numbers."""
+    w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr((op.n, op.n)).encode())
+    h.update(np.ascontiguousarray(b, dtype=np.float64))
+    h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
+    return h.hexdigest()
+
+
+CACHE_DIR_ENV = "LUBENCH_CACHE_DIR"
+
+
+def _plain_path(key: tuple) -> Path | None:
+    folder = os.environ.get(CACHE_DIR_ENV)
+    if not folder:
+        return None
+    name = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    return Path(folder) / f"gmres-{name}.json"
+
+
+def _read_plain(key: tuple) -> dict | None:
+    """The cached plain-GMRES result for ``key``, or None (no cache, no entry, unreadable)."""
+    path = _plain_path(key)
+    try:
+        data = json.loads(path.read_text()) if path is not None else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != repr(key):
+        return None
+    its = data.get("gmres_iterations")
+    return {"gmres_iterations": float("nan") if its is None else float(its),
+            "gmres_converged": bool(data.get("gmres_converged"))}
+
+
+def _write_plain(key: tuple, out: dict) -> None:
+    """Store ``out`` for ``key`` (atomically, never through a link); a failure only costs
+    the next case a recomputation."""
+    path = _plain_path(key)
+    if path is None:
+        return
+    its = out["gmres_iterations"]
+    data = {"key": repr(key), "gmres_converged": bool(out["gmres_converged"]),
+            "gmres_iterations": float(its) if math.isfinite(its) else None}
+    try:
+        from lubench.rundir.fsafe import atomic_write
+
+        path.parent.mkdir(exist_ok=True)
+        atomic_write(path, json.dumps(data))
+    except (OSError, LubenchError):
+        pass
+
+
+def plain_gmres(op: Operator, seed: int) -> dict[str, float | bool]:
+    """``gmres_iterations`` and ``gmres_converged``: GMRES without preconditioner on the same
+    A, b (from the operator's ``seed``), restart, tolerance and cap as
+    :func:`precond_iterations`.
+
+    A function of A and the seed only, so it is computed once per operator and reused: keyed
+    on a digest of A's action (:func:`_fingerprint`; never on names, so two different
+    matrices do not share an entry), memoized in the process and, where the runner names
+    one in ``$LUBENCH_CACHE_DIR`` (the run directory's ``cache/``), in a small JSON file
+    there — so the freshly forked worker of every later case of that operator reads it
+    instead of running GMRES again.
+    """
+    b = _gmres_rhs(op, seed)
+    key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    if key in _PLAIN_CACHE:
+        _PLAIN_CACHE.move_to_end(key)
+        return dict(_PLAIN_CACHE[key])
+    out = _read_plain(key)
+    if out is None:
+        its, conv, _seconds = _gmres(op, b, None)
+        out = {"gmres_iterations": its, "gmres_converged": conv}
+        _write_plain(key, out)
+    _PLAIN_CACHE[key] = out
+    while len(_PLAIN_CACHE) > _PLAIN_CACHE_SIZE:
+        _PLAIN_CACHE.popitem(last=False)
+    return dict(out)
+
+
+def time_solve(fact: Factorization, n: int, seed: int, repeats: int = 5,
+               synchronize: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of one ``solve`` of one right-hand side, after one warm-up call."""
+    b = np.random.default_rng([seed, _TIMING_SALT]).standard_normal(n)
+    fact.solve(b)
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fact.solve(b)
+        synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+#: The float metrics ``grade`` returns, in the order an ``error`` note names them.
+GRADED = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
+          "precond_iterations", "precond_seconds", "gmres_iterations", "solve_seconds"]
+
+
+def nonfinite_note(metrics: dict) -> str:
+    """The ``error`` text of an ``ok`` row whose metrics hold non-finite values (NaN by the
+    rule above), ``""`` when there are none. ``factor_error_2`` of a probe estimate is "not
+    measured", not non-finite."""
+    skip = {"factor_error_2"} if metrics.get("factor_error_kind") != "exact" else set()
+    bad = [k for k in GRADED if k in metrics and k not in skip
+           and isinstance(metrics[k], (int, float)) and not math.isfinite(metrics[k])]
+    return f"not finite (NaN): {', '.join(bad)}" if bad else ""
+
+
+def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
+          synchronize: Callable[[], None] = lambda: None) -> dict:
+    """All the metrics of one factorization of ``op`` (see the module docstring), and
+    ``error``: :func:`nonfinite_note` of them.
+
+    ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
+    random draw of the grading comes from it, so all methods face the same problem.
+    """
+    n_params = fact.n_params
+    if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
+            or n_params < 0:
+        raise FactorizationError(f"n_params must be a non-negative integer, got {n_params!r}")
+    out: dict = {"n_params": int(n_params)}
+    # An inexact factorization may overflow (a solve that blows up is a result, recorded as
+    # NaN): no floating-point warnings on the worker's stderr for it.
+    with np.errstate(all="ignore"):
+        out.update(factor_errors(op, fact, exact_limit, seed))
+        out.update(solve_errors(op, fact, seed))
+        out.update(precond_iterations(op, fact, seed))
+        out.update(plain_gmres(op, seed))
+        out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
+    out["error"] = nonfinite_note(out)
+    return out
+
+
+def repeat_median(values: Iterable[float | None]) -> float:
+    """The median over repeats of one metric, which does not drop a non-finite value: NaN
+    when any repeat is NaN/inf (or there is none), else the median. ``None`` (not measured)
+    is skipped."""
+    vals = [float(v) for v in values if v is not None]
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return NAN
+    return float(np.median(vals))

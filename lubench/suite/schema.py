@@ -1,0 +1,356 @@
+"""The fixed part of the suite format, declared once as a pydantic model.
+
+What a suite file may say outside the plugins' own parameters: the top level, the operator
+and method entries, ``budget``, ``executor``, ``resources`` and the limits, with their types
+and ranges. :func:`validate_suite` checks a parsed YAML mapping against it and reports every
+problem at once, each with its path::
+
+    suites/x.yaml: 2 errors
+      executor.jobs: expected an integer, got 'two'
+      methods[1].timeout: must be positive (say 'none' for no limit), got -1
+
+What this module does not check, because it depends on the plugins: operator and method
+names, their ``params`` (validated against each plugin class when the suite expands, see
+:mod:`lubench.suite.load`) and the ``report:`` section (a mapping, validated by the report).
+
+Units (:mod:`lubench.suite.values`). A time (``timeout``, ``budget.max_seconds``) is a number of
+seconds or a string with units: ``"90s"``, ``"10m"``, ``"1.5h"``, ``"1h30m"``, ``"2d"``. A
+memory size is a number of bytes or a string such as ``"512MB"``, ``"4GiB"``. ``none`` (or
+YAML ``null``) says "no limit"; 0, negative and NaN are errors.
+
+:func:`json_schema` exports the model as JSON Schema (``lubench schema``), for editors that
+complete and check YAML against a schema.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
+
+from lubench.errors import SuiteError
+from lubench.params import closest
+from lubench.suite.values import (
+    DEVICES,
+    EXECUTOR_KINDS,
+    MIN_MEMORY,
+    parse_duration,
+    parse_memory,
+)
+
+__all__ = ["SuiteModel", "OperatorEntry", "MethodEntry", "BudgetModel", "ExecutorModel",
+           "ResourcesModel", "SuiteError", "validate_suite", "suite_error", "json_schema"]
+
+
+_DURATION_SCHEMA = {"anyOf": [
+    {"type": "number", "exclusiveMinimum": 0},
+    {"type": "string", "pattern": r"^\s*(none|(\d+(\.\d*)?\s*[a-zA-Z]*\s*)+)$",
+     "examples": ["90s", "10m", "1h30m", "none"]},
+    {"type": "null"}]}
+_MEMORY_SCHEMA = {"anyOf": [
+    {"type": "integer", "minimum": MIN_MEMORY},
+    {"type": "string", "pattern": r"^\s*(none|[0-9.eE+-]+\s*[A-Za-z]*)\s*$",
+     "examples": ["512MiB", "4GiB", "none"]},
+    {"type": "null"}]}
+
+Duration = Annotated[float | None, BeforeValidator(parse_duration),
+                     WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def _given(parse: Any) -> Any:
+    """``parse``, but an empty value (YAML ``timeout:`` with nothing after it) is an error:
+    a case limit is lifted only by saying ``none`` (lubench.suite.limits)."""
+    def check(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValueError("empty; give a value, or 'none' for no limit")
+        return parse(value)
+    return check
+
+
+#: A case limit: absent → the default (lubench.suite.limits), ``none`` → None (no limit).
+LimitDuration = Annotated[float | None, BeforeValidator(_given(parse_duration)),
+                          WithJsonSchema(_DURATION_SCHEMA)]
+LimitMemory = Annotated[int | None, BeforeValidator(_given(parse_memory)),
+                        WithJsonSchema(_MEMORY_SCHEMA)]
+
+
+def _mapping_or_empty(value: Any) -> Any:
+    """``key:`` left empty in YAML (None) means an empty mapping."""
+    return {} if value is None else value
+
+
+def _entry(value: Any) -> Any:
+    """``- plu`` is short for ``- name: plu``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+def _text_of_int(value: Any) -> Any:
+    """``slurm_time: 90`` (minutes) is read as the text ``"90"``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _sizes(value: Any) -> Any:
+    """``sizes: 256`` is short for ``sizes: [256]``."""
+    if isinstance(value, (int, str, float)) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+Params = Annotated[dict[str, Any], BeforeValidator(_mapping_or_empty),
+                   Field(description="the plugin's parameters; a list is a grid axis")]
+_SLURM_TIME = r"^\s*(\d+|(\d+-)?\d+(:\d+){0,2})\s*$"
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------
+class _Section(BaseModel):
+    """Every section: unknown keys are errors, values are checked and never coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class BudgetModel(_Section):
+    """A learned method's training budget (soft: the method checks it)."""
+
+    max_steps: int | None = Field(None, ge=1, description="training steps at most")
+    max_seconds: Duration = Field(None, description="training time at most (e.g. 120, '2m')")
+    target_loss: float | None = Field(None, ge=0, allow_inf_nan=False,
+                                      description="stop once the loss is below this")
+
+
+class ResourcesModel(_Section):
+    """What one case of this method needs from SLURM (ignored by the local executor)."""
+
+    gpus_per_task: int | None = Field(None, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
+    timeout_min: int | None = Field(None, ge=1)
+
+
+class ExecutorModel(_Section):
+    """Where and how cases run: ``local`` worker processes, ``inline`` (debugging), ``slurm``."""
+
+    kind: Literal[EXECUTOR_KINDS] = Field(  # type: ignore[valid-type]
+        "local", description="local worker processes, inline (in-process), or slurm")
+    jobs: int = Field(1, ge=1, description="local worker processes")
+    slurm_partition: str | None = None
+    slurm_time: Annotated[str | None, BeforeValidator(_text_of_int), WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}, {"type": "null"}]}),
+        Field(
+        None, description="SLURM time per task: minutes, HH:MM, HH:MM:SS or D-HH:MM")] = None
+    slurm_gpus_per_task: int | None = Field(None, ge=0)
+    slurm_cpus_per_task: int | None = Field(None, ge=1)
+    slurm_mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
+    slurm_array_parallelism: int | None = Field(None, ge=1)
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_constraint: str | None = None
+    slurm_additional_parameters: dict[str, Any] | None = None
+    folder: str | None = Field(None, description="submitit's folder (default RUN_DIR/submitit)")
+
+    @field_validator("slurm_time")
+    @classmethod
+    def _slurm_time(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(_SLURM_TIME, value) or not any(c in "123456789" for c in value):
+            raise ValueError(f"expected minutes, HH:MM, HH:MM:SS or D-HH:MM, got {value!r}")
+        return value
+
+
+class OperatorEntry(_Section):
+    """One operator entry: a generator name, its sizes and its parameters (grid axes)."""
+
+    name: str = Field(min_length=1, description="an operator (see `lubench list`)")
+    sizes: Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_sizes),
+                     WithJsonSchema({"anyOf": [
+                         {"type": "integer", "minimum": 1},
+                         {"type": "array", "items": {"type": "integer", "minimum": 1},
+                          "minItems": 1}]}),
+                     Field(min_length=1, description="n values (a grid axis)")] = None
+    params: Params = {}
+
+
+class MethodEntry(_Section):
+    """One method entry: a method name, its parameters (grid axes) and per-method overrides."""
+
+    name: str = Field(min_length=1, description="a method (see `lubench list`)")
+    params: Params = {}
+    budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty)] = BudgetModel()
+    timeout: LimitDuration = Field(None, description="hard limit per case of this method")
+    memory_limit: LimitMemory = Field(None, description="memory limit per case of this method")
+    resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty)] = \
+        ResourcesModel()
+
+
+class SuiteModel(_Section):
+    """A suite file: what to run (operators × sizes × methods) and under which limits."""
+
+    name: str | None = Field(None, description="names the run directory (default: file stem)")
+    description: str = Field("", description="free text")
+    seed: int = Field(0, description="every case's seed derives from this and its identity")
+    repeats: int = Field(1, ge=1, description="timed repeats of each case")
+    timeout: LimitDuration = Field(
+        None, description="hard limit per case (600, '10m', 'none'; default 1 h)")
+    memory_limit: LimitMemory = Field(
+        None, description="memory limit per case ('4GiB', 'none'; default: half the RAM of "
+                          "the machine that runs the case)")
+    exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
+                                                     "(else probe estimates)")
+    device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
+        "auto", description="auto | cpu | cuda")
+    plugins: Annotated[list[str], BeforeValidator(lambda v: [] if v is None else v)] = Field(
+        [], description="extra plugin modules or .py files (relative to the suite file)")
+    executor: Annotated[ExecutorModel, BeforeValidator(_mapping_or_empty)] = ExecutorModel()
+    report: Annotated[dict[str, Any] | None, Field(
+        None, description="what `lubench report` renders (checked by the report)")] = None
+    operators: list[Annotated[OperatorEntry, BeforeValidator(_entry)]] = Field(
+        min_length=1, description="operator entries")
+    methods: list[Annotated[MethodEntry, BeforeValidator(_entry)]] = Field(
+        min_length=1, description="method entries")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.-]+", value):
+            raise ValueError(f"use letters, digits, '-', '_' or '.', got {value!r}")
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: every one, with its path, in words
+# --------------------------------------------------------------------------------------------
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc`` (for 'unknown key' messages)."""
+    current: Any = SuiteModel
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = _inner_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in typing.get_args(ann):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_PLAIN = {
+    "int_parsing": "expected an integer", "int_type": "expected an integer",
+    "int_from_float": "expected an integer", "float_parsing": "expected a number",
+    "float_type": "expected a number", "string_type": "expected a string",
+    "bool_type": "expected true or false", "bool_parsing": "expected true or false",
+    "list_type": "expected a list", "dict_type": "expected a mapping",
+    "model_type": "expected a mapping", "model_attributes_type": "expected a mapping",
+    "finite_number": "expected a finite number",
+}
+
+
+def _message(err: dict) -> str:
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    got = f", got {value!r}"
+    if kind == "missing":
+        return "missing (required)"
+    if kind == "extra_forbidden":
+        key = str(err["loc"][-1])
+        model = _model_at(tuple(err["loc"][:-1]))
+        allowed = sorted(model.model_fields) if model else []
+        starts = [a for a in allowed if a.startswith(key)]
+        hint = closest(key, allowed) or (f"; did you mean '{starts[0]}'?"
+                                          if len(starts) == 1 else "")
+        return f"unknown key '{key}'{hint}" + (f" (allowed: {', '.join(allowed)})"
+                                                if allowed else "")
+    if kind == "too_short":
+        return "at least one entry is needed" if ctx.get("min_length", 1) == 1 else \
+            f"at least {ctx['min_length']} entries are needed{got}"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+        return f"expected one of {', '.join(choices)}{got}"
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}{got}"
+    if kind == "greater_than":
+        return f"must be greater than {ctx.get('gt')}{got}"
+    if kind == "value_error":
+        return str(ctx.get("error") or err["msg"].removeprefix("Value error, "))
+    if kind in _PLAIN:
+        return _PLAIN[kind] + got
+    return f"{err['msg']}{got}"
+
+
+def _errors(exc: ValidationError) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        message = _message({**err, "loc": loc})
+        if err["type"] == "extra_forbidden":  # said of the mapping that holds the key
+            loc = loc[:-1]
+        line = f"{_path(loc)}: {message}" if loc else message
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def suite_error(where: str, problems: list[str]) -> SuiteError:
+    """One SuiteError for every problem: one line when there is one, a list otherwise."""
+    if len(problems) == 1:
+        return SuiteError(f"{where}: {problems[0]}")
+    lines = "\n".join(f"  {p}" for p in problems)
+    return SuiteError(f"{where}: {len(problems)} errors\n{lines}")
+
+
+def validate_suite(data: Any, where: str = "<suite>") -> SuiteModel:
+    """``data`` (a parsed suite file) as a :class:`SuiteModel`; every error at once.
+
+    Raises :class:`SuiteError` whose message starts with ``where`` (the file) and lists each
+    problem as ``path: what was wrong, got VALUE``.
+    """
+    if not isinstance(data, dict):
+        raise SuiteError(f"{where}: a suite is a YAML mapping (name:, operators:, methods:, "
+                         f"...), got {type(data).__name__}")
+    try:
+        return SuiteModel.model_validate(data)
+    except ValidationError as exc:
+        raise suite_error(where, _errors(exc)) from None
+
+
+def json_schema() -> dict:
+    """The suite format as JSON Schema (draft 2020-12), for editors and ``lubench schema``."""
+    schema = SuiteModel.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "lubench suite"
+    for key, ref in (("operators", "OperatorEntry"), ("methods", "MethodEntry")):
+        items = schema["properties"][key]["items"]
+        schema["properties"][key]["items"] = {"anyOf": [
+            {"type": "string", "description": f"short for {{name: ...}} ({ref})"}, items]}
+    return schema
