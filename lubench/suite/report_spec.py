@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lubench.api import LubenchError
-from lubench.params import closest
 from lubench.metrics.table import BY_KEY
+from lubench.params import closest
 
 __all__ = ["ReportSpec", "Preset", "PRESETS", "FIGURE_KINDS", "FIGURE_FORMATS",
            "TABLE_FORMATS", "GROUPS", "SPEC_KEYS", "parse_spec", "merge"]
