@@ -3,7 +3,7 @@
 * ``gfmm_compressed``  LU of A placed into the GFMM pattern: near field exact, far field
   compressed into the tree's nested bases (see :mod:`lubench_compressed.gfmm_compressed`).
 
-:mod:`lubench_compressed.gfmm_blocks` holds the GFMM factor as NumPy arrays
+:mod:`lubench_structured.gfmm.arrays` holds the GFMM factor as NumPy arrays
 (:class:`GFMMArrays`) with its structured apply and solve, shared with the learned methods.
 NumPy/SciPy only: importing this package never imports torch.
 """

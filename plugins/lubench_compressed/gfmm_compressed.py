@@ -3,7 +3,7 @@
 A (n×n) is padded to N = M·P with an identity block, Ā = [[A, 0], [0, I]], as ``gfmm_lu``
 pads it, and factored exactly: Ā[perm] = L·U with L unit lower, U upper triangular (the
 pivoting rule is in :func:`dense_lu`). Each factor is then written as a GFMM graph
-(:mod:`lubench_compressed.gfmm_blocks`); U through its transpose, Uᵀ being lower. For the
+(:mod:`lubench_structured.gfmm.arrays`); U through its transpose, Uᵀ being lower. For the
 lower factor L, with leaves a, b of P rows and I_q the rows of node q at level i:
 
 * near field, exact: diagonal blocks D_a = L[a, a] (unit lower triangular) and the leaf band
@@ -47,6 +47,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
+from lubench_structured.gfmm.arrays import GFMMArrays
 from threadpoolctl import threadpool_limits
 
 from lubench.api import (
@@ -59,8 +60,6 @@ from lubench.api import (
     Unsupported,
 )
 from lubench.lazy import lazy_module
-
-from .gfmm_blocks import GFMMArrays
 
 sla = lazy_module("scipy.linalg")
 
@@ -452,7 +451,8 @@ class GfmmCompressed(Method):
 
     def prepare(self, ctx: RunContext) -> None:
         """Compile (or load from cache) the structured solve, outside ``setup_seconds``."""
-        from .gfmm_substitution import warm_up  # Numba: imported only when a case runs
+        # Numba: imported only when a case runs
+        from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
 

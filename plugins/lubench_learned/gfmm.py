@@ -41,7 +41,7 @@ factor's transpose is an upper graph. Each level's edges are one (nodes, P, P) t
 applied by one ``torch.bmm``; the two sibling edges of a parent are stored side by side, so
 that the sum into the parent (and the split out of it) is the same single product.
 
-Once trained, a factor leaves as :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`
+Once trained, a factor leaves as :class:`~lubench_structured.gfmm.arrays.GFMMArrays`
 (:meth:`GFMMFactor.arrays`: the same layout, diagonal blocks as used, float64), the one
 structure both ``gfmm_lu`` and ``gfmm_compressed`` apply and solve with — block substitution
 through the graph, O(n·P) per right-hand side, also transposed.
@@ -54,7 +54,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lubench_compressed.gfmm_blocks import GFMMArrays
+from lubench_structured.gfmm.arrays import GFMMArrays
 from torch import nn
 
 from .flat import FlatParameters
@@ -709,7 +709,7 @@ class GFMMFactor(nn.Module):
     def load_arrays(self, enc: list[np.ndarray], dec: list[np.ndarray], diag: np.ndarray,
                     off: np.ndarray, bridge: list[np.ndarray]) -> None:
         """Set the weights so that the factor equals the given tensors (the layout of
-        :class:`~lubench_compressed.gfmm_blocks.GFMMArrays`): the inverse of the
+        :class:`~lubench_structured.gfmm.arrays.GFMMArrays`): the inverse of the
         parametrization.
 
         Triangular L needs unit lower triangular diagonal blocks; triangular U upper ones

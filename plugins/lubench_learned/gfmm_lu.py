@@ -264,7 +264,7 @@ class GfmmLU(LearnedLU):
         loaded from Numba's cache: the watch solves from the first check on, so otherwise
         the first case of each worker would pay that (0.2–10 s) inside ``setup_seconds``."""
         super().prepare(ctx)
-        from lubench_compressed.gfmm_substitution import warm_up
+        from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
 

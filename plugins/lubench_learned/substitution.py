@@ -8,7 +8,7 @@ of level i carries node q to q + 1 and the decoder F^i_q carries the parent's va
     (G x)_a = D_a x_a + y⁰_a .
 
 Solving G x = b leaf by leaf, left to right (the algorithm of
-:func:`lubench_compressed.gfmm_substitution.forward_substitution`, whose NumPy/Numba form
+:func:`lubench_structured.gfmm.substitution.forward_substitution`, whose NumPy/Numba form
 is the float64 solve every factorization uses): on entering leaf a, every node that starts at
 a (levels i ≤ trailing zeros of a, top down) forms yⁱ_q from the band term its left
 neighbour left behind and its parent's yⁱ⁺¹ — all of it depends only on x_b, b < a; then
