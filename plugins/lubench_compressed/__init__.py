@@ -10,8 +10,9 @@ NumPy/SciPy only: importing this package never imports torch.
 
 from __future__ import annotations
 
+from lubench_structured.gfmm.compression import GfmmCompressed
+
 from lubench import hookimpl
-from lubench_compressed.gfmm_compressed import GfmmCompressed
 
 __all__ = ["GfmmCompressed", "METHODS", "lubench_methods"]
 

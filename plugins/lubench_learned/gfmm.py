@@ -842,7 +842,7 @@ class GFMMProduct(nn.Module):
         applies to A's factors (:func:`lubench_compressed.gfmm_compressed.compress_factors`,
         rank ≤ P, singular values ≤ 1e-16‖·‖_F dropped). U's pivots of magnitude ≤ δ are
         raised to 2δ; their signs become U's (:meth:`GFMMFactor.load_arrays`)."""
-        from lubench_compressed.gfmm_compressed import compress_factors
+        from lubench_structured.gfmm.compression import compress_factors
 
         Lc, Uc, _, _ = compress_factors(L.detach().cpu().double().numpy(),
                                         U.detach().cpu().double().numpy(), self.M, self.P)

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from lubench_compressed.gfmm_compressed import CompressedFactorization, compress_lu, derive_M
+from lubench_structured.gfmm.compression import CompressedFactorization, compress_lu, derive_M
 
 from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
 from lubench.lazy import lazy_module

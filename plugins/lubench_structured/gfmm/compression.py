@@ -47,7 +47,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-from lubench_structured.gfmm.arrays import GFMMArrays
 from threadpoolctl import threadpool_limits
 
 from lubench.api import (
@@ -60,6 +59,8 @@ from lubench.api import (
     Unsupported,
 )
 from lubench.lazy import lazy_module
+
+from .arrays import GFMMArrays
 
 sla = lazy_module("scipy.linalg")
 
@@ -452,7 +453,7 @@ class GfmmCompressed(Method):
     def prepare(self, ctx: RunContext) -> None:
         """Compile (or load from cache) the structured solve, outside ``setup_seconds``."""
         # Numba: imported only when a case runs
-        from lubench_structured.gfmm.substitution import warm_up
+        from .substitution import warm_up
 
         warm_up()
 
