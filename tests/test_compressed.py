@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from lubench_compressed import GfmmCompressed
-from lubench_structured.gfmm.compression import compress_lu, dense_lu
+from lubench_structured.gfmm import compress_lu, dense_lu
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
 from lubench.testing import CheckSkipped, method_checks, tiny_operator

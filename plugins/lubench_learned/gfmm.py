@@ -54,11 +54,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lubench_structured.gfmm.arrays import GFMMArrays
+from lubench_structured.gfmm import GFMMArrays, is_power_of_two
 from torch import nn
 
 from .flat import FlatParameters
-from .shape import DIAGS, is_power_of_two, pivot_weights, softplus_inverse
+from .shape import DIAGS, pivot_weights, softplus_inverse
 
 __all__ = [
     "DIAGS",
@@ -839,10 +839,10 @@ class GFMMProduct(nn.Module):
         """Set the weights to dense unit lower triangular L and upper triangular U placed
         into the pattern (triangular diagonal blocks only): near field exact, far field
         compressed into the nested bases by truncated SVDs — the map ``gfmm_compressed``
-        applies to A's factors (:func:`lubench_compressed.gfmm_compressed.compress_factors`,
+        applies to A's factors (:func:`lubench_structured.gfmm.compression.compress_factors`,
         rank ≤ P, singular values ≤ 1e-16‖·‖_F dropped). U's pivots of magnitude ≤ δ are
         raised to 2δ; their signs become U's (:meth:`GFMMFactor.load_arrays`)."""
-        from lubench_structured.gfmm.compression import compress_factors
+        from lubench_structured.gfmm import compress_factors
 
         Lc, Uc, _, _ = compress_factors(L.detach().cpu().double().numpy(),
                                         U.detach().cpu().double().numpy(), self.M, self.P)

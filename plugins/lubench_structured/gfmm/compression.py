@@ -1,9 +1,9 @@
-"""``gfmm_compressed``: the LU factors of A placed into the GFMM pattern, far field compressed.
+"""Exact LU factors placed into the GFMM pattern: near field exact, far field compressed.
 
 A (n×n) is padded to N = M·P with an identity block, Ā = [[A, 0], [0, I]], as ``gfmm_lu``
 pads it, and factored exactly: Ā[perm] = L·U with L unit lower, U upper triangular (the
-pivoting rule is in :func:`dense_lu`). Each factor is then written as a GFMM graph
-(:mod:`lubench_structured.gfmm.arrays`); U through its transpose, Uᵀ being lower. For the
+pivoting rule is in :func:`~.exact_lu.dense_lu`). Each factor is then written as a GFMM
+graph (:mod:`.arrays`); U through its transpose, Uᵀ being lower. For the
 lower factor L, with leaves a, b of P rows and I_q the rows of node q at level i:
 
 * near field, exact: diagonal blocks D_a = L[a, a] (unit lower triangular) and the leaf band
@@ -42,121 +42,28 @@ reproduced to round-off. The error otherwise is set by the rank of the far field
 
 from __future__ import annotations
 
-import textwrap
-import warnings
 from typing import Literal
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lubench.api import (
-    Factorization,
-    FactorizationError,
-    InvalidParameter,
-    Method,
-    Operator,
-    RunContext,
-    Unsupported,
-)
+from lubench.api import InvalidParameter
 from lubench.lazy import lazy_module
 
 from .arrays import GFMMArrays
+from .exact_lu import GROWTH_LIMIT, dense_lu
+from .shape import pad_identity
 
 sla = lazy_module("scipy.linalg")
 
-__all__ = ["GfmmCompressed", "CompressedFactorization", "compress_lu", "compress_factors",
-           "compress_lower", "dense_lu", "derive_M", "pad_identity"]
+__all__ = ["compress_lu", "compress_factors", "compress_lower", "stored_numbers", "TOL"]
 
-GROWTH_LIMIT = 1e4
 # Singular values below the factor's round-off (1e-16·‖L‖_F) carry no information: dropping
 # them left every error measured unchanged at round-off level (RBF kernels ℓ = 0.2, 0.05 and
 # the exponential kernel, n = 256, P = 16, 32; suites/compressed.yaml), and keeps the rank
 # of an exactly low-rank far field from filling up with round-off (e.g. exponential kernel,
 # P = 32: 24 088 numbers instead of 63 488). tol = 0 keeps every nonzero direction.
 TOL = 1e-16
-
-
-def derive_M(n: int, P: int) -> int:
-    """The smallest power of two M with M·P ≥ n (as ``gfmm_lu`` chooses it)."""
-    M = 1
-    while M * P < n:
-        M *= 2
-    return M
-
-
-def pad_identity(A: np.ndarray, N: int) -> np.ndarray:
-    """Ā = [[A, 0], [0, I]] of size N ≥ n (``gfmm_lu``'s padding)."""
-    n = A.shape[0]
-    if N == n:
-        return np.array(A, dtype=np.float64, copy=True)
-    out = np.zeros((N, N))
-    out[:n, :n] = A
-    out[np.arange(n, N), np.arange(n, N)] = 1.0
-    return out
-
-
-def _lu_nopivot(A: np.ndarray, nb: int = 64) -> np.ndarray | None:
-    """Blocked right-looking LU without row exchanges, L and U packed in one array (L's unit
-    diagonal implied); None when a pivot is zero or not finite."""
-    A = np.array(A, dtype=np.float64, order="F", copy=True)
-    n = A.shape[0]
-    for k0 in range(0, n, nb):
-        k1 = min(k0 + nb, n)
-        with threadpool_limits(1):          # small rank-1 updates: threads only cost here
-            for k in range(k0, k1):
-                p = A[k, k]
-                if p == 0 or not np.isfinite(p):
-                    return None
-                A[k + 1:, k] /= p
-                A[k + 1:, k + 1:k1] -= np.outer(A[k + 1:, k], A[k, k + 1:k1])
-        if k1 < n:
-            A[k0:k1, k1:] = sla.solve_triangular(A[k0:k1, k0:k1], A[k0:k1, k1:], lower=True,
-                                                 unit_diagonal=True, check_finite=False)
-            A[k1:, k1:] -= A[k1:, k0:k1] @ A[k0:k1, k1:]
-    if not np.all(np.isfinite(A)):
-        return None
-    return A
-
-
-def _growth(L: np.ndarray, U: np.ndarray, A: np.ndarray) -> float:
-    """‖|L||U|‖_∞ / ‖A‖_∞ (one product with a vector: |L|(|U| e))."""
-    g = np.abs(L) @ (np.abs(U) @ np.ones(A.shape[0]))
-    return float(g.max() / max(np.abs(A).sum(axis=1).max(), np.finfo(float).tiny))
-
-
-def dense_lu(A: np.ndarray, pivoting: str = "auto",
-             growth_limit: float = GROWTH_LIMIT) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                          dict]:
-    """(perm, L, U, info) with A[perm] = L·U, L unit lower and U upper triangular.
-
-    ``pivoting``: ``never`` (no row exchanges; a zero pivot is a FactorizationError),
-    ``partial`` (LAPACK getrf), or ``auto``: without row exchanges when that completes with
-    finite, nonzero pivots and growth ‖|L||U|‖_∞/‖A‖_∞ ≤ ``growth_limit`` (its backward error
-    is then at most about growth·n·u, and L, U keep A's band), partial pivoting otherwise.
-    """
-    n = A.shape[0]
-    info: dict = {}
-    if pivoting in ("auto", "never"):
-        lu = _lu_nopivot(A)
-        if lu is not None:
-            L = np.tril(lu, -1) + np.eye(n)
-            U = np.triu(lu)
-            g = _growth(L, U, A)
-            if pivoting == "never" or g <= growth_limit:
-                return np.arange(n), L, U, {"pivoting": "none", "growth": g}
-            info["growth_unpivoted"] = g
-        elif pivoting == "never":
-            raise FactorizationError("LU without row exchanges breaks down (a zero or "
-                                     "non-finite pivot); use pivoting: auto or partial")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", sla.LinAlgWarning)
-        perm_mat, L, U = sla.lu(A)          # A = Pm L U
-    if np.any(np.diag(U) == 0):
-        i = int(np.flatnonzero(np.diag(U) == 0)[0])
-        raise FactorizationError(f"singular matrix: zero pivot U[{i},{i}]")
-    perm = np.argmax(perm_mat, axis=0)      # A[perm] = L U
-    info.update({"pivoting": "partial", "growth": _growth(L, U, A)})
-    return perm, L, U, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,8 +218,9 @@ def compress_lu(A: np.ndarray, M: int, P: int, rank: int | None = None, tol: flo
     L has unit lower triangular diagonal blocks, U upper triangular ones; both are exact
     on their near field and compressed (``rank``, ``tol``) on their far field (module
     docstring). perm has length N (perm[n:] = n … N−1) and is the identity unless the
-    pivoting rule of :func:`dense_lu` chose row exchanges. ``info``: pivoting, growth, the
-    basis ranks, the far-field errors and ``n_params`` (stored numbers of L and U).
+    pivoting rule of :func:`~.exact_lu.dense_lu` chose row exchanges. ``info``: pivoting,
+    growth, the basis ranks, the far-field errors and ``n_params`` (stored numbers of L and
+    U).
     """
     A = np.asarray(A, dtype=np.float64)
     n = A.shape[0]
@@ -329,144 +237,3 @@ def compress_lu(A: np.ndarray, M: int, P: int, rank: int | None = None, tol: flo
             + stored_numbers(M, P, ui["ranks_u"], ui["ranks_v"], False)}
     return perm, L, U, info
 
-
-# --------------------------------------------------------------------------------------------
-# The method
-# --------------------------------------------------------------------------------------------
-class CompressedFactorization(Factorization):
-    """A ≈ P·L₁₁U₁₁ with L, U GFMMArrays of the padded Ā and P the row permutation.
-
-    ``apply``: (L(U [X; 0]))[:n] with rows permuted back (out[perm] = ·); ``solve``: b[perm],
-    the structured forward solve with L on [b; 0], its padding rows set to 0, the back
-    solve with U (L, U being triangular entry by entry, this inverts exactly what ``apply``
-    applies). Both O(n·P) per column, no dense matrix.
-    """
-
-    expensive_apply = False
-
-    def __init__(self, perm: np.ndarray, L: GFMMArrays, U: GFMMArrays, n: int, n_params: int):
-        super().__init__()
-        self.perm = np.asarray(perm[:n])
-        self.L, self.U = L, U
-        self.n, self.N = n, L.n
-        self.n_params = int(n_params)
-
-    def _padded(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
-        X = np.asarray(X, dtype=np.float64)
-        vec = X.ndim == 1
-        X2 = X.reshape(self.n, -1)
-        if self.N > self.n:
-            X2 = np.vstack([X2, np.zeros((self.N - self.n, X2.shape[1]))])
-        return X2, vec
-
-    def solve(self, B: np.ndarray) -> np.ndarray:
-        B2, vec = self._padded(B)
-        B2 = B2.copy()                      # a view of the caller's B when N = n
-        B2[: self.n] = B2[self.perm]
-        Y = self.L.solve(B2)
-        Y[self.n:] = 0.0
-        X = self.U.solve(Y)[: self.n]
-        return X[:, 0] if vec else X
-
-    def apply(self, X: np.ndarray) -> np.ndarray:
-        X2, vec = self._padded(X)
-        Y = self.L.apply(self.U.apply(X2))[: self.n]
-        out = np.empty_like(Y)
-        out[self.perm] = Y
-        return out[:, 0] if vec else out
-
-
-class GfmmCompressed(Method):
-    __doc__ = textwrap.dedent("""\
-        GFMM-compressed LU: exact LU of A placed into the GFMM pattern, far field truncated.
-
-        Classical and untrained: A (padded to N = M·P with an identity block) is factored,
-        Ā[perm] = L·U (without row exchanges when that is safe, see ``pivoting``), and L
-        and U are written as the GFMM graphs of ``gfmm_lu``: diagonal blocks and leaf band
-        exact, the far field as an H² matrix whose nested bases are the tree's encoder and
-        decoder edges and whose couplings are its bridges (truncated SVDs, leaves up; then
-        the couplings root down). Exact to round-off when the factors' bandwidth is ≤ P.
-        Solved (block substitution, compiled) and applied through the graphs, O(n·P) per column.
-        n_params counts what the factors store at the ranks reached.
-
-        Parameters
-        ----------
-        P : int
-            Leaf size: the size of every block and edge (as ``gfmm_lu``'s).
-        M : int or None
-            Number of leaves, a power of two; None or 0: the smallest with M·P ≥ n.
-        rank : int or None
-            Most basis vectors per tree node (≤ P); None: P, what the GFMM edges hold.
-        tol : float
-            Singular values ≤ tol·‖L‖_F (resp. ‖U‖_F) of a node's far block row/column are
-            dropped. The default 1e-16, the factor's round-off, changes no measured error
-            and keeps exactly low-rank far fields at their rank; 0 keeps every nonzero one.
-        pivoting : str
-            ``auto``: no row exchanges when LU without them completes with growth
-            ‖|L||U|‖_∞/‖A‖_∞ ≤ 1e4, partial pivoting otherwise; ``never``; ``partial``.
-        """)
-
-    name = "gfmm_compressed"
-    family = "compressed"
-
-    def __init__(self, P: int = 32, M: int | None = None, rank: int | None = None,
-                 tol: float = TOL,
-                 pivoting: Literal["auto", "never", "partial"] = "auto"):
-        self.P = P
-        self.M = M
-        self.rank = rank
-        self.tol = tol
-        self.pivoting = pivoting
-
-    def _validate(self) -> None:
-        if int(self.P) < 1:
-            raise InvalidParameter(f"gfmm_compressed: P must be at least 1, got {self.P!r}")
-        if self.M not in (None, 0) and (int(self.M) < 1 or int(self.M) & (int(self.M) - 1)):
-            raise InvalidParameter(f"gfmm_compressed: M must be a power of two (or 0/None to "
-                                   f"derive it from n), got {self.M!r}")
-        if self.rank is not None and int(self.rank) < 0:
-            raise InvalidParameter(f"gfmm_compressed: rank must be ≥ 0 or None, "
-                                   f"got {self.rank!r}")
-        if not float(self.tol) >= 0:
-            raise InvalidParameter(f"gfmm_compressed: tol must be ≥ 0, got {self.tol!r}")
-        if self.pivoting not in ("auto", "never", "partial"):
-            raise InvalidParameter(f"gfmm_compressed: pivoting must be auto, never or "
-                                   f"partial, got {self.pivoting!r}")
-
-    def shape_for(self, n: int) -> tuple[int, int]:
-        """(M, P) used for size n."""
-        P = int(self.P)
-        return (int(self.M) if self.M else derive_M(n, P)), P
-
-    def memory_estimate(self, op: Operator) -> float:
-        """Bytes: a handful of dense N×N float64 arrays (Ā, L, U, the residual)."""
-        M, P = self.shape_for(op.n)
-        return 6.0 * (M * P) ** 2 * 8
-
-    def check(self, op: Operator) -> None:
-        self._validate()
-        M, P = self.shape_for(op.n)
-        if M * P < op.n:
-            raise Unsupported(f"M·P = {M}·{P} = {M * P} is smaller than n = {op.n}; "
-                              f"raise M or leave it unset")
-
-    def prepare(self, ctx: RunContext) -> None:
-        """Compile (or load from cache) the structured solve, outside ``setup_seconds``."""
-        # Numba: imported only when a case runs
-        from .substitution import warm_up
-
-        warm_up()
-
-    def factorize(self, op: Operator, ctx: RunContext) -> CompressedFactorization:
-        self.check(op)
-        M, P = self.shape_for(op.n)
-        need = self.memory_estimate(op)
-        if ctx.memory_limit is not None and need > ctx.memory_limit:
-            raise Unsupported(f"needs ~{need / 2**30:.2f} GiB for dense LU at N = {M * P}, "
-                              f"over the memory limit {ctx.memory_limit / 2**30:.2f} GiB")
-        perm, L, U, info = compress_lu(op.dense(), M, P, self.rank, float(self.tol),
-                                       self.pivoting)
-        fact = CompressedFactorization(perm, L, U, op.n, info["n_params"])
-        fact.info = {**info, "M": M, "P": P, "N": M * P, "padding": M * P - op.n,
-                     "gfmm_numbers": L.n_numbers() + U.n_numbers()}
-        return fact
