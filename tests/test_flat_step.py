@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from lubench_learned import gfmm
 from lubench_learned.flat import FlatAdam, FlatParameters
-from lubench_learned.gfmm import GFMMProduct
+from lubench_learned.gfmm import model as gfmm
+from lubench_learned.gfmm.model import GFMMProduct
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Operator

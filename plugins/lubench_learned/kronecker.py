@@ -35,7 +35,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .gfmm import GFMMFactor, GFMMProduct, _sweep_levels
+from .gfmm.model import GFMMFactor, GFMMProduct, _sweep_levels
 
 __all__ = ["kronecker_factors", "KroneckerPreconditioner", "preconditioner_for"]
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from .gfmm import GFMMFactor
+    from .model import GFMMFactor
 
 __all__ = ["forward_substitution", "solve_factor"]
 

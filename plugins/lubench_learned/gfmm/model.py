@@ -57,8 +57,8 @@ import torch.nn.functional as F
 from lubench_structured.gfmm import GFMMArrays, is_power_of_two
 from torch import nn
 
-from .flat import FlatParameters
-from .shape import DIAGS, pivot_weights, softplus_inverse
+from ..flat import FlatParameters
+from ..shape import DIAGS, pivot_weights, softplus_inverse
 
 __all__ = [
     "DIAGS",

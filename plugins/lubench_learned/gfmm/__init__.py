@@ -1,0 +1,1 @@
+"""The GFMM graph in PyTorch (moved from gfmm.py; split by layer in the next commit)."""
