@@ -24,7 +24,7 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 import torch
-from lubench_learned.gfmm.model import GFMMProduct
+from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.gfmm_lu import TrainedGFMMFactorization
 from lubench_learned.training import (
     LossSpec,

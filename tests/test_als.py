@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
 from lubench_learned.als import AlternatingLeastSquares
-from lubench_learned.gfmm.model import dense_factor
+from lubench_learned.gfmm import dense_factor
 from lubench_learned.training import LevenbergMarquardt
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from lubench_learned.gfmm.model import (
+from lubench_learned.gfmm import (
     GFMMFactor,
     GFMMProduct,
     dense_factor,

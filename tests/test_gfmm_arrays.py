@@ -130,7 +130,7 @@ def test_shapes_are_checked():
 @pytest.mark.parametrize("transpose", [False, True])
 def test_matches_torch_gfmm_factor(M, P, lower, transpose):
     torch = pytest.importorskip("torch")
-    from lubench_learned.gfmm.model import GFMMFactor
+    from lubench_learned.gfmm import GFMMFactor
 
     f = GFMMFactor(M, P, lower, init_scale=0.2, identity_diag=True, dtype=torch.float64,
                    generator=torch.Generator().manual_seed(M * 10 + P))

@@ -143,7 +143,7 @@ def test_training_on_each_device(device):
     """The training loop on the device: the losses read every few steps (the GPU setting)
     give the same history and weights as reading every step (the CPU setting)."""
     import torch
-    from lubench_learned.gfmm.model import GFMMProduct
+    from lubench_learned.gfmm import GFMMProduct
     from lubench_learned.training import LossSpec, Schedule, Target, train
 
     from lubench.api import Budget

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned import DenseMaskedLU, GfmmLU
-from lubench_learned.gfmm.model import factor_params, live_params
+from lubench_learned.gfmm import factor_params, live_params
 from lubench_learned.training import Schedule
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported

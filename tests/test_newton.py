@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
-from lubench_learned.gfmm.model import GFMMProduct
+from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.kronecker import KroneckerPreconditioner, kronecker_factors
 from lubench_learned.lm import LevenbergMarquardt, conjugate_gradients
 from lubench_learned.newton import ProjectedNewton

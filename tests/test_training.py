@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned.dense_masked_net import MaskedDenseLUNet
-from lubench_learned.gfmm.model import GFMMProduct
+from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import (
     STOP_REASONS,
     LossSpec,

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .gfmm.model import GFMMFactor, GFMMProduct
+from .gfmm import GFMMFactor, GFMMProduct
 from .shape import softplus_inverse
 
 __all__ = ["AlternatingLeastSquares"]

@@ -19,7 +19,7 @@ from .shape import DIAGS
 sp = lazy_module("scipy.sparse")
 
 if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
-    from .gfmm.model import GFMMProduct
+    from .gfmm import GFMMProduct
 
 __all__ = ["GfmmLU", "TrainedGFMMFactorization", "POST", "DEFAULT"]
 
@@ -248,7 +248,7 @@ class GfmmLU(LearnedLU):
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
         import torch
 
-        from .gfmm.model import GFMMProduct
+        from .gfmm import GFMMProduct
 
         M, P = self.shape_for(op.n)
         sign, floor, start = pivot_signs_and_floor(op, M * P, float(cfg["pivot_floor"]))
