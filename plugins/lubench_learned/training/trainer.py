@@ -75,8 +75,8 @@ import torch
 
 from lubench.api import Budget, Diverged, Operator
 
-from .flat import FlatAdam
-from .lm import LevenbergMarquardt
+from ..flat import FlatAdam
+from ..lm import LevenbergMarquardt
 from .watch import Watch, inv_norm1, solve_lu
 
 __all__ = ["Schedule", "LossSpec", "Target", "EdgeFreezer", "Trainer", "TrainResult", "train",
@@ -277,7 +277,7 @@ def _preconditioner(model: Any, params: list[torch.nn.Parameter], s: Schedule) -
     whole-matrix loss only; ``model`` None: none)."""
     if s.cg_precond != "kronecker" or model is None:
         return None
-    from .kronecker import preconditioner_for
+    from ..kronecker import preconditioner_for
 
     return preconditioner_for(model, params)
 
@@ -400,7 +400,7 @@ class Trainer:
             raise ValueError(f"{self.schedule.optimizer} fits LU = A only: it takes no "
                              f"inverse-side term (inverse_weight {self.inverse_weight})")
         if self.schedule.optimizer == "newton":
-            from .newton import ProjectedNewton
+            from ..newton import ProjectedNewton
 
             if m is not None or not self.full_identity:
                 raise ValueError("projected Newton fits the whole ‖LU − A‖²_F: it needs loss "
@@ -410,7 +410,7 @@ class Trainer:
                 preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
         if self.schedule.optimizer == "als":
-            from .als import AlternatingLeastSquares
+            from ..als import AlternatingLeastSquares
 
             if m is not None or not self.full_identity:
                 raise ValueError("alternating least squares fits the whole ‖LU − A‖²_F: "

@@ -1,0 +1,1 @@
+"""The training loop of the learned methods (moved from training.py, split next)."""
