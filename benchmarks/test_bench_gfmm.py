@@ -26,7 +26,7 @@ import scipy.sparse as sp
 import torch
 from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.gfmm_lu import TrainedGFMMFactorization
-from lubench_learned.training.trainer import (
+from lubench_learned.training import (
     LossSpec,
     Schedule,
     Target,

@@ -9,7 +9,7 @@ import torch
 from lubench_learned import GfmmLU
 from lubench_learned.als import AlternatingLeastSquares
 from lubench_learned.gfmm import dense_factor
-from lubench_learned.training.trainer import LevenbergMarquardt
+from lubench_learned.lm import LevenbergMarquardt
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext
 

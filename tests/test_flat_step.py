@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import torch
 from lubench_learned.flat import FlatAdam, FlatParameters
 from lubench_learned.gfmm import GFMMProduct, step_plan
-from lubench_learned.training.trainer import LossSpec, Schedule, Target, Trainer
+from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Operator
 from lubench.execution.devices import cuda_device_count

@@ -12,7 +12,7 @@ from lubench_learned.gfmm import (
     factor_params,
     live_params,
 )
-from lubench_learned.training.trainer import inv_norm1
+from lubench_learned.training import inv_norm1
 from torch.overrides import TorchFunctionMode
 
 SHAPES = [(1, 3), (2, 3), (4, 2), (8, 4), (16, 3)]

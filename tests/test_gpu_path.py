@@ -144,7 +144,7 @@ def test_training_on_each_device(device):
     give the same history and weights as reading every step (the CPU setting)."""
     import torch
     from lubench_learned.gfmm import GFMMProduct
-    from lubench_learned.training.trainer import LossSpec, Schedule, Target, train
+    from lubench_learned.training import LossSpec, Schedule, Target, train
 
     from lubench.api import Budget
 

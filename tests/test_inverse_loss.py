@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
 from lubench_learned.gfmm import GFMMProduct, dense_factor, solve_factor
-from lubench_learned.training.trainer import LossSpec, Schedule, Target, Trainer
+from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext
 

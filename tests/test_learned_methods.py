@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import DenseMaskedLU, GfmmLU
 from lubench_learned.gfmm import factor_params, live_params
-from lubench_learned.training.trainer import Schedule
+from lubench_learned.training import Schedule
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
 from lubench.metrics.grading import grade

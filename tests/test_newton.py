@@ -275,7 +275,7 @@ def test_default_method_reaches_round_off_on_a_banded_operator():
 @pytest.mark.parametrize("kind, preconditioned", [("identity", True), ("probes", False)])
 def test_kronecker_preconditioner_only_on_the_whole_matrix_loss(kind, preconditioned):
     """Its sweeps run on N columns: the probe loss (large n) trains without it."""
-    from lubench_learned.training.trainer import LossSpec, Schedule, Target, Trainer
+    from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
     op = _pentadiagonal(32)
     net = _start(op)

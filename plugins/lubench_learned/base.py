@@ -13,7 +13,7 @@ from lubench.api import InvalidParameter, Method, Operator, RunContext, Unsuppor
 if TYPE_CHECKING:  # PyTorch is imported when a case runs (prepare), never at registration
     import torch
 
-    from .training.trainer import Schedule, TrainResult
+    from .training import Schedule, TrainResult
 
 __all__ = ["LearnedLU", "TRAINING_PARAMS_DOC", "TRAINING_KEYS", "gib", "pivot_signs_and_floor"]
 
@@ -150,7 +150,7 @@ class LearnedLU(Method):
         start the device (context, cuBLAS, cuSPARSE — lazily started, seconds, that would
         otherwise land in ``setup_seconds``) and reset its peak-memory statistics, so that
         the case's peak is its own (the inline executor runs many cases in one process)."""
-        from .training import trainer as training
+        from . import training
 
         device = self._device(ctx)
         if device.startswith("cuda"):
@@ -200,7 +200,7 @@ class LearnedLU(Method):
 
     @staticmethod
     def _schedule(cfg: dict[str, Any]) -> Schedule:
-        from .training.trainer import Schedule
+        from .training import Schedule
 
         return Schedule(optimizer=cfg["optimizer"], lr=float(cfg["lr"]),
                         lr_late=float(cfg["lr_late"]), lr_drop_step=int(cfg["lr_drop_step"]),
@@ -245,8 +245,7 @@ class LearnedLU(Method):
                block_size: int | None = None) -> tuple[TrainResult, dict[str, Any]]:
         """Run the shared training loop (with its watch) on ``model``; the result and the
         info fields."""
-        from .training.trainer import LossSpec, Target, torch_dtype, train
-        from .training.watch import Watch
+        from .training import LossSpec, Target, Watch, torch_dtype, train
 
         device = self._device(ctx)
         target = Target(op, N, torch_dtype(cfg["dtype"]), device,

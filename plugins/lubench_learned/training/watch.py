@@ -18,7 +18,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 if TYPE_CHECKING:
-    from .trainer import Target
+    from .target import Target
 
 __all__ = ["Watch", "inv_norm1", "solve_lu", "HELD_OUT", "GROWTH_LIMIT"]
 
