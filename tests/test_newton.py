@@ -11,9 +11,9 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
 from lubench_learned.gfmm import GFMMProduct
-from lubench_learned.kronecker import KroneckerPreconditioner, kronecker_factors
-from lubench_learned.lm import LevenbergMarquardt, conjugate_gradients
-from lubench_learned.newton import ProjectedNewton
+from lubench_learned.optim.kronecker import KroneckerPreconditioner, kronecker_factors
+from lubench_learned.optim.lm import LevenbergMarquardt, conjugate_gradients
+from lubench_learned.optim.newton import ProjectedNewton
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext
 

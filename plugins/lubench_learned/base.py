@@ -46,7 +46,7 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         of LU = A (two triangular solves) — retracted onto the weights (``gfmm_lu``:
         ``gfmm_compressed``'s compression, near field exact, far field by truncated SVDs
         into the nested bases; ``dense_masked_lu``: the triangles as they are), the step
-        halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.newton`);
+        halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.optim.newton`);
         ``auto`` (the default of both): ``newton`` where it applies, else ``lm``; or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf

@@ -103,7 +103,7 @@ class GfmmLU(LearnedLU):
             The preconditioner of ``lm``'s conjugate gradients: none, or per-edge
             block-Jacobi — each edge's exact diagonal block G ⊗ C of JᵀJ (C its input
             Gram, G its downstream Gram), inverted with the damping
-            (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
+            (:mod:`lubench_learned.optim.kronecker`). Whole-matrix loss only (``identity``, not
             block-wise; its sweeps run on n columns): otherwise none. ``newton``'s fallback
             steps follow it too. It approximates the fit's part of JᵀJ only, not the
             inverse-side term's.
@@ -111,7 +111,7 @@ class GfmmLU(LearnedLU):
             w ≥ 0 (both presets: 0, no term): the loss gains the inverse-side term
             (w/k)‖U⁻¹L⁻¹(AZ) − Z‖²_F on k = ``probes`` Gaussian columns Z redrawn every
             step, U⁻¹L⁻¹ by differentiable block substitution through the graphs (O(n·P·k)
-            per step, no dense factor; :mod:`lubench_learned.substitution`) — for runs
+            per step, no dense factor; :mod:`lubench_learned.gfmm.substitution`) — for runs
             that want a preconditioner: it penalizes what the fit ‖LU − A‖ cannot see,
             ‖(LU)⁻¹A − I‖ and so large ‖L⁻¹‖, ‖U⁻¹‖. Optimizers ``adam``, ``lbfgs``, ``lm``
             (``auto`` is ``lm`` when w > 0; ``newton`` and ``als`` fit LU = A only).

@@ -5,7 +5,7 @@ edges, bridges, down-sweep through the decoder edges). Here:
 
 * :func:`_sweep` / :func:`_sweep_levels`: one ``torch.bmm`` per level and role, plain autograd
   (differentiable twice, as Levenberg–Marquardt needs); the level values for
-  :mod:`lubench_learned.kronecker`;
+  :mod:`lubench_learned.optim.kronecker`;
 * :func:`_dense_forward` / :func:`_dense_backward`: the same products written into level
   buffers, and the backward by hand (an edge W applied as out = W·in has ∂ℓ/∂W =
   (∂ℓ/∂out)·inᵀ); :class:`_FusedSweep` (:func:`_sweep_fused`) makes them an autograd function;

@@ -13,7 +13,7 @@ parameterized. With A padded to the model's size N by an identity block, the los
 * ``inverse_weight`` w > 0 adds the inverse-side term (w/k)‖U⁻¹L⁻¹(AW) − W‖²_F on k
   (= ``probes``) Gaussian columns W redrawn every step, U⁻¹L⁻¹ by differentiable block
   substitution through the graphs (the model's ``solve``; GFMM products,
-  :mod:`lubench_learned.substitution`), O(k·n·P): it sees ‖L⁻¹‖ and ‖U⁻¹‖, which the fit
+  :mod:`lubench_learned.gfmm.substitution`), O(k·n·P): it sees ‖L⁻¹‖ and ‖U⁻¹‖, which the fit
   ‖LU − A‖ does not. Its part of the least-squares residual is √(w/k)·vec(U⁻¹L⁻¹AW − W).
 
 Block-wise training (models with a block size P and M blocks) fits output block m = 0 … M−1
@@ -27,9 +27,9 @@ Optimizer and stopping (the post's choices are the defaults; see :class:`Schedul
 Adam with lr 1e-2, betas (0.999, 0.999), lr 1e-3 from step 5 000 of a block; a block ends
 when its loss improved by less than 0.1 % over 1 000 steps at two checks in a row, or after
 50 000 steps. L-BFGS (strong-Wolfe line search, one iteration per step), matrix-free
-Levenberg–Marquardt (:class:`~lubench_learned.lm.LevenbergMarquardt`) and alternating least
-squares (:mod:`lubench_learned.als`, GFMM products with triangular diagonal blocks, whole loss only)
-are the alternatives.
+Levenberg–Marquardt (:class:`~lubench_learned.optim.lm.LevenbergMarquardt`) and alternating
+least squares (:mod:`lubench_learned.optim.als`, GFMM products with triangular diagonal blocks,
+whole loss only) are the alternatives.
 
 The suite's budget (max steps, max seconds, target loss) always ends training cleanly. With
 block-wise training the remaining steps and seconds are shared among the remaining blocks,
@@ -41,10 +41,10 @@ there — one step of those at n = 4096 could otherwise run minutes past the bud
 ``stopped_because`` is ``max_steps`` or ``max_seconds`` when the budget cut a block short,
 else ``target_loss`` when the last block reached it, else ``converged`` (the schedule ended
 every block: plateau, its step cap, or an optimizer that reports ``converged`` — projected
-Newton at round-off, :mod:`lubench_learned.newton`). A loss that is not finite raises
+Newton at round-off, :mod:`lubench_learned.optim.newton`). A loss that is not finite raises
 :class:`lubench.api.Diverged` with the step and the curve.
 
-**The watch** (optional, :class:`~lubench_learned.watch.Watch`): every ``eval_every``
+**The watch** (optional, :class:`~lubench_learned.training.watch.Watch`): every ``eval_every``
 steps and at the end, the factors are taken out in float64 and checked where the loss
 cannot see: the solve residual
 ‖A x̂ − b‖_F/‖b‖_F on 4 held-out probes (b = A x for Gaussian x, x̂ = U⁻¹L⁻¹b by the

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 
 from ..flat import FlatAdam
-from ..lm import LevenbergMarquardt
+from ..optim.lm import LevenbergMarquardt
 from .target import Target
 
 __all__ = ["Schedule", "LossSpec", "LUModel", "EdgeFreezer", "Trainer", "SECOND_ORDER"]
@@ -139,11 +139,11 @@ def _make_optimizer(params: list[torch.nn.Parameter], s: Schedule,
 
 def _preconditioner(model: Any, params: list[torch.nn.Parameter], s: Schedule) -> Any:
     """Levenberg–Marquardt's CG preconditioner for ``s.cg_precond`` (``kronecker``: the
-    per-edge block-Jacobi of :mod:`lubench_learned.kronecker`, GFMM products on the
+    per-edge block-Jacobi of :mod:`lubench_learned.optim.kronecker`, GFMM products on the
     whole-matrix loss only; ``model`` None: none)."""
     if s.cg_precond != "kronecker" or model is None:
         return None
-    from ..kronecker import preconditioner_for
+    from ..optim.kronecker import preconditioner_for
 
     return preconditioner_for(model, params)
 
@@ -218,7 +218,7 @@ class Trainer:
             raise ValueError(f"{self.schedule.optimizer} fits LU = A only: it takes no "
                              f"inverse-side term (inverse_weight {self.inverse_weight})")
         if self.schedule.optimizer == "newton":
-            from ..newton import ProjectedNewton
+            from ..optim.newton import ProjectedNewton
 
             if m is not None or not self.full_identity:
                 raise ValueError("projected Newton fits the whole ‖LU − A‖²_F: it needs loss "
@@ -228,7 +228,7 @@ class Trainer:
                 preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
         if self.schedule.optimizer == "als":
-            from ..als import AlternatingLeastSquares
+            from ..optim.als import AlternatingLeastSquares
 
             if m is not None or not self.full_identity:
                 raise ValueError("alternating least squares fits the whole ‖LU − A‖²_F: "

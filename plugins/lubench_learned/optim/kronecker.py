@@ -35,8 +35,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .gfmm import GFMMFactor, GFMMProduct
-from .gfmm.sweeps import _sweep_levels
+from ..gfmm import GFMMFactor, GFMMProduct
+from ..gfmm.sweeps import _sweep_levels
 
 __all__ = ["kronecker_factors", "KroneckerPreconditioner", "preconditioner_for"]
 
