@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .shape import pivot_weights, softplus_inverse
+from .parametrization import pivot_weights, softplus_inverse
 
 __all__ = ["MaskedDenseLUNet", "DenseTriangular"]
 

@@ -14,7 +14,7 @@ from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
 from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
-from .shape import DIAGS
+from .parametrization import DIAGS
 
 sp = lazy_module("scipy.sparse")
 

@@ -18,7 +18,7 @@ from lubench_structured.gfmm import GFMMArrays, is_power_of_two
 from torch import nn
 
 from ..flat import FlatParameters
-from ..shape import DIAGS, pivot_weights, softplus_inverse
+from ..parametrization import DIAGS, pivot_weights, softplus_inverse
 from .identity_sweep import _IdentitySweep
 from .step_plan import _run, _StepPlan
 from .substitution import forward_substitution

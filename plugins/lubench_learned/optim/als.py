@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ..gfmm import GFMMFactor, GFMMProduct
-from ..shape import softplus_inverse
+from ..parametrization import softplus_inverse
 
 __all__ = ["AlternatingLeastSquares"]
 

@@ -1,4 +1,5 @@
-"""Facts about the learned factors that need no PyTorch (parameter checks at suite load).
+"""How the learned factors' diagonal blocks and pivots are parametrized; no PyTorch needed
+(the parameter checks run at suite load).
 
 * ``DIAGS``: how a factor's P×P diagonal blocks are parametrized — ``full`` (the post's free
   blocks, a block LU with a gauge) or ``triangular`` (L's unit lower, U's upper with pivots
