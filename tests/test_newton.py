@@ -38,7 +38,7 @@ def _start(op: Operator, P: int = 4) -> GFMMProduct:
 
 
 def _newton(net, A: torch.Tensor) -> ProjectedNewton:
-    """Newton with the fallback training.py builds for the default (Kronecker-preconditioned
+    """Newton with the fallback the trainer builds for the default (Kronecker-preconditioned
     Levenberg–Marquardt, GFMM products) or plain LM (dense masked factors)."""
     params = list(net.parameters())
     pre = KroneckerPreconditioner(net, params) if isinstance(net, GFMMProduct) else None

@@ -210,7 +210,7 @@ def _train(model: LUModel, target: Target, spec: LossSpec, schedule: Schedule, b
             pending.append((step, loss_t, rel_t))
             plateau_check = schedule.check_interval > 0 and \
                 (bstep + 1) % schedule.check_interval == 0
-            # an optimizer that knows it is done (Newton at round-off, newton.py)
+            # an optimizer that knows it is done (Newton at round-off, optim/newton.py)
             done = bool(getattr(tr.opt, "converged", False))
             if not (step % read_every == 0 or step % log_every == 0 or done or
                     step % eval_every == 0 or step == 1 or bstep == cap - 1 or plateau_check):
