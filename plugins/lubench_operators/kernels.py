@@ -103,8 +103,12 @@ class KernelOperator(MatrixFreeOperator):
     ``exponential`` exp(−r·s)                           s = 1/ℓ   (Matérn 1/2)
     ``matern32``    (1 + t)·e^{−t},  t = r·s            s = √3/ℓ
     ``matern52``    (1 + t + t²/3)·e^{−t},  t = r·s     s = √5/ℓ
-    ``power``       s^r                                 s = ρ     (1D: ρ^|x_i − x_j|)
+    ``power``       s^r, r = |i − j| on the grid x_i = i  s = ρ
     ==============  ==================================  =======================
+
+``power`` (``exponential_kernel`` on its grid) reads s^r from a table of s^0 … s^(n−1)
+computed once by NumPy's ``power`` — the numbers of the dense ρ^|i−j| lubench formed before,
+at the cost of a look-up (``pow`` itself costs ~130 ns a value).
 
     ``exponential`` and ``power`` on 1D points sorted increasingly act by the exact O(n·k)
     recurrences (:func:`lubench_operators.kernel_action.chain_matmat`); every other kernel by
@@ -126,6 +130,7 @@ class KernelOperator(MatrixFreeOperator):
         self.divisor = float(divisor)
         self._chain: bool | None = None
         self._factors: tuple | None = None  # the recurrences' factors, on first use
+        self._powers: np.ndarray | None = None  # s^0 … s^(n−1) for ``power``, on first use
 
     @property
     def chain(self) -> bool:
@@ -139,14 +144,16 @@ class KernelOperator(MatrixFreeOperator):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_factors"] = None  # O(n) and recomputed on the first action
+        state["_factors"] = state["_powers"] = None  # O(n) each, recomputed on first use
         return state
 
     def _of_distance(self, r: np.ndarray) -> np.ndarray:
         """f(r) for every kernel but the Gaussian (NumPy; ``r`` is overwritten)."""
         s = self.scale
         if self.kind == "power":
-            return s ** r
+            if self._powers is None:
+                self._powers = s ** np.arange(self.n, dtype=np.float64)
+            return self._powers[r.astype(np.intp)]
         t = np.multiply(r, s, out=r)
         if self.kind == "exponential":
             return np.exp(-t)
@@ -375,10 +382,11 @@ class ExponentialKernel(OperatorGenerator):
 
     def build(self, n: int, seed: int) -> KernelOperator:
         self.check_size(n)
-        if self.points == "grid":
-            x = np.arange(n, dtype=np.float64)
-        else:
-            x = np.sort(np.random.default_rng(seed).uniform(0.0, float(n), size=n))
         action.warm_up()
-        return KernelOperator(self.name, x[:, None], kind="power", scale=float(self.rho),
-                              spd=True, params=self.get_params())
+        if self.points == "grid":
+            return KernelOperator(self.name, np.arange(n, dtype=np.float64)[:, None],
+                                  kind="power", scale=float(self.rho), spd=True,
+                                  params=self.get_params())
+        x = np.sort(np.random.default_rng(seed).uniform(0.0, float(n), size=n))
+        return KernelOperator(self.name, x[:, None], kind="exponential",  # ρ^r = e^{−r·(−ln ρ)}
+                              scale=-math.log(self.rho), spd=True, params=self.get_params())
