@@ -45,3 +45,22 @@ def test_outcomes(registry):
     refused = recs[(0.5, "refuse_nonsym")]
     assert refused["status"] == "unsupported"
     assert refused["error"] == "toy_lu(refuse_nonsym) needs a symmetric operator"
+
+
+def test_a_method_that_needs_the_matrix_is_refused_above_the_suite_form_limit(registry):
+    """rbf_kernel is never formed: plu gets it formed within the form limit and is refused
+    with the reason above it; 'none' forms it whatever the size."""
+    from lubench.execution.worker import run_case
+    from lubench.suite.load import build_suite
+
+    suite = build_suite({
+        "name": "form", "form_limit": "16KiB",
+        "operators": [{"name": "rbf_kernel", "sizes": [32, 64]},
+                      {"name": "rbf_kernel", "sizes": [128], "form_limit": "none"}],
+        "methods": ["plu"],
+    }, registry)
+    recs = {c.n: run_case(c) for c in suite.cases}
+    assert recs[32]["status"] == "ok" and recs[128]["status"] == "ok"     # 8 KiB; no limit
+    assert recs[64]["status"] == "unsupported"
+    assert recs[64]["error"] == ("plu needs the formed matrix; operator 'rbf_kernel' at n = 64 "
+                                 "is not formed (dense A: 32.0 KiB > form_limit 16.0 KiB)")

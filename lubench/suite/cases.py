@@ -40,6 +40,7 @@ class Case:
     repeats: int = 1
     timeout: float | None = None
     memory_limit: int | None = None
+    form_limit: int | None = None  # None: a quarter of the memory limit; 0: none
     exact_limit: int = 4096
     device: str = "auto"
     budget: dict = field(default_factory=dict)

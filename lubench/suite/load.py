@@ -165,14 +165,15 @@ class _Settings:
     timeout: float | None
     timeout_forced: bool  # --timeout given: it wins over every method's own
     memory_limit: int | None
+    form_limit: int | None
     exact_limit: int
     device: str
     plugins: list[str]
     executor: dict
 
 
-# (name, params with defaults, n, params the suite set)
-_OperatorInstance = tuple[str, dict, int, dict]
+# (name, params with defaults, n, params the suite set, the entry's limits)
+_OperatorInstance = tuple[str, dict, int, dict, dict]
 # (name, params with defaults, family, budget/timeout/memory/resources, params the suite set)
 _MethodInstance = tuple[str, dict, str, dict, dict]
 
@@ -193,6 +194,7 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         timeout=timeout if forced else _given_limit("timeout", model.timeout, given),
         timeout_forced=forced,
         memory_limit=_given_limit("memory_limit", model.memory_limit, given),
+        form_limit=_given_limit("form_limit", model.form_limit, given),
         exact_limit=model.exact_limit,
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True))
@@ -204,7 +206,7 @@ def _given_limit(key: str, value: Any, given: set[str]) -> Any:
     timeout, resp. :data:`~lubench.suite.limits.NO_MEMORY_LIMIT`."""
     if key not in given:
         return default_limit(key)
-    if value is None and key == "memory_limit":
+    if value is None and key in ("memory_limit", "form_limit"):
         return NO_MEMORY_LIMIT
     return value
 
@@ -251,10 +253,12 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
             problems.append(f"{where}.name: {exc}")
             continue
         runnable = registry.unavailable("operator", cls.name) is None
+        limits = {"form_limit": _given_limit("form_limit", entry.form_limit, {"form_limit"})} \
+            if "form_limit" in entry.model_fields_set else {}
         for params, given in _grid(cls, entry.params, f"{where}.params", base_dir, runnable,
                                    problems):
             for n in _sizes(entry, cls, cls(**params), where, problems):
-                out.append((cls.name, params, n, given))
+                out.append((cls.name, params, n, given, limits))
     return out
 
 
@@ -262,8 +266,9 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
              settings: _Settings, problems: list[str]) -> list[_MethodInstance]:
     """Every method entry × its parameter grid, with its budget, limits and resources.
 
-    A method entry's ``timeout`` and ``memory_limit`` override the suite's (``none`` there
-    lifts the limit for that method); ``--timeout`` overrides both."""
+    A method entry's ``timeout``, ``memory_limit`` and ``form_limit`` override the suite's
+    (``none`` there lifts the limit for that method; its ``form_limit`` also the operator
+    entry's); ``--timeout`` overrides both."""
     out: list[_MethodInstance] = []
     for i, entry in enumerate(entries):
         where = f"methods[{i}]"
@@ -279,6 +284,8 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
             else _given_limit("timeout", entry.timeout, given),
             "memory_limit": _given_limit("memory_limit", entry.memory_limit, given)
             if "memory_limit" in given else settings.memory_limit,
+            **({"form_limit": _given_limit("form_limit", entry.form_limit, given)}
+               if "form_limit" in given else {}),
             "resources": {**getattr(cls, "resources", {}),
                           **entry.resources.model_dump(exclude_unset=True)},
         }
@@ -295,8 +302,9 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
     cases: list[Case] = []
     seen: set[str] = set()
     seed = settings.seed
-    for (op, op_params, n, op_given), (me, me_params, family, ov, me_given) in \
+    for (op, op_params, n, op_given, op_limits), (me, me_params, family, ov, me_given) in \
             itertools.product(operators, methods):
+        form_limit = ov.get("form_limit", op_limits.get("form_limit", settings.form_limit))
         display = f"{op}{fmt_params(short_params(op_given))}[n={n}] × {me}{fmt_params(me_given)}"
         case = Case(
             suite=settings.name, operator=op, operator_params=op_params, n=n, method=me,
@@ -304,8 +312,8 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
             seed=derive_seed(seed, op, op_params, n, me, me_params),
             operator_seed=derive_seed(seed, op, op_params, n),
             repeats=settings.repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
-            exact_limit=settings.exact_limit, device=settings.device, budget=ov["budget"],
-            resources=ov["resources"], display=display)
+            form_limit=form_limit, exact_limit=settings.exact_limit, device=settings.device,
+            budget=ov["budget"], resources=ov["resources"], display=display)
         if case.case_id in seen:
             continue  # the same case listed twice runs once
         seen.add(case.case_id)
