@@ -430,7 +430,7 @@ def test_the_docs_matrix_free_operator_runs_through_every_method(brownian_site, 
                     else m for m in methods],
         "memory_limit": "256MiB",
     }, reg)
-    recs = {(c.n, c.method): run_case(c, registry=reg) for c in suite.cases}
+    recs = {(c.n, c.method): run_case(c, plan=RunPlan(registry=reg)) for c in suite.cases}
     for name in methods:
         cls = reg.method(name)
         small, large = recs[(64, name)], recs[(4096, name)]
