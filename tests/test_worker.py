@@ -61,6 +61,9 @@ def test_a_method_that_needs_the_matrix_is_refused_above_the_suite_form_limit(re
     }, registry)
     recs = {c.n: run_case(c) for c in suite.cases}
     assert recs[32]["status"] == "ok" and recs[128]["status"] == "ok"     # 8 KiB; no limit
+    # grading's own cost is a column beside setup's, and nothing was left ungraded
+    assert 0 < recs[32]["grade_seconds"] < recs[32]["wall_seconds"]
+    assert recs[32]["not_graded"] == "" and recs[32]["factor_error_2_kind"] == "exact"
     assert recs[64]["status"] == "unsupported"
     assert recs[64]["error"] == ("plu needs the formed matrix; operator 'rbf_kernel' at n = 64 "
                                  "is not formed (dense A: 32.0 KiB > form_limit 16.0 KiB)")

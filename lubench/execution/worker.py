@@ -163,9 +163,12 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
                                      f"lubench.api.Factorization")
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
+        t0 = time.perf_counter()
         metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
-                        synchronize=ctx.synchronize, cache=plan.grading_cache())
+                        synchronize=ctx.synchronize, cache=plan.grading_cache(),
+                        grade_limit=case.grade_limit)
         rec.update(metrics)
+        rec["grade_seconds"] = time.perf_counter() - t0
         rec["setup_seconds"] = setup
         rec["iterations"] = info.get("iterations")
         rec["final_loss"] = info.get("final_loss")

@@ -42,6 +42,7 @@ class Case:
     memory_limit: int | None = None
     form_limit: int | None = None  # None: a quarter of the memory limit; 0: none
     exact_limit: int = 4096
+    grade_limit: float | None = None  # seconds of grading; None: no limit
     device: str = "auto"
     budget: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)

@@ -1,6 +1,6 @@
-"""The limits of a case — ``timeout``, ``memory_limit`` and ``form_limit`` — as a suite or
-the command line gives them, validated in one place, with the defaults that apply when they
-are not given.
+"""The limits of a case — ``timeout``, ``memory_limit``, ``form_limit`` and ``grade_limit``
+— as a suite or the command line gives them, validated in one place, with the defaults that
+apply when they are not given.
 
 Values (parsed by :mod:`lubench.suite.values`, the one reader of times and sizes)
 ---------------------------------------------------------------------------
@@ -11,6 +11,10 @@ Values (parsed by :mod:`lubench.suite.values`, the one reader of times and sizes
 ``form_limit``    bytes, as ``memory_limit``: the most a dense A formed for a method that
                   needs the matrix may take (an operator that is not formed is formed only
                   when 8·n² bytes fit, else that method's case is ``unsupported``).
+``grade_limit``   seconds, as ``timeout``: what grading one case may spend; a metric whose
+                  predicted cost exceeds what is left (plain GMRES, the spectral estimate
+                  above ``exact_limit``) is not computed, and the row says so
+                  (:func:`lubench.metrics.grading.grade`).
 
 Zero, a negative number, NaN, infinity, a boolean or an empty value (YAML ``null``) is an
 input error: "no limit" must be said with ``none``.
@@ -27,6 +31,7 @@ Defaults (a key that is absent)
                   method's own work needs the rest); no limit when there is no memory limit.
                   Held like the memory limit (None: the default, 0: ``none``) and resolved
                   by :func:`effective_form_limit`.
+``grade_limit``   :data:`DEFAULT_GRADE_LIMIT` (10 minutes), set when the suite loads.
 """
 
 from __future__ import annotations
@@ -37,14 +42,17 @@ from lubench.errors import LubenchError
 from lubench.suite.values import MIN_MEMORY, NO_LIMIT, parse_duration, parse_memory
 
 __all__ = ["case_limit", "default_memory_limit", "default_limit", "effective_memory_limit",
-           "effective_form_limit", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE", "FORM_SHARE",
+           "effective_form_limit", "DEFAULT_TIMEOUT", "DEFAULT_GRADE_LIMIT",
+           "DEFAULT_MEMORY_SHARE", "FORM_SHARE",
            "MIN_MEMORY", "NO_MEMORY_LIMIT", "LimitError", "LIMIT_KEYS"]
 
 DEFAULT_TIMEOUT = 3600.0  # seconds
+DEFAULT_GRADE_LIMIT = 600.0  # seconds of grading per case
 DEFAULT_MEMORY_SHARE = 0.5  # of the machine's physical memory
 NO_MEMORY_LIMIT = 0  # a case's memory_limit after an explicit "none" (None: the default)
 FORM_SHARE = 0.25  # of the case's memory limit that a formed operator may take by default
-LIMIT_KEYS = ("timeout", "memory_limit", "form_limit")
+LIMIT_KEYS = ("timeout", "memory_limit", "form_limit", "grade_limit")
+DURATION_KEYS = ("timeout", "grade_limit")
 
 
 class LimitError(LubenchError, ValueError):
@@ -54,31 +62,35 @@ class LimitError(LubenchError, ValueError):
 def case_limit(key: str, value: Any, where: str) -> float | int | None:
     """The validated value of the limit ``key`` (:data:`LIMIT_KEYS`) given as ``value`` at
     ``where`` (a file and field, or an option): seconds (float) or bytes (int); an explicit
-    ``none`` gives None for the timeout and :data:`NO_MEMORY_LIMIT` for a memory size. Raises
+    ``none`` gives None for a duration and :data:`NO_MEMORY_LIMIT` for a memory size. Raises
     :class:`LimitError` with one line naming ``where``, the value and what is accepted. Call
     it only for a value that was given: an absent key takes
     :func:`default_limit`.
     """
     if key not in LIMIT_KEYS:
         raise ValueError(f"not a case limit: {key!r}")
-    example = "600 or '10m'" if key == "timeout" else "'4GiB'"
+    duration = key in DURATION_KEYS
+    example = "600 or '10m'" if duration else "'4GiB'"
     if value is None or (isinstance(value, str) and not value.strip()):
         raise LimitError(f"{where}: empty; give a value such as {example}, or "
                          f"'{NO_LIMIT}' for no limit")
     try:
-        parsed = parse_duration(value) if key == "timeout" else parse_memory(value)
+        parsed = parse_duration(value) if duration else parse_memory(value)
     except ValueError as exc:
         raise LimitError(f"{where}: {exc}") from None
     if parsed is None:  # "none", said explicitly
-        return None if key == "timeout" else NO_MEMORY_LIMIT
+        return None if duration else NO_MEMORY_LIMIT
     return parsed
 
 
 def default_limit(key: str) -> float | None:
     """The value a case holds for the limit ``key`` when the suite does not give one:
-    :data:`DEFAULT_TIMEOUT`; None for the memory (resolved where the case runs)."""
+    :data:`DEFAULT_TIMEOUT`, :data:`DEFAULT_GRADE_LIMIT`; None for the memory sizes
+    (resolved where the case runs)."""
     if key == "timeout":
         return DEFAULT_TIMEOUT
+    if key == "grade_limit":
+        return DEFAULT_GRADE_LIMIT
     if key in ("memory_limit", "form_limit"):
         return None
     raise ValueError(f"not a case limit: {key!r}")

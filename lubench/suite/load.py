@@ -167,6 +167,7 @@ class _Settings:
     memory_limit: int | None
     form_limit: int | None
     exact_limit: int
+    grade_limit: float | None
     device: str
     plugins: list[str]
     executor: dict
@@ -196,6 +197,7 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         memory_limit=_given_limit("memory_limit", model.memory_limit, given),
         form_limit=_given_limit("form_limit", model.form_limit, given),
         exact_limit=model.exact_limit,
+        grade_limit=_given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True))
 
@@ -253,8 +255,8 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
             problems.append(f"{where}.name: {exc}")
             continue
         runnable = registry.unavailable("operator", cls.name) is None
-        limits = {"form_limit": _given_limit("form_limit", entry.form_limit, {"form_limit"})} \
-            if "form_limit" in entry.model_fields_set else {}
+        limits = {key: _given_limit(key, getattr(entry, key), {key})
+                  for key in ("form_limit", "grade_limit") if key in entry.model_fields_set}
         for params, given in _grid(cls, entry.params, f"{where}.params", base_dir, runnable,
                                    problems):
             for n in _sizes(entry, cls, cls(**params), where, problems):
@@ -312,7 +314,9 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
             seed=derive_seed(seed, op, op_params, n, me, me_params),
             operator_seed=derive_seed(seed, op, op_params, n),
             repeats=settings.repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
-            form_limit=form_limit, exact_limit=settings.exact_limit, device=settings.device,
+            form_limit=form_limit, exact_limit=settings.exact_limit,
+            grade_limit=op_limits.get("grade_limit", settings.grade_limit),
+            device=settings.device,
             budget=ov["budget"], resources=ov["resources"], display=display)
         if case.case_id in seen:
             continue  # the same case listed twice runs once

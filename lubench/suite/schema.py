@@ -196,6 +196,8 @@ class OperatorEntry(_Section):
     params: Params = {}
     form_limit: LimitMemory = Field(
         None, description="form_limit for this operator's cases (over the suite's)")
+    grade_limit: LimitDuration = Field(
+        None, description="grade_limit for this operator's cases (over the suite's)")
 
 
 class MethodEntry(_Section):
@@ -233,6 +235,11 @@ class SuiteModel(_Section):
                           "formed")
     exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
+    grade_limit: LimitDuration = Field(
+        None, description="grading time per case (600, '10m', 'none'; default 10 min): a "
+                          "metric whose predicted cost exceeds what is left — plain GMRES, "
+                          "the spectral estimate above exact_limit — is not computed, and "
+                          "the row's not_graded says why")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
                             "(classical methods run on the CPU)")
