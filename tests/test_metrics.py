@@ -264,9 +264,9 @@ def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
     calls = []
     real = metrics._gmres
 
-    def counting(op, b, solve):
+    def counting(op, b, solve, deadline=None):
         calls.append(solve is None)
-        return real(op, b, solve)
+        return real(op, b, solve, deadline)
 
     monkeypatch.setattr(metrics, "_gmres", counting)
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
@@ -294,7 +294,7 @@ def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_
     first = metrics.plain_gmres(op, seed=3, cache=cache)
     assert len(list((tmp_path / "cache").glob("gmres-*.json"))) == 1
 
-    def no_gmres(op, b, solve):
+    def no_gmres(op, b, solve, deadline=None):
         raise AssertionError("plain GMRES ran again")
 
     monkeypatch.setattr(metrics, "_gmres", no_gmres)
@@ -514,3 +514,19 @@ def test_an_operator_that_is_never_formed_is_graded_from_its_action_at_large_n()
     assert m["solve_residual"] < 1e-14 and m["forward_error"] < 1e-14
     assert m["precond_iterations"] == 1 and m["gmres_converged"]
     assert m["not_graded"] == "" and m["error"] == ""
+
+
+class Useless(Explicit):
+    """A preconditioner that does nothing (solve = identity): GMRES as plain, slowly."""
+
+    def solve(self, B):
+        return np.array(B, dtype=float)
+
+
+def test_a_preconditioned_gmres_that_runs_past_the_grade_limit_stops_and_says_so():
+    op = SlowLaplacian(200)  # ≥ 20 ms a product: 500 iterations ≥ 10 s
+    m = grade(op, Useless(laplacian(200).dense()), seed=0, exact_limit=10, grade_limit=0.5)
+    assert m["precond_converged"] is False and 1 <= m["precond_iterations"] < 500
+    note = m["not_graded"].split("; ")[0]
+    assert note == (f"precond_iterations (GMRES stopped after {m['precond_iterations']} "
+                    "iterations, not converged, at grade_limit 0.5 s)")

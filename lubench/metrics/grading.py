@@ -29,7 +29,9 @@ two costliest diagnostics may add: before the spectral estimate above ``exact_li
 before plain GMRES (when no other case of the operator has cached it), their cost is
 predicted from the measured time of the products they repeat (10 power steps; 500 products
 with A); one that would exceed what is left is not run, and ``not_graded`` names it with the
-prediction. The preconditioned GMRES is always run: it is the factorization's own metric.
+prediction. The preconditioned GMRES, the factorization's own metric, runs first and stops
+at the limit if it has not converged by then (``precond_converged`` false, the iterations
+it ran counted, ``not_graded`` saying so).
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
@@ -254,12 +256,18 @@ def _gmres_rhs(op: Operator, seed: int, problem: Problem | None = None) -> np.nd
     return (problem or Problem.draw(op, seed)).A_z
 
 
-def _gmres(op: Operator, b: np.ndarray,
-           solve: Callable[[np.ndarray], np.ndarray] | None) -> tuple[float, bool, float]:
-    """(inner iterations, converged, wall seconds) of restarted GMRES on A x = b, left
-    preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂ within
-    :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or a
-    non-finite iterate) gives (NaN, False, NaN): the iterations it ran count nothing."""
+class _OutOfTime(Exception):
+    """Raised by the GMRES callback at the grading deadline."""
+
+
+def _gmres(op: Operator, b: np.ndarray, solve: Callable[[np.ndarray], np.ndarray] | None,
+           deadline: float | None = None) -> tuple[float, bool, float, bool]:
+    """(inner iterations, converged, wall seconds, stopped) of restarted GMRES on A x = b,
+    left preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂
+    within :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or
+    a non-finite iterate) gives (NaN, False, NaN, False): the iterations it ran count
+    nothing. Past ``deadline`` (``time.perf_counter()``) GMRES stops after the iteration
+    running: (iterations done, False, seconds, True)."""
     n = op.n
     A = op.as_linear_operator()
     nonfinite = False
@@ -278,6 +286,8 @@ def _gmres(op: Operator, b: np.ndarray,
     def callback(_pr_norm: float) -> None:
         nonlocal count
         count += 1
+        if deadline is not None and time.perf_counter() > deadline and count < GMRES_MAXITER:
+            raise _OutOfTime
 
     t0 = time.perf_counter()
     try:
@@ -285,24 +295,32 @@ def _gmres(op: Operator, b: np.ndarray,
             x, info = spla.gmres(A, b, M=M, rtol=GMRES_RTOL, atol=0.0, restart=GMRES_RESTART,
                                  maxiter=GMRES_MAXITER // GMRES_RESTART, callback=callback,
                                  callback_type="pr_norm")
+    except _OutOfTime:
+        if nonfinite:
+            return NAN, False, NAN, False
+        return count, False, time.perf_counter() - t0, True
     except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-        return NAN, False, NAN
+        return NAN, False, NAN, False
     seconds = time.perf_counter() - t0
     if nonfinite or not np.all(np.isfinite(x)):
-        return NAN, False, NAN
+        return NAN, False, NAN, False
     converged = bool(info == 0)  # SciPy's own test: ‖b − A x‖₂ ≤ rtol·‖b‖₂
     # A breakdown with finite values (GMRES stops early without converging) keeps its
     # count: converged=False says what it means.
-    return int(min(count, GMRES_MAXITER)), converged, seconds
+    return int(min(count, GMRES_MAXITER)), converged, seconds, False
 
 
 def precond_iterations(op: Operator, fact: Factorization, seed: int,
-                       problem: Problem | None = None) -> dict[str, float | bool]:
+                       problem: Problem | None = None,
+                       deadline: float | None = None) -> dict[str, float | bool]:
     """``precond_iterations``, ``precond_converged`` and ``precond_seconds``: GMRES (restart
     50, rtol 1e-8, ≤ 500 inner iterations) with ``solve`` as preconditioner, on the right-hand
-    side drawn from the operator's ``seed``."""
-    its, conv, seconds = _gmres(op, _gmres_rhs(op, seed, problem), fact.solve)
-    return {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+    side drawn from the operator's ``seed``; stopped (not converged) past ``deadline``, when
+    the returned dict holds ``stopped``: True."""
+    its, conv, seconds, stopped = _gmres(op, _gmres_rhs(op, seed, problem), fact.solve,
+                                         deadline)
+    out = {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+    return {**out, "stopped": True} if stopped else out
 
 
 _PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
@@ -377,7 +395,7 @@ def plain_gmres(op: Operator, seed: int, cache: GradingCache | None = None,
     if out is None:
         if not afford():
             return None
-        its, conv, _seconds = _gmres(op, b, None)
+        its, conv, _seconds, _stopped = _gmres(op, b, None)
         out = {"gmres_iterations": its, "gmres_converged": conv}
         _write_plain(cache, key, out)
     _PLAIN_CACHE[key] = out
@@ -428,6 +446,10 @@ class _Budget:
         self.limit, self.start = limit, start
         self.notes: list[str] = []
 
+    @property
+    def deadline(self) -> float | None:
+        return None if self.limit is None else self.start + self.limit
+
     def afford(self, metric: str, predicted: float, how: str) -> bool:
         if self.limit is None:
             return True
@@ -472,7 +494,12 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
         product = problem.product_seconds  # one product with A, one vector
         if not math.isfinite(product):  # (x̂ was not finite: the 35-column pass bounds it)
             product = problem.seconds
-        out.update(precond_iterations(op, fact, seed, problem))
+        pre = precond_iterations(op, fact, seed, problem, deadline=budget.deadline)
+        if pre.pop("stopped", False):
+            budget.notes.append(f"precond_iterations (GMRES stopped after "
+                                f"{pre['precond_iterations']} iterations, not converged, at "
+                                f"grade_limit {_minutes(budget.limit)})")
+        out.update(pre)
         if not out["factor_error_2_kind"]:
             # per step two products with A of POWER_BLOCK columns (each at most the
             # 35-column pass) and two with the factors (at most the 32-column apply)

@@ -160,7 +160,8 @@ METRICS: list[Metric] = [
         "precond_iterations", "int", graded=True, converged="precond_converged",
         definition=f"inner iterations of {_GMRES} on A x = b, b = A z with z ~ N(0, I) "
         "seeded, with the factorization's `solve` as (left) preconditioner; 1 for an exact "
-        "method",
+        "method. Stopped, not converged, when the case's grading reaches `grade_limit` "
+        "(`not_graded` says so)",
         header="precond_iterations", latex="GMRES it.",
         meaning="GMRES iterations (restart 50, rtol 1e-8, at most 500) with the "
         "factorization as preconditioner; '>500' or '(no conv.)' when it stopped without "
@@ -233,12 +234,13 @@ METRICS: list[Metric] = [
         axis="solve time [s] (one right-hand side)"),
     Metric(
         "not_graded", "text", graded=True, better=None,
-        definition="the graded metrics this case did not compute, each with why: the "
-        "factorization gives no `apply_transpose` (`factor_error_2` above `exact_limit`), "
-        "or the predicted cost of plain GMRES (500 products with A) or of the spectral "
-        "estimate exceeds what is left of the suite's `grade_limit` (grading time per case, "
-        "default 10 min) — so a size where the operator's action is too costly says so "
-        "instead of leaving a silent gap; empty when every metric was computed",
+        definition="the graded metrics this case did not compute, or not to the end, each "
+        "with why: the factorization gives no `apply_transpose` (`factor_error_2` above "
+        "`exact_limit`); the predicted cost of plain GMRES (500 products with A) or of the "
+        "spectral estimate exceeds what is left of the suite's `grade_limit` (grading time "
+        "per case, default 10 min); the preconditioned GMRES reached that limit before it "
+        "converged — so a size where the operator's action is too costly says so instead of "
+        "leaving a silent gap; empty when every metric was computed",
         meaning="the metrics not computed for this case, and why"),
     Metric(
         "time_to_solution", "float", unit=r"\second",
