@@ -141,12 +141,12 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
     try:
         registry = plan.plugins()
         gen = registry.operator(case.operator)(**case.operator_params)
-        op = _check_operator(gen.build(case.n, case.operator_seed), case)
+        built = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
         device = resolve_device(case.device, case.family)
         rec["device"] = device
         memory_limit = effective_memory_limit(case.memory_limit)
-        op = operator_for(method, op, effective_form_limit(case.form_limit, memory_limit))
+        op = operator_for(method, built, effective_form_limit(case.form_limit, memory_limit))
         method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
                          memory_limit=memory_limit,
@@ -164,7 +164,9 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
         t0 = time.perf_counter()
-        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
+        # graded against the operator as built, whatever form the method got: every method
+        # on one operator sees the same products (and shares its plain GMRES)
+        metrics = grade(built, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
                         synchronize=ctx.synchronize, cache=plan.grading_cache(),
                         grade_limit=case.grade_limit)
         rec.update(metrics)
