@@ -283,10 +283,12 @@ def _gmres(op: Operator, b: np.ndarray, solve: Callable[[np.ndarray], np.ndarray
         M = spla.LinearOperator((n, n), matvec=precondition, dtype=np.float64)
     count = 0
 
-    def callback(_pr_norm: float) -> None:
+    def callback(pr_norm: float) -> None:
         nonlocal count
         count += 1
-        if deadline is not None and time.perf_counter() > deadline and count < GMRES_MAXITER:
+        # past the deadline, stop before the next iteration — unless this one converged
+        if deadline is not None and time.perf_counter() > deadline and count < GMRES_MAXITER \
+                and not pr_norm <= GMRES_RTOL:
             raise _OutOfTime
 
     t0 = time.perf_counter()
