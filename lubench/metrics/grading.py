@@ -198,6 +198,12 @@ def _top_singular(Y: np.ndarray) -> float:
     return float(np.linalg.norm(Y, 2)) if Y.size else 0.0
 
 
+def _has_transpose(fact: Factorization) -> bool:
+    """Whether the factorization's class overrides :meth:`Factorization.apply_transpose`
+    (one that does and raises NotImplementedError is found out at its first call)."""
+    return getattr(type(fact), "apply_transpose", None) is not Factorization.apply_transpose
+
+
 def spectral_estimate(op: Operator, fact: Factorization,
                       seed: int) -> dict[str, float | str] | None:
     """``factor_error_2`` ≈ ‖E‖₂, E = A − PLU, from products only: block power iteration on
@@ -208,6 +214,8 @@ def spectral_estimate(op: Operator, fact: Factorization,
     ``fact.apply_transpose``); at most :data:`POWER_STEPS` steps. Kind ``power{k}``.
 
     None when the factorization gives no ``apply_transpose``."""
+    if not _has_transpose(fact):
+        return None
     n = op.n
     rng = np.random.default_rng([seed, _POWER_SALT])
     V, _ = np.linalg.qr(rng.standard_normal((n, min(POWER_BLOCK, n))))
@@ -506,12 +514,14 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
             # per step two products with A of POWER_BLOCK columns (each at most the
             # 35-column pass) and two with the factors (at most the 32-column apply)
             step = 2 * (problem.seconds + apply_seconds)
-            if budget.afford("factor_error_2", POWER_STEPS * step,
-                             f"{POWER_STEPS} power steps of {_minutes(step)}"):
+            no_transpose = "factor_error_2 (the factorization gives no apply_transpose)"
+            if not _has_transpose(fact):
+                budget.notes.append(no_transpose)
+            elif budget.afford("factor_error_2", POWER_STEPS * step,
+                               f"{POWER_STEPS} power steps of {_minutes(step)}"):
                 estimate = spectral_estimate(op, fact, seed)
                 if estimate is None:
-                    budget.notes.append("factor_error_2 (the factorization gives no "
-                                        "apply_transpose)")
+                    budget.notes.append(no_transpose)
                 else:
                     out.update(estimate)
         plain = plain_gmres(op, seed, cache, problem, afford=lambda: budget.afford(
