@@ -1,0 +1,78 @@
+"""The HODLR LU of an operator, A never formed: pick the block source, factor.
+
+:func:`factor_operator` is what the ``hodlr_lu`` method (``lubench_compressed``) calls and what
+a GFMM build from hierarchical factors starts from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .lu import HODLRLU, factor
+from .options import COMPRESSIONS
+from .peeling import peel
+from .sources import EntriesSource, SparseSource
+from .tree import ClusterTree
+
+__all__ = ["factor_operator", "resolve_compression", "minimum_bytes"]
+
+
+def resolve_compression(op: Any, compression: str) -> str:
+    """The route a compression setting takes on ``op``: ``sparse`` (a formed sparse A: blocks
+    read exactly from its pattern), ``aca`` (entries) or ``randomized`` (the action).
+
+    ``auto``: sparse for a formed sparse A, aca where the operator has entries, randomized
+    otherwise. ``aca`` and ``randomized`` are taken as asked.
+    """
+    if compression == "auto":
+        if getattr(op, "is_sparse", False):
+            return "sparse"
+        return "aca" if op.has_entries else "randomized"
+    return compression
+
+
+def minimum_bytes(n: int, leaf_size: int, route: str) -> float:
+    """Bytes the factorization needs at least, whatever the ranks: the leaves' packed LU
+    (about n·leaf_size numbers), a rank-1 block pair per node of each level (4·n per
+    level), and for the randomized route a second copy of the leaves and the sample block
+    (n × (leaf_size + 16))."""
+    tree = ClusterTree(n, leaf_size)
+    b = int(np.diff(tree.leaf_bounds).max())
+    numbers = n * b + 4.0 * n * tree.depth
+    if route == "randomized":
+        numbers += n * b + n * (b + 16)
+    return 8.0 * numbers
+
+
+def factor_operator(op: Any, *, tol: float, leaf_size: int, max_rank: int,
+                    compression: str = "auto", rng: np.random.Generator | None = None,
+                    memory_limit: float | None = None) -> HODLRLU:
+    """A ≈ Π L U in HODLR form (:mod:`.lu`), built from ``op`` without forming A.
+
+    ``op`` follows lubench's operator contract (``n``, ``entries``, ``matmat``/``rmatmat``,
+    ``has_entries``, ``is_sparse``/``matrix``, ``symmetric``), its index order hierarchical
+    (nearby indices nearby points, as lubench's generators order them; any order works, but
+    the ranks are only low for such an order). ``tol`` and ``max_rank``: the rank rule of
+    every off-diagonal block (:mod:`.lowrank`; absolute, tol·‖A‖₂, for the randomized
+    route, :mod:`.peeling`). ``memory_limit``: bytes the factors may take before
+    :class:`~lubench.api.Unsupported`. The result's ``info`` says the route taken and what
+    it read (entries, or products with A).
+    """
+    rng = rng if rng is not None else np.random.default_rng(0)
+    tree = ClusterTree(op.n, int(leaf_size))
+    route = resolve_compression(op, compression)
+    if route == "sparse":
+        src: Any = SparseSource(op.matrix, tree, tol, max_rank)
+    elif route == "aca":
+        src = EntriesSource(op, tree, tol, max_rank, rng)
+    elif route == "randomized":
+        src, stats = peel(op, tree, tol, max_rank, rng)
+        src.stats = stats  # type: ignore[attr-defined]
+    else:
+        raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
+                         f"got {compression!r}")
+    lu = factor(src, tree, tol, max_rank, memory_limit)
+    lu.info["compression"] = route
+    return lu

@@ -1,0 +1,320 @@
+"""The LU factorization of a HODLR matrix, with L and U in HODLR form.
+
+Recursive block LU with low-rank Schur-complement updates. At internal node k (children
+c₁ = [lo, mid), c₂ = [mid, hi)) the block to factor is Ã = A_kk − W Zᵀ, where W Zᵀ (rank R)
+is what the Schur complements of k's ancestors subtract from A_kk, kept as one low-rank
+product (the *pending update*; empty at the root):
+
+1. Ã₁₂ = U¹²V¹²ᵀ − W₁Z₂ᵀ and Ã₂₁ = U²¹V²¹ᵀ − W₂Z₁ᵀ, each recompressed to the rank rule
+   (W₁, Z₁: the rows of W, Z in c₁; W₂, Z₂: in c₂).
+2. Factor c₁: Ã₁₁ = Π₁L₁U₁ (recursively, pending update W₁Z₁ᵀ).
+3. The factors' off-diagonal blocks, low rank with the ranks of Ã's:
+   U[c₁, c₂] = L₁⁻¹Π₁ᵀ Ã₁₂ = P Qᵀ with P = L₁⁻¹Π₁ᵀ U¹², Q = V¹²;
+   L[c₂, c₁] = Π₂ᵀ Ã₂₁ U₁⁻¹ = Π₂ᵀ X Yᵀ with X = U²¹, Y = U₁⁻ᵀ V²¹.
+4. The Schur complement S = Ã₂₂ − X Yᵀ P Qᵀ = A₂₂ − [W₂, X(YᵀP)] [Z₂, Q]ᵀ: c₂'s pending
+   update, recompressed to the rank rule.
+5. Factor c₂: S = Π₂L₂U₂.
+
+Then Ã = Π L U with Π = diag(Π₁, Π₂), L = [[L₁, 0], [Π₂ᵀXYᵀ, L₂]], U = [[U₁, PQᵀ], [0, U₂]]
+(check: the second block row gives Π₂(Π₂ᵀXYᵀU₁) = Ã₂₁ and XYᵀPQᵀ + Π₂L₂U₂ = Ã₂₂). A leaf is
+factored densely with partial pivoting (LAPACK getrf), so Π is block diagonal with one
+permutation per leaf: the pivots never leave a leaf, and the factorization breaks down only
+when a leaf's Schur complement is singular (never for SPD or diagonally dominant A).
+
+The triangular solves of step 3 (L₁⁻¹Π₁ᵀ on the columns of U¹², U₁⁻ᵀ on those of V²¹) are
+not separate passes over c₁'s subtree: they ride along as extra right-hand sides of c₁'s
+own factorization. Every node receives BL (to be mapped to L⁻¹Πᵀ BL) and BU (to U⁻ᵀ BU); a
+leaf solves both with its triangular factors; an internal node appends its U¹² to BL and
+its V²¹ to BU before c₁, and between its children updates BL₂ −= X(Yᵀx₁) and
+BU₂ −= Q(Pᵀy₁) (the block forward substitutions with L and with Uᵀ). The whole
+factorization is one left-to-right pass over the tree.
+
+Cost, with off-diagonal ranks ≤ r, pending ranks ≤ R, leaves of b ≤ ``leaf_size``, depth
+K = ⌈log₂(n/b)⌉: a node of size m at depth d carries ≤ r·d right-hand sides and costs
+O(m·r²·d + m·(r + R)²); a leaf O(b³ + b²·r·K). Over the 2^d nodes of each depth:
+**factorization O(n·(b² + (r + R)²·K + r²·K²)) = O(n log² n)** at bounded ranks, **storage
+O(n·(b + r·K)) = O(n log n)** numbers, **solve and product O(n·(b + r·K)) per column**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.linalg import blas, lapack
+
+from lubench.api import FactorizationError, Unsupported
+
+from .lowrank import recompress
+from .tree import ClusterTree
+
+__all__ = ["HODLRLU", "factor"]
+
+
+def _perm_from_piv(piv: np.ndarray) -> np.ndarray:
+    """The row order p of getrf's 0-based pivots: A[p] = L U."""
+    p = np.arange(piv.size)
+    for i, q in enumerate(piv):
+        if q != i:
+            p[i], p[q] = p[q], p[i]
+    return p
+
+
+def _trsm(lu: np.ndarray, B: np.ndarray, *, lower: bool, trans: bool = False,
+          unit: bool = False) -> np.ndarray:
+    """op(T)⁻¹ B for T the lower (unit) or upper triangle of the packed ``lu``."""
+    if B.shape[1] == 0:
+        return B
+    return blas.dtrsm(1.0, lu, B, lower=int(lower), trans_a=int(trans), diag=int(unit))
+
+
+def _trmm(lu: np.ndarray, B: np.ndarray, *, lower: bool, trans: bool = False,
+          unit: bool = False) -> np.ndarray:
+    """op(T) B for T the lower (unit) or upper triangle of the packed ``lu``."""
+    if B.shape[1] == 0:
+        return B
+    return blas.dtrmm(1.0, lu, B, lower=int(lower), trans_a=int(trans), diag=int(unit))
+
+
+@dataclass
+class HODLRLU:
+    """A ≈ Π L U, L unit lower and U upper triangular, both HODLR on ``tree``.
+
+    Attributes
+    ----------
+    tree : ClusterTree
+    perm : numpy.ndarray
+        A[perm] ≈ L U (Π x: the vector y with y[perm] = x).
+    leaf_lu : list of numpy.ndarray
+        Leaf j's L (strictly lower part, unit diagonal implied) and U (upper part), packed.
+    X, Y : list of numpy.ndarray
+        L[c₂, c₁] = X[k] Y[k]ᵀ for internal node k.
+    P, Q : list of numpy.ndarray
+        U[c₁, c₂] = P[k] Q[k]ᵀ.
+    info : dict
+        Ranks, pending ranks, the source's statistics.
+    """
+
+    tree: ClusterTree
+    perm: np.ndarray
+    leaf_lu: list
+    X: list
+    Y: list
+    P: list
+    Q: list
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.tree.n
+
+    def n_numbers(self) -> int:
+        """Numbers stored: the packed leaves (b² each) and both factors of every block."""
+        return int(sum(a.size for a in self.leaf_lu)
+                   + sum(a.size for a in (*self.X, *self.Y, *self.P, *self.Q)))
+
+    # -- the four triangular sweeps -------------------------------------------------------------
+    def _cols(self, B: np.ndarray) -> tuple[np.ndarray, bool]:
+        B = np.asarray(B, dtype=np.float64)
+        if B.shape[0] != self.n or B.ndim not in (1, 2):
+            raise ValueError(f"HODLR LU of size n = {self.n}: input has shape {B.shape}")
+        return B.reshape(self.n, -1), B.ndim == 1
+
+    def _sweep(self, Z: np.ndarray, kind: str) -> None:
+        """In place on Z (n × c): kind 'L⁻¹', 'U⁻¹', 'U⁻ᵀ', 'L⁻ᵀ'."""
+        t = self.tree
+        lb = t.leaf_bounds
+        forward = kind in ("L⁻¹", "U⁻ᵀ")
+
+        def visit(k: int) -> None:
+            if t.is_leaf(k):
+                j = k - t.n_internal
+                lo, hi = lb[j], lb[j + 1]
+                lu = self.leaf_lu[j]
+                if kind == "L⁻¹":
+                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=True, unit=True)
+                elif kind == "U⁻¹":
+                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=False)
+                elif kind == "U⁻ᵀ":
+                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=False, trans=True)
+                else:
+                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=True, trans=True, unit=True)
+                return
+            lo, mid, hi = t.split(k)
+            first, second = (2 * k + 1, 2 * k + 2) if forward else (2 * k + 2, 2 * k + 1)
+            visit(first)
+            if kind == "L⁻¹":
+                Z[mid:hi] -= self.X[k] @ (self.Y[k].T @ Z[lo:mid])
+            elif kind == "U⁻¹":
+                Z[lo:mid] -= self.P[k] @ (self.Q[k].T @ Z[mid:hi])
+            elif kind == "U⁻ᵀ":
+                Z[mid:hi] -= self.Q[k] @ (self.P[k].T @ Z[lo:mid])
+            else:
+                Z[lo:mid] -= self.Y[k] @ (self.X[k].T @ Z[mid:hi])
+            visit(second)
+
+        visit(0)
+
+    def _mult(self, Z: np.ndarray, factor: str, trans: bool) -> np.ndarray:
+        """op(F) Z for F = L or U (a new array)."""
+        t = self.tree
+        lb = t.leaf_bounds
+        out = np.empty_like(Z)
+        lower = factor == "L"
+        for j, lu in enumerate(self.leaf_lu):
+            lo, hi = lb[j], lb[j + 1]
+            out[lo:hi] = _trmm(lu, Z[lo:hi], lower=lower, trans=trans, unit=lower)
+        for k in range(t.n_internal):
+            lo, mid, hi = t.split(k)
+            if lower:   # L[c₂, c₁] = X Yᵀ
+                A_, B_, rows, cols = self.X[k], self.Y[k], slice(mid, hi), slice(lo, mid)
+            else:       # U[c₁, c₂] = P Qᵀ
+                A_, B_, rows, cols = self.P[k], self.Q[k], slice(lo, mid), slice(mid, hi)
+            if trans:
+                A_, B_, rows, cols = B_, A_, cols, rows
+            if A_.shape[1]:
+                out[rows] += A_ @ (B_.T @ Z[cols])
+        return out
+
+    # -- the public operations ------------------------------------------------------------------
+    def solve(self, B: np.ndarray) -> np.ndarray:
+        """x̂ with Π L U x̂ = B: B[perm], then L⁻¹, then U⁻¹. O(n·(b + r·K)) per column."""
+        B2, vec = self._cols(B)
+        Z = np.array(B2[self.perm], order="C")
+        self._sweep(Z, "L⁻¹")
+        self._sweep(Z, "U⁻¹")
+        return Z[:, 0] if vec else Z
+
+    def solve_transpose(self, B: np.ndarray) -> np.ndarray:
+        """x̂ with (Π L U)ᵀ x̂ = B: U⁻ᵀ, L⁻ᵀ, then the rows back (x̂[perm] = ·)."""
+        B2, vec = self._cols(B)
+        Z = np.array(B2, order="C")
+        self._sweep(Z, "U⁻ᵀ")
+        self._sweep(Z, "L⁻ᵀ")
+        out = np.empty_like(Z)
+        out[self.perm] = Z
+        return out[:, 0] if vec else out
+
+    def apply(self, X: np.ndarray) -> np.ndarray:
+        """Π L U X, the product of the stored factors. O(n·(b + r·K)) per column."""
+        X2, vec = self._cols(X)
+        Z = self._mult(self._mult(X2, "U", False), "L", False)
+        out = np.empty_like(Z)
+        out[self.perm] = Z
+        return out[:, 0] if vec else out
+
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(Π L U)ᵀ X = Uᵀ Lᵀ X[perm]."""
+        X2, vec = self._cols(X)
+        Z = self._mult(self._mult(np.ascontiguousarray(X2[self.perm]), "L", True), "U", True)
+        return Z[:, 0] if vec else Z
+
+    def dense_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(L, U) as dense arrays (tests and small n only)."""
+        eye = np.eye(self.n)
+        return self._mult(eye, "L", False), self._mult(eye, "U", False)
+
+
+class _Factorizer:
+    """One left-to-right pass of the recursive block LU (module docstring) over ``source``."""
+
+    def __init__(self, source: Any, tree: ClusterTree, tol: float, max_rank: int,
+                 memory_limit: float | None):
+        self.src, self.tree, self.tol, self.max_rank = source, tree, tol, max_rank
+        self.memory_limit = memory_limit
+        ni = tree.n_internal
+        self.leaf_lu: list = [None] * tree.n_leaves
+        self.X: list = [None] * ni
+        self.Y: list = [None] * ni
+        self.P: list = [None] * ni
+        self.Q: list = [None] * ni
+        self.stored = 0
+        self.pending_max = 0
+        self.rhs_max = 0
+
+    def _count(self, *arrays: np.ndarray) -> None:
+        self.stored += sum(a.size for a in arrays)
+        if self.memory_limit is not None and 8.0 * self.stored > self.memory_limit:
+            raise Unsupported(f"hodlr_lu: the factors outgrew the memory limit "
+                              f"({self.memory_limit / 2**30:.2f} GiB) at {self.stored} numbers "
+                              f"stored: ranks too high at tol = {self.tol:g}; raise tol or "
+                              f"lower max_rank")
+
+    def _compress(self, U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return recompress(U, V, self.tol, self.max_rank)[:2]
+
+    def node(self, k: int, W: np.ndarray, Z: np.ndarray, BL: np.ndarray, BU: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(L⁻¹Πᵀ BL, U⁻ᵀ BU, local row order) for node k with pending update W Zᵀ."""
+        t = self.tree
+        self.rhs_max = max(self.rhs_max, BL.shape[1], BU.shape[1])
+        if t.is_leaf(k):
+            j = k - t.n_internal
+            D = np.array(self.src.leaf(j), dtype=np.float64, order="F")  # a copy: LU overwrites it
+            if W.shape[1]:
+                D -= W @ Z.T
+            lu, piv, info = lapack.dgetrf(D, overwrite_a=1)
+            if info > 0 or not np.all(np.isfinite(np.diagonal(lu))):
+                lo, hi = t.range(k)
+                raise FactorizationError(
+                    f"hodlr_lu: the Schur complement on leaf rows {lo}…{hi - 1} is singular "
+                    f"(zero pivot {info - 1 if info > 0 else '?'}): pivots stay within a "
+                    f"leaf")
+            p = _perm_from_piv(piv)
+            self.leaf_lu[j] = lu
+            self._count(lu)
+            xl = _trsm(lu, np.asfortranarray(BL[p]), lower=True, unit=True)
+            xu = _trsm(lu, np.asfortranarray(BU), lower=False, trans=True)
+            return xl, xu, p
+        lo, mid, hi = t.split(k)
+        h = mid - lo
+        U12, V12, U21, V21 = self.src.offdiag(k)
+        if W.shape[1]:   # step 1: the pending update's share of the off-diagonal blocks
+            U12, V12 = self._compress(np.hstack([U12, -W[:h]]), np.hstack([V12, Z[h:]]))
+            U21, V21 = self._compress(np.hstack([U21, -W[h:]]), np.hstack([V21, Z[:h]]))
+        s, u = BL.shape[1], BU.shape[1]
+        # step 2, with the triangular solves of step 3 as extra right-hand sides
+        xl1, xu1, p1 = self.node(2 * k + 1, W[:h], Z[:h], np.hstack([BL[:h], U12]),
+                                 np.hstack([BU[:h], V21]))
+        P, Q = np.ascontiguousarray(xl1[:, s:]), V12
+        X, Y = U21, np.ascontiguousarray(xu1[:, u:])
+        x1, y1 = xl1[:, :s], xu1[:, :u]
+        # the forward substitutions of the right-hand sides carried through k
+        BL2 = BL[h:] - X @ (Y.T @ x1) if s else BL[h:]
+        BU2 = BU[h:] - Q @ (P.T @ y1) if u else BU[h:]
+        # step 4: the Schur complement update joins the pending one
+        Wn, Zn = np.hstack([W[h:], X @ (Y.T @ P)]), np.hstack([Z[h:], Q])
+        if Wn.shape[1]:
+            Wn, Zn = self._compress(Wn, Zn)
+        self.pending_max = max(self.pending_max, Wn.shape[1])
+        xl2, xu2, p2 = self.node(2 * k + 2, Wn, Zn, BL2, BU2)   # step 5
+        self.X[k], self.Y[k], self.P[k], self.Q[k] = X[p2], Y, P, Q
+        self._count(X, Y, P, Q)
+        return np.vstack([x1, xl2]), np.vstack([y1, xu2]), np.concatenate([p1, p2 + h])
+
+
+def factor(source: Any, tree: ClusterTree, tol: float, max_rank: int,
+           memory_limit: float | None = None) -> HODLRLU:
+    """The HODLR LU of the matrix ``source`` gives (module docstring), to the rank rule.
+
+    ``source``: a block source (:mod:`.sources`). ``memory_limit``: bytes the stored factors
+    may take; past it :class:`~lubench.api.Unsupported` is raised as soon as it is reached.
+    Raises :class:`~lubench.api.FactorizationError` when a leaf's Schur complement is
+    singular.
+    """
+    f = _Factorizer(source, tree, float(tol), int(max_rank), memory_limit)
+    empty = np.zeros((tree.n, 0))
+    _, _, perm = f.node(0, empty, empty, empty, empty)
+    lu = HODLRLU(tree, perm, f.leaf_lu, f.X, f.Y, f.P, f.Q)
+    lu.info = {"depth": tree.depth, "leaf_size": tree.leaf_size,
+               "ranks_L": _level_ranks(tree, f.X), "ranks_U": _level_ranks(tree, f.P),
+               "pending_rank_max": f.pending_max, "rhs_max": f.rhs_max,
+               **getattr(source, "stats", {})}
+    return lu
+
+
+def _level_ranks(tree: ClusterTree, blocks: list) -> list[int]:
+    """The largest rank per level, root first."""
+    return [max((blocks[k].shape[1] for k in range((1 << lev) - 1, (2 << lev) - 1)),
+                default=0) for lev in range(tree.depth)]
