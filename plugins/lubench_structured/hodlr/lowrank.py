@@ -96,8 +96,9 @@ def aca(entries: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarra
     """
     m, n = len(rows), len(cols)
     kmax = min(m, n, max_rank + 1)
-    Ut = np.empty((kmax, m))
-    Vt = np.empty((kmax, n))
+    cap = min(kmax, 8)                     # grown by doubling: most blocks need few crosses
+    Ut = np.empty((cap, m))
+    Vt = np.empty((cap, n))
     used = np.zeros(m, dtype=bool)
     norm2 = 0.0
     k = 0
@@ -130,6 +131,10 @@ def aca(entries: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarra
         if k:
             norm2 += 2.0 * float((Ut[:k] @ u) @ (Vt[:k] @ v))
         norm2 += uu * vv
+        if k == cap:
+            cap = min(2 * cap, kmax)
+            Ut = np.concatenate([Ut, np.empty((cap - k, m))])
+            Vt = np.concatenate([Vt, np.empty((cap - k, n))])
         Ut[k], Vt[k] = u, v
         k += 1
         if uu * vv <= tol * tol * norm2:

@@ -46,6 +46,7 @@ from scipy.linalg import blas, lapack
 
 from lubench.api import FactorizationError, Unsupported
 
+from . import _kernels as _k
 from .lowrank import recompress
 from .tree import ClusterTree
 
@@ -69,40 +70,40 @@ def _trsm(lu: np.ndarray, B: np.ndarray, *, lower: bool, trans: bool = False,
     return blas.dtrsm(1.0, lu, B, lower=int(lower), trans_a=int(trans), diag=int(unit))
 
 
-def _trmm(lu: np.ndarray, B: np.ndarray, *, lower: bool, trans: bool = False,
-          unit: bool = False) -> np.ndarray:
-    """op(T) B for T the lower (unit) or upper triangle of the packed ``lu``."""
-    if B.shape[1] == 0:
-        return B
-    return blas.dtrmm(1.0, lu, B, lower=int(lower), trans_a=int(trans), diag=int(unit))
-
-
 @dataclass
 class HODLRLU:
-    """A ≈ Π L U, L unit lower and U upper triangular, both HODLR on ``tree``.
+    """A ≈ Π L U, L unit lower and U upper triangular, both HODLR on ``tree``, packed.
 
     Attributes
     ----------
     tree : ClusterTree
     perm : numpy.ndarray
         A[perm] ≈ L U (Π x: the vector y with y[perm] = x).
-    leaf_lu : list of numpy.ndarray
-        Leaf j's L (strictly lower part, unit diagonal implied) and U (upper part), packed.
-    X, Y : list of numpy.ndarray
-        L[c₂, c₁] = X[k] Y[k]ᵀ for internal node k.
-    P, Q : list of numpy.ndarray
-        U[c₁, c₂] = P[k] Q[k]ᵀ.
+    leaf, loff : numpy.ndarray
+        Leaf j's L (strictly lower, unit diagonal implied) and U (upper) packed in one
+        row-major m_j × m_j block at ``leaf[loff[j]:loff[j+1]]`` (:meth:`leaf_lu`).
+    buf, xo, yo, po, qo, rl, ru : numpy.ndarray
+        Internal node k's low-rank factors, row-major in ``buf``: L[c₂, c₁] = X_k Y_kᵀ
+        (X_k at xo[k], Y_k at yo[k], rank rl[k]) and U[c₁, c₂] = P_k Q_kᵀ (at po[k], qo[k],
+        rank ru[k]); :meth:`X`, :meth:`Y`, :meth:`P`, :meth:`Q` give them as arrays.
     info : dict
-        Ranks, pending ranks, the source's statistics.
+        Ranks, pending ranks, what the block source read.
+
+    Solves and products run in compiled sweeps (:mod:`._kernels`), O(n·(b + r·K)) per
+    column.
     """
 
     tree: ClusterTree
     perm: np.ndarray
-    leaf_lu: list
-    X: list
-    Y: list
-    P: list
-    Q: list
+    leaf: np.ndarray
+    loff: np.ndarray
+    buf: np.ndarray
+    xo: np.ndarray
+    yo: np.ndarray
+    po: np.ndarray
+    qo: np.ndarray
+    rl: np.ndarray
+    ru: np.ndarray
     info: dict = field(default_factory=dict)
 
     @property
@@ -111,87 +112,60 @@ class HODLRLU:
 
     def n_numbers(self) -> int:
         """Numbers stored: the packed leaves (b² each) and both factors of every block."""
-        return int(sum(a.size for a in self.leaf_lu)
-                   + sum(a.size for a in (*self.X, *self.Y, *self.P, *self.Q)))
+        return int(self.leaf.size + self.buf.size)
 
-    # -- the four triangular sweeps -------------------------------------------------------------
+    # -- the blocks -----------------------------------------------------------------------------
+    def leaf_lu(self, j: int) -> np.ndarray:
+        """Leaf j's packed LU (m × m view)."""
+        lb = self.tree.leaf_bounds
+        m = int(lb[j + 1] - lb[j])
+        return self.leaf[self.loff[j]:self.loff[j + 1]].reshape(m, m)
+
+    def _factor(self, k: int, off: np.ndarray, rank: np.ndarray, second: bool) -> np.ndarray:
+        lo, mid, hi = self.tree.split(k)
+        m = (hi - mid) if second else (mid - lo)
+        r = int(rank[k])
+        return self.buf[off[k]:off[k] + m * r].reshape(m, r)
+
+    def X(self, k: int) -> np.ndarray:
+        """L[c₂, c₁] = X Yᵀ: X (|c₂| × rank)."""
+        return self._factor(k, self.xo, self.rl, True)
+
+    def Y(self, k: int) -> np.ndarray:
+        return self._factor(k, self.yo, self.rl, False)
+
+    def P(self, k: int) -> np.ndarray:
+        """U[c₁, c₂] = P Qᵀ: P (|c₁| × rank)."""
+        return self._factor(k, self.po, self.ru, False)
+
+    def Q(self, k: int) -> np.ndarray:
+        return self._factor(k, self.qo, self.ru, True)
+
+    # -- the public operations ------------------------------------------------------------------
+    def _arrays(self) -> tuple:
+        return (self.tree.depth, self.tree.leaf_bounds, self.leaf, self.loff, self.buf,
+                self.xo, self.yo, self.po, self.qo, self.rl, self.ru)
+
     def _cols(self, B: np.ndarray) -> tuple[np.ndarray, bool]:
         B = np.asarray(B, dtype=np.float64)
         if B.shape[0] != self.n or B.ndim not in (1, 2):
             raise ValueError(f"HODLR LU of size n = {self.n}: input has shape {B.shape}")
         return B.reshape(self.n, -1), B.ndim == 1
 
-    def _sweep(self, Z: np.ndarray, kind: str) -> None:
-        """In place on Z (n × c): kind 'L⁻¹', 'U⁻¹', 'U⁻ᵀ', 'L⁻ᵀ'."""
-        t = self.tree
-        lb = t.leaf_bounds
-        forward = kind in ("L⁻¹", "U⁻ᵀ")
-
-        def visit(k: int) -> None:
-            if t.is_leaf(k):
-                j = k - t.n_internal
-                lo, hi = lb[j], lb[j + 1]
-                lu = self.leaf_lu[j]
-                if kind == "L⁻¹":
-                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=True, unit=True)
-                elif kind == "U⁻¹":
-                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=False)
-                elif kind == "U⁻ᵀ":
-                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=False, trans=True)
-                else:
-                    Z[lo:hi] = _trsm(lu, Z[lo:hi], lower=True, trans=True, unit=True)
-                return
-            lo, mid, hi = t.split(k)
-            first, second = (2 * k + 1, 2 * k + 2) if forward else (2 * k + 2, 2 * k + 1)
-            visit(first)
-            if kind == "L⁻¹":
-                Z[mid:hi] -= self.X[k] @ (self.Y[k].T @ Z[lo:mid])
-            elif kind == "U⁻¹":
-                Z[lo:mid] -= self.P[k] @ (self.Q[k].T @ Z[mid:hi])
-            elif kind == "U⁻ᵀ":
-                Z[mid:hi] -= self.Q[k] @ (self.P[k].T @ Z[lo:mid])
-            else:
-                Z[lo:mid] -= self.Y[k] @ (self.X[k].T @ Z[mid:hi])
-            visit(second)
-
-        visit(0)
-
-    def _mult(self, Z: np.ndarray, factor: str, trans: bool) -> np.ndarray:
-        """op(F) Z for F = L or U (a new array)."""
-        t = self.tree
-        lb = t.leaf_bounds
-        out = np.empty_like(Z)
-        lower = factor == "L"
-        for j, lu in enumerate(self.leaf_lu):
-            lo, hi = lb[j], lb[j + 1]
-            out[lo:hi] = _trmm(lu, Z[lo:hi], lower=lower, trans=trans, unit=lower)
-        for k in range(t.n_internal):
-            lo, mid, hi = t.split(k)
-            if lower:   # L[c₂, c₁] = X Yᵀ
-                A_, B_, rows, cols = self.X[k], self.Y[k], slice(mid, hi), slice(lo, mid)
-            else:       # U[c₁, c₂] = P Qᵀ
-                A_, B_, rows, cols = self.P[k], self.Q[k], slice(lo, mid), slice(mid, hi)
-            if trans:
-                A_, B_, rows, cols = B_, A_, cols, rows
-            if A_.shape[1]:
-                out[rows] += A_ @ (B_.T @ Z[cols])
-        return out
-
-    # -- the public operations ------------------------------------------------------------------
     def solve(self, B: np.ndarray) -> np.ndarray:
         """x̂ with Π L U x̂ = B: B[perm], then L⁻¹, then U⁻¹. O(n·(b + r·K)) per column."""
         B2, vec = self._cols(B)
-        Z = np.array(B2[self.perm], order="C")
-        self._sweep(Z, "L⁻¹")
-        self._sweep(Z, "U⁻¹")
+        Z = np.ascontiguousarray(B2[self.perm])
+        _k.solve_sweep(Z, _k.L_INV, self._arrays())
+        _k.solve_sweep(Z, _k.U_INV, self._arrays())
         return Z[:, 0] if vec else Z
 
     def solve_transpose(self, B: np.ndarray) -> np.ndarray:
         """x̂ with (Π L U)ᵀ x̂ = B: U⁻ᵀ, L⁻ᵀ, then the rows back (x̂[perm] = ·)."""
         B2, vec = self._cols(B)
         Z = np.array(B2, order="C")
-        self._sweep(Z, "U⁻ᵀ")
-        self._sweep(Z, "L⁻ᵀ")
+        _k.solve_sweep(Z, _k.UT_INV, self._arrays())
+        _k.solve_sweep(Z, _k.LT_INV, self._arrays())
         out = np.empty_like(Z)
         out[self.perm] = Z
         return out[:, 0] if vec else out
@@ -199,7 +173,9 @@ class HODLRLU:
     def apply(self, X: np.ndarray) -> np.ndarray:
         """Π L U X, the product of the stored factors. O(n·(b + r·K)) per column."""
         X2, vec = self._cols(X)
-        Z = self._mult(self._mult(X2, "U", False), "L", False)
+        arrays = self._arrays()
+        Z = _k.multiply(_k.multiply(np.ascontiguousarray(X2), False, False, arrays), True,
+                        False, arrays)
         out = np.empty_like(Z)
         out[self.perm] = Z
         return out[:, 0] if vec else out
@@ -207,13 +183,16 @@ class HODLRLU:
     def apply_transpose(self, X: np.ndarray) -> np.ndarray:
         """(Π L U)ᵀ X = Uᵀ Lᵀ X[perm]."""
         X2, vec = self._cols(X)
-        Z = self._mult(self._mult(np.ascontiguousarray(X2[self.perm]), "L", True), "U", True)
+        arrays = self._arrays()
+        Z = _k.multiply(_k.multiply(np.ascontiguousarray(X2[self.perm]), True, True, arrays),
+                        False, True, arrays)
         return Z[:, 0] if vec else Z
 
     def dense_factors(self) -> tuple[np.ndarray, np.ndarray]:
         """(L, U) as dense arrays (tests and small n only)."""
         eye = np.eye(self.n)
-        return self._mult(eye, "L", False), self._mult(eye, "U", False)
+        arrays = self._arrays()
+        return _k.multiply(eye, True, False, arrays), _k.multiply(eye, False, False, arrays)
 
 
 class _Factorizer:
@@ -224,7 +203,9 @@ class _Factorizer:
         self.src, self.tree, self.tol, self.max_rank = source, tree, tol, max_rank
         self.memory_limit = memory_limit
         ni = tree.n_internal
-        self.leaf_lu: list = [None] * tree.n_leaves
+        sizes = np.diff(tree.leaf_bounds)
+        self.loff = np.concatenate([[0], np.cumsum(sizes * sizes)]).astype(np.int64)
+        self.leaf = np.empty(int(self.loff[-1]))     # the packed leaves, written in place
         self.X: list = [None] * ni
         self.Y: list = [None] * ni
         self.P: list = [None] * ni
@@ -262,7 +243,8 @@ class _Factorizer:
                     f"(zero pivot {info - 1 if info > 0 else '?'}): pivots stay within a "
                     f"leaf")
             p = _perm_from_piv(piv)
-            self.leaf_lu[j] = lu
+            m = lu.shape[0]
+            self.leaf[self.loff[j]:self.loff[j + 1]].reshape(m, m)[:] = lu
             self._count(lu)
             xl = _trsm(lu, np.asfortranarray(BL[p]), lower=True, unit=True)
             xu = _trsm(lu, np.asfortranarray(BU), lower=False, trans=True)
@@ -306,12 +288,32 @@ def factor(source: Any, tree: ClusterTree, tol: float, max_rank: int,
     f = _Factorizer(source, tree, float(tol), int(max_rank), memory_limit)
     empty = np.zeros((tree.n, 0))
     _, _, perm = f.node(0, empty, empty, empty, empty)
-    lu = HODLRLU(tree, perm, f.leaf_lu, f.X, f.Y, f.P, f.Q)
-    lu.info = {"depth": tree.depth, "leaf_size": tree.leaf_size,
-               "ranks_L": _level_ranks(tree, f.X), "ranks_U": _level_ranks(tree, f.P),
-               "pending_rank_max": f.pending_max, "rhs_max": f.rhs_max,
+    ranks_L, ranks_U = _level_ranks(tree, f.X), _level_ranks(tree, f.P)
+    lu = HODLRLU(tree, perm, f.leaf, f.loff, *_pack(f.X, f.Y, f.P, f.Q))
+    lu.info = {"depth": tree.depth, "leaf_size": tree.leaf_size, "ranks_L": ranks_L,
+               "ranks_U": ranks_U, "pending_rank_max": f.pending_max, "rhs_max": f.rhs_max,
                **getattr(source, "stats", {})}
     return lu
+
+
+def _pack(X: list, Y: list, P: list, Q: list) -> tuple:
+    """(buf, xo, yo, po, qo, rl, ru): every node's four factors row-major in one buffer,
+    node by node; the lists are emptied as they are copied."""
+    ni = len(X)
+    rl = np.array([X[k].shape[1] for k in range(ni)], dtype=np.int64)
+    ru = np.array([P[k].shape[1] for k in range(ni)], dtype=np.int64)
+    offs = np.zeros((4, ni), dtype=np.int64)
+    total = 0
+    for k in range(ni):
+        for a, F in enumerate((X[k], Y[k], P[k], Q[k])):
+            offs[a, k] = total
+            total += F.size
+    buf = np.empty(total)
+    for k in range(ni):
+        for a, F in enumerate((X[k], Y[k], P[k], Q[k])):
+            buf[offs[a, k]:offs[a, k] + F.size] = F.ravel()
+        X[k] = Y[k] = P[k] = Q[k] = None
+    return buf, offs[0], offs[1], offs[2], offs[3], rl, ru
 
 
 def _level_ranks(tree: ClusterTree, blocks: list) -> list[int]:

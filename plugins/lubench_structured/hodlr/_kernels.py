@@ -1,0 +1,246 @@
+"""Compiled sweeps of a packed HODLR LU (Numba): the four triangular solves and the products.
+
+Layout (see :class:`~.lu.HODLRLU`): K levels, 2^K leaves with bounds ``lb``; leaf j's packed
+LU (row-major, m_j × m_j: L strictly below the diagonal with unit diagonal implied, U on and
+above) at ``leaf[loff[j]:loff[j+1]]``; internal node k's factors, row-major, in ``buf``:
+X_k (|c₂| × rl[k]) at xo[k], Y_k (|c₁| × rl[k]) at yo[k] — L[c₂, c₁] = X Yᵀ — and
+P_k (|c₁| × ru[k]) at po[k], Q_k (|c₂| × ru[k]) at qo[k] — U[c₁, c₂] = P Qᵀ.
+
+A block solve needs node k's update exactly when its first child is done, i.e. at the
+boundary between leaves j − 1 and j where c₂ starts: k is the node of level K − 1 − tz(j)
+(tz = trailing zero bits of j) whose index is j >> (tz(j) + 1). So a forward solve is one
+loop over the leaves, each preceded by the one update that starts there, and a backward
+solve the same loop reversed: every block is read once, O(n·(b + r·K)) per column, no
+recursion and no Python per node. Right-hand sides are rows of Z (n × c, C order), every
+product a sequence of axpys over those rows; with many columns (c ≥ ``PARALLEL_COLUMNS``)
+the columns are split between Numba's threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["solve_sweep", "multiply", "PARALLEL_COLUMNS", "warm_up"]
+
+PARALLEL_COLUMNS = 64
+
+# sweep kinds
+L_INV, U_INV, UT_INV, LT_INV = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def _node_of_boundary(j, K):
+    """(level, index) of the node whose second child starts at leaf j ≥ 1."""
+    tz = 0
+    while (j >> tz) & 1 == 0:
+        tz += 1
+    return K - 1 - tz, j >> (tz + 1), tz
+
+
+@njit(cache=True, nogil=True)
+def _lowrank_update(Z, dst0, dst1, src0, src1, buf, ao, bo, r, sign):
+    """Z[dst] += sign · A (Bᵀ Z[src]) with A = buf[ao:] (|dst| × r), B = buf[bo:] (|src| × r)."""
+    if r == 0:
+        return
+    c = Z.shape[1]
+    t = np.zeros((r, c))
+    ms = src1 - src0
+    for i in range(ms):
+        for a in range(r):
+            w = buf[bo + i * r + a]
+            if w != 0.0:
+                for q in range(c):
+                    t[a, q] += w * Z[src0 + i, q]
+    md = dst1 - dst0
+    for i in range(md):
+        for a in range(r):
+            w = sign * buf[ao + i * r + a]
+            for q in range(c):
+                Z[dst0 + i, q] += w * t[a, q]
+
+
+@njit(cache=True, nogil=True)
+def _leaf_solve(Z, lo, hi, leaf, o, kind):
+    m = hi - lo
+    c = Z.shape[1]
+    if kind == L_INV:          # unit lower
+        for r in range(m):
+            for s in range(r):
+                w = leaf[o + r * m + s]
+                for q in range(c):
+                    Z[lo + r, q] -= w * Z[lo + s, q]
+    elif kind == U_INV:        # upper
+        for r in range(m - 1, -1, -1):
+            for s in range(r + 1, m):
+                w = leaf[o + r * m + s]
+                for q in range(c):
+                    Z[lo + r, q] -= w * Z[lo + s, q]
+            d = 1.0 / leaf[o + r * m + r]
+            for q in range(c):
+                Z[lo + r, q] *= d
+    elif kind == UT_INV:       # Uᵀ: lower
+        for r in range(m):
+            for s in range(r):
+                w = leaf[o + s * m + r]
+                for q in range(c):
+                    Z[lo + r, q] -= w * Z[lo + s, q]
+            d = 1.0 / leaf[o + r * m + r]
+            for q in range(c):
+                Z[lo + r, q] *= d
+    else:                      # Lᵀ: unit upper
+        for r in range(m - 1, -1, -1):
+            for s in range(r + 1, m):
+                w = leaf[o + s * m + r]
+                for q in range(c):
+                    Z[lo + r, q] -= w * Z[lo + s, q]
+
+
+@njit(cache=True, nogil=True)
+def _sweep(Z, kind, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru):
+    nl = lb.shape[0] - 1
+    forward = kind == L_INV or kind == UT_INV
+    for step in range(nl):
+        j = step if forward else nl - 1 - step
+        b = j if forward else j + 1          # the leaf boundary met before leaf j
+        if 0 < b < nl:
+            lev, i, tz = _node_of_boundary(b, K)
+            k = (1 << lev) - 1 + i
+            lo = lb[i << (tz + 1)]
+            mid = lb[b]
+            hi = lb[min((i + 1) << (tz + 1), nl)]
+            if kind == L_INV:        # Z[c₂] −= X (Yᵀ Z[c₁])
+                _lowrank_update(Z, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k], -1.0)
+            elif kind == UT_INV:     # Z[c₂] −= Q (Pᵀ Z[c₁])
+                _lowrank_update(Z, mid, hi, lo, mid, buf, qo[k], po[k], ru[k], -1.0)
+            elif kind == U_INV:      # Z[c₁] −= P (Qᵀ Z[c₂])
+                _lowrank_update(Z, lo, mid, mid, hi, buf, po[k], qo[k], ru[k], -1.0)
+            else:                    # Z[c₁] −= Y (Xᵀ Z[c₂])
+                _lowrank_update(Z, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k], -1.0)
+        _leaf_solve(Z, lb[j], lb[j + 1], leaf, loff[j], kind)
+
+
+@njit(cache=True, nogil=True)
+def _leaf_multiply(X, Y, lo, hi, leaf, o, lower, trans):
+    """Y[lo:hi] = op(T) X[lo:hi], T the leaf's unit lower (``lower``) or upper triangle:
+    L: Y_r = X_r + Σ_{s<r} l_rs X_s;  Lᵀ: Y_r = X_r + Σ_{s>r} l_sr X_s;
+    U: Y_r = Σ_{s≥r} u_rs X_s;        Uᵀ: Y_r = Σ_{s≤r} u_sr X_s."""
+    m = hi - lo
+    c = X.shape[1]
+    for r in range(m):
+        if lower:
+            for q in range(c):
+                Y[lo + r, q] = X[lo + r, q]
+            s0, s1 = (r + 1, m) if trans else (0, r)
+        else:
+            for q in range(c):
+                Y[lo + r, q] = 0.0
+            s0, s1 = (0, r + 1) if trans else (r, m)
+        for s in range(s0, s1):
+            w = leaf[o + s * m + r] if trans else leaf[o + r * m + s]
+            for q in range(c):
+                Y[lo + r, q] += w * X[lo + s, q]
+
+
+@njit(cache=True, nogil=True)
+def _multiply(X, Y, lower, trans, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru):
+    nl = lb.shape[0] - 1
+    for j in range(nl):
+        _leaf_multiply(X, Y, lb[j], lb[j + 1], leaf, loff[j], lower, trans)
+    for lev in range(K):
+        span = nl >> lev
+        for i in range(1 << lev):
+            k = (1 << lev) - 1 + i
+            lo, mid, hi = lb[i * span], lb[i * span + span // 2], lb[(i + 1) * span]
+            if lower and not trans:      # Y[c₂] += X (Yᵀ X[c₁])
+                _lowrank_update_into(X, Y, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k])
+            elif lower:                  # Lᵀ: Y[c₁] += Y_k (X_kᵀ X[c₂])
+                _lowrank_update_into(X, Y, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k])
+            elif not trans:              # Y[c₁] += P (Qᵀ X[c₂])
+                _lowrank_update_into(X, Y, lo, mid, mid, hi, buf, po[k], qo[k], ru[k])
+            else:                        # Uᵀ: Y[c₂] += Q (Pᵀ X[c₁])
+                _lowrank_update_into(X, Y, mid, hi, lo, mid, buf, qo[k], po[k], ru[k])
+
+
+@njit(cache=True, nogil=True)
+def _lowrank_update_into(X, Y, dst0, dst1, src0, src1, buf, ao, bo, r):
+    """Y[dst] += A (Bᵀ X[src]) (layout of :func:`_lowrank_update`)."""
+    if r == 0:
+        return
+    c = X.shape[1]
+    t = np.zeros((r, c))
+    for i in range(src1 - src0):
+        for a in range(r):
+            w = buf[bo + i * r + a]
+            if w != 0.0:
+                for q in range(c):
+                    t[a, q] += w * X[src0 + i, q]
+    for i in range(dst1 - dst0):
+        for a in range(r):
+            w = buf[ao + i * r + a]
+            for q in range(c):
+                Y[dst0 + i, q] += w * t[a, q]
+
+
+@njit(cache=True, parallel=True)
+def _sweep_columns(Z, kind, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru, chunks):
+    for p in prange(chunks.shape[0] - 1):
+        _sweep(Z[:, chunks[p]:chunks[p + 1]], kind, K, lb, leaf, loff, buf, xo, yo, po, qo,
+               rl, ru)
+
+
+@njit(cache=True, parallel=True)
+def _multiply_columns(X, Y, lower, trans, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru,
+                      chunks):
+    for p in prange(chunks.shape[0] - 1):
+        _multiply(X[:, chunks[p]:chunks[p + 1]], Y[:, chunks[p]:chunks[p + 1]], lower, trans,
+                  K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru)
+
+
+def _chunks(c: int) -> np.ndarray | None:
+    """Column ranges, one per thread, when there are enough columns to share."""
+    import numba
+
+    threads = numba.get_num_threads()
+    if c < PARALLEL_COLUMNS or threads < 2:
+        return None
+    return np.linspace(0, c, threads + 1).astype(np.int64)
+
+
+def solve_sweep(Z: np.ndarray, kind: int, arrays: tuple) -> None:
+    """In place on Z (n × c, C order): kind L_INV, U_INV, UT_INV or LT_INV."""
+    chunks = _chunks(Z.shape[1])
+    if chunks is None:
+        _sweep(Z, kind, *arrays)
+    else:
+        _sweep_columns(Z, kind, *arrays, chunks)
+
+
+def multiply(X: np.ndarray, lower: bool, trans: bool, arrays: tuple) -> np.ndarray:
+    """op(F) X for F = L (lower) or U, X (n × c, C order); a new array."""
+    Y = np.empty_like(X)
+    chunks = _chunks(X.shape[1])
+    if chunks is None:
+        _multiply(X, Y, lower, trans, *arrays)
+    else:
+        _multiply_columns(X, Y, lower, trans, *arrays, chunks)
+    return Y
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) every sweep on a 2-leaf factor."""
+    K = 1
+    lb = np.array([0, 1, 2], dtype=np.int64)
+    leaf = np.ones(2)
+    loff = np.array([0, 1, 2], dtype=np.int64)
+    buf = np.ones(2)
+    z = np.zeros(1, dtype=np.int64)
+    one = np.ones(1, dtype=np.int64)
+    arrays = (K, lb, leaf, loff, buf, z, one, z, one, one, one)
+    for c in (1, PARALLEL_COLUMNS):
+        Z = np.ones((2, c))
+        for kind in (L_INV, U_INV, UT_INV, LT_INV):
+            solve_sweep(Z, kind, arrays)
+        for lower in (True, False):
+            for trans in (True, False):
+                multiply(Z, lower, trans, arrays)
