@@ -278,7 +278,7 @@ def test_an_operator_without_what_the_route_needs_is_unsupported_at_once():
 
 
 def test_through_the_worker_a_method_needing_entries_is_refused_with_the_reason():
-    from lubench.worker import operator_for
+    from lubench.execution.worker import operator_for
 
     with pytest.raises(Unsupported, match="hodlr_lu needs the entries of A"):
         operator_for(HodlrLU(compression="aca"), Tridiagonal(64), form_limit=None)
