@@ -39,25 +39,28 @@ def _node_of_boundary(j, K):
 
 
 @njit(cache=True, nogil=True)
-def _lowrank_update(Z, dst0, dst1, src0, src1, buf, ao, bo, r, sign):
-    """Z[dst] += sign · A (Bᵀ Z[src]) with A = buf[ao:] (|dst| × r), B = buf[bo:] (|src| × r)."""
+def _lowrank(Zs, Zd, dst0, dst1, src0, src1, buf, ao, bo, r, sign):
+    """Zd[dst] += sign · A (Bᵀ Zs[src]) with A = buf[ao:] (|dst| × r) and B = buf[bo:]
+    (|src| × r), row-major: t = Bᵀ Zs[src] by axpys over the rank, then one dot product
+    over the rank per entry of Zd[dst] (contiguous in buf and t for any column count)."""
     if r == 0:
         return
-    c = Z.shape[1]
-    t = np.zeros((r, c))
-    ms = src1 - src0
-    for i in range(ms):
-        for a in range(r):
-            w = buf[bo + i * r + a]
-            if w != 0.0:
-                for q in range(c):
-                    t[a, q] += w * Z[src0 + i, q]
-    md = dst1 - dst0
-    for i in range(md):
-        for a in range(r):
-            w = sign * buf[ao + i * r + a]
-            for q in range(c):
-                Z[dst0 + i, q] += w * t[a, q]
+    c = Zs.shape[1]
+    t = np.zeros((c, r))
+    for i in range(src1 - src0):
+        base = bo + i * r
+        for q in range(c):
+            z = Zs[src0 + i, q]
+            if z != 0.0:
+                for a in range(r):
+                    t[q, a] += buf[base + a] * z
+    for i in range(dst1 - dst0):
+        base = ao + i * r
+        for q in range(c):
+            acc = 0.0
+            for a in range(r):
+                acc += buf[base + a] * t[q, a]
+            Zd[dst0 + i, q] += sign * acc
 
 
 @njit(cache=True, nogil=True)
@@ -110,13 +113,13 @@ def _sweep(Z, kind, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru):
             mid = lb[b]
             hi = lb[min((i + 1) << (tz + 1), nl)]
             if kind == L_INV:        # Z[c₂] −= X (Yᵀ Z[c₁])
-                _lowrank_update(Z, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k], -1.0)
+                _lowrank(Z, Z, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k], -1.0)
             elif kind == UT_INV:     # Z[c₂] −= Q (Pᵀ Z[c₁])
-                _lowrank_update(Z, mid, hi, lo, mid, buf, qo[k], po[k], ru[k], -1.0)
+                _lowrank(Z, Z, mid, hi, lo, mid, buf, qo[k], po[k], ru[k], -1.0)
             elif kind == U_INV:      # Z[c₁] −= P (Qᵀ Z[c₂])
-                _lowrank_update(Z, lo, mid, mid, hi, buf, po[k], qo[k], ru[k], -1.0)
+                _lowrank(Z, Z, lo, mid, mid, hi, buf, po[k], qo[k], ru[k], -1.0)
             else:                    # Z[c₁] −= Y (Xᵀ Z[c₂])
-                _lowrank_update(Z, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k], -1.0)
+                _lowrank(Z, Z, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k], -1.0)
         _leaf_solve(Z, lb[j], lb[j + 1], leaf, loff[j], kind)
 
 
@@ -153,33 +156,13 @@ def _multiply(X, Y, lower, trans, K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru
             k = (1 << lev) - 1 + i
             lo, mid, hi = lb[i * span], lb[i * span + span // 2], lb[(i + 1) * span]
             if lower and not trans:      # Y[c₂] += X (Yᵀ X[c₁])
-                _lowrank_update_into(X, Y, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k])
+                _lowrank(X, Y, mid, hi, lo, mid, buf, xo[k], yo[k], rl[k], 1.0)
             elif lower:                  # Lᵀ: Y[c₁] += Y_k (X_kᵀ X[c₂])
-                _lowrank_update_into(X, Y, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k])
+                _lowrank(X, Y, lo, mid, mid, hi, buf, yo[k], xo[k], rl[k], 1.0)
             elif not trans:              # Y[c₁] += P (Qᵀ X[c₂])
-                _lowrank_update_into(X, Y, lo, mid, mid, hi, buf, po[k], qo[k], ru[k])
+                _lowrank(X, Y, lo, mid, mid, hi, buf, po[k], qo[k], ru[k], 1.0)
             else:                        # Uᵀ: Y[c₂] += Q (Pᵀ X[c₁])
-                _lowrank_update_into(X, Y, mid, hi, lo, mid, buf, qo[k], po[k], ru[k])
-
-
-@njit(cache=True, nogil=True)
-def _lowrank_update_into(X, Y, dst0, dst1, src0, src1, buf, ao, bo, r):
-    """Y[dst] += A (Bᵀ X[src]) (layout of :func:`_lowrank_update`)."""
-    if r == 0:
-        return
-    c = X.shape[1]
-    t = np.zeros((r, c))
-    for i in range(src1 - src0):
-        for a in range(r):
-            w = buf[bo + i * r + a]
-            if w != 0.0:
-                for q in range(c):
-                    t[a, q] += w * X[src0 + i, q]
-    for i in range(dst1 - dst0):
-        for a in range(r):
-            w = buf[ao + i * r + a]
-            for q in range(c):
-                Y[dst0 + i, q] += w * t[a, q]
+                _lowrank(X, Y, mid, hi, lo, mid, buf, qo[k], po[k], ru[k], 1.0)
 
 
 @njit(cache=True, parallel=True)
