@@ -64,39 +64,76 @@ def _lowrank(Zs, Zd, dst0, dst1, src0, src1, buf, ao, bo, r, sign):
 
 
 @njit(cache=True, nogil=True)
-def _leaf_solve(Z, lo, hi, leaf, o, kind):
+def _dot_rows(leaf, base, stride, Z, s0, s1, q):
+    """Σ_{s0 ≤ s < s1} leaf[base + s·stride] · Z[s, q], four partial sums (the loop
+    pipelines without reassociating one sum: the result does not depend on fast-math)."""
+    a0 = a1 = a2 = a3 = 0.0
+    s = s0
+    while s + 4 <= s1:
+        a0 += leaf[base + s * stride] * Z[s, q]
+        a1 += leaf[base + (s + 1) * stride] * Z[s + 1, q]
+        a2 += leaf[base + (s + 2) * stride] * Z[s + 2, q]
+        a3 += leaf[base + (s + 3) * stride] * Z[s + 3, q]
+        s += 4
+    while s < s1:
+        a0 += leaf[base + s * stride] * Z[s, q]
+        s += 1
+    return (a0 + a1) + (a2 + a3)
+
+
+@njit(cache=True, nogil=True)
+def _leaf_solve_rows(Z, lo, hi, leaf, o, kind):
+    """:func:`_leaf_solve` for many columns: row axpys over the columns (contiguous)."""
     m = hi - lo
     c = Z.shape[1]
-    if kind == L_INV:          # unit lower
+    if kind == L_INV or kind == UT_INV:
         for r in range(m):
             for s in range(r):
-                w = leaf[o + r * m + s]
+                w = leaf[o + r * m + s] if kind == L_INV else leaf[o + s * m + r]
+                if w != 0.0:
+                    for q in range(c):
+                        Z[lo + r, q] -= w * Z[lo + s, q]
+            if kind == UT_INV:
+                d = 1.0 / leaf[o + r * m + r]
                 for q in range(c):
-                    Z[lo + r, q] -= w * Z[lo + s, q]
-    elif kind == U_INV:        # upper
+                    Z[lo + r, q] *= d
+    else:
         for r in range(m - 1, -1, -1):
             for s in range(r + 1, m):
-                w = leaf[o + r * m + s]
+                w = leaf[o + r * m + s] if kind == U_INV else leaf[o + s * m + r]
+                if w != 0.0:
+                    for q in range(c):
+                        Z[lo + r, q] -= w * Z[lo + s, q]
+            if kind == U_INV:
+                d = 1.0 / leaf[o + r * m + r]
                 for q in range(c):
-                    Z[lo + r, q] -= w * Z[lo + s, q]
-            d = 1.0 / leaf[o + r * m + r]
-            for q in range(c):
-                Z[lo + r, q] *= d
-    elif kind == UT_INV:       # Uᵀ: lower
-        for r in range(m):
-            for s in range(r):
-                w = leaf[o + s * m + r]
-                for q in range(c):
-                    Z[lo + r, q] -= w * Z[lo + s, q]
-            d = 1.0 / leaf[o + r * m + r]
-            for q in range(c):
-                Z[lo + r, q] *= d
-    else:                      # Lᵀ: unit upper
-        for r in range(m - 1, -1, -1):
-            for s in range(r + 1, m):
-                w = leaf[o + s * m + r]
-                for q in range(c):
-                    Z[lo + r, q] -= w * Z[lo + s, q]
+                    Z[lo + r, q] *= d
+
+
+@njit(cache=True, nogil=True)
+def _leaf_solve(Z, lo, hi, leaf, o, kind):
+    """Z[lo:hi] ← T⁻¹ Z[lo:hi] for the leaf's triangle T (kind): for one column each entry
+    is one dot product with the entries already solved; for more, row axpys."""
+    m = hi - lo
+    c = Z.shape[1]
+    if c > 1:
+        _leaf_solve_rows(Z, lo, hi, leaf, o, kind)
+        return
+    for q in range(c):
+        if kind == L_INV:          # unit lower: z_r −= Σ_{s<r} l_rs z_s
+            for r in range(m):
+                Z[lo + r, q] -= _dot_rows(leaf, o + r * m - lo, 1, Z, lo, lo + r, q)
+        elif kind == U_INV:        # upper: z_r = (z_r − Σ_{s>r} u_rs z_s) / u_rr
+            for r in range(m - 1, -1, -1):
+                acc = _dot_rows(leaf, o + r * m - lo, 1, Z, lo + r + 1, hi, q)
+                Z[lo + r, q] = (Z[lo + r, q] - acc) / leaf[o + r * m + r]
+        elif kind == UT_INV:       # Uᵀ, lower: z_r = (z_r − Σ_{s<r} u_sr z_s) / u_rr
+            for r in range(m):
+                acc = _dot_rows(leaf, o + r - lo * m, m, Z, lo, lo + r, q)
+                Z[lo + r, q] = (Z[lo + r, q] - acc) / leaf[o + r * m + r]
+        else:                      # Lᵀ, unit upper: z_r −= Σ_{s>r} l_sr z_s
+            for r in range(m - 1, -1, -1):
+                Z[lo + r, q] -= _dot_rows(leaf, o + r - lo * m, m, Z, lo + r + 1, hi, q)
 
 
 @njit(cache=True, nogil=True)
