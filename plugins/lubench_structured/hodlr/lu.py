@@ -210,6 +210,7 @@ class _Factorizer:
         self.Y: list = [None] * ni
         self.P: list = [None] * ni
         self.Q: list = [None] * ni
+        self.stats: dict = getattr(source, "stats", {})
         self.stored = 0
         self.pending_max = 0
         self.rhs_max = 0
@@ -223,7 +224,11 @@ class _Factorizer:
                               f"lower max_rank")
 
     def _compress(self, U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return recompress(U, V, self.tol, self.max_rank)[:2]
+        U, V, cut = recompress(U, V, self.tol, self.max_rank)
+        if cut:
+            self.stats["capped"] = self.stats.get("capped", 0) + 1
+            self.stats["max_cut"] = max(self.stats.get("max_cut", 0.0), cut)
+        return U, V
 
     def node(self, k: int, W: np.ndarray, Z: np.ndarray, BL: np.ndarray, BU: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,8 +256,10 @@ class _Factorizer:
             return xl, xu, p
         lo, mid, hi = t.split(k)
         h = mid - lo
-        U12, V12, U21, V21 = self.src.offdiag(k)
-        if W.shape[1]:   # step 1: the pending update's share of the off-diagonal blocks
+        # step 1: with a pending update, A's blocks are recompressed together with its share
+        # (one QR+SVD each, not two: the source's raw ACA crosses go in directly)
+        U12, V12, U21, V21 = self.src.offdiag(k, compressed=not W.shape[1])
+        if W.shape[1]:
             U12, V12 = self._compress(np.hstack([U12, -W[:h]]), np.hstack([V12, Z[h:]]))
             U21, V21 = self._compress(np.hstack([U21, -W[h:]]), np.hstack([V21, Z[:h]]))
         s, u = BL.shape[1], BU.shape[1]

@@ -50,7 +50,8 @@ class HODLRMatrix:
     def leaf(self, j: int) -> np.ndarray:
         return self.leaves[j]
 
-    def offdiag(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def offdiag(self, k: int, compressed: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.U12[k], self.V12[k], self.U21[k], self.V21[k]
 
     # -- products ------------------------------------------------------------------------------

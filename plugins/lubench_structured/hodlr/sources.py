@@ -5,8 +5,10 @@ and in the order the factorization needs them (left to right), so that no block 
 held longer than its factorization step:
 
 * ``leaf(j)``: the dense diagonal block A[leaf j, leaf j];
-* ``offdiag(k)``: (U¹², V¹², U²¹, V²¹) with A[c₁, c₂] ≈ U¹² V¹²ᵀ and A[c₂, c₁] ≈ U²¹ V²¹ᵀ
-  for internal node k, to the rank rule of :mod:`.lowrank`.
+* ``offdiag(k, compressed=True)``: (U¹², V¹², U²¹, V²¹) with A[c₁, c₂] ≈ U¹² V¹²ᵀ and
+  A[c₂, c₁] ≈ U²¹ V²¹ᵀ for internal node k, to the rank rule of :mod:`.lowrank`; with
+  ``compressed=False`` a source may return factors not yet recompressed (ACA's crosses),
+  for a caller that recompresses them together with something else anyway.
 
 Sources:
 
@@ -61,22 +63,25 @@ class EntriesSource:
         idx = np.arange(lb[j], lb[j + 1])
         return self._entries(idx, idx)
 
-    def _block(self, rows: np.ndarray, cols: np.ndarray, first: int
+    def _block(self, rows: np.ndarray, cols: np.ndarray, first: int, compressed: bool
                ) -> tuple[np.ndarray, np.ndarray]:
         U, V, ok = aca(self._entries, rows, cols, self.tol, self.max_rank, first, self.rng)
         if not ok:
             self.stats["aca_unconverged"] += 1
+        if not compressed:
+            return U, V
         U, V, cut = recompress(U, V, self.tol, self.max_rank)
         if cut:
             self.stats["capped"] += 1
             self.stats["max_cut"] = max(self.stats["max_cut"], cut)
         return U, V
 
-    def offdiag(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def offdiag(self, k: int, compressed: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         lo, mid, hi = self.tree.split(k)
         r1, r2 = np.arange(lo, mid), np.arange(mid, hi)
-        U12, V12 = self._block(r1, r2, mid - lo - 1)
-        U21, V21 = self._block(r2, r1, 0)
+        U12, V12 = self._block(r1, r2, mid - lo - 1, compressed)
+        U21, V21 = self._block(r2, r1, 0, compressed)
         return U12, V12, U21, V21
 
 
@@ -118,7 +123,8 @@ class SparseSource:
         V[cols] = Zt[:r].T
         return U, V
 
-    def offdiag(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def offdiag(self, k: int, compressed: bool = True
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         lo, mid, hi = self.tree.split(k)
         return (*self._block(lo, mid, mid, hi), *self._block(mid, hi, lo, mid))
 
