@@ -53,6 +53,11 @@ from .tree import ClusterTree
 __all__ = ["HODLRLU", "factor"]
 
 
+def _cat(*blocks: np.ndarray) -> np.ndarray:
+    """The blocks side by side (``np.hstack`` without its per-call checks)."""
+    return np.concatenate(blocks, axis=1)
+
+
 def _perm_from_piv(piv: np.ndarray) -> np.ndarray:
     """The row order p of getrf's 0-based pivots: A[p] = L U."""
     p = np.arange(piv.size)
@@ -260,12 +265,12 @@ class _Factorizer:
         # (one QR+SVD each, not two: the source's raw ACA crosses go in directly)
         U12, V12, U21, V21 = self.src.offdiag(k, compressed=not W.shape[1])
         if W.shape[1]:
-            U12, V12 = self._compress(np.hstack([U12, -W[:h]]), np.hstack([V12, Z[h:]]))
-            U21, V21 = self._compress(np.hstack([U21, -W[h:]]), np.hstack([V21, Z[:h]]))
+            U12, V12 = self._compress(_cat(U12, -W[:h]), _cat(V12, Z[h:]))
+            U21, V21 = self._compress(_cat(U21, -W[h:]), _cat(V21, Z[:h]))
         s, u = BL.shape[1], BU.shape[1]
         # step 2, with the triangular solves of step 3 as extra right-hand sides
-        xl1, xu1, p1 = self.node(2 * k + 1, W[:h], Z[:h], np.hstack([BL[:h], U12]),
-                                 np.hstack([BU[:h], V21]))
+        xl1, xu1, p1 = self.node(2 * k + 1, W[:h], Z[:h], _cat(BL[:h], U12),
+                                 _cat(BU[:h], V21))
         P, Q = np.ascontiguousarray(xl1[:, s:]), V12
         X, Y = U21, np.ascontiguousarray(xu1[:, u:])
         x1, y1 = xl1[:, :s], xu1[:, :u]
@@ -273,14 +278,15 @@ class _Factorizer:
         BL2 = BL[h:] - X @ (Y.T @ x1) if s else BL[h:]
         BU2 = BU[h:] - Q @ (P.T @ y1) if u else BU[h:]
         # step 4: the Schur complement update joins the pending one
-        Wn, Zn = np.hstack([W[h:], X @ (Y.T @ P)]), np.hstack([Z[h:], Q])
+        Wn, Zn = _cat(W[h:], X @ (Y.T @ P)), _cat(Z[h:], Q)
         if Wn.shape[1]:
             Wn, Zn = self._compress(Wn, Zn)
         self.pending_max = max(self.pending_max, Wn.shape[1])
         xl2, xu2, p2 = self.node(2 * k + 2, Wn, Zn, BL2, BU2)   # step 5
         self.X[k], self.Y[k], self.P[k], self.Q[k] = X[p2], Y, P, Q
         self._count(X, Y, P, Q)
-        return np.vstack([x1, xl2]), np.vstack([y1, xu2]), np.concatenate([p1, p2 + h])
+        return (np.concatenate((x1, xl2)), np.concatenate((y1, xu2)),
+                np.concatenate((p1, p2 + h)))
 
 
 def factor(source: Any, tree: ClusterTree, tol: float, max_rank: int,
