@@ -28,6 +28,7 @@ import functools
 from collections.abc import Callable
 
 import numpy as np
+from numba import njit
 from scipy.linalg import lapack
 
 __all__ = ["aca", "recompress", "truncation_rank", "ZERO_ROW_TRIES"]
@@ -84,6 +85,37 @@ def _qr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return Q, R
 
 
+@njit(cache=True, nogil=True)
+def _residual_row(row, Ut, Vt, k, i):
+    """row −= Σ_{l<k} Ut[l, i]·Vt[l] in place; (j, row[j]) with j = argmax |row_j|."""
+    if k:
+        row -= np.dot(np.ascontiguousarray(Ut[:k, i]), Vt[:k])
+    j = int(np.argmax(np.abs(row)))
+    return j, row[j]
+
+
+@njit(cache=True, nogil=True)
+def _add_cross(u, row, pivot, Ut, Vt, k, j, used, norm2):
+    """Cross k of ACA: u −= Σ_{l<k} Vt[l, j]·Ut[l] (the residual column), v = row/pivot,
+    stored as Ut[k], Vt[k]; ‖S‖² updated. Returns (‖S‖², ‖u‖²‖v‖², next row: argmax |u|
+    over the rows not used, −1 if none)."""
+    if k:
+        u -= np.dot(np.ascontiguousarray(Vt[:k, j]), Ut[:k])
+    v = row / pivot
+    uu = np.dot(u, u)
+    vv = np.dot(v, v)
+    if k:
+        norm2 += 2.0 * np.dot(np.dot(Ut[:k], u), np.dot(Vt[:k], v))
+    norm2 += uu * vv
+    Ut[k] = u
+    Vt[k] = v
+    best, nxt = -1.0, -1
+    for r in range(u.shape[0]):
+        if not used[r] and abs(u[r]) > best:
+            best, nxt = abs(u[r]), r
+    return norm2, uu * vv, nxt
+
+
 def aca(entries: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
         cols: np.ndarray, tol: float, max_rank: int, first_row: int,
         rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -107,11 +139,8 @@ def aca(entries: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarra
     converged = False
     while k < kmax:
         used[i] = True
-        row = entries(rows[i:i + 1], cols)[0]
-        if k:
-            row = row - Ut[:k, i] @ Vt[:k]
-        j = int(np.argmax(np.abs(row)))
-        pivot = row[j]
+        row = np.array(entries(rows[i:i + 1], cols)[0], dtype=np.float64)
+        j, pivot = _residual_row(row, Ut, Vt, k, i)
         if pivot == 0 or not np.isfinite(pivot):
             if not np.isfinite(pivot):
                 raise FloatingPointError(f"entry not finite in rows {rows[0]}…{rows[-1]}")
@@ -123,27 +152,17 @@ def aca(entries: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarra
             # spread the tries over the block: a random free row, or the middle one
             i = int(free[rng.integers(free.size)] if rng is not None else free[free.size // 2])
             continue
-        v = row / pivot
-        u = entries(rows, cols[j:j + 1])[:, 0]
-        if k:
-            u = u - Vt[:k, j] @ Ut[:k]
-        uu, vv = float(u @ u), float(v @ v)
-        if k:
-            norm2 += 2.0 * float((Ut[:k] @ u) @ (Vt[:k] @ v))
-        norm2 += uu * vv
         if k == cap:
             cap = min(2 * cap, kmax)
             Ut = np.concatenate([Ut, np.empty((cap - k, m))])
             Vt = np.concatenate([Vt, np.empty((cap - k, n))])
-        Ut[k], Vt[k] = u, v
+        u = np.array(entries(rows, cols[j:j + 1])[:, 0], dtype=np.float64)
+        norm2, size2, i = _add_cross(u, row, pivot, Ut, Vt, k, j, used, norm2)
         k += 1
-        if uu * vv <= tol * tol * norm2:
+        if size2 <= tol * tol * norm2:
             converged = True
             break
-        a = np.abs(u)
-        a[used] = -1.0
-        i = int(np.argmax(a))
-        if a[i] < 0:                       # every row used: the block is exact
+        if i < 0:                          # every row used: the block is exact
             converged = True
             break
     if k == min(m, n):                     # as many crosses as the block has rows/columns
