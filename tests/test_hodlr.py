@@ -303,3 +303,53 @@ def test_factorize_reports_ranks_and_counts_what_it_stores():
     assert fact.info["ranks_L"] == [1] * 5
     # leaves 32² each, and per level 2 blocks × 2 factors of n/2 rows at rank 1
     assert fact.n_params == 1024 * 32 + 5 * 2 * 1024
+
+
+# --------------------------------------------------------------------------------------------
+# The GFMM pattern filled from the HODLR factors
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, P, leaf, ell, rank", [(256, 16, 16, 0.2, 16), (256, 16, 64, 0.1, 16),
+                                                   (300, 16, 32, 0.1, 8), (500, 32, 64, 0.05, 32)],
+                         ids=["t0", "t2", "padded-rank8", "padded-t1"])
+def test_gfmm_fill_matches_the_dense_compression_of_the_same_factors(n, P, leaf, ell, rank):
+    """gfmm_tensors from L, U in HODLR form gives the arrays compress_factors gives from the
+    same L, U formed densely: the same error at every rank (the bases agree up to signs)."""
+    from lubench_compressed.gfmm_blocks import GFMMArrays
+    from lubench_compressed.gfmm_compressed import compress_factors, derive_M
+    from lubench_structured.hodlr.build import padded
+    from lubench_structured.hodlr.gfmm_fill import aligned_leaf_size, gfmm_tensors
+
+    op = Kernel(_points(n, 11), "rbf", ell, 1e-3)
+    M = derive_M(n, P)
+    lu = factor_operator(padded(op, M * P), tol=1e-12, leaf_size=aligned_leaf_size(P, leaf),
+                         max_rank=100)
+    perm, Lt, Ut, info = gfmm_tensors(lu, M, P, rank=rank)
+    L, U = lu.dense_factors()
+    Lc, Uc, li, ui = compress_factors(L, U, M, P, rank)
+    for fill, dense, F in ((GFMMArrays.from_tensors(**Lt), Lc, L),
+                           (GFMMArrays.from_tensors(**Ut), Uc, U)):
+        e_fill, e_dense = _rel(fill.dense() - F, F), _rel(dense.dense() - F, F)
+        assert abs(e_fill - e_dense) <= 1e-12 + 0.05 * e_dense
+    assert np.array_equal(perm, lu.perm)
+    assert all(r <= rank for level in info["ranks_L"] + info["ranks_U"] for r in level)
+
+
+def test_gfmm_fill_is_exact_where_the_factors_fit_the_pattern():
+    """The exponential kernel's L and U have rank-1 off-diagonal blocks: every far field fits
+    and the filled pattern reproduces A (padded) to round-off."""
+    from lubench_compressed.gfmm_blocks import GFMMArrays
+    from lubench_structured.hodlr.build import padded
+    from lubench_structured.hodlr.gfmm_fill import gfmm_tensors
+
+    n, M, P = 200, 16, 16
+    op = Kernel(np.arange(n, dtype=float), "exp", 3.0)
+    lu = factor_operator(padded(op, M * P), tol=1e-12, leaf_size=32, max_rank=10)
+    perm, Lt, Ut, info = gfmm_tensors(lu, M, P)
+    L, U = GFMMArrays.from_tensors(**Lt), GFMMArrays.from_tensors(**Ut)
+    Y = L.apply(U.apply(np.eye(M * P)))
+    Ahat = np.empty_like(Y)
+    Ahat[perm] = Y
+    Abar = np.eye(M * P)
+    Abar[:n, :n] = op.dense()
+    assert _rel(Ahat - Abar, Abar) <= 1e-14
+    assert max(max(level) for level in info["ranks_L"]) <= 2

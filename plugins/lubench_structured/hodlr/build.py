@@ -17,7 +17,7 @@ from .peeling import peel
 from .sources import EntriesSource, SparseSource
 from .tree import ClusterTree
 
-__all__ = ["factor_operator", "resolve_compression", "minimum_bytes"]
+__all__ = ["factor_operator", "padded", "resolve_compression", "minimum_bytes"]
 
 
 def resolve_compression(op: Any, compression: str) -> str:
@@ -45,6 +45,45 @@ def minimum_bytes(n: int, leaf_size: int, route: str) -> float:
     if route == "randomized":
         numbers += n * b + n * (b + 16)
     return 8.0 * numbers
+
+
+def padded(op: Any, N: int) -> Any:
+    """Ā = [[A, 0], [0, I]] of size N ≥ n, never formed (a formed sparse A stays sparse):
+    the GFMM pattern pads A so, and its HODLR LU is that of Ā on the GFMM tree."""
+    from lubench.api import MatrixFreeOperator, Operator
+
+    n = op.n
+    if N == n:
+        return op
+    if N < n:
+        raise ValueError(f"cannot pad an operator of size {n} to {N}")
+    if getattr(op, "is_sparse", False):
+        import scipy.sparse as sp
+
+        return Operator(op.name, sp.block_diag((op.matrix, sp.identity(N - n)), format="csr"),
+                        symmetric=op.symmetric, spd=op.spd)
+
+    class Padded(MatrixFreeOperator):
+        has_entries = bool(op.has_entries)
+
+        def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            rows, cols = np.asarray(rows, dtype=np.intp), np.asarray(cols, dtype=np.intp)
+            out = (rows[:, None] == cols[None, :]).astype(np.float64)
+            ri, ci = np.flatnonzero(rows < n), np.flatnonzero(cols < n)
+            out[np.ix_(ri, ci)] = op.entries(rows[ri], cols[ci])
+            return out
+
+        def matmat(self, X: np.ndarray) -> np.ndarray:
+            Y = np.array(X, dtype=np.float64)
+            Y[:n] = op.matmat(Y[:n])
+            return Y
+
+        def rmatmat(self, X: np.ndarray) -> np.ndarray:
+            Y = np.array(X, dtype=np.float64)
+            Y[:n] = op.rmatmat(Y[:n])
+            return Y
+
+    return Padded(op.name, N, symmetric=op.symmetric, spd=op.spd)
 
 
 def factor_operator(op: Any, *, tol: float, leaf_size: int, max_rank: int,
