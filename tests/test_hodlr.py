@@ -186,23 +186,25 @@ def test_tolerance_sets_the_error_and_the_ranks():
     assert ranks[0] < ranks[-1]
 
 
-def test_nonsymmetric_kernel_and_pivoting_inside_the_leaves():
+def test_nonsymmetric_kernel_and_pivoting_inside_the_leaves_where_needed():
     n = 1024
     x = _points(n, 5)
     op = Kernel(x, "rbf", 0.2, 1e-2, scale=1 + np.cos(7 * x))
     A = op.dense()
     lu = factor_operator(op, tol=1e-10, leaf_size=32, max_rank=200)
     assert _rel(lu.apply(np.eye(n)) - A, A) <= 1e-8
-    # a matrix that needs row exchanges: rows of each leaf rotated (a zero first pivot)
-    M = A + 2 * np.eye(n)
-    rot = np.arange(n).reshape(-1, 32)
-    rot = np.roll(rot, 1, axis=1).ravel()
-    B = M[rot]
-    assert B[0, 0] != M[0, 0]
-    lu = factor_operator(Operator("rot", B, symmetric=False, spd=False), tol=1e-10,
-                         leaf_size=32, max_rank=200)
-    assert not np.array_equal(lu.perm, np.arange(n))
+    # a matrix that needs row exchanges: each leaf's first pivot exactly zero
+    B = A + 2 * np.eye(n)
+    B[np.arange(0, n, 32), np.arange(0, n, 32)] = 0.0
+    op = Operator("zero-pivots", B, symmetric=False, spd=False)
+    lu = factor_operator(op, tol=1e-10, leaf_size=32, max_rank=200)
+    assert lu.info["pivoted_leaves"] >= 1 and not np.array_equal(lu.perm, np.arange(n))
     assert _rel(lu.apply(np.eye(n)) - B, B) <= 1e-8
+    with pytest.raises(FactorizationError, match="without row exchanges breaks down"):
+        factor_operator(op, tol=1e-10, leaf_size=32, max_rank=200, pivoting="never")
+    # SPD leaves need none: the factors keep the operator's order
+    spd = factor_operator(Kernel(x, "rbf", 0.2, 1e-2), tol=1e-10, leaf_size=32, max_rank=200)
+    assert spd.info["pivoted_leaves"] == 0 and np.array_equal(spd.perm, np.arange(n))
 
 
 def test_a_singular_leaf_schur_complement_is_a_factorization_error():
@@ -311,45 +313,45 @@ def test_factorize_reports_ranks_and_counts_what_it_stores():
 @pytest.mark.parametrize("n, P, leaf, ell, rank", [(256, 16, 16, 0.2, 16), (256, 16, 64, 0.1, 16),
                                                    (300, 16, 32, 0.1, 8), (500, 32, 64, 0.05, 32)],
                          ids=["t0", "t2", "padded-rank8", "padded-t1"])
-def test_gfmm_fill_matches_the_dense_compression_of_the_same_factors(n, P, leaf, ell, rank):
-    """gfmm_tensors from L, U in HODLR form gives the arrays compress_factors gives from the
-    same L, U formed densely: the same error at every rank (the bases agree up to signs)."""
-    from lubench_compressed.gfmm_blocks import GFMMArrays
-    from lubench_compressed.gfmm_compressed import compress_factors, derive_M
+def test_gfmm_from_hodlr_matches_the_dense_compression_of_the_same_factors(n, P, leaf, ell,
+                                                                          rank):
+    """compress_hodlr from L, U in HODLR form gives the arrays compress_factors gives from
+    the same L, U formed densely: the same error at every rank (the bases agree up to
+    signs), the same stored numbers."""
+    from lubench_structured.gfmm import compress_factors, derive_M, stored_numbers
+    from lubench_structured.gfmm.from_hodlr import aligned_leaf_size, compress_hodlr
     from lubench_structured.hodlr.build import padded
-    from lubench_structured.hodlr.gfmm_fill import aligned_leaf_size, gfmm_tensors
 
     op = Kernel(_points(n, 11), "rbf", ell, 1e-3)
     M = derive_M(n, P)
     lu = factor_operator(padded(op, M * P), tol=1e-12, leaf_size=aligned_leaf_size(P, leaf),
                          max_rank=100)
-    perm, Lt, Ut, info = gfmm_tensors(lu, M, P, rank=rank)
+    perm, Lg, Ug, info = compress_hodlr(lu, M, P, rank=rank)
     L, U = lu.dense_factors()
     Lc, Uc, li, ui = compress_factors(L, U, M, P, rank)
-    for fill, dense, F in ((GFMMArrays.from_tensors(**Lt), Lc, L),
-                           (GFMMArrays.from_tensors(**Ut), Uc, U)):
+    for fill, dense, F in ((Lg, Lc, L), (Ug, Uc, U)):
         e_fill, e_dense = _rel(fill.dense() - F, F), _rel(dense.dense() - F, F)
         assert abs(e_fill - e_dense) <= 1e-12 + 0.05 * e_dense
     assert np.array_equal(perm, lu.perm)
     assert all(r <= rank for level in info["ranks_L"] + info["ranks_U"] for r in level)
+    dense_numbers = stored_numbers(M, P, li["ranks_u"], li["ranks_v"], True) \
+        + stored_numbers(M, P, ui["ranks_u"], ui["ranks_v"], False)
+    assert abs(info["n_params"] - dense_numbers) <= 0.02 * dense_numbers
 
 
-def test_gfmm_fill_is_exact_where_the_factors_fit_the_pattern():
+def test_compress_operator_is_exact_where_the_factors_fit_the_pattern():
     """The exponential kernel's L and U have rank-1 off-diagonal blocks: every far field fits
-    and the filled pattern reproduces A (padded) to round-off."""
-    from lubench_compressed.gfmm_blocks import GFMMArrays
-    from lubench_structured.hodlr.build import padded
-    from lubench_structured.hodlr.gfmm_fill import gfmm_tensors
+    and the pattern filled from the operator, never formed, reproduces Ā to round-off."""
+    from lubench_structured.gfmm.from_hodlr import compress_operator
 
     n, M, P = 200, 16, 16
     op = Kernel(np.arange(n, dtype=float), "exp", 3.0)
-    lu = factor_operator(padded(op, M * P), tol=1e-12, leaf_size=32, max_rank=10)
-    perm, Lt, Ut, info = gfmm_tensors(lu, M, P)
-    L, U = GFMMArrays.from_tensors(**Lt), GFMMArrays.from_tensors(**Ut)
+    perm, L, U, info = compress_operator(op, M, P, leaf_size=32)
     Y = L.apply(U.apply(np.eye(M * P)))
     Ahat = np.empty_like(Y)
     Ahat[perm] = Y
     Abar = np.eye(M * P)
     Abar[:n, :n] = op.dense()
-    assert _rel(Ahat - Abar, Abar) <= 1e-14
-    assert max(max(level) for level in info["ranks_L"]) <= 2
+    assert _rel(Ahat - Abar, Abar) <= 1e-12
+    assert info["lu"] == "hodlr" and max(max(level) for level in info["ranks_L"]) <= 2
+    assert np.array_equal(perm[n:], np.arange(n, M * P))     # the padding stays in place

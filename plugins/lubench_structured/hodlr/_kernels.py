@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["solve_sweep", "multiply", "PARALLEL_COLUMNS", "warm_up"]
+__all__ = ["solve_sweep", "multiply", "lu_nopivot", "PARALLEL_COLUMNS", "warm_up"]
 
 PARALLEL_COLUMNS = 64
 
@@ -217,6 +217,44 @@ def _multiply_columns(X, Y, lower, trans, K, lb, leaf, loff, buf, xo, yo, po, qo
                   K, lb, leaf, loff, buf, xo, yo, po, qo, rl, ru)
 
 
+@njit(cache=True, nogil=True)
+def lu_nopivot(A):
+    """A = L U without row exchanges, in place (L strictly below the diagonal, unit diagonal
+    implied); returns the growth ‖|L||U|‖_∞ / ‖A‖_∞, or inf when a pivot is zero or not
+    finite (A is then garbage)."""
+    m = A.shape[0]
+    norm = 0.0
+    for i in range(m):
+        s = 0.0
+        for j in range(m):
+            s += abs(A[i, j])
+        norm = max(norm, s)
+    for k in range(m):
+        p = A[k, k]
+        if p == 0.0 or not np.isfinite(p):
+            return np.inf
+        inv = 1.0 / p
+        for i in range(k + 1, m):
+            lik = A[i, k] * inv
+            A[i, k] = lik
+            if lik != 0.0:
+                for j in range(k + 1, m):
+                    A[i, j] -= lik * A[k, j]
+    absu = np.zeros(m)                       # |U| e
+    for i in range(m):
+        for j in range(i, m):
+            absu[i] += abs(A[i, j])
+    g = 0.0
+    for i in range(m):                       # (|L| |U| e)_i
+        s = absu[i]
+        for j in range(i):
+            s += abs(A[i, j]) * absu[j]
+        if not np.isfinite(s):
+            return np.inf
+        g = max(g, s)
+    return g / max(norm, 1e-300)
+
+
 def _chunks(c: int) -> np.ndarray | None:
     """Column ranges, one per thread, when there are enough columns to share."""
     import numba
@@ -248,7 +286,9 @@ def multiply(X: np.ndarray, lower: bool, trans: bool, arrays: tuple) -> np.ndarr
 
 
 def warm_up() -> None:
-    """Compile (or load from Numba's cache) every sweep on a 2-leaf factor."""
+    """Compile (or load from Numba's cache) every sweep on a 2-leaf factor, and the leaf
+    LU."""
+    lu_nopivot(np.eye(2))
     K = 1
     lb = np.array([0, 1, 2], dtype=np.int64)
     leaf = np.ones(2)

@@ -88,7 +88,7 @@ def padded(op: Any, N: int) -> Any:
 
 def factor_operator(op: Any, *, tol: float, leaf_size: int, max_rank: int,
                     compression: str = "auto", rng: np.random.Generator | None = None,
-                    memory_limit: float | None = None) -> HODLRLU:
+                    memory_limit: float | None = None, pivoting: str = "auto") -> HODLRLU:
     """A ≈ Π L U in HODLR form (:mod:`.lu`), built from ``op`` without forming A.
 
     ``op`` follows lubench's operator contract (``n``, ``entries``, ``matmat``/``rmatmat``,
@@ -97,19 +97,22 @@ def factor_operator(op: Any, *, tol: float, leaf_size: int, max_rank: int,
     the ranks are only low for such an order). ``tol`` and ``max_rank``: the rank rule of
     every off-diagonal block (:mod:`.lowrank`; absolute, tol·‖A‖₂, for the randomized
     route, :mod:`.peeling`). ``memory_limit``: bytes the factors may take before
-    :class:`~lubench.api.Unsupported`. The result's ``info`` says the route taken and what
-    it read (entries, or products with A).
+    :class:`~lubench.api.Unsupported`. ``pivoting``: within the leaves (:func:`.lu.factor`).
+    The result's ``info`` says the route taken and what it read (entries, or products with
+    A).
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     # One BLAS thread: the pass is a long sequence of small QRs, SVDs and products, which
     # threads only slow down — and on a shared machine by 20× (rbf dim 2, n = 16 384,
     # tol 1e-8: 4.2–6.8 s with one OpenBLAS thread, 99–164 s with two, side by side).
     with threadpool_limits(1):
-        return _factor_operator(op, tol, leaf_size, max_rank, compression, rng, memory_limit)
+        return _factor_operator(op, tol, leaf_size, max_rank, compression, rng, memory_limit,
+                                pivoting)
 
 
 def _factor_operator(op: Any, tol: float, leaf_size: int, max_rank: int, compression: str,
-                     rng: np.random.Generator, memory_limit: float | None) -> HODLRLU:
+                     rng: np.random.Generator, memory_limit: float | None,
+                     pivoting: str) -> HODLRLU:
     tree = ClusterTree(op.n, int(leaf_size))
     route = resolve_compression(op, compression)
     if route == "sparse":
@@ -122,6 +125,6 @@ def _factor_operator(op: Any, tol: float, leaf_size: int, max_rank: int, compres
     else:
         raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, "
                          f"got {compression!r}")
-    lu = factor(src, tree, tol, max_rank, memory_limit)
+    lu = factor(src, tree, tol, max_rank, memory_limit, pivoting)
     lu.info["compression"] = route
     return lu

@@ -17,9 +17,11 @@ product (the *pending update*; empty at the root):
 
 Then Ã = Π L U with Π = diag(Π₁, Π₂), L = [[L₁, 0], [Π₂ᵀXYᵀ, L₂]], U = [[U₁, PQᵀ], [0, U₂]]
 (check: the second block row gives Π₂(Π₂ᵀXYᵀU₁) = Ã₂₁ and XYᵀPQᵀ + Π₂L₂U₂ = Ã₂₂). A leaf is
-factored densely with partial pivoting (LAPACK getrf), so Π is block diagonal with one
-permutation per leaf: the pivots never leave a leaf, and the factorization breaks down only
-when a leaf's Schur complement is singular (never for SPD or diagonally dominant A).
+factored densely: without row exchanges when that completes with growth ‖|L||U|‖_∞/‖D‖_∞
+≤ 1e4 (SPD and diagonally dominant Schur complements always do, and the factors then keep
+the operator's order), with partial pivoting (LAPACK getrf) otherwise. So Π is block
+diagonal with one permutation per leaf: the pivots never leave a leaf, and the
+factorization breaks down only when a leaf's Schur complement is singular.
 
 The triangular solves of step 3 (L₁⁻¹Π₁ᵀ on the columns of U¹², U₁⁻ᵀ on those of V²¹) are
 not separate passes over c₁'s subtree: they ride along as extra right-hand sides of c₁'s
@@ -50,7 +52,14 @@ from . import _kernels as _k
 from .lowrank import recompress
 from .tree import ClusterTree
 
-__all__ = ["HODLRLU", "factor"]
+__all__ = ["HODLRLU", "factor", "PIVOTING", "GROWTH_LIMIT"]
+
+PIVOTING = ("auto", "partial", "never")
+GROWTH_LIMIT = 1e4
+"""A leaf is factored without row exchanges when that completes with growth
+‖|L||U|‖_∞/‖D‖_∞ at most this (its backward error is then about growth·b·u): SPD and
+diagonally dominant Schur complements always do, and their factors keep the operator's
+order — what the GFMM pattern filled from them needs (pivoted rows cross its leaves)."""
 
 
 def _cat(*blocks: np.ndarray) -> np.ndarray:
@@ -204,8 +213,10 @@ class _Factorizer:
     """One left-to-right pass of the recursive block LU (module docstring) over ``source``."""
 
     def __init__(self, source: Any, tree: ClusterTree, tol: float, max_rank: int,
-                 memory_limit: float | None):
+                 memory_limit: float | None, pivoting: str = "auto"):
         self.src, self.tree, self.tol, self.max_rank = source, tree, tol, max_rank
+        self.pivoting = pivoting
+        self.pivoted_leaves = 0
         self.memory_limit = memory_limit
         ni = tree.n_internal
         sizes = np.diff(tree.leaf_bounds)
@@ -235,6 +246,29 @@ class _Factorizer:
             self.stats["max_cut"] = max(self.stats.get("max_cut", 0.0), cut)
         return U, V
 
+    def _leaf_lu(self, D: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(packed LU, local row order) of a leaf's Schur complement D (the module
+        docstring's pivoting rule)."""
+        m = D.shape[0]
+        if self.pivoting != "partial":
+            lu = np.ascontiguousarray(D)
+            growth = _k.lu_nopivot(lu) if m else 0.0
+            if growth <= GROWTH_LIMIT or self.pivoting == "never":
+                if not np.isfinite(growth):
+                    lo, hi = self.tree.range(k)
+                    raise FactorizationError(
+                        f"hodlr_lu: LU without row exchanges breaks down on leaf rows "
+                        f"{lo}…{hi - 1} (a zero or non-finite pivot); use pivoting auto")
+                return lu, np.arange(m)
+            self.pivoted_leaves += 1
+        lu, piv, info = lapack.dgetrf(np.asfortranarray(D), overwrite_a=1)
+        if info > 0 or not np.all(np.isfinite(np.diagonal(lu))):
+            lo, hi = self.tree.range(k)
+            raise FactorizationError(
+                f"hodlr_lu: the Schur complement on leaf rows {lo}…{hi - 1} is singular "
+                f"(zero pivot {info - 1 if info > 0 else '?'}): pivots stay within a leaf")
+        return lu, _perm_from_piv(piv)
+
     def node(self, k: int, W: np.ndarray, Z: np.ndarray, BL: np.ndarray, BU: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(L⁻¹Πᵀ BL, U⁻ᵀ BU, local row order) for node k with pending update W Zᵀ."""
@@ -242,17 +276,10 @@ class _Factorizer:
         self.rhs_max = max(self.rhs_max, BL.shape[1], BU.shape[1])
         if t.is_leaf(k):
             j = k - t.n_internal
-            D = np.array(self.src.leaf(j), dtype=np.float64, order="F")  # a copy: LU overwrites it
+            D = np.array(self.src.leaf(j), dtype=np.float64)  # a copy: LU overwrites it
             if W.shape[1]:
                 D -= W @ Z.T
-            lu, piv, info = lapack.dgetrf(D, overwrite_a=1)
-            if info > 0 or not np.all(np.isfinite(np.diagonal(lu))):
-                lo, hi = t.range(k)
-                raise FactorizationError(
-                    f"hodlr_lu: the Schur complement on leaf rows {lo}…{hi - 1} is singular "
-                    f"(zero pivot {info - 1 if info > 0 else '?'}): pivots stay within a "
-                    f"leaf")
-            p = _perm_from_piv(piv)
+            lu, p = self._leaf_lu(D, k)
             m = lu.shape[0]
             self.leaf[self.loff[j]:self.loff[j + 1]].reshape(m, m)[:] = lu
             self._count(lu)
@@ -290,21 +317,26 @@ class _Factorizer:
 
 
 def factor(source: Any, tree: ClusterTree, tol: float, max_rank: int,
-           memory_limit: float | None = None) -> HODLRLU:
+           memory_limit: float | None = None, pivoting: str = "auto") -> HODLRLU:
     """The HODLR LU of the matrix ``source`` gives (module docstring), to the rank rule.
 
     ``source``: a block source (:mod:`.sources`). ``memory_limit``: bytes the stored factors
     may take; past it :class:`~lubench.api.Unsupported` is raised as soon as it is reached.
+    ``pivoting``: ``auto`` (each leaf without row exchanges when that completes with growth
+    ‖|L||U|‖_∞/‖D‖_∞ ≤ 1e4, with partial pivoting otherwise), ``partial`` or ``never``.
     Raises :class:`~lubench.api.FactorizationError` when a leaf's Schur complement is
     singular.
     """
-    f = _Factorizer(source, tree, float(tol), int(max_rank), memory_limit)
+    if pivoting not in PIVOTING:
+        raise ValueError(f"pivoting must be one of {', '.join(PIVOTING)}, got {pivoting!r}")
+    f = _Factorizer(source, tree, float(tol), int(max_rank), memory_limit, pivoting)
     empty = np.zeros((tree.n, 0))
     _, _, perm = f.node(0, empty, empty, empty, empty)
     ranks_L, ranks_U = _level_ranks(tree, f.X), _level_ranks(tree, f.P)
     lu = HODLRLU(tree, perm, f.leaf, f.loff, *_pack(f.X, f.Y, f.P, f.Q))
     lu.info = {"depth": tree.depth, "leaf_size": tree.leaf_size, "ranks_L": ranks_L,
                "ranks_U": ranks_U, "pending_rank_max": f.pending_max, "rhs_max": f.rhs_max,
+               "pivoted_leaves": f.pivoted_leaves,
                **getattr(source, "stats", {})}
     return lu
 

@@ -1,5 +1,10 @@
 """The GFMM pattern filled from HODLR factors: nested-basis compression without a dense LU.
 
+:func:`compress_operator` is :func:`~.compression.compress_lu` for an operator that is not
+formed (or whose dense LU does not fit): (perm, L, U, info) with the same contract, built
+from the HODLR LU of the padded operator (:mod:`lubench_structured.hodlr`) by
+:func:`compress_hodlr`. ``gfmm_compressed`` and the learned ``init: projected`` call it.
+
 ``gfmm_compressed`` (and the learned ``init: projected``) write the LU factors of A into the
 GFMM graphs of the "Learn LU" post: diagonal blocks and leaf band exact, the far field (leaf
 pairs a ≥ b + 2) an H² matrix whose nested orthonormal bases are the tree's decoder and
@@ -50,10 +55,19 @@ from typing import Any
 import numpy as np
 from scipy.linalg import lapack
 
-from .lu import HODLRLU
-from .tree import ClusterTree
+from lubench_structured.hodlr.build import factor_operator, padded
+from lubench_structured.hodlr.lu import HODLRLU
+from lubench_structured.hodlr.tree import ClusterTree
 
-__all__ = ["gfmm_tensors", "aligned_leaf_size"]
+from .arrays import GFMMArrays
+from .compression import TOL, stored_numbers
+from .shape import is_power_of_two
+
+__all__ = ["compress_operator", "compress_hodlr", "aligned_leaf_size", "HODLR_TOL"]
+
+HODLR_TOL = 1e-12
+"""The HODLR LU's tolerance under the GFMM pattern: well below what a GFMM far field of rank
+≤ P holds of a kernel's factors, so that the pattern, not the LU, sets the error."""
 
 
 def aligned_leaf_size(P: int, leaf_size: int) -> int:
@@ -410,24 +424,61 @@ def _transposed(arr: dict) -> dict:
             "bridge": [tr(b) for b in arr["bridge"]]}
 
 
-def gfmm_tensors(lu: HODLRLU, M: int, P: int, rank: int | None = None, tol: float = 1e-16
-                 ) -> tuple[np.ndarray, dict, dict, dict]:
-    """(perm, L, U, info): the GFMM arrays of a HODLR LU A[perm] = L U (module docstring).
+def compress_hodlr(lu: HODLRLU, M: int, P: int, rank: int | None = None, tol: float = TOL
+                   ) -> tuple[np.ndarray, GFMMArrays, GFMMArrays, dict]:
+    """(perm, L, U, info): the GFMM pattern of a HODLR LU A[perm] = L U (module docstring).
 
     ``lu`` must be built on N = M·P (A padded with an identity block) with leaves of P·2^t
-    (:func:`aligned_leaf_size`). L and U are dicts of the GFMM arrays (``M``, ``P``,
-    ``lower``, ``enc``, ``dec``, ``diag``, ``off``, ``bridge``, as ``GFMMArrays.from_tensors``
-    takes them): L block-lower with unit lower triangular diagonal blocks, U block-upper;
-    near field exact, far field to at most ``rank`` (≤ P) basis vectors per node with singular
-    values ≤ tol·‖factor‖_F dropped. ``info``: the ranks per level of L's column and row bases
-    and of Uᵀ's.
+    (:func:`aligned_leaf_size`). L block-lower with unit lower triangular diagonal blocks, U
+    block-upper; near field exact, far field at most ``rank`` (≤ P) basis vectors per node,
+    singular values ≤ tol·‖factor‖_F dropped. ``info`` as :func:`~.compression.compress_lu`'s:
+    the basis ranks per level (``ranks_L``, ``ranks_U``) and ``n_params``.
     """
-    geo = _Geometry(lu.tree, int(M), int(P))
-    rank = int(P) if rank is None else int(min(rank, P))
-    L, li = _lower_tensors(_lower_of(lu, "L"), geo, rank, tol)
+    M, P = int(M), int(P)
+    if not is_power_of_two(M):
+        raise ValueError(f"M must be a power of two, got {M}")
+    geo = _Geometry(lu.tree, M, P)
+    rank = P if rank is None else int(min(rank, P))
+    Lt, li = _lower_tensors(_lower_of(lu, "L"), geo, rank, tol)
     Ut, ui = _lower_tensors(_lower_of(lu, "Ut"), geo, rank, tol)
-    info: dict[str, Any] = {"ranks_L": li["ranks_u"], "ranks_L_rows": li["ranks_v"],
-                            "ranks_U": ui["ranks_v"], "ranks_U_cols": ui["ranks_u"],
-                            "ranks_u_L": li["ranks_u"], "ranks_v_L": li["ranks_v"],
-                            "ranks_u_Ut": ui["ranks_u"], "ranks_v_Ut": ui["ranks_v"]}
-    return np.asarray(lu.perm), L, _transposed(Ut), info
+    L = GFMMArrays.from_tensors(M, P, True, Lt["enc"], Lt["dec"], Lt["diag"], Lt["off"],
+                                Lt["bridge"])
+    U = _transposed(Ut)
+    U = GFMMArrays.from_tensors(M, P, False, U["enc"], U["dec"], U["diag"], U["off"],
+                                U["bridge"])
+    info: dict[str, Any] = {
+        "ranks_L": li["ranks_u"], "ranks_U": ui["ranks_v"],
+        "n_params": stored_numbers(M, P, li["ranks_u"], li["ranks_v"], True)
+        + stored_numbers(M, P, ui["ranks_u"], ui["ranks_v"], False)}
+    return np.asarray(lu.perm), L, U, info
+
+
+def compress_operator(op: Any, M: int, P: int, rank: int | None = None, tol: float = TOL, *,
+                      hodlr_tol: float = HODLR_TOL, leaf_size: int = 64, max_rank: int = 256,
+                      compression: str = "auto", rng: np.random.Generator | None = None,
+                      memory_limit: float | None = None, pivoting: str = "auto"
+                      ) -> tuple[np.ndarray, GFMMArrays, GFMMArrays, dict]:
+    """(perm, L, U, info) as :func:`~.compression.compress_lu` gives them, A never formed:
+    Ā = [[A, 0], [0, I]] on N = M·P factored by the HODLR LU (tolerance ``hodlr_tol``, leaves
+    of P·2^t ≥ ``leaf_size``, ``max_rank``, ``compression``, ``memory_limit``, ``pivoting``:
+    see :func:`lubench_structured.hodlr.factor_operator`), then :func:`compress_hodlr`.
+
+    perm has length N and moves rows only within a HODLR leaf (pivoting stays there); the
+    padding rows stay in place. ``info`` adds ``lu: "hodlr"`` and the HODLR LU's ranks,
+    route and the numbers it stored (``hodlr_*``).
+    """
+    M, P = int(M), int(P)
+    if not is_power_of_two(M):
+        raise ValueError(f"M must be a power of two, got {M}")
+    if M * P < op.n:
+        raise ValueError(f"M·P = {M * P} is smaller than n = {op.n}")
+    lu = factor_operator(padded(op, M * P), tol=hodlr_tol,
+                         leaf_size=aligned_leaf_size(P, leaf_size), max_rank=max_rank,
+                         compression=compression, rng=rng, memory_limit=memory_limit,
+                         pivoting=pivoting)
+    perm, L, U, info = compress_hodlr(lu, M, P, rank, tol)
+    info.update({"lu": "hodlr", "hodlr_tol": hodlr_tol, "hodlr_ranks_L": lu.info["ranks_L"],
+                 "pivoting": "partial" if lu.info["pivoted_leaves"] else "none",
+                 "hodlr_compression": lu.info["compression"],
+                 "hodlr_numbers": lu.n_numbers()})
+    return perm, L, U, info
