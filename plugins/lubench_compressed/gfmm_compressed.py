@@ -145,6 +145,10 @@ class GfmmCompressed(Method):
         from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
+        if self.lu != "dense":       # the hierarchical route's compiled parts too
+            from lubench_structured.hodlr.build import warm_up as warm_up_hodlr
+
+            warm_up_hodlr()
 
     def factorize(self, op: Operator, ctx: RunContext) -> GFMMFactorization:
         self.check(op)

@@ -56,6 +56,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from lubench_structured.hodlr.build import factor_operator, padded
+from lubench_structured.hodlr.lowrank import upper_mask
 from lubench_structured.hodlr.lu import HODLRLU
 from lubench_structured.hodlr.tree import ClusterTree
 
@@ -88,15 +89,21 @@ class _Lower:
 
     def __init__(self, tree: ClusterTree, leaf, X, Y):
         self.tree, self._leaf, self._X, self._Y = tree, leaf, X, Y
+        self._xs: dict[int, np.ndarray] = {}
+        self._ys: dict[int, np.ndarray] = {}
 
     def leaf(self, j: int) -> np.ndarray:
         return self._leaf(j)
 
     def X(self, k: int) -> np.ndarray:
-        return self._X(k)
+        if k not in self._xs:
+            self._xs[k] = self._X(k)
+        return self._xs[k]
 
     def Y(self, k: int) -> np.ndarray:
-        return self._Y(k)
+        if k not in self._ys:
+            self._ys[k] = self._Y(k)
+        return self._ys[k]
 
     def mirrored(self) -> _Lower:
         """J Fᵀ J: leaf j' = J (leaf j)ᵀ J, node k' (the mirror of k) has X' = J Y_k, Y' = J X_k."""
@@ -193,8 +200,18 @@ def _r_factor(Y: np.ndarray) -> np.ndarray:
     """R of Y = Q R (p × r, p = min(rows, r)): Y's columns in an orthonormal basis."""
     if Y.shape[0] == 0 or Y.shape[1] == 0:
         return np.zeros((0, Y.shape[1]))
-    qr = lapack.dgeqrf(np.asfortranarray(Y))[0]
-    return np.triu(qr[: min(Y.shape)])
+    p = min(Y.shape)
+    qr = lapack.dgeqrf(Y)[0]
+    return qr[:p] * upper_mask(p, Y.shape[1])
+
+
+def _left_singular(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left singular vectors, singular values) of S (LAPACK gesdd, thin; the sturdier
+    driver where it does not converge)."""
+    W, s, _, info = lapack.dgesdd(S, full_matrices=0)
+    if info != 0:
+        W, s, _ = np.linalg.svd(S, full_matrices=False)
+    return W, s
 
 
 def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[list[_Node]]:
@@ -261,7 +278,7 @@ def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[l
                 pieces.append(np.concatenate((D0, c1.D[:, :w])))
             S = np.concatenate(pieces, axis=1) if pieces else np.zeros((r0 + r1, 0))
             if S.shape[1]:
-                Wf, s, _ = np.linalg.svd(S, full_matrices=False)
+                Wf, s = _left_singular(S)
                 r = int(min(rank, np.count_nonzero(s > thresh)))
                 W = np.ascontiguousarray(Wf[:, :r])
             else:

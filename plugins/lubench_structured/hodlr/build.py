@@ -17,7 +17,22 @@ from .peeling import peel
 from .sources import EntriesSource, SparseSource
 from .tree import ClusterTree
 
-__all__ = ["factor_operator", "padded", "resolve_compression", "minimum_bytes"]
+__all__ = ["factor_operator", "padded", "resolve_compression", "minimum_bytes", "warm_up"]
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache, next to the sources) the compiled parts — ACA's
+    cross updates, the leaf LU, the solve and product sweeps — on a tiny operator, so that
+    neither lands in the first factorization's time (seconds when compiling)."""
+    from lubench.api import Operator
+
+    from . import _kernels
+
+    _kernels.warm_up()
+    A = np.exp(-np.abs(np.subtract.outer(np.arange(8.0), np.arange(8.0))))
+    lu = factor_operator(Operator("warm-up", A, symmetric=True, spd=True), tol=1e-8,
+                         leaf_size=2, max_rank=4)
+    lu.solve(np.ones(8))
 
 
 def resolve_compression(op: Any, compression: str) -> str:

@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 from scipy.linalg import lapack
 
-__all__ = ["aca", "recompress", "truncation_rank", "ZERO_ROW_TRIES"]
+__all__ = ["aca", "recompress", "truncation_rank", "upper_mask", "ZERO_ROW_TRIES"]
 
 ZERO_ROW_TRIES = 4
 
@@ -67,7 +67,7 @@ def recompress(U: np.ndarray, V: np.ndarray, tol: float, max_rank: int
 
 
 @functools.lru_cache(maxsize=4096)
-def _upper(p: int, k: int) -> np.ndarray:
+def upper_mask(p: int, k: int) -> np.ndarray:
     """The 0/1 mask of the upper triangle of a p × k array (``np.triu`` costs more than the
     small QR it would finish)."""
     return np.triu(np.ones((p, k)))
@@ -80,7 +80,7 @@ def _qr(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m, k = A.shape
     p = min(m, k)
     qr, tau, _, _ = lapack.dgeqrf(A)
-    R = qr[:p] * _upper(p, k)
+    R = qr[:p] * upper_mask(p, k)
     Q = lapack.dorgqr(qr[:, :p], tau)[0]
     return Q, R
 

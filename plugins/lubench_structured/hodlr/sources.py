@@ -44,7 +44,8 @@ class EntriesSource:
     """Blocks of ``op`` from its entries: leaves read whole, off-diagonal blocks by ACA.
 
     The upper block A[c₁, c₂] starts its cross approximation at c₁'s last row, the lower
-    block A[c₂, c₁] at c₂'s first row: the rows nearest the diagonal. ``tol`` and
+    block A[c₂, c₁] at c₂'s first row: the rows nearest the diagonal. For a symmetric
+    operator the lower block is the upper one transposed (one approximation per node). ``tol`` and
     ``max_rank`` follow the rank rule (:mod:`.lowrank`); ACA stops at ‖uₖ‖‖vₖ‖ ≤ tol·‖Sₖ‖_F
     and its result is recompressed.
     """
@@ -52,6 +53,7 @@ class EntriesSource:
     def __init__(self, op: Any, tree: ClusterTree, tol: float, max_rank: int,
                  rng: np.random.Generator):
         self.op, self.tree, self.tol, self.max_rank, self.rng = op, tree, tol, max_rank, rng
+        self.symmetric = bool(op.symmetric)
         self.stats = _new_stats()
 
     def _entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -81,6 +83,8 @@ class EntriesSource:
         lo, mid, hi = self.tree.split(k)
         r1, r2 = np.arange(lo, mid), np.arange(mid, hi)
         U12, V12 = self._block(r1, r2, mid - lo - 1, compressed)
+        if self.symmetric:                   # A[c₂, c₁] = A[c₁, c₂]ᵀ: one ACA per node
+            return U12, V12, V12, U12
         U21, V21 = self._block(r2, r1, 0, compressed)
         return U12, V12, U21, V21
 
