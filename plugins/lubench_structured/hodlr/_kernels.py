@@ -262,6 +262,14 @@ def _chunks(c: int) -> np.ndarray | None:
     threads = numba.get_num_threads()
     if c < PARALLEL_COLUMNS or threads < 2:
         return None
+    # lubench runs cases in forked workers, and GNU OpenMP (Numba's default layer on Linux)
+    # aborts a forked child of a process that used it: a fork-safe layer (TBB or Numba's
+    # workqueue) unless the user chose one or a layer already runs (as the kernel operators do)
+    try:
+        numba.threading_layer()
+    except ValueError:
+        if numba.config.THREADING_LAYER == "default":
+            numba.config.THREADING_LAYER = "forksafe"
     return np.linspace(0, c, threads + 1).astype(np.int64)
 
 
