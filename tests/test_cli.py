@@ -152,7 +152,7 @@ def test_smoke_suite_runs_every_method_on_every_operator(tmp_path):
     assert out.returncode == 0, out.stderr
     df = pd.read_parquet(run_dir / "results.parquet")
     assert set(df["method"]) == {"plu", "cholesky", "sparse_lu", "ilu", "dense_masked_lu",
-                                 "gfmm_lu", "gfmm_compressed"}
+                                 "gfmm_lu", "gfmm_compressed", "hodlr_lu"}
     assert df["operator"].nunique() == 9
     assert set(df["status"]) <= {"ok", "unsupported"}, df.loc[df.status != "ok", "error"]
     unsupported = df[df.status == "unsupported"]
