@@ -27,8 +27,12 @@ from lubench.api import (
     RunContext,
     Unsupported,
 )
+from lubench.execution.devices import cuda_device_count
 
 F64 = torch.float64
+# the optimizer's own tests run on each device this machine has (benchmarks/gpu_check.sh)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    cuda_device_count() == 0, reason="no CUDA device here"))]
 
 
 def _pentadiagonal(n: int) -> Operator:
@@ -75,15 +79,19 @@ def _start(op: Operator, P: int) -> GFMMProduct:
 
 def _probe_error(net: GFMMProduct, op: Operator, seed: int = 9) -> float:
     Z = np.random.default_rng(seed).standard_normal((op.n, 16))
+    dev = next(net.parameters()).device
     with torch.no_grad():
-        LUZ = net(torch.as_tensor(Z, dtype=F64)).numpy()
+        LUZ = net(torch.as_tensor(Z, dtype=F64, device=dev)).cpu().numpy()
     AZ = op.matmat(Z)
     return float(np.linalg.norm(LUZ - AZ) / np.linalg.norm(AZ))
 
 
-def _optimizer(net: GFMMProduct, op: Operator, probes: int, near: bool) -> SketchOptimizer:
-    target = Target(op, net.n, F64, "cpu", dense=False)
-    om = torch.randn(net.n, 16, generator=torch.Generator().manual_seed(1), dtype=F64)
+def _optimizer(net: GFMMProduct, op: Operator, probes: int, near: bool,
+               device: str = "cpu") -> SketchOptimizer:
+    net.to(device)
+    target = Target(op, net.n, F64, device, dense=False)
+    om = torch.randn(net.n, 16, generator=torch.Generator().manual_seed(1),
+                     dtype=F64).to(device)
     return SketchOptimizer(net, target.mm, lambda Y: target.mm(Y, True), probes=probes,
                            omega=om, a_omega=target.mm(om),
                            near=target.near_field(net.P) if near else None, seed=0)
@@ -127,10 +135,11 @@ def test_near_newton_step_is_exact_on_the_linearization():
     assert torch.equal(torch.triu(dLd), torch.zeros_like(dLd))  # L stays unit lower
 
 
-def test_sketch_reaches_round_off_on_a_banded_operator_by_near_field_newton():
+@pytest.mark.parametrize("device", DEVICES)
+def test_sketch_reaches_round_off_on_a_banded_operator_by_near_field_newton(device):
     op = _pentadiagonal(256)
     net = _start(op, P=8)
-    opt = _optimizer(net, op, probes=32, near=True)
+    opt = _optimizer(net, op, probes=32, near=True, device=device)
     assert opt.near_active
     for _ in range(30):
         opt.step()
@@ -180,7 +189,8 @@ def test_pivots_keep_their_signs_and_floor():
     assert bool((piv * sign >= floor).all())
 
 
-def test_sketch_improves_on_compressed_factors_where_the_pattern_truncates():
+@pytest.mark.parametrize("device", DEVICES)
+def test_sketch_improves_on_compressed_factors_where_the_pattern_truncates(device):
     """From gfmm_compressed's factors at a P below the far field's rank, block least squares
     on sketches lowers the factor error at the same numbers (measured at n = 1024, P = 8 on
     rbf_kernel dim 2: 0.107 → 0.017 in 20 steps; DESIGN.md)."""
@@ -189,7 +199,7 @@ def test_sketch_improves_on_compressed_factors_where_the_pattern_truncates():
     net = m.build_model(op, m.resolved(256), seed=0)
     m.project(net, op)
     start = _probe_error(net, op)
-    opt = _optimizer(net, op, probes=48, near=False)
+    opt = _optimizer(net, op, probes=48, near=False, device=device)
     for _ in range(4):
         opt.step()
     assert _probe_error(net, op) < 0.5 * start
