@@ -35,8 +35,12 @@ step() {  # step NAME COMMAND...: run, log, record the exit status in $OUT/statu
 : > "$OUT/status.txt"
 
 # 1. The environment: the carried wheels, then lubench (no dependencies, no network).
+#    By name, one at a time: what is installed already stays (the machine's NumPy and
+#    PyTorch are not replaced), what is missing comes from .whl/.
 if compgen -G ".whl/*.whl" > /dev/null; then
-    step wheels "$PY" -m pip install --no-index --find-links .whl -q .whl/*.whl
+    for req in pydantic pyyaml threadpoolctl psutil tqdm pyarrow numba pytest pytest-benchmark; do
+        step "wheel:$req" "$PY" -m pip install --no-index --find-links .whl -q "$req"
+    done
 fi
 step install "$PY" -m pip install --no-deps --no-build-isolation --no-index -q -e .
 "$PY" - > "$OUT/environment.json" 2>> "$LOG" <<'EOF'
