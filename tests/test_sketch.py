@@ -193,7 +193,7 @@ def test_pivots_keep_their_signs_and_floor():
 def test_sketch_improves_on_compressed_factors_where_the_pattern_truncates(device):
     """From gfmm_compressed's factors at a P below the far field's rank, block least squares
     on sketches lowers the factor error at the same numbers (measured at n = 1024, P = 8 on
-    rbf_kernel dim 2: 0.107 → 0.017 in 20 steps; DESIGN.md)."""
+    rbf_kernel dim 2: 0.107 → 0.017 in 20 steps; docs/experiments/learned-at-scale.md)."""
     op = _kernel(256)
     m = GfmmLU(P=4, init="projected", optimizer="sketch", probes=48)
     net = m.build_model(op, m.resolved(256), seed=0)

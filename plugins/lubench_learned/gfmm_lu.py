@@ -34,7 +34,7 @@ POST: dict[str, Any] = {
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
     "eval_every": 500, "cg_iters": 40, "cg_precond": "none", "inverse_weight": 0.0,
 }
-# The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
+# The best configuration measured here (docs/methods/learned.md; the numbers in docs/experiments/).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False, "loss": "auto",
     "probes": None, "transpose_loss": False, "optimizer": "auto", "dtype": "float64",
@@ -43,7 +43,7 @@ DEFAULT: dict[str, Any] = {
 }
 # ``optimizer: auto`` runs dense Newton up to this padded size N and the sketch optimizer
 # beyond: dense Newton's step is O(N³) in N² memory (≈ 1 s at N = 2048, 8 s at 4096 on one
-# core), the sketch optimizer's O(N·k·P) (DESIGN.md, "Training at scale", has the
+# core), the sketch optimizer's O(N·k·P) (docs/experiments/learned-at-scale.md has the
 # measurements this threshold rests on)
 NEWTON_MAX_N = 2048
 # The sketch optimizer's probes per sketch at least this many times P (d = 3P unknowns per
@@ -338,7 +338,7 @@ class GfmmLU(LearnedLU):
         probe blocks and a fit's level values (SKETCH_PROBE_COLUMNS columns of N per probe),
         the leaf chunk's normal equations, A's near field (3·N·P), the float64 factors the
         watch takes out (~7·N·P each, solve plans alike) and A's sparse form if formed
-        (measured peaks: DESIGN.md, "Training at scale")."""
+        (measured peaks: docs/experiments/learned-at-scale.md)."""
         from .optim.sketch import CHUNK
 
         k = int(cfg["probes"])

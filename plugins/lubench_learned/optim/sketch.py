@@ -65,7 +65,7 @@ evaluation probes falls (λ ÷ 3), else dropped (λ × 4, the weights exactly as
 Sketch-and-solve with k probes finds the minimizer of a random sketch, within a factor
 about 1 + d/(k − d) of the true one for d unknowns per row (3P): ``probes`` ≥ 4P.
 
-Measured (DESIGN.md, "Training at scale"): from ``gfmm_compressed``'s factors where P
+Measured (docs/experiments/learned-at-scale.md): from ``gfmm_compressed``'s factors where P
 truncates the far field (rbf_kernel dim 2), 20 steps take the factor error 7–50× below the
 compressed factors' at the same numbers; from the identity start on a kernel the input-side
 bases are learned slowly (rbf_kernel dim 1, n = 1024: 1e-3 after 15 steps, pivots at the
