@@ -83,7 +83,8 @@ class Watch:
         if getattr(target, "is_action", False):  # A only as an action: Hager–Higham
             A = self.A
             self.a_norm1 = _norm1_estimate(lambda X, t: (A.T if t else A) @ X, self.N)
-            self.a_norm_inf = _norm1_estimate(lambda X, t: (A if t else A.T) @ X, self.N)
+            self.a_norm_inf = self.a_norm1 if target.op.symmetric else \
+                _norm1_estimate(lambda X, t: (A if t else A.T) @ X, self.N)
         else:
             absA = abs(self.A)
             self.a_norm1 = float(np.max(np.asarray(absA.sum(axis=0)).ravel()))
