@@ -252,3 +252,20 @@ def test_needs_and_memory_follow_the_configuration():
     assert 1.9 < est2 / est < 2.1  # O(n·(k + P)), no n²
     with pytest.raises(Unsupported, match=r"needs ~\d"):
         m.factorize(op, RunContext(device="cpu", memory_limit=int(est / 4)))
+
+
+def test_row_permuted_operator_is_a_permuted_never_formed():
+    """init: projected with row exchanges trains on A[perm]; for an operator that is not
+    formed that is a wrapper of its action, entries and transpose."""
+    from lubench_learned.gfmm_lu import RowPermuted, row_permuted
+
+    op = _Tridiagonal("tri", 12, symmetric=False, spd=False)
+    p = np.random.default_rng(0).permutation(12)
+    A = op.matmat(np.eye(12))
+    Ap = row_permuted(op, p)
+    assert isinstance(Ap, RowPermuted) and not Ap.formed
+    X = np.random.default_rng(1).standard_normal((12, 3))
+    assert np.allclose(Ap.matmat(X), A[p] @ X) and np.allclose(Ap.rmatmat(X), A[p].T @ X)
+    formed = row_permuted(Operator("k", A, symmetric=False, spd=False), p)
+    assert np.allclose(formed.dense(), A[p])
+    assert row_permuted(op, np.arange(12)) is op

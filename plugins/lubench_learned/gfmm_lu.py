@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from lubench_structured.gfmm import GFMMFactorization, compress_lu, derive_M, is_power_of_two
 
-from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
+from lubench.api import (
+    InvalidParameter,
+    MatrixFreeOperator,
+    Operator,
+    RunContext,
+    Unsupported,
+)
 from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
@@ -92,6 +98,41 @@ def resolve(cfg: dict[str, Any], N: int, P: int) -> dict[str, Any]:
             else 64
     cfg["probes"] = int(cfg["probes"])
     return cfg
+
+
+def row_permuted(op: Operator, p: np.ndarray) -> Operator:
+    """A[p] (rows moved: row i of the result is row p[i] of A) as an operator: ``op`` itself
+    for the identity, a formed copy when A is formed, else :class:`RowPermuted` (A never
+    formed)."""
+    if np.array_equal(p, np.arange(op.n)):
+        return op
+    if op.formed:
+        A = sp.csr_array(op.matrix)[p] if op.is_sparse else np.asarray(op.matrix)[p]
+        return Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
+                        params=op.params)
+    return RowPermuted(op, p)
+
+
+class RowPermuted(MatrixFreeOperator):
+    """A[p] for an operator that is not formed: (A[p])X = (AX)[p], (A[p])ᵀY = Aᵀ(Pᵀ Y) with
+    (PᵀY)[p] = Y, entries A[p[rows], cols] (where A has them)."""
+
+    def __init__(self, op: Operator, p: np.ndarray):
+        super().__init__(op.name, op.n, symmetric=False, spd=False, coords=op.coords,
+                         params=op.params)
+        self.base, self.p = op, np.asarray(p, dtype=np.intp)
+        self.has_entries = op.has_entries  # type: ignore[misc]
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base.matmat(X))[self.p]
+
+    def rmatmat(self, X: np.ndarray) -> np.ndarray:
+        Y = np.empty_like(np.asarray(X, dtype=np.float64))
+        Y[self.p] = X
+        return np.asarray(self.base.rmatmat(Y))
+
+    def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.base.entries(self.p[np.asarray(rows, dtype=np.intp)], cols)
 
 
 class TrainedGFMMFactorization(GFMMFactorization):
@@ -408,10 +449,4 @@ class GfmmLU(LearnedLU):
         net.U.load_arrays(U.enc, U.dec, U.diag, U.off, U.bridge)
         start = {"start": "gfmm_compressed", "start_pivoting": cinfo["pivoting"],
                  "start_growth": cinfo["growth"]}
-        p = np.asarray(perm[: op.n])
-        if np.array_equal(p, np.arange(op.n)):
-            return perm, op, start
-        A = sp.csr_array(op.matrix)[p] if op.is_sparse else op.dense()[p]
-        permuted = Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
-                            params=op.params)
-        return perm, permuted, start
+        return perm, row_permuted(op, np.asarray(perm[: op.n])), start
