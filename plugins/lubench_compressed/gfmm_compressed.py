@@ -114,23 +114,20 @@ class GfmmCompressed(Method):
     def memory_estimate(self, op: Operator, route: str = "dense") -> float:
         """Bytes. ``dense``: a handful of dense N×N float64 arrays (Ā, L, U, the residual);
         ``hodlr``: the hierarchical LU at ranks 1 (it checks its ranks as they grow) and
-        the GFMM arrays (about 7·N·P numbers per factor)."""
-        M, P = self.shape_for(op.n)
-        N = M * P
-        if route == "dense":
-            return 6.0 * N ** 2 * 8
-        from lubench_structured.gfmm.from_hodlr import aligned_leaf_size
-        from lubench_structured.hodlr.build import minimum_bytes, resolve_compression
+        the GFMM arrays (about 7·N·P numbers per factor):
+        :func:`lubench_structured.gfmm.from_hodlr.route_bytes`."""
+        from lubench_structured.gfmm.from_hodlr import route_bytes
 
-        return minimum_bytes(N, aligned_leaf_size(P, 64), resolve_compression(op, "auto")) \
-            + 14.0 * N * P * 8
+        M, P = self.shape_for(op.n)
+        return route_bytes(op, M * P, P, route)
 
     def route(self, op: Operator, memory_limit: float | None) -> str:
-        """``dense`` or ``hodlr`` for this operator (``lu``)."""
-        if self.lu != "auto":
-            return self.lu
-        fits = memory_limit is None or self.memory_estimate(op, "dense") <= memory_limit
-        return "dense" if op.formed and fits else "hodlr"
+        """``dense`` or ``hodlr`` for this operator (``lu``; ``auto``:
+        :func:`lubench_structured.gfmm.from_hodlr.lu_route`)."""
+        from lubench_structured.gfmm.from_hodlr import lu_route
+
+        M, P = self.shape_for(op.n)
+        return lu_route(op, M * P, memory_limit, self.lu)
 
     def check(self, op: Operator) -> None:
         self._validate()

@@ -161,10 +161,11 @@ class GfmmLU(LearnedLU):
         solved in float64 by block substitution through the graphs.
 
         ``init: projected`` (this method only) starts from ``gfmm_compressed``'s factors
-        (exact LU of A, row exchanges only where it must, far field compressed into the
-        tree at full rank P) and trains from there on A[perm]; the start is the watch's
-        first check, so with ``keep: best`` the result's held-out residual is never worse
-        than the start's.
+        (LU of A, row exchanges only where it must, far field compressed into the tree at
+        full rank P; the LU is the dense one where A is formed and fits the memory limit,
+        else the hierarchical one, A never formed — ``gfmm_compressed``'s ``lu: auto``)
+        and trains from there on A[perm]; the start is the watch's first check, so with
+        ``keep: best`` the result's held-out residual is never worse than the start's.
 
         Parameters
         ----------
@@ -327,13 +328,13 @@ class GfmmLU(LearnedLU):
     def needs(self) -> str:  # type: ignore[override]
         """``action`` where this configuration can train on A's action alone (the sketch
         optimizer, the probe loss; ``auto`` forms A itself where it runs dense Newton, at
-        N ≤ ``NEWTON_MAX_N``, within its memory estimate), else ``matrix``."""
+        N ≤ ``NEWTON_MAX_N``, within its memory estimate), else ``matrix``. ``init:
+        projected`` adds no need: its start takes the dense LU only where A is formed and
+        fits, else the hierarchical LU from A's action (entries where A has them)."""
         try:
             cfg = self._validated()
         except InvalidParameter:
             return "matrix"
-        if cfg["init"] == "projected":
-            return "matrix"  # gfmm_compressed's start factors the dense A
         dense_only = cfg["optimizer"] in ("als", "newton") or cfg["loss"] == "identity" or \
             (cfg["optimizer"] != "sketch" and cfg["blockwise"])
         return "matrix" if dense_only else "action"
@@ -351,16 +352,39 @@ class GfmmLU(LearnedLU):
             raise Unsupported(f"M·P = {M}·{P} = {M * P} is smaller than n = {op.n}; "
                               f"raise M or leave it unset")
 
-    def memory_estimate(self, op: Operator) -> float:
+    def memory_estimate(self, op: Operator, memory_limit: float | None = None) -> float:
         """Bytes: parameters, gradients and optimizer state (Adam's 2 moments, L-BFGS's
         history of 2·50 vectors, or LM's 6 conjugate-gradient vectors), activations, A, the
-        float64 copies; for ``sketch``, :meth:`_sketch_bytes`."""
+        float64 copies; for ``sketch``, :meth:`_sketch_bytes`; plus, for ``init:
+        projected``, the start's route under ``memory_limit`` (:meth:`start_route`) — the
+        two are not held at once (the start's work is freed before training), so the larger
+        counts."""
         M, P = self.shape_for(op.n)
         N = M * P
         cfg = resolve(self._validated(), N, P)
         params = 2 * M * P * P * (7 - 1 / M)
-        if cfg["optimizer"] == "sketch":
-            return self._sketch_bytes(op, N, P, params, cfg)
+        train = self._sketch_bytes(op, N, P, params, cfg) if cfg["optimizer"] == "sketch" \
+            else self._dense_bytes(op, N, P, params, cfg)
+        if cfg["init"] != "projected":
+            return train
+        from lubench_structured.gfmm.from_hodlr import route_bytes
+
+        return max(train, route_bytes(op, N, P, self.start_route(op, memory_limit)))
+
+    def start_route(self, op: Operator, memory_limit: float | None) -> str:
+        """How ``init: projected`` gets its classical factors: ``dense`` (the LU of the formed
+        A, :func:`~lubench_structured.gfmm.compress_lu`) or ``hodlr`` (the hierarchical LU,
+        A never formed, :func:`~lubench_structured.gfmm.from_hodlr.compress_operator`) —
+        ``gfmm_compressed``'s ``lu: auto`` rule, :func:`~lubench_structured.gfmm.from_hodlr.
+        lu_route`, so that the start is ``gfmm_compressed``'s factors on the same case."""
+        from lubench_structured.gfmm.from_hodlr import lu_route
+
+        M, P = self.shape_for(op.n)
+        return lu_route(op, M * P, memory_limit)
+
+    def _dense_bytes(self, op: Operator, N: int, P: int, params: float,
+                     cfg: dict[str, Any]) -> float:
+        """The other optimizers' bytes (see :meth:`memory_estimate`)."""
         width = N if (cfg["loss"] == "identity" and not cfg["blockwise"]) else \
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
@@ -368,9 +392,8 @@ class GfmmLU(LearnedLU):
         state = {"lbfgs": 100, "lm": 6, "als": 6, "newton": 6}.get(cfg["optimizer"], 2)
         # ALS's dense L, U, W; Newton's L, U, R, X, ΔL, ΔU, the trial and the SVD work
         dense = {"als": 4.0, "newton": 10.0}.get(cfg["optimizer"], 0.0) * N * N * 8
-        projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
-                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected + dense)
+                + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + dense)
 
     def _sketch_bytes(self, op: Operator, N: int, P: int, params: float,
                       cfg: dict[str, Any]) -> float:
@@ -412,19 +435,24 @@ class GfmmLU(LearnedLU):
         from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
+        if self.config()["init"] == "projected":  # the hierarchical start's compiled parts
+            from lubench_structured.hodlr.build import warm_up as warm_up_hodlr
+
+            warm_up_hodlr()
 
     def factorize(self, op: Operator, ctx: RunContext) -> TrainedGFMMFactorization:
         self.check(op)
         cfg = self.resolved(op.n)
         M, P = self.shape_for(op.n)
-        self._check_memory(self.memory_estimate(op), ctx,
+        self._check_memory(self.memory_estimate(op, ctx.memory_limit), ctx,
                            f"GFMM factors with M={M}, P={P}, their optimizer state and "
                            f"activations")
         seed = self._seed(ctx)
         net = self.build_model(op, cfg, seed)
         perm, start = np.arange(M * P), {}
         if cfg["init"] == "projected":
-            perm, op, start = self.project(net, op)
+            perm, op, start = self.project(net, op, self.start_route(op, ctx.memory_limit),
+                                           rng=ctx.rng(), memory_limit=ctx.memory_limit)
         net.to(self._device(ctx))
         result, info = self._train(net, op, M * P, ctx, cfg, blockwise=bool(cfg["blockwise"]),
                                    edge_groups=net.edge_views(), block_size=P)
@@ -440,13 +468,29 @@ class GfmmLU(LearnedLU):
         return fact
 
     @staticmethod
-    def project(net: GFMMProduct, op: Operator) -> tuple[np.ndarray, Operator, dict[str, Any]]:
-        """Load ``gfmm_compressed``'s factors of ``op`` (P·L·U ≈ A at full rank) into
+    def project(net: GFMMProduct, op: Operator, route: str = "dense", *,
+                rng: np.random.Generator | None = None, memory_limit: float | None = None
+                ) -> tuple[np.ndarray, Operator, dict[str, Any]]:
+        """Load ``gfmm_compressed``'s factors of ``op`` (Ā[perm] ≈ L·U at full rank P) into
         ``net``; return the row permutation, the operator to train on (A's rows permuted,
-        A[perm] ≈ L·U) and what the start was (``info`` fields ``start_*``)."""
-        perm, L, U, cinfo = compress_lu(op.dense(), net.M, net.P)
+        A[perm] ≈ L·U) and what the start was (``info`` fields ``start_*``).
+
+        ``route`` (:meth:`start_route`): ``dense`` factors the formed A
+        (:func:`~lubench_structured.gfmm.compress_lu`); ``hodlr`` builds the same pattern
+        from the hierarchical LU of Ā, A never formed, O(N log² N)
+        (:func:`~lubench_structured.gfmm.from_hodlr.compress_operator`, with ``rng`` and
+        ``memory_limit``; its rows move only within a HODLR leaf and the padding rows stay,
+        so perm[:n] permutes A's rows)."""
+        if route == "dense":
+            perm, L, U, cinfo = compress_lu(op.dense(), net.M, net.P)
+        else:
+            from lubench_structured.gfmm.from_hodlr import compress_operator
+
+            perm, L, U, cinfo = compress_operator(op, net.M, net.P, rng=rng,
+                                                  memory_limit=memory_limit)
         net.L.load_arrays(L.enc, L.dec, L.diag, L.off, L.bridge)
         net.U.load_arrays(U.enc, U.dec, U.diag, U.off, U.bridge)
-        start = {"start": "gfmm_compressed", "start_pivoting": cinfo["pivoting"],
-                 "start_growth": cinfo["growth"]}
+        start = {"start": "gfmm_compressed", "start_lu": route,
+                 "start_pivoting": cinfo["pivoting"],
+                 "start_growth": cinfo.get("growth", float("nan"))}
         return perm, row_permuted(op, np.asarray(perm[: op.n])), start

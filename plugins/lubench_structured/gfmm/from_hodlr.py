@@ -55,7 +55,12 @@ from typing import Any
 import numpy as np
 from scipy.linalg import lapack
 
-from lubench_structured.hodlr.build import factor_operator, padded
+from lubench_structured.hodlr.build import (
+    factor_operator,
+    minimum_bytes,
+    padded,
+    resolve_compression,
+)
 from lubench_structured.hodlr.lowrank import upper_mask
 from lubench_structured.hodlr.lu import HODLRLU
 from lubench_structured.hodlr.tree import ClusterTree
@@ -64,11 +69,42 @@ from .arrays import GFMMArrays
 from .compression import TOL, stored_numbers
 from .shape import is_power_of_two
 
-__all__ = ["compress_operator", "compress_hodlr", "aligned_leaf_size", "HODLR_TOL"]
+__all__ = ["compress_operator", "compress_hodlr", "aligned_leaf_size", "lu_route",
+           "route_bytes", "HODLR_TOL", "ROUTES", "DENSE_COPIES"]
 
 HODLR_TOL = 1e-12
 """The HODLR LU's tolerance under the GFMM pattern: well below what a GFMM far field of rank
 ≤ P holds of a kernel's factors, so that the pattern, not the LU, sets the error."""
+
+
+# The two ways to the GFMM pattern's factors: the dense LU of Ā (compress_lu), or the HODLR
+# LU of Ā compressed from its blocks (compress_operator)
+ROUTES = ("dense", "hodlr")
+# compress_lu's dense N × N float64 arrays held at once (Ā, L, U, the residual, work)
+DENSE_COPIES = 6.0
+
+
+def lu_route(op: Any, N: int, memory_limit: float | None, lu: str = "auto") -> str:
+    """Which LU fills the GFMM pattern of ``op`` padded to N (``lu``: ``auto``, ``dense``
+    or ``hodlr``): ``auto`` takes the dense LU where A is formed and its DENSE_COPIES
+    arrays of N² numbers fit ``memory_limit`` (None: no limit), the hierarchical one
+    otherwise — A is then never formed. ``gfmm_compressed`` (``lu``) and the learned
+    ``init: projected`` both decide by this rule."""
+    if lu != "auto":
+        return lu
+    fits = memory_limit is None or route_bytes(op, N, 1, "dense") <= memory_limit
+    return "dense" if op.formed and fits else "hodlr"
+
+
+def route_bytes(op: Any, N: int, P: int, route: str) -> float:
+    """Bytes the route needs at least for ``op`` padded to N = M·P: ``dense``, DENSE_COPIES
+    N × N float64 arrays; ``hodlr``, the HODLR LU at rank 1 (it checks its ranks against the
+    memory limit as they grow: :func:`~lubench_structured.hodlr.build.minimum_bytes`) and the
+    GFMM arrays (about 7·N·P numbers per factor)."""
+    if route == "dense":
+        return DENSE_COPIES * float(N) ** 2 * 8
+    return minimum_bytes(N, aligned_leaf_size(P, 64), resolve_compression(op, "auto")) \
+        + 14.0 * N * P * 8
 
 
 def aligned_leaf_size(P: int, leaf_size: int) -> int:
