@@ -243,7 +243,8 @@ def test_sketch_refuses_what_cannot_work_with_it_naming_the_field(params, field)
 def test_needs_and_memory_follow_the_configuration():
     assert GfmmLU().needs == "action"
     assert GfmmLU(optimizer="newton").needs == "matrix"
-    assert GfmmLU(init="projected").needs == "matrix"
+    assert GfmmLU(init="projected").needs == "action"  # the start needs no formed A
+    assert GfmmLU(init="projected", optimizer="newton").needs == "matrix"
     assert GfmmLU(loss="identity").needs == "matrix"
     op = _Tridiagonal("tri", 2 ** 16, symmetric=False, spd=False)
     big = _Tridiagonal("tri", 2 ** 17, symmetric=False, spd=False)
@@ -269,3 +270,43 @@ def test_row_permuted_operator_is_a_permuted_never_formed():
     formed = row_permuted(Operator("k", A, symmetric=False, spd=False), p)
     assert np.allclose(formed.dense(), A[p])
     assert row_permuted(op, np.arange(12)) is op
+
+
+def test_projected_start_from_the_hierarchical_lu_never_forms_a(monkeypatch):
+    """init: projected on an operator that is not formed takes gfmm_compressed's lu: auto
+    route — the hierarchical LU, A never formed — and starts where the dense route does: on
+    a kernel whose LU fits the pattern (rbf dim 1, P = 16; n = 500 pads to N = 512) both
+    starts are at round-off-ish factor error."""
+    from lubench_operators.kernels import RBFKernel
+
+    op = RBFKernel(dim=1).build(500, 0)
+    formed = op.form()
+    monkeypatch.setattr(type(op), "dense", lambda self: pytest.fail("A was formed"))
+    m = GfmmLU(P=16, init="projected", optimizer="sketch")
+    assert m.needs == "action" and m.start_route(op, None) == "hodlr"
+    assert m.start_route(formed, None) == "dense"
+    ctx = RunContext(device="cpu", seed=0, budget=Budget(max_steps=0))
+    errors = {}
+    for A in (op, formed):
+        fact = m.factorize(A, ctx)
+        Z = np.random.default_rng(1).standard_normal((500, 8))
+        AZ = formed.matmat(Z)
+        errors[fact.info["start_lu"]] = np.linalg.norm(fact.apply(Z) - AZ) / np.linalg.norm(AZ)
+    assert errors["hodlr"] < 1e-9 and errors["dense"] < 1e-9
+    assert errors["hodlr"] < 10 * errors["dense"] + 1e-12
+
+
+def test_projected_memory_follows_the_start_route():
+    """The projected start's bytes are its route's: N² dense copies only where A is formed
+    and they fit; beyond, the hierarchical route's O(N log N) — a kernel at n = 2^16 is
+    estimated within a few GiB, not the dense LU's ~200 GiB."""
+    from lubench_operators.kernels import RBFKernel
+    from lubench_structured.gfmm.from_hodlr import route_bytes
+
+    op = RBFKernel(dim=2).build(2 ** 16, 0)
+    m = GfmmLU(P=32, init="projected", optimizer="sketch")
+    assert m.start_route(op, None) == "hodlr"
+    assert m.memory_estimate(op) < 4 * 2 ** 30 < route_bytes(op, 2 ** 16, 32, "dense")
+    small = _pentadiagonal(256)
+    assert m.start_route(small, None) == "dense"
+    assert m.start_route(small, route_bytes(small, 256, 32, "dense") / 2) == "hodlr"
