@@ -12,7 +12,10 @@ When one of the runs is the ``learn_lu_post`` suite it also writes
 ``reports/reference/learn_lu_post/ours_vs_post.md`` and the same table in
 ``reports/README.md`` (between its ``ours-vs-post`` markers): per operator of the post, the
 post's own ‖Â − A‖₂ beside what lubench's rows reach on the same matrix — read from the
-run's ``results.parquet``, nothing typed in but the post's figures themselves.
+run's ``results.parquet``, nothing typed in but the post's figures themselves. A run of
+``learned_vs_compressed(_quick)`` gives ``equal_numbers.md`` and the README's
+``equal-numbers`` table the same way (the quick suite's folder is
+``reference/learned_vs_compressed/``, ``FOLDER``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ POST_SPECTRAL_ERROR = {
 }
 
 COPIED = ("results.parquet", "histories.parquet", "suite.yaml", "meta.json")
+
+# Reference folders not named by their suite: the equal-numbers comparison's reference is
+# the quick part of suites/learned_vs_compressed.yaml (n = 4096, shorter budgets)
+FOLDER = {"learned_vs_compressed_quick": "learned_vs_compressed"}
 
 
 def _render(run_dir: Path, out: Path) -> None:
@@ -110,10 +117,60 @@ def ours_vs_post(results: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:.2g}×" if math.isfinite(a / b) else "–"
+
+
+def _params(row: pd.Series) -> dict:
+    return json.loads(row["method_params"] or "{}")
+
+
+def equal_numbers(results: pd.DataFrame) -> str:
+    """The Markdown table of the equal-numbers comparison (suites/learned_vs_compressed*):
+    per operator, n and P, ``gfmm_compressed``'s stored numbers and factor error beside
+    ``gfmm_lu`` in the same pattern from its factors (``init: projected``) and from the
+    identity start, the ratio compressed / projected, the solve residuals and the trained
+    ‖L⁻¹‖₁ estimate, and the best ``hodlr_lu`` row storing no more numbers."""
+    ok = results[results["status"] == "ok"]
+    lines = [
+        "| operator | n | P | stored numbers | gfmm_compressed | gfmm_lu projected "
+        "| compressed / projected | gfmm_lu from scratch | solve residual compressed → "
+        "projected | trained ‖L⁻¹‖₁ est. | steps | hodlr_lu at ≤ the numbers (tol, numbers) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (op, n), rows in ok.groupby(["operator", "n"], sort=False):
+        comp = rows[rows["method"] == "gfmm_compressed"]
+        learned = rows[rows["method"] == "gfmm_lu"]
+        hodlr = rows[rows["method"] == "hodlr_lu"]
+        for _, c in comp.sort_values("n_params").iterrows():
+            P = _params(c)["P"]
+            mine = {_params(r)["init"]: r for _, r in learned.iterrows() if _params(r)["P"] == P}
+            proj, scratch = mine.get("projected"), mine.get("identity")
+            ec = float(c["factor_error"])
+            ep = float(proj["factor_error"]) if proj is not None else float("nan")
+            es = float(scratch["factor_error"]) if scratch is not None else float("nan")
+            info = json.loads(proj["info"]) if proj is not None and proj["info"] else {}
+            steps = info.get("iterations", "–")
+            fit = hodlr[hodlr["n_params"] <= c["n_params"]]
+            if len(fit):
+                h = fit.loc[fit["factor_error"].idxmin()]
+                hod = f"{_fmt(float(h['factor_error']))} ({_params(h)['tol']:g}, " \
+                      f"{int(h['n_params']):,})"
+            else:
+                hod = "–"
+            res_p = float(proj["solve_residual"]) if proj is not None else float("nan")
+            lines.append(
+                f"| {op} | {n} | {P} | {int(c['n_params']):,} | {_fmt(ec)} | {_fmt(ep)} "
+                f"| {_ratio(ec, ep)} | {_fmt(es)} | {_fmt(float(c['solve_residual']))} → "
+                f"{_fmt(res_p)} | {_fmt(float(info.get('inv_norm1_L', float('nan'))))} "
+                f"| {steps} | {hod} |")
+    return "\n".join(lines) + "\n"
+
+
 def build(run_dir: Path) -> Path:
     results = pd.read_parquet(run_dir / "results.parquet")
     suite = str(results["suite"].iloc[0])
-    out = REPORTS / "reference" / suite
+    out = REPORTS / "reference" / FOLDER.get(suite, suite)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -125,6 +182,10 @@ def build(run_dir: Path) -> Path:
         table = ours_vs_post(results)
         (out / "ours_vs_post.md").write_text(table, encoding="utf-8")
         _fill(REPORTS / "README.md", "ours-vs-post", table)
+    if suite.startswith("learned_vs_compressed"):
+        table = equal_numbers(results)
+        (out / "equal_numbers.md").write_text(table, encoding="utf-8")
+        _fill(REPORTS / "README.md", "equal-numbers", table)
     return out
 
 
