@@ -125,32 +125,59 @@ def _params(row: pd.Series) -> dict:
     return json.loads(row["method_params"] or "{}")
 
 
+def _num(v: object) -> float:
+    """A number of a record's ``info`` (non-finite ones are written {"$float": "NaN"})."""
+    if isinstance(v, dict):
+        v = v.get("$float", "nan")
+    return float(v) if v is not None else float("nan")
+
+
+def _learned_error(row: pd.Series | None) -> tuple[float, str]:
+    """A gfmm_lu row's factor error as shown: the graded one, or for a row that failed
+    after training (its factors could not be taken out) the training's own probe error,
+    marked †; NaN where neither exists."""
+    if row is None:
+        return float("nan"), "–"
+    if row["status"] == "ok":
+        e = float(row["factor_error"])
+        return e, _fmt(e)
+    info = json.loads(row["info"]) if row["info"] else {}
+    e = _num(info.get("train_rel_error"))
+    return e, (f"{_fmt(e)}†" if math.isfinite(e) else f"({row['status']})")
+
+
 def equal_numbers(results: pd.DataFrame) -> str:
     """The Markdown table of the equal-numbers comparison (suites/learned_vs_compressed*):
     per operator, n and P, ``gfmm_compressed``'s stored numbers and factor error beside
     ``gfmm_lu`` in the same pattern from its factors (``init: projected``) and from the
     identity start, the ratio compressed / projected, the solve residuals and the trained
-    ‖L⁻¹‖₁ estimate, and the best ``hodlr_lu`` row storing no more numbers."""
-    ok = results[results["status"] == "ok"]
+    ‖L⁻¹‖₁, ‖U⁻¹‖₁ estimates, and the best ``hodlr_lu`` row storing no more numbers."""
     lines = [
         "| operator | n | P | stored numbers | gfmm_compressed | gfmm_lu projected "
         "| compressed / projected | gfmm_lu from scratch | solve residual compressed → "
-        "projected | trained ‖L⁻¹‖₁ est. | steps | hodlr_lu at ≤ the numbers (tol, numbers) |",
+        "projected | trained ‖L⁻¹‖₁, ‖U⁻¹‖₁ est. | steps | hodlr_lu at ≤ the numbers "
+        "(tol, numbers) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (op, n), rows in ok.groupby(["operator", "n"], sort=False):
-        comp = rows[rows["method"] == "gfmm_compressed"]
+    failed = []
+    for (op, n), rows in results.groupby(["operator", "n"], sort=False):
+        comp = rows[(rows["method"] == "gfmm_compressed") & (rows["status"] == "ok")]
         learned = rows[rows["method"] == "gfmm_lu"]
-        hodlr = rows[rows["method"] == "hodlr_lu"]
+        hodlr = rows[(rows["method"] == "hodlr_lu") & (rows["status"] == "ok")]
         for _, c in comp.sort_values("n_params").iterrows():
             P = _params(c)["P"]
             mine = {_params(r)["init"]: r for _, r in learned.iterrows() if _params(r)["P"] == P}
             proj, scratch = mine.get("projected"), mine.get("identity")
+            for r in (proj, scratch):
+                if r is not None and r["status"] != "ok":
+                    failed.append(f"{op} P = {P} {_params(r)['init']}: {r['error']}")
             ec = float(c["factor_error"])
-            ep = float(proj["factor_error"]) if proj is not None else float("nan")
-            es = float(scratch["factor_error"]) if scratch is not None else float("nan")
+            ep, ep_s = _learned_error(proj)
+            _, es_s = _learned_error(scratch)
             info = json.loads(proj["info"]) if proj is not None and proj["info"] else {}
             steps = info.get("iterations", "–")
+            inv = "–" if proj is None or proj["status"] != "ok" else \
+                f"{_fmt(_num(info.get('inv_norm1_L')))}, {_fmt(_num(info.get('inv_norm1_U')))}"
             fit = hodlr[hodlr["n_params"] <= c["n_params"]]
             if len(fit):
                 h = fit.loc[fit["factor_error"].idxmin()]
@@ -158,12 +185,18 @@ def equal_numbers(results: pd.DataFrame) -> str:
                       f"{int(h['n_params']):,})"
             else:
                 hod = "–"
-            res_p = float(proj["solve_residual"]) if proj is not None else float("nan")
+            res_p = _num(proj["solve_residual"]) if proj is not None else float("nan")
+            res_s = "not finite" if proj is not None and proj["status"] == "ok" and \
+                not math.isfinite(res_p) else _fmt(res_p)
             lines.append(
-                f"| {op} | {n} | {P} | {int(c['n_params']):,} | {_fmt(ec)} | {_fmt(ep)} "
-                f"| {_ratio(ec, ep)} | {_fmt(es)} | {_fmt(float(c['solve_residual']))} → "
-                f"{_fmt(res_p)} | {_fmt(float(info.get('inv_norm1_L', float('nan'))))} "
-                f"| {steps} | {hod} |")
+                f"| {op} | {n} | {P} | {int(c['n_params']):,} | {_fmt(ec)} | {ep_s} "
+                f"| {_ratio(ec, ep)} | {es_s} | {_fmt(_num(c['solve_residual']))} → "
+                f"{res_s} | {inv} | {steps} | {hod} |")
+    if failed:
+        lines.append("")
+        lines.append("† the training's own probe error (‖(LU − A)Ω‖_F/‖AΩ‖_F on its 16 fixed "
+                     "evaluation probes): the case failed after training, its factors could "
+                     "not be taken out — " + "; ".join(failed) + ".")
     return "\n".join(lines) + "\n"
 
 
