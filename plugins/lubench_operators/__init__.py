@@ -14,6 +14,11 @@ Kernel matrices (``kernels``), dense:
 * ``rbf_kernel``          exp(−‖x_i − x_j‖²/(2ℓ²)) + nugget·δ_ij on seeded random points;
 * ``exponential_kernel``  ρ^|i−j| (Kac–Murdock–Szegő).
 
+Random families, a new instance per seed (``families``):
+
+* ``random_spd``    A = M Mᵀ + α I, M sparse Gaussian (NeuralIF's synthetic family);
+* ``diffusion_2d``  −∇·(k∇u), 5-point finite volumes, k log-normal (Gaussian random field).
+
 From files (``files``):
 
 * ``matrix_market``  a square .mtx file read with scipy.io.mmread.
@@ -22,6 +27,7 @@ From files (``files``):
 from __future__ import annotations
 
 from lubench import hookimpl
+from lubench_operators.families import Diffusion2D, RandomSPD
 from lubench_operators.files import MatrixMarket
 from lubench_operators.kernels import ExponentialKernel, RBFKernel
 from lubench_operators.pde import (
@@ -35,11 +41,12 @@ from lubench_operators.pde import (
 
 __all__ = [
     "Laplacian1D", "Laplacian2D", "ConvDiff1D", "ConvDiff2D", "Biharmonic1D", "Biharmonic2D",
-    "RBFKernel", "ExponentialKernel", "MatrixMarket", "OPERATORS", "lubench_operators",
+    "RBFKernel", "ExponentialKernel", "RandomSPD", "Diffusion2D", "MatrixMarket", "OPERATORS",
+    "lubench_operators",
 ]
 
 OPERATORS = [Laplacian1D, Laplacian2D, ConvDiff1D, ConvDiff2D, Biharmonic1D, Biharmonic2D,
-             RBFKernel, ExponentialKernel, MatrixMarket]
+             RBFKernel, ExponentialKernel, RandomSPD, Diffusion2D, MatrixMarket]
 
 
 @hookimpl
