@@ -9,7 +9,7 @@
 2. ``amg`` on ``diffusion_2d`` at n = 65 536 (256², variance 1, ℓ = 0.1): CG iterations
    to 10⁻⁸, target ≤ 30.
 
-Every method is graded by the one CG (:func:`lubench_preconditioners.cg.pcg`) on
+Every method is graded by the one CG (:func:`lubench.metrics.cg.pcg`) on
 b = A z, z ~ N(0, I) seeded, from x₀ = 0. Prints Markdown tables.
 """
 
@@ -22,10 +22,10 @@ import time
 import numpy as np
 from lubench_operators.families import Diffusion2D, RandomSPD
 from lubench_preconditioners import AMG, IC0, ICT, Jacobi
-from lubench_preconditioners.cg import pcg
 from lubench_preconditioners.triangular import warm_up
 
 from lubench.api import RunContext
+from lubench.metrics.cg import pcg
 
 TOLS = (1e-3, 1e-4, 1e-6, 1e-8, 1e-12)
 

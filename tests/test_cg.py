@@ -1,4 +1,4 @@
-"""Preconditioned CG at a list of tolerances (lubench_preconditioners.cg), against SciPy's CG
+"""Preconditioned CG at a list of tolerances (lubench.metrics.cg), against SciPy's CG
 and on preconditioners that are not SPD."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from lubench_operators.families import Diffusion2D
-from lubench_preconditioners.cg import (
+
+from lubench.metrics.cg import (
     CONVERGED,
     MAXITER_REACHED,
     NONFINITE,

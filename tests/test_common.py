@@ -16,7 +16,7 @@ from conftest import TESTS
 from lubench.registry import load_registry
 from lubench.testing import CheckSkipped, method_checks, operator_checks
 
-BUILTIN_PLUGINS = ("operators", "classical", "learned")
+BUILTIN_PLUGINS = ("operators", "classical", "learned", "preconditioners")
 
 #: Parameters a built-in cannot do without (everything else runs on its defaults).
 PARAMS = {"matrix_market": {"path": TESTS / "fixtures" / "tridiag16.mtx"}}
@@ -26,6 +26,8 @@ SKIPS = {
     ("dense_masked_lu", "check_exact_residual"): "a learned method approximates A: not exact",
     ("gfmm_lu", "check_exact_residual"): "a learned method approximates A: not exact",
     ("ilu", "check_exact_residual"): "an incomplete LU approximates A: not exact",
+    **{(name, "check_exact_residual"): "a preconditioner approximates A⁻¹: not exact"
+       for name in ("jacobi", "ic0", "ict", "ilu0", "amg")},
 }
 
 

@@ -171,14 +171,14 @@ def test_non_finite_inputs_give_nan_metrics_named_in_error(value, exact_limit):
     op = laplacian(40)
     m = grade(op, Blowing(op.dense(), value), seed=0, exact_limit=exact_limit)
     for key in ("factor_error", "factor_error_2", "solve_residual", "forward_error",
-                "precond_iterations", "precond_seconds"):
+                "precond_iterations", "precond_seconds", "cg_iterations", "cg_seconds"):
         assert np.isnan(m[key]), key  # never inf, never a count of 500
-    assert m["precond_converged"] is False
+    assert m["precond_converged"] is False and m["cg_converged"] is False
     # the plain GMRES does not use the factors: still a count
     assert m["gmres_iterations"] > 1 and m["gmres_converged"] is True
     named = m["error"].split(": ", 1)[1].split(", ")
     expected = ["factor_error", "solve_residual", "forward_error", "precond_iterations",
-                "precond_seconds"]
+                "precond_seconds", "cg_iterations", "cg_seconds"]
     if exact_limit == 100:  # at probe sizes factor_error_2 is "not measured", not an overflow
         expected.insert(1, "factor_error_2")
     assert named == expected
@@ -323,7 +323,7 @@ def test_precond_seconds_is_the_wall_time_of_the_preconditioned_solve():
 # --------------------------------------------------------------------------------------------
 # One problem per operator
 # --------------------------------------------------------------------------------------------
-TIMES = ("solve_seconds", "precond_seconds")
+TIMES = ("solve_seconds", "precond_seconds", "cg_seconds", "cg_curve")  # cg_curve: seconds
 
 
 def test_the_same_factors_get_the_same_metrics():

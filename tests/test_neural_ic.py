@@ -19,9 +19,9 @@ import pytest
 import scipy.sparse as sp
 from conftest import REPO
 from lubench_operators.families import Diffusion2D
-from lubench_preconditioners.cg import pcg, spd_probe
 
 from lubench.api import RunContext
+from lubench.metrics.cg import pcg, spd_probe
 from lubench.testing import CheckSkipped, method_checks
 
 EXAMPLE = REPO / "examples" / "lubench-neural-ic"

@@ -10,38 +10,15 @@ import pytest
 import scipy.sparse as sp
 from lubench_operators.families import Diffusion2D, RandomSPD
 from lubench_preconditioners import AMG, IC0, ICT, ILU0, Jacobi
-from lubench_preconditioners.cg import CONVERGED, PRECONDITIONER_NOT_SPD, pcg, spd_probe
 from lubench_preconditioners.gallery import PyAMGExample
 
-from lubench.api import FactorizationError, Operator, RunContext
-from lubench.testing import method_checks
+from lubench.api import FactorizationError, Operator, RunContext, has_apply
+from lubench.metrics.cg import CONVERGED, PRECONDITIONER_NOT_SPD, pcg, spd_probe
+from lubench.metrics.grading import grade
 
 CTX = RunContext(seed=3)
 
-#: AMG gives M⁻¹ only (no ``apply``): the checks that call ``apply`` or grade through the
-#: worker need the contract for such factorizations (issue 28, the core part).
-NEEDS_SOLVE_ONLY_CONTRACT = {"check_factorize_tiny", "check_same_seed", "check_runner_records"}
-
-
-def _checks():
-    out = []
-    for cls in (Jacobi, IC0, ICT, ILU0, AMG):
-        for check in method_checks(cls):
-            marks = []
-            if cls is AMG and check.__name__ in NEEDS_SOLVE_ONLY_CONTRACT:
-                marks = [pytest.mark.xfail(strict=True, reason="a factorization without apply")]
-            out.append(pytest.param(check, marks=marks, id=f"{cls.name}-{check.__name__}"))
-    return out
-
-
-@pytest.mark.parametrize("check", _checks())
-def test_contract(check):
-    from lubench.testing import CheckSkipped
-
-    try:
-        check()
-    except CheckSkipped as exc:  # only check_exact_residual: every one is exact = False
-        assert "not exact" in str(exc)
+# The contract checks of every method here run in test_common.py, with the built-ins.
 
 
 def kershaw() -> Operator:
@@ -135,3 +112,15 @@ def test_ilu0_with_negative_pivots_is_caught_by_cg():
     out = pcg(op.matrix, np.ones(op.n), ILU0().factorize(op, CTX).solve)
     assert out.status == PRECONDITIONER_NOT_SPD and "rᵀM⁻¹r" in out.message
     assert pcg(op.matrix, np.ones(op.n), IC0().factorize(op, CTX).solve).status == CONVERGED
+
+
+def test_a_v_cycle_is_graded_without_factor_metrics(diffusion):
+    """A factorization that gives only M⁻¹: its factor metrics are not measured, every solver
+    metric is, CG among them."""
+    fact = AMG().factorize(diffusion, CTX)
+    assert not has_apply(fact) and has_apply(IC0().factorize(diffusion, CTX))
+    m = grade(diffusion, fact, seed=0, exact_limit=10_000)
+    assert m["factor_error"] is None and m["factor_error_2"] is None
+    assert m["factor_error_kind"] is None and m["error"] == ""
+    assert m["precond_converged"] and m["cg_converged"] and m["cg_iterations"] <= 15
+    assert m["cg_plain_iterations"] > 5 * m["cg_iterations"]

@@ -7,15 +7,18 @@ product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's
 (:mod:`lubench.metrics.table`, where each is defined: the relative Frobenius error
 ‖A − Â‖_F/‖A‖_F, exact up to ``exact_limit`` and a 32-probe estimate above, the spectral
 error ‖A − Â‖₂, the solve's residual and forward error for b = A x*, the iterations and
-time of GMRES preconditioned by ``solve`` and of plain GMRES, the time of one solve) —
-:func:`factor_errors`, :func:`solve_errors`, :func:`precond_iterations`,
-:func:`plain_gmres`, :func:`time_solve`.
+time of GMRES preconditioned by ``solve`` and of plain GMRES, the iterations and time of CG
+preconditioned by ``solve`` and of plain CG at a list of tolerances on symmetric operators,
+the time of one solve) — :func:`factor_errors`, :func:`solve_errors`,
+:func:`precond_iterations`, :func:`plain_gmres`, :func:`lubench.metrics.cg.cg_metrics`,
+:func:`lubench.metrics.cg.plain_cg`, :func:`time_solve`. A factorization that gives only
+M⁻¹ (no ``apply``) has no factor metrics ("not measured"); every solver metric is graded.
 
 **One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
 x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
 the method or its parameters, so every method on one operator is graded on the same problem,
 and two configurations that produce the same factors get the same metric values. Plain GMRES
-depends on the operator alone, so it is computed once per operator (:func:`plain_gmres`).
+and plain CG depend on the operator alone, so they are computed once per operator.
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
@@ -27,18 +30,20 @@ metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_m
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from lubench.api import Factorization, FactorizationError, Operator
+from lubench.api import Factorization, FactorizationError, Operator, has_apply
+from lubench.metrics.cache import GradingCache, fingerprint
+from lubench.metrics.cg import MAXITER as CG_MAXITER
+from lubench.metrics.cg import TOLERANCES as CG_TOLERANCES
+from lubench.metrics.cg import cg_metrics, plain_cg
 from lubench.metrics.table import METRICS
 
 __all__ = ["grade", "GradingCache", "factor_errors", "solve_errors", "precond_iterations",
@@ -54,7 +59,6 @@ NAN = float("nan")
 
 # The salts of the random draws, each seeded with [operator seed, salt].
 _PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT = 1, 2, 3, 4
-_KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
 
 
 def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -205,29 +209,6 @@ _PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _PLAIN_CACHE_SIZE = 64
 
 
-def _fingerprint(op: Operator, b: np.ndarray) -> str:
-    """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
-    from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
-    difference annihilates both Gaussian vectors — with probability zero — and the key costs
-    two products with A instead of hashing n² numbers."""
-    w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
-    h = hashlib.blake2b(digest_size=20)
-    h.update(repr((op.n, op.n)).encode())
-    h.update(np.ascontiguousarray(b, dtype=np.float64))
-    h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
-    return h.hexdigest()
-
-
-class GradingCache(Protocol):
-    """Where grading keeps, across processes, what it computes once per operator: entries of
-    JSON values by (kind, key), best effort (:class:`lubench.rundir.cache.FolderCache`, the
-    run directory's ``cache/``)."""
-
-    def get(self, kind: str, key: str) -> dict | None: ...
-
-    def put(self, kind: str, key: str, values: dict) -> None: ...
-
-
 def _read_plain(cache: GradingCache | None, key: tuple) -> dict | None:
     """The cached plain-GMRES result for ``key``, or None (no cache, no entry, unreadable)."""
     data = cache.get("gmres", repr(key)) if cache is not None else None
@@ -255,13 +236,13 @@ def plain_gmres(op: Operator, seed: int,
     :func:`precond_iterations`.
 
     A function of A and the seed only, so it is computed once per operator and reused: keyed
-    on a digest of A's action (:func:`_fingerprint`; never on names, so two different
-    matrices do not share an entry), memoized in the process and, given a ``cache`` (the run
-    directory's ``cache/``), in an entry there — so the freshly forked worker of every later
-    case of that operator reads it instead of running GMRES again.
+    on a digest of A's action (:func:`lubench.metrics.cache.fingerprint`; never on names, so
+    two different matrices do not share an entry), memoized in the process and, given a
+    ``cache`` (the run directory's ``cache/``), in an entry there — so the freshly forked
+    worker of every later case of that operator reads it instead of running GMRES again.
     """
     b = _gmres_rhs(op, seed)
-    key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    key = (fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
@@ -308,14 +289,18 @@ def nonfinite_note(metrics: dict) -> str:
 
 def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
           synchronize: Callable[[], None] = lambda: None,
-          cache: GradingCache | None = None) -> dict:
+          cache: GradingCache | None = None, cg_tolerances: Sequence[float] = CG_TOLERANCES,
+          cg_maxiter: int = CG_MAXITER) -> dict:
     """All the metrics of one factorization of ``op`` (see the module docstring), and
-    ``error``: :func:`nonfinite_note` of them.
+    ``error``: :func:`nonfinite_note` of them, and why CG did not run where it did not.
 
     ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
     random draw of the grading comes from it, so all methods face the same problem.
-    ``cache`` keeps what depends on the operator alone (plain GMRES) for the run's other
-    cases (:func:`plain_gmres`).
+    ``cache`` keeps what depends on the operator alone (plain GMRES, plain CG) for the run's
+    other cases (:func:`plain_gmres`, :func:`lubench.metrics.cg.plain_cg`). A factorization
+    without ``apply`` (M⁻¹ only, :func:`lubench.api.has_apply`) leaves the factor metrics
+    "not measured" (None). CG (:mod:`lubench.metrics.cg`: ``cg_tolerances``, at most
+    ``cg_maxiter`` iterations) is graded on symmetric operators not known to be indefinite.
     """
     n_params = fact.n_params
     if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
@@ -325,12 +310,18 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
     # An inexact factorization may overflow (a solve that blows up is a result, recorded as
     # NaN): no floating-point warnings on the worker's stderr for it.
     with np.errstate(all="ignore"):
-        out.update(factor_errors(op, fact, exact_limit, seed))
+        if has_apply(fact):
+            out.update(factor_errors(op, fact, exact_limit, seed))
+        else:  # M⁻¹ only: no product of factors to compare with A
+            out.update(factor_error=None, factor_error_kind=None, factor_error_2=None)
         out.update(solve_errors(op, fact, seed))
         out.update(precond_iterations(op, fact, seed))
         out.update(plain_gmres(op, seed, cache))
+        cg = cg_metrics(op, fact, seed, cg_tolerances, cg_maxiter)
+        out.update({k: v for k, v in cg.items() if k != "cg_note"})
+        out.update(plain_cg(op, seed, cg_tolerances, cg_maxiter, cache))
         out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
-    out["error"] = nonfinite_note(out)
+    out["error"] = "; ".join(e for e in (nonfinite_note(out), cg.get("cg_note", "")) if e)
     return out
 
 

@@ -18,6 +18,8 @@ from lubench.api import (
     OperatorGenerator,
     RunContext,
     Unsupported,
+    has_apply,
+    has_fit,
     is_exact,
 )
 from lubench.errors import one_line
@@ -140,7 +142,8 @@ def check_factorize_tiny(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
     """``factorize`` returns a Factorization on every accepted tiny operator (a
     FactorizationError is allowed only on ``needs_pivoting``), leaves ``op.matrix`` unchanged,
-    and ``solve`` / ``apply`` map shape (n,) to (n,) and (n, k) to (n, k), finite."""
+    and ``solve`` / ``apply`` map shape (n,) to (n,) and (n, k) to (n, k), finite (``apply``
+    where the factorization has it: one that gives only M⁻¹ has ``solve`` alone)."""
     fits = _fits(cls, params, cache)
     if not fits.accepted():
         raise CheckSkipped("check() refused every tiny operator")
@@ -161,7 +164,7 @@ def check_factorize_tiny(cls: type, params: dict | None = None, *,
         if fits.modified[kind]:
             raise CheckFailed("factorize() to leave op.matrix unchanged (copy before "
                               "working in place)", f"op.matrix modified on the {kind} operator")
-        for fn in ("solve", "apply"):
+        for fn in ("solve", "apply") if has_apply(fact) else ("solve",):
             for shape in ((n,), (n, K)):
                 try:
                     out = np.asarray(getattr(fact, fn)(_rhs(*shape)))
@@ -224,7 +227,8 @@ def check_exact_residual(cls: type, params: dict | None = None, *,
 def check_same_seed(cls: type, params: dict | None = None, *,
                     cache: Fits | None = None) -> None:
     """Two factorizations with the same ``ctx.seed`` give the same result (n_params, solve,
-    apply equal to 1e-12), and ``factorize`` leaves the method's parameters unchanged."""
+    and apply where there is one, equal to 1e-12), and ``factorize`` leaves the method's
+    parameters unchanged."""
     fits = _fits(cls, params, cache)
     kind, first = next(iter(fits.factorizations().items()))
     method = fits.method()
@@ -242,7 +246,7 @@ def check_same_seed(cls: type, params: dict | None = None, *,
         raise CheckFailed("the same n_params with the same seed",
                           f"{first.n_params!r} then {second.n_params!r}")
     B = _rhs(TINY_N, K, salt=3)
-    for fn in ("solve", "apply"):
+    for fn in ("solve", "apply") if has_apply(first) else ("solve",):
         a, b = np.asarray(getattr(first, fn)(B)), np.asarray(getattr(second, fn)(B))
         if not _rel(b, a) <= 1e-12:
             raise CheckFailed(f"the same {fn}(B) with the same seed (derive every random "
@@ -331,3 +335,42 @@ def check_runner_records(cls: type, params: dict | None = None, *,
         if is_exact(cls) and not rec["solve_residual"] <= EXACT_TOL:
             raise CheckFailed(f"graded solve_residual ≤ {EXACT_TOL:g}",
                               f"{rec['solve_residual']:.3g} on the {kind} operator")
+
+
+def check_fit(cls: type, params: dict | None = None, *, cache: Fits | None = None) -> None:
+    """A method that trains across instances (:func:`lubench.api.has_fit`): ``fit`` on two
+    tiny operators of a kind it accepts leaves the parameters as given, the fitted method
+    pickles, and the copy factorizes a third instance as the original does (solve equal to
+    1e-12). Skipped for a method without ``fit``."""
+    if not has_fit(cls):
+        raise CheckSkipped(f"{cls.name} has no fit (it does not train across instances)")
+    fits = _fits(cls, params, cache)
+    kinds = [k for k, f in fits.factorizations().items()]
+    kind = kinds[0]
+    train = [tiny_operator(kind, seed=s) for s in (1, 2)]
+    method = fits.method()
+    before = repr(method.get_params())
+    try:
+        method.fit(train, _ctx())
+    except Exception as exc:
+        raise CheckFailed(f"fit() on two {kind} operators to succeed", one_line(exc)) from None
+    if repr(method.get_params()) != before:
+        raise CheckFailed("fit() to leave the parameters as given (store what it learns in "
+                          "attributes ending in '_')", f"{before} became "
+                                                       f"{method.get_params()!r}")
+    try:
+        copy = pickle.loads(pickle.dumps(method))
+    except Exception as exc:
+        raise CheckFailed("the fitted method to pickle (the run directory keeps it)",
+                          one_line(exc)) from None
+    op = tiny_operator(kind, seed=3)
+    B = _rhs(TINY_N, K, salt=5)
+    try:
+        a = np.asarray(method.factorize(op, _ctx()).solve(B))
+        b = np.asarray(copy.factorize(op, _ctx()).solve(B))
+    except Exception as exc:
+        raise CheckFailed("the fitted method and its copy to factorize a new instance",
+                          one_line(exc)) from None
+    if a.shape != B.shape or not _rel(b, a) <= 1e-12:
+        raise CheckFailed("the unpickled fitted method to factorize as the original",
+                          f"relative difference {_rel(b, a):.3g} on the {kind} operator")

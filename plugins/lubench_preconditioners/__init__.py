@@ -15,8 +15,8 @@ Operators:
   (scikit-fem);
 * ``pyamg_example``  the real matrices PyAMG ships.
 
-:mod:`lubench_preconditioners.cg` is preconditioned CG at a list of tolerances, the harness
-these methods are graded with. Registering this plugin imports none of PyAMG, ILU++,
+The core grades them with preconditioned CG at a list of tolerances
+(:mod:`lubench.metrics.cg`) beside GMRES. Registering this plugin imports none of PyAMG, ILU++,
 scikit-fem or Numba: the classes import them when a case runs. Without them the plugin is
 *unavailable* and its cases say how to install them.
 """

@@ -2,9 +2,9 @@
 
 The solver the learned-preconditioner papers grade with (NeuralIF, PreCorrector, GNN-SPAI),
 written once so that every method — classical, algebraic multigrid, learned — meets the same
-harness. It is a pure function of A, b and the preconditioner (no state, no files): the
-core's metrics call it (``cg_iterations``, ``cg_converged``, ``cg_seconds``; the whole
-curve in the record), and so can anyone's script.
+harness. It is a pure function of A, b and the preconditioner (no state, no files):
+grading calls it (:mod:`lubench.metrics.grading`: ``cg_iterations``, ``cg_converged``,
+``cg_seconds``, the whole curve in the record), and so can anyone's script.
 
 For SPD A and an SPD preconditioner M⁻¹ ≈ A⁻¹, with x₀ = 0 (Saad, *Iterative Methods for
 Sparse Linear Systems*, 2nd ed., Algorithm 9.1):
@@ -58,21 +58,32 @@ Example — the 1D Laplacian, n = 8, unpreconditioned (CG solves it in at most n
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from lubench.api import Factorization, Operator
+    from lubench.metrics.cache import GradingCache
+
 __all__ = ["pcg", "spd_probe", "CGResult", "ToleranceReached", "TOLERANCES", "MAXITER",
-           "SYMMETRY_RTOL", "CONVERGED", "MAXITER_REACHED", "PRECONDITIONER_NOT_SPD",
-           "OPERATOR_NOT_SPD", "NONFINITE", "STATUSES"]
+           "COLUMN_TOL", "cg_applies", "cg_rhs", "cg_metrics", "plain_cg", "SYMMETRY_RTOL",
+           "CONVERGED", "MAXITER_REACHED", "PRECONDITIONER_NOT_SPD", "OPERATOR_NOT_SPD",
+           "NONFINITE", "STATUSES"]
 
 #: The tolerances a suite grades at unless it lists its own (relative residual, 2-norm).
 TOLERANCES: tuple[float, ...] = (1e-3, 1e-6, 1e-8, 1e-12)
 #: The iteration cap unless a suite sets one.
 MAXITER = 10_000
+#: The tolerance of the columns ``cg_iterations``, ``cg_converged``, ``cg_seconds`` (the
+#: tolerances a suite lists are recorded in ``cg_curve``; this one is always among them).
+COLUMN_TOL = 1e-8
 #: The symmetry test of :func:`spd_probe` (relative, in the M⁻¹ inner product).
 SYMMETRY_RTOL = 1e-6
 
@@ -306,3 +317,114 @@ def pcg(A: object, b: np.ndarray, M: object | None = None, *,
             rho = rho_next
     return result(MAXITER_REACHED, f"{maxiter} iterations without reaching {min(taus):g}",
                   maxiter, time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------------------------
+# Grading with CG (called by lubench.metrics.grading.grade)
+# --------------------------------------------------------------------------------------------
+_CG_RHS_SALT = 6  # grading's other salts: lubench.metrics.grading
+
+
+def cg_applies(op: Operator) -> bool:
+    """CG is graded on an operator that is symmetric and not known to be indefinite."""
+    return bool(op.symmetric) and op.spd is not False
+
+
+def cg_rhs(op: Operator, seed: int) -> np.ndarray:
+    """CG's right-hand side: b uniform on [0, 1)ⁿ drawn from the operator's seed (NeuralIF's
+    choice, so that iteration counts compare with the papers'; its mean is a smooth
+    component, the slowest for a local preconditioner)."""
+    return np.random.default_rng([seed, _CG_RHS_SALT]).uniform(0.0, 1.0, op.n)
+
+
+def _taus(tolerances: Sequence[float]) -> list[float]:
+    return sorted({*map(float, tolerances), COLUMN_TOL}, reverse=True)
+
+
+def _curve(out: CGResult) -> str:
+    return json.dumps({"status": out.status, "message": out.message,
+                       "iterations": out.iterations, "tolerances": out.curve()})
+
+
+def _column(out: CGResult) -> tuple[float | None, bool, float | None]:
+    """(iterations, converged, seconds) at :data:`COLUMN_TOL`, by the core's rules: the count
+    and time where it converged; the iterations run and their time where it stopped at the
+    cap; NaN where NaN or inf came up (the non-finite rule); None (not measured) where CG was
+    not run because an operand is not SPD."""
+    at = out.at(COLUMN_TOL)
+    if at.converged:
+        return float(at.iterations), True, float(at.seconds)
+    if out.status == NONFINITE:
+        return math.nan, False, math.nan
+    if out.status in (PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD):
+        return None, False, None
+    return float(out.iterations), False, float(out.seconds)
+
+
+def cg_metrics(op: Operator, fact: Factorization, seed: int,
+               tolerances: Sequence[float] = TOLERANCES, maxiter: int = MAXITER) -> dict:
+    """``cg_iterations``, ``cg_converged``, ``cg_seconds`` (at :data:`COLUMN_TOL`) and
+    ``cg_curve`` (JSON: the status, its message and every tolerance's iterations, seconds and
+    true residual) of CG preconditioned by ``fact.solve`` on A x = :func:`cg_rhs`, and
+    ``cg_note``: why CG did not run with this preconditioner ("" when it did). Empty where CG
+    does not apply (:func:`cg_applies`): the columns stay "not measured"."""
+    if not cg_applies(op):
+        return {}
+    n = op.n
+
+    def precondition(r: np.ndarray) -> np.ndarray:
+        out = np.asarray(fact.solve(r))
+        if out.shape != (n,):
+            from lubench.api import FactorizationError
+
+            raise FactorizationError(f"solve(r) returned shape {out.shape}, expected ({n},)")
+        return out
+
+    out = pcg(op.matmat, cg_rhs(op, seed), precondition, tolerances=_taus(tolerances),
+              maxiter=maxiter, seed=seed)
+    its, conv, seconds = _column(out)
+    note = f"CG not run: {out.message}" if out.status in (PRECONDITIONER_NOT_SPD,
+                                                           OPERATOR_NOT_SPD) else ""
+    return {"cg_iterations": its, "cg_converged": conv, "cg_seconds": seconds,
+            "cg_curve": _curve(out), "cg_note": note}
+
+
+_PLAIN: OrderedDict[tuple, dict] = OrderedDict()
+_PLAIN_SIZE = 64
+
+
+def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
+             maxiter: int = MAXITER, cache: GradingCache | None = None) -> dict:
+    """``cg_plain_iterations``, ``cg_plain_converged`` and ``cg_plain_curve``: the same CG
+    (A, b, tolerances, cap) without a preconditioner — what a preconditioner saves. A
+    function of the operator alone, so computed once per operator, as plain GMRES is:
+    memoized in the process and kept in ``cache`` under a digest of A's action
+    (:func:`lubench.metrics.cache.fingerprint`). Empty where CG does not apply."""
+    if not cg_applies(op):
+        return {}
+    from lubench.metrics.cache import fingerprint
+
+    b = cg_rhs(op, seed)
+    taus = _taus(tolerances)
+    key = repr((fingerprint(op, b), taus, int(maxiter)))
+    if key in _PLAIN:
+        _PLAIN.move_to_end(key)
+        return dict(_PLAIN[key])
+    found = cache.get("cg", key) if cache is not None else None
+    if found is not None and {"iterations", "converged", "curve"} <= set(found):
+        its = found["iterations"]
+        out = {"cg_plain_iterations": math.nan if its is None else float(its),
+               "cg_plain_converged": bool(found["converged"]),
+               "cg_plain_curve": str(found["curve"])}
+    else:
+        run = pcg(op.matmat, b, None, tolerances=taus, maxiter=maxiter)
+        its, conv, _ = _column(run)
+        out = {"cg_plain_iterations": its, "cg_plain_converged": conv,
+               "cg_plain_curve": _curve(run)}
+        if cache is not None:
+            cache.put("cg", key, {"iterations": its if its is None or math.isfinite(its)
+                                  else None, "converged": conv, "curve": out["cg_plain_curve"]})
+    _PLAIN[key] = out
+    while len(_PLAIN) > _PLAIN_SIZE:
+        _PLAIN.popitem(last=False)
+    return dict(out)
