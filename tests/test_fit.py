@@ -281,3 +281,26 @@ def test_a_kill_during_the_fit_trains_again_on_resume(tmp_path, plugin):
     assert log.read_text() == "fit 3\nfit 3\n"  # it never finished: it trains again
     df = pd.read_parquet(run_dir / "results.parquet")
     assert len(df) == 7 and (df.status == "ok").all()
+
+
+def test_the_slurm_executor_runs_the_fit_then_its_cases(tmp_path, plugin):
+    """Through submitit's local executor standing in for SLURM: a task for the fit, then
+    tasks for the test cases, which load the fit it kept in the run directory."""
+    submitit = pytest.importorskip("submitit")
+    from lubench.execution import SlurmExecutor, make_plan, run_cases
+    from lubench.rundir.store import RunStore
+
+    log = tmp_path / "fits.log"
+    data = suite(plugin, {"log": str(log)}, instances=4, train=2)
+    s = build_suite(data, load_registry([str(plugin)]), path=write(tmp_path, data))
+    with RunStore.open(tmp_path / "slurm", s, command_line="test") as store:
+        plan = make_plan(store, s.cases, executor="slurm", plugin_specs=(str(plugin),),
+                         options={"slurm_partition": "ignored-locally"})
+        executor = SlurmExecutor(lambda folder: submitit.AutoExecutor(folder=folder,
+                                                                      cluster="local"))
+        outcome = run_cases(s.cases, store, plan, executor=executor)
+        df = store.finalize()
+    assert log.read_text() == "fit 2\n" and len(outcome.job_ids) == len(s.cases)
+    assert (df.status == "ok").all() and len(df) == 5
+    fit = df[df.stage == "fit"].iloc[0]
+    assert (df[(df.method == "mean_diag") & (df.stage == "case")].fit_id == fit.case_id).all()

@@ -1,15 +1,15 @@
 """The example learned preconditioner (examples/lubench-neural-ic), installed as a third party
 installs it: pip from a copy of its folder into a target directory put on sys.path /
-PYTHONPATH (see test_third_party.py for why a target directory). Then: it is listed, keeps
-the contract, its network is what its docstring says, and training across instances gives a
-better preconditioner on held-out ones than its untrained start."""
+PYTHONPATH (conftest's ``neural_ic_site``; test_third_party.py says why a target
+directory). Then: it is listed, keeps the contract, its network is what its docstring says,
+and training across instances gives a better preconditioner on held-out ones than its
+untrained start."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,28 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import REPO
 from lubench_operators.families import Diffusion2D
 
 from lubench.api import RunContext
 from lubench.metrics.cg import pcg, spd_probe
 from lubench.testing import CheckSkipped, method_checks
-
-EXAMPLE = REPO / "examples" / "lubench-neural-ic"
-
-
-@pytest.fixture(scope="session")
-def neural_ic_site(tmp_path_factory) -> Path:
-    src = tmp_path_factory.mktemp("neural-ic-src") / "lubench-neural-ic"
-    shutil.copytree(EXAMPLE, src, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", ".pytest_cache"))
-    site = tmp_path_factory.mktemp("neural-ic-site")
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
-           "--disable-pip-version-check", "--quiet", "--no-build-isolation",
-           "--target", str(site), str(src)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
-    return site
 
 
 @pytest.fixture

@@ -127,7 +127,8 @@ class _RunSink(Sink):
             self.display.write(message)
 
     def submitted(self, job_ids: list[str]) -> None:
-        self.outcome.job_ids = list(job_ids)
+        # every round of this run (the fits, then the cases) adds its jobs
+        self.outcome.job_ids += [j for j in job_ids if j not in self.outcome.job_ids]
         self.store.update_meta(job_ids=self.outcome.job_ids)
 
     def stopped(self, signum: int | None) -> None:

@@ -213,12 +213,12 @@ def _factorize_and_grade(case: Case, gen: Any, ctx: RunContext, plan: RunPlan,
         share = train_seconds / max(case.test_instances, 1)
     else:
         method = plan.plugins().method(case.method)(**case.method_params)
-        if has_fit(method):
-            raise Unsupported(f"{case.method} trains across instances (fit) and operator "
-                              f"'{case.operator}' has no training split (give its entry "
-                              f"'instances' and 'train')")
     op = operator_for(method, op, form_limit(ctx.memory_limit))
     method.check(op)
+    if has_fit(method) and not case.fit_id:
+        raise Unsupported(f"{case.method} trains across instances (fit) and operator "
+                          f"'{case.operator}' has no training split (give its entry "
+                          f"'instances' and 'train')")
     method.prepare(ctx)
     ctx.synchronize()
     t0 = time.perf_counter()

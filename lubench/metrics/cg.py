@@ -383,8 +383,10 @@ def cg_metrics(op: Operator, fact: Factorization, seed: int,
     out = pcg(op.matmat, cg_rhs(op, seed), precondition, tolerances=_taus(tolerances),
               maxiter=maxiter, seed=seed)
     its, conv, seconds = _column(out)
-    note = f"CG not run: {out.message}" if out.status in (PRECONDITIONER_NOT_SPD,
-                                                           OPERATOR_NOT_SPD) else ""
+    # the row's error says what (one wording per kind, so that tables group the rows); the
+    # value that decided it is in cg_curve's message
+    note = f"CG not run: {out.message.split(':')[0]}" if out.status in (
+        PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD) else ""
     return {"cg_iterations": its, "cg_converged": conv, "cg_seconds": seconds,
             "cg_curve": _curve(out), "cg_note": note}
 

@@ -298,12 +298,30 @@ class _CheckPlugin:
         return [self.method]
 
 
+def _fitted_case(case: Case, plan: RunPlan) -> Case:
+    """For a method with fit: the case as the test instance of a family of three tiny
+    operators (two for training), its fit run first through the worker (kept in this
+    process)."""
+    from dataclasses import replace
+
+    from lubench.suite.cases import FIT
+
+    family = dict(instances=3, train=2)
+    fit = replace(case, stage=FIT, **family)
+    rec = run_case(fit, plan=plan)
+    if rec["status"] != OK:
+        raise CheckFailed("the fit on two tiny operators to end ok (through the worker)",
+                          f"status {rec['status']!r}, error {rec['error']!r}")
+    return replace(case, instance=2, fit_id=fit.case_id, **family)
+
+
 def check_runner_records(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
     """Through the worker (``lubench.execution.worker.run_case``) each tiny operator is recorded:
     ``unsupported`` with the reason where ``check`` refuses it, ``ok`` where it factorizes
     (``failed`` with the FactorizationError's message allowed on ``needs_pivoting``), and a
-    classical method's graded ``solve_residual`` is ≤ 1e-10."""
+    classical method's graded ``solve_residual`` is ≤ 1e-10. A method with ``fit`` is run as
+    a test instance of a tiny family, after its fit."""
     fits = _fits(cls, params, cache)
     if fits.check_errors:
         raise CheckSkipped("check() misbehaves (see check_check_raises_unsupported)")
@@ -311,12 +329,15 @@ def check_runner_records(cls: type, params: dict | None = None, *,
     info = reg.register(_CheckPlugin(cls), "lubench.testing", origin="lubench.testing")
     if info.status != "ok":
         raise CheckSkipped(f"a plugin cannot add it (see check_name): {info.status}")
+    plan = RunPlan(registry=reg)
     for kind in TINY_KINDS:
         case = Case(suite="check", operator=TinyOperator.name, operator_params={"kind": kind},
                     n=TINY_N, method=cls.name, method_params=dict(params or {}),
                     family=cls.family, suite_seed=0, seed=SEED, operator_seed=0,
                     device="cpu", budget=CHECK_BUDGET.as_dict())
-        rec = run_case(case, plan=RunPlan(registry=reg))
+        if has_fit(cls) and kind not in fits.refused:
+            case = _fitted_case(case, plan)
+        rec = run_case(case, plan=plan)
         status, error = rec["status"], rec["error"]
         if kind in fits.refused:
             want = (UNSUPPORTED, fits.refused[kind])

@@ -93,7 +93,7 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
     GMRES that did not converge. Runs that did not record ``precond_seconds`` show setup
     only, and the figure says so."""
     return _time_panels(summary, style, "time_to_solution", "precond_converged",
-                        "preconditioned GMRES", "GMRES")
+                        "preconditioned GMRES", "GMRES", "precond_seconds")
 
 
 def cg_time_to_solution(summary: pd.DataFrame, style: Style) -> Figure | None:
@@ -104,11 +104,12 @@ def cg_time_to_solution(summary: pd.DataFrame, style: Style) -> Figure | None:
     if not (summary.get("cg_time_to_solution_state", pd.Series(dtype=object)) == "ok").any():
         return None
     return _time_panels(summary, style, "cg_time_to_solution", "cg_converged",
-                        "preconditioned CG to 1e-8", "CG", training="cg_time_with_training")
+                        "preconditioned CG to 1e-8", "CG", "cg_seconds",
+                        training="cg_time_with_training")
 
 
 def _time_panels(summary: pd.DataFrame, style: Style, total_key: str, converged: str,
-                 solver: str, short: str, training: str | None = None) -> Figure:
+                 solver: str, short: str, part: str, training: str | None = None) -> Figure:
     data = finite_rows(ok_rows(summary), "setup_seconds")
     keys = panel_keys(data)
     if not keys:
@@ -173,7 +174,7 @@ def _time_panels(summary: pd.DataFrame, style: Style, total_key: str, converged:
                                   label=f"×: {short} did not converge"))
         title = f"Time to solution with {short} (median over repeats and instances)"
         if not have_total:
-            title += f" — {total_key} not recorded: setup only"
+            title += f" — {part} not recorded: setup only"
         fig.suptitle(title)
         legend_below(fig, handles, style.preset)
     return fig
