@@ -391,10 +391,12 @@ class Factorization:
     """What ``Method.factorize`` returns: the stored factors and how to use them.
 
     Subclasses set ``n_params`` and implement :meth:`solve` and, when they have factors,
-    :meth:`apply`. A factorization that gives only M⁻¹ — a preconditioner with no product of
-    factors to compare with A, such as one multigrid V-cycle — implements :meth:`solve`
-    alone: its factor metrics (``factor_error``, ``factor_error_2``) are then "not measured"
-    and every solver metric is graded as for any other (:func:`has_apply`).
+    :meth:`apply`; optionally :meth:`apply_transpose`, which lets the core estimate
+    ‖A − PLU‖₂ above the suite's ``exact_limit`` (power iteration on (A − PLU)ᵀ(A − PLU),
+    from products only). A factorization that gives only M⁻¹ — a preconditioner with no
+    product of factors to compare with A, such as one multigrid V-cycle — implements
+    :meth:`solve` alone: its factor metrics (``factor_error``, ``factor_error_2``) are then
+    "not measured" and every solver metric is graded as for any other (:func:`has_apply`).
 
     Attributes
     ----------
@@ -425,6 +427,11 @@ class Factorization:
     def apply(self, X: np.ndarray) -> np.ndarray:
         """(P L U) X, the product of the stored factors, for X of shape (n,) or (n, k).
         Optional: not implemented by a factorization that gives only M⁻¹."""
+        raise NotImplementedError
+
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(P L U)ᵀ X = Uᵀ Lᵀ Pᵀ X, for X of shape (n,) or (n, k) (optional: without it,
+        ``factor_error_2`` is not measured above the suite's ``exact_limit``)."""
         raise NotImplementedError
 
 

@@ -11,9 +11,9 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
 from lubench_learned.gfmm import GFMMProduct
-from lubench_learned.kronecker import KroneckerPreconditioner, kronecker_factors
-from lubench_learned.lm import LevenbergMarquardt, conjugate_gradients
-from lubench_learned.newton import ProjectedNewton
+from lubench_learned.optim.kronecker import KroneckerPreconditioner, kronecker_factors
+from lubench_learned.optim.lm import LevenbergMarquardt, conjugate_gradients
+from lubench_learned.optim.newton import ProjectedNewton
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext
 
@@ -38,7 +38,7 @@ def _start(op: Operator, P: int = 4) -> GFMMProduct:
 
 
 def _newton(net, A: torch.Tensor) -> ProjectedNewton:
-    """Newton with the fallback training.py builds for the default (Kronecker-preconditioned
+    """Newton with the fallback the trainer builds for the default (Kronecker-preconditioned
     Levenberg–Marquardt, GFMM products) or plain LM (dense masked factors)."""
     params = list(net.parameters())
     pre = KroneckerPreconditioner(net, params) if isinstance(net, GFMMProduct) else None
@@ -251,10 +251,13 @@ def test_projected_newton_refuses_full_diagonal_blocks():
         _newton(net, torch.eye(16, dtype=torch.float64))
 
 
-def test_auto_is_newton_where_it_applies_else_lm():
-    assert GfmmLU(P=8)._validated()["optimizer"] == "newton"
-    assert GfmmLU(P=8, loss="probes")._validated()["optimizer"] == "lm"
-    assert GfmmLU(P=8, blockwise=True)._validated()["optimizer"] == "lm"
+def test_auto_is_newton_where_it_applies_else_sketch_else_lm():
+    """``auto`` at a size whose dense factors fit: Newton where it applies; the probe loss
+    takes the sketch optimizer, block-wise training Levenberg–Marquardt (the size rule
+    itself: tests/test_sketch.py)."""
+    assert GfmmLU(P=8).resolved(256)["optimizer"] == "newton"
+    assert GfmmLU(P=8, loss="probes").resolved(256)["optimizer"] == "sketch"
+    assert GfmmLU(P=8, blockwise=True).resolved(256)["optimizer"] == "lm"
     with pytest.raises(InvalidParameter, match="'newton' needs diag 'triangular'"):
         GfmmLU(P=8, optimizer="newton", diag="full")._validated()
     with pytest.raises(InvalidParameter, match="cg_precond"):

@@ -152,6 +152,14 @@ def test_bad_executor_arguments_are_user_errors(tmp_path, rt_plugin):  # noqa: F
             make_plan(store, suite.cases, jobs=0)
 
 
+def test_the_executor_names_the_command_line_offers_are_the_executors():
+    """suite/values.py names them for the CLI and the schema without importing execution."""
+    from lubench.execution import EXECUTORS
+    from lubench.suite.values import EXECUTOR_KINDS
+
+    assert tuple(EXECUTORS) == tuple(EXECUTOR_KINDS)
+
+
 def test_summary_and_sizes_read_well():
     out = RunOutcome(total=5, counts={"ok": 2, "timeout": 1}, interrupted=True)
     assert out.summary() == "2 ok, 1 timeout, 2 not run (interrupted)"

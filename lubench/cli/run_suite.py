@@ -1,5 +1,5 @@
 """``lubench run`` after parsing: load the plugins and the suite, select the cases, open the
-run directory, run the cases, print the summary and exit with the status DESIGN.md lists.
+run directory, run the cases, print the summary and exit with the status docs/running.md lists.
 
 Bad input raises :class:`lubench.api.LubenchError` before any directory is created (one line,
 exit 2 through :func:`lubench.cli.common.user_errors`).

@@ -39,6 +39,7 @@ from lubench.api import (
 )
 from lubench.errors import one_line
 from lubench.execution.devices import auto_device
+from lubench.execution.limits import format_bytes
 from lubench.execution.plan import RunPlan
 from lubench.metrics.grading import grade
 from lubench.rundir.records import (
@@ -50,9 +51,9 @@ from lubench.rundir.records import (
     json_text,
 )
 from lubench.suite.cases import FIT, Case
-from lubench.suite.limits import effective_memory_limit
+from lubench.suite.limits import effective_form_limit, effective_memory_limit
 
-__all__ = ["run_case", "resolve_device", "current_rss", "operator_for", "form_limit"]
+__all__ = ["run_case", "resolve_device", "current_rss", "operator_for"]
 
 
 def resolve_device(device: str, family: str = "learned") -> str:
@@ -103,10 +104,6 @@ def _check_operator(op: object, case: Case) -> Operator:
     return op
 
 
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
-
-
 def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
     """The operator as ``method`` needs it (``Method.needs``), or :class:`Unsupported`.
 
@@ -124,18 +121,9 @@ def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
         return op
     if form_limit is not None and op.dense_bytes > form_limit:
         raise Unsupported(f"{name} needs the formed matrix; operator '{op.name}' at "
-                          f"n = {op.n} is not formed (dense A: {_gib(op.dense_bytes)} > "
-                          f"form_limit {_gib(form_limit)})")
+                          f"n = {op.n} is not formed (dense A: {format_bytes(op.dense_bytes)} > "
+                          f"form_limit {format_bytes(form_limit)})")
     return op.form()
-
-
-FORM_SHARE = 0.25  # of the case's memory limit that a formed operator may take by default
-
-
-def form_limit(memory_limit: int | None) -> int | None:
-    """Bytes a dense A formed for a method that needs the matrix may take: a quarter of the
-    case's memory limit (the method's own work needs the rest); None without a limit."""
-    return None if not memory_limit else int(FORM_SHARE * memory_limit)
 
 
 def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
@@ -213,7 +201,8 @@ def _factorize_and_grade(case: Case, gen: Any, ctx: RunContext, plan: RunPlan,
         share = train_seconds / max(case.test_instances, 1)
     else:
         method = plan.plugins().method(case.method)(**case.method_params)
-    op = operator_for(method, op, form_limit(ctx.memory_limit))
+    built = op
+    op = operator_for(method, built, effective_form_limit(case.form_limit, ctx.memory_limit))
     method.check(op)
     if has_fit(method) and not case.fit_id:
         raise Unsupported(f"{case.method} trains across instances (fit) and operator "
@@ -231,9 +220,14 @@ def _factorize_and_grade(case: Case, gen: Any, ctx: RunContext, plan: RunPlan,
                                  f"lubench.api.Factorization")
     history = list(getattr(fact, "history", []) or [])
     info = dict(getattr(fact, "info", {}) or {})
-    rec.update(grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
+    t0 = time.perf_counter()
+    # graded against the operator as built, whatever form the method got: every method on
+    # one operator sees the same products (and shares its plain GMRES and plain CG)
+    rec.update(grade(built, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
                      synchronize=ctx.synchronize, cache=plan.grading_cache(),
-                     cg_tolerances=case.cg_tolerances, cg_maxiter=case.cg_maxiter))
+                     grade_limit=case.grade_limit, cg_tolerances=case.cg_tolerances,
+                     cg_maxiter=case.cg_maxiter))
+    rec["grade_seconds"] = time.perf_counter() - t0
     rec["setup_seconds"] = setup
     rec["train_seconds"], rec["train_share_seconds"] = train_seconds, share
     rec["iterations"] = info.get("iterations")
@@ -248,7 +242,7 @@ class _Instances(Sequence):
     def __init__(self, gen: Any, case: Case, method: Any, memory_limit: int | None):
         self.gen, self.case, self.method = gen, case, method
         self.seeds = case.training_seeds
-        self.limit = form_limit(memory_limit)
+        self.limit = effective_form_limit(case.form_limit, memory_limit)
 
     def __len__(self) -> int:
         return len(self.seeds)

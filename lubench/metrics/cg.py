@@ -25,9 +25,10 @@ Sparse Linear Systems*, 2nd ed., Algorithm 9.1):
 **Stopping.** Tolerance τ is *reached* at the first iteration k with
 ‖b − A x_k‖₂ ≤ τ·‖b‖₂ — the true residual, relative to b, in the 2-norm (step 5), so an
 iterate is never counted on a recurrence residual that drifted below the true one. The
-iteration stops when the smallest tolerance is reached, after ``maxiter`` iterations, or
-when it cannot go on (below). Note that NeuralIF's own harness stops on ‖r‖₂²/‖b‖₂² < rtol,
-the *square*: its "rtol 1e-8" is τ = 1e-4 here.
+iteration stops when the smallest tolerance is reached, after ``maxiter`` iterations, when
+it cannot go on (below), or at a ``deadline`` (grading's ``grade_limit``). Note that
+NeuralIF's own harness stops on ‖r‖₂²/‖b‖₂² < rtol, the *square*: its "rtol 1e-8" is
+τ = 1e-4 here.
 
 **A preconditioner that is not SPD is reported, never run silently.** CG assumes M⁻¹
 symmetric positive definite. Before the iteration, :func:`spd_probe` applies M⁻¹ to two
@@ -75,7 +76,7 @@ if TYPE_CHECKING:
 __all__ = ["pcg", "spd_probe", "CGResult", "ToleranceReached", "TOLERANCES", "MAXITER",
            "COLUMN_TOL", "cg_applies", "cg_rhs", "cg_metrics", "plain_cg", "SYMMETRY_RTOL",
            "CONVERGED", "MAXITER_REACHED", "PRECONDITIONER_NOT_SPD", "OPERATOR_NOT_SPD",
-           "NONFINITE", "STATUSES"]
+           "NONFINITE", "DEADLINE", "STATUSES"]
 
 #: The tolerances a suite grades at unless it lists its own (relative residual, 2-norm).
 TOLERANCES: tuple[float, ...] = (1e-3, 1e-6, 1e-8, 1e-12)
@@ -93,7 +94,9 @@ MAXITER_REACHED = "maxiter"                # ran maxiter iterations first
 PRECONDITIONER_NOT_SPD = "preconditioner_not_spd"  # the probe failed, or ρ_k ≤ 0
 OPERATOR_NOT_SPD = "operator_not_spd"      # p_kᵀ A p_k ≤ 0
 NONFINITE = "nonfinite"                    # NaN or ±inf in A p, M⁻¹ r or the iterate
-STATUSES = (CONVERGED, MAXITER_REACHED, PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD, NONFINITE)
+DEADLINE = "deadline"                      # the deadline passed first (grading's grade_limit)
+STATUSES = (CONVERGED, MAXITER_REACHED, PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD, NONFINITE,
+            DEADLINE)
 
 Apply = Callable[[np.ndarray], np.ndarray]
 
@@ -211,7 +214,7 @@ def spd_probe(M: Apply, n: int, seed: int = 0) -> tuple[str, str] | None:
 
 def pcg(A: object, b: np.ndarray, M: object | None = None, *,
         tolerances: Sequence[float] = TOLERANCES, maxiter: int = MAXITER,
-        check_spd: bool = True, seed: int = 0) -> CGResult:
+        check_spd: bool = True, seed: int = 0, deadline: float | None = None) -> CGResult:
     """Preconditioned CG on A x = b from x₀ = 0, with the iterations and wall time at which
     each tolerance is reached (module docstring: the algorithm, the stopping rule, and how a
     preconditioner that is not SPD is reported).
@@ -233,6 +236,9 @@ def pcg(A: object, b: np.ndarray, M: object | None = None, *,
         Run :func:`spd_probe` on M first (skipped for plain CG).
     seed : int
         Seeds the probe.
+    deadline : float or None
+        A :func:`time.perf_counter` value: the iteration stops with :data:`DEADLINE` at the
+        first iteration that ends after it (None: no deadline).
 
     Returns
     -------
@@ -315,6 +321,10 @@ def pcg(A: object, b: np.ndarray, M: object | None = None, *,
                               k + 1, time.perf_counter() - t0)
             p = z + (rho_next / rho) * p                            # 7
             rho = rho_next
+            if deadline is not None and time.perf_counter() > deadline:
+                return result(DEADLINE, f"stopped at the deadline after {k + 1} iterations "
+                              f"without reaching {min(taus):g}", k + 1,
+                              time.perf_counter() - t0)
     return result(MAXITER_REACHED, f"{maxiter} iterations without reaching {min(taus):g}",
                   maxiter, time.perf_counter() - t0)
 
@@ -362,12 +372,15 @@ def _column(out: CGResult) -> tuple[float | None, bool, float | None]:
 
 
 def cg_metrics(op: Operator, fact: Factorization, seed: int,
-               tolerances: Sequence[float] = TOLERANCES, maxiter: int = MAXITER) -> dict:
+               tolerances: Sequence[float] = TOLERANCES, maxiter: int = MAXITER,
+               deadline: float | None = None) -> dict:
     """``cg_iterations``, ``cg_converged``, ``cg_seconds`` (at :data:`COLUMN_TOL`) and
     ``cg_curve`` (JSON: the status, its message and every tolerance's iterations, seconds and
     true residual) of CG preconditioned by ``fact.solve`` on A x = :func:`cg_rhs`, and
-    ``cg_note``: why CG did not run with this preconditioner ("" when it did). Empty where CG
-    does not apply (:func:`cg_applies`): the columns stay "not measured"."""
+    ``cg_note``: why CG did not run with this preconditioner ("" when it did), and
+    ``cg_stopped``: whether it stopped at ``deadline`` (:func:`pcg`; the iterations it ran
+    counted, not converged). Empty where CG does not apply (:func:`cg_applies`): the columns
+    stay "not measured"."""
     if not cg_applies(op):
         return {}
     n = op.n
@@ -381,14 +394,14 @@ def cg_metrics(op: Operator, fact: Factorization, seed: int,
         return out
 
     out = pcg(op.matmat, cg_rhs(op, seed), precondition, tolerances=_taus(tolerances),
-              maxiter=maxiter, seed=seed)
+              maxiter=maxiter, seed=seed, deadline=deadline)
     its, conv, seconds = _column(out)
     # the row's error says what (one wording per kind, so that tables group the rows); the
     # value that decided it is in cg_curve's message
     note = f"CG not run: {out.message.split(':')[0]}" if out.status in (
         PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD) else ""
     return {"cg_iterations": its, "cg_converged": conv, "cg_seconds": seconds,
-            "cg_curve": _curve(out), "cg_note": note}
+            "cg_curve": _curve(out), "cg_note": note, "cg_stopped": out.status == DEADLINE}
 
 
 _PLAIN: OrderedDict[tuple, dict] = OrderedDict()
@@ -396,12 +409,15 @@ _PLAIN_SIZE = 64
 
 
 def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
-             maxiter: int = MAXITER, cache: GradingCache | None = None) -> dict:
+             maxiter: int = MAXITER, cache: GradingCache | None = None,
+             afford: Callable[[], bool] = lambda: True) -> dict:
     """``cg_plain_iterations``, ``cg_plain_converged`` and ``cg_plain_curve``: the same CG
     (A, b, tolerances, cap) without a preconditioner — what a preconditioner saves. A
     function of the operator alone, so computed once per operator, as plain GMRES is:
     memoized in the process and kept in ``cache`` under a digest of A's action
-    (:func:`lubench.metrics.cache.fingerprint`). Empty where CG does not apply."""
+    (:func:`lubench.metrics.cache.fingerprint`). Where it has to run, ``afford()`` is asked
+    first: False (grading's budget, :func:`lubench.metrics.grading.grade`) leaves it out.
+    Empty where CG does not apply or was not afforded."""
     if not cg_applies(op):
         return {}
     from lubench.metrics.cache import fingerprint
@@ -419,6 +435,8 @@ def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
                "cg_plain_converged": bool(found["converged"]),
                "cg_plain_curve": str(found["curve"])}
     else:
+        if not afford():
+            return {}
         run = pcg(op.matmat, b, None, tolerances=taus, maxiter=maxiter)
         its, conv, _ = _column(run)
         out = {"cg_plain_iterations": its, "cg_plain_converged": conv,

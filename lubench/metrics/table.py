@@ -125,13 +125,24 @@ METRICS: list[Metric] = [
     Metric(
         "factor_error_2", "float", graded=True, norm="absolute spectral",
         definition="‖A − PLU‖₂ (spectral, absolute — the figure the \"Learn LU\" post "
-        "reports), when n ≤ `exact_limit`: full SVD up to n = 1024, above √λ_max(EᵀE) of "
-        "the scaled Gram matrix (LAPACK `syevr`, top eigenvalue only); NaN (\"not "
-        "measured\") for a probe estimate",
+        "reports). Exact when n ≤ `exact_limit`: full SVD up to n = 1024, above √λ_max(EᵀE) "
+        "of the scaled Gram matrix (LAPACK `syevr`, top eigenvalue only). Above, estimated "
+        "from products only where the factorization gives `apply_transpose`: block power "
+        "iteration on EᵀE, E = A − PLU (a block of 8 seeded Gaussian vectors, at most 10 "
+        "steps, stopped when two estimates agree to 1 %; each estimate is a lower bound that "
+        "converges to ‖E‖₂); `factor_error_2_kind` says which. NaN (\"not measured\") "
+        "otherwise, with the reason in `not_graded`",
         header="factor_error_2", latex=r"$\|A-\hat A\|_2$",
-        meaning="absolute spectral error ‖A − Â‖₂ (exact sizes only)",
-        latex_meaning=r"absolute spectral error (exact sizes only)",
+        meaning="absolute spectral error ‖A − Â‖₂ (estimated by power iteration above the "
+        "exact limit)",
+        latex_meaning=r"absolute spectral error (power-iteration estimate above the exact "
+        r"limit)",
         axis=r"absolute factor error $\|A-\hat A\|_2$"),
+    Metric(
+        "factor_error_2_kind", "text", graded=True, better=None,
+        definition="how `factor_error_2` was computed: `exact`, `power{k}` (k steps of the "
+        "block power iteration), or empty (not measured)",
+        meaning="exact, or power{k} (estimated in k power steps)"),
     Metric(
         "solve_residual", "float", graded=True, norm="relative 2-norm", floor=ROUNDOFF,
         definition="‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded, x̂ the "
@@ -153,7 +164,8 @@ METRICS: list[Metric] = [
         "precond_iterations", "int", graded=True, converged="precond_converged",
         definition=f"inner iterations of {_GMRES} on A x = b, b = A z with z ~ N(0, I) "
         "seeded, with the factorization's `solve` as (left) preconditioner; 1 for an exact "
-        "method",
+        "method. Stopped, not converged, when the case's grading reaches `grade_limit` "
+        "(`not_graded` says so)",
         header="precond_iterations", latex="GMRES it.",
         meaning="GMRES iterations (restart 50, rtol 1e-8, at most 500) with the "
         "factorization as preconditioner; '>500' or '(no conv.)' when it stopped without "
@@ -179,8 +191,10 @@ METRICS: list[Metric] = [
         "gmres_iterations", "int", graded=True, better=None, converged="gmres_converged",
         definition="the same GMRES — same A, b, restart, tolerance and cap — without a "
         "preconditioner: what the preconditioner saved. It depends on the operator only: "
-        "every row of an operator holds the same value (computed once per operator and "
-        "shared by the run's cases through the run directory's `cache/`)",
+        "every row of an operator holds the same value. Computed once per operator: keyed on "
+        "a digest of A's action (A·z, A·w for two Gaussian vectors) and the seed, memoized in "
+        "the process and kept in the run directory's `cache/`, where the freshly forked "
+        "worker of every later case of that operator reads it",
         header="gmres_iterations", latex="plain it.",
         meaning="iterations of plain (unpreconditioned) GMRES on the same system, restart "
         "and tolerance",
@@ -258,6 +272,16 @@ METRICS: list[Metric] = [
         latex_meaning=r"wall time of the factorization, training included",
         axis="setup time [s] (training included)"),
     Metric(
+        "grade_seconds", "float", better=None, unit=r"\second",
+        definition="wall time of grading the case — every graded metric: the products with "
+        "A (the operator's action), the solves, both GMRES runs and, on a symmetric "
+        "operator, both CG runs — beside `setup_seconds`: what measuring the factorization "
+        "cost",
+        header="grade_seconds", latex="grading",
+        meaning="wall time of grading the case (products with A, solves, GMRES, CG), seconds",
+        latex_meaning=r"wall time of grading the case",
+        axis="grading time [s]"),
+    Metric(
         "train_seconds", "float", unit=r"\second",
         definition="wall time of the method's `fit` across its family's training instances "
         "(the fit's row, and every test row of that fit); 0 for a method that does not "
@@ -282,6 +306,16 @@ METRICS: list[Metric] = [
         meaning="median wall time of one solve with one right-hand side, seconds",
         latex_meaning=r"median wall time of one solve with one right-hand side",
         axis="solve time [s] (one right-hand side)"),
+    Metric(
+        "not_graded", "text", graded=True, better=None,
+        definition="the graded metrics this case did not compute, or not to the end, each "
+        "with why: the factorization gives no `apply_transpose` (`factor_error_2` above "
+        "`exact_limit`); the predicted cost of plain GMRES (500 products with A) or of the "
+        "spectral estimate exceeds what is left of the suite's `grade_limit` (grading time "
+        "per case, default 10 min); the preconditioned GMRES reached that limit before it "
+        "converged — so a size where the operator's action is too costly says so instead of "
+        "leaving a silent gap; empty when every metric was computed",
+        meaning="the metrics not computed for this case, and why"),
     Metric(
         "time_to_solution", "float", unit=r"\second",
         derived_from=("setup_seconds", "precond_seconds"),

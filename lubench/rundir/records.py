@@ -293,7 +293,7 @@ def records_to_frames(records: list[dict],
                       order: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(results, histories)`` from deduplicated records.
 
-    ``results`` has the DESIGN.md columns first (identity, status, error, metrics), then any
+    ``results`` has the result columns first (identity, status, error, metrics), then any
     other field of the records (``threads``, ``pid``, ``wall_seconds``, ``info``, ...).
     ``order`` (case_id → position) sorts the rows like the suite; unknown cases go last.
     """

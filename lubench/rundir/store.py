@@ -7,8 +7,8 @@ A run directory holds
 * ``suite.yaml``        a copy of the suite file as it was run;
 * ``meta.json``         the environment (versions, BLAS and threads, CPU, GPU), the suite hash,
   the command line, start and end times (one entry per session when a run is resumed);
-* ``results.parquet``   one row per (case_id, repeat): the identity columns of DESIGN.md, the
-  status and error, then the metrics (rebuilt by :meth:`RunStore.finalize`);
+* ``results.parquet``   one row per (case_id, repeat): the identity columns, the status and
+  error, then the metrics (docs/reference/results.md; rebuilt by :meth:`RunStore.finalize`);
 * ``histories.parquet`` the training curves, one row per history row of a record;
 * ``logs/``             the stdout and stderr of each case that printed something
   (``logs/<case_id>-<repeat>.log``, named by the record's ``log`` field).

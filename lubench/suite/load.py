@@ -173,7 +173,9 @@ class _Settings:
     timeout: float | None
     timeout_forced: bool  # --timeout given: it wins over every method's own
     memory_limit: int | None
+    form_limit: int | None
     exact_limit: int
+    grade_limit: float | None
     device: str
     plugins: list[str]
     executor: dict
@@ -181,8 +183,9 @@ class _Settings:
     cg_maxiter: int = 10_000
 
 
-# (name, params with defaults, n, params the suite set, (instances, train), where)
-_OperatorInstance = tuple[str, dict, int, dict, tuple[int, int], str]
+# (name, params with defaults, n, params the suite set, (instances, train), the entry's
+#  limits, where)
+_OperatorInstance = tuple[str, dict, int, dict, tuple[int, int], dict, str]
 # (name, params with defaults, family, budget/timeout/memory/resources, params the suite set,
 #  trains across instances, where)
 _MethodInstance = tuple[str, dict, str, dict, dict, bool, str]
@@ -204,7 +207,9 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         timeout=timeout if forced else _given_limit("timeout", model.timeout, given),
         timeout_forced=forced,
         memory_limit=_given_limit("memory_limit", model.memory_limit, given),
+        form_limit=_given_limit("form_limit", model.form_limit, given),
         exact_limit=model.exact_limit,
+        grade_limit=_given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True),
         cg_tolerances=tuple(sorted({*model.cg_tolerances, 1e-8}, reverse=True)),
@@ -217,7 +222,7 @@ def _given_limit(key: str, value: Any, given: set[str]) -> Any:
     timeout, resp. :data:`~lubench.suite.limits.NO_MEMORY_LIMIT`."""
     if key not in given:
         return default_limit(key)
-    if value is None and key == "memory_limit":
+    if value is None and key in ("memory_limit", "form_limit"):
         return NO_MEMORY_LIMIT
     return value
 
@@ -264,11 +269,13 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
             problems.append(f"{where}.name: {exc}")
             continue
         runnable = registry.unavailable("operator", cls.name) is None
+        limits = {key: _given_limit(key, getattr(entry, key), {key})
+                  for key in ("form_limit", "grade_limit") if key in entry.model_fields_set}
         for params, given in _grid(cls, entry.params, f"{where}.params", base_dir, runnable,
                                    problems):
             for n in _sizes(entry, cls, cls(**params), where, problems):
                 out.append((cls.name, params, n, given, (entry.instances, entry.train),
-                            where))
+                            limits, where))
     return out
 
 
@@ -276,8 +283,9 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
              settings: _Settings, problems: list[str]) -> list[_MethodInstance]:
     """Every method entry × its parameter grid, with its budget, limits and resources.
 
-    A method entry's ``timeout`` and ``memory_limit`` override the suite's (``none`` there
-    lifts the limit for that method); ``--timeout`` overrides both."""
+    A method entry's ``timeout``, ``memory_limit`` and ``form_limit`` override the suite's
+    (``none`` there lifts the limit for that method; its ``form_limit`` also the operator
+    entry's); ``--timeout`` overrides both."""
     out: list[_MethodInstance] = []
     for i, entry in enumerate(entries):
         where = f"methods[{i}]"
@@ -293,6 +301,8 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
             else _given_limit("timeout", entry.timeout, given),
             "memory_limit": _given_limit("memory_limit", entry.memory_limit, given)
             if "memory_limit" in given else settings.memory_limit,
+            **({"form_limit": _given_limit("form_limit", entry.form_limit, given)}
+               if "form_limit" in given else {}),
             "resources": {**getattr(cls, "resources", {}),
                           **entry.resources.model_dump(exclude_unset=True)},
             "fit_budget": entry.fit_budget.model_dump(),
@@ -319,15 +329,18 @@ def _expand(settings: _Settings, operators: list[_OperatorInstance],
     cases: list[Case] = []
     seen: set[str] = set()
     seed = settings.seed
-    for (op, op_params, n, op_given, (instances, train), _where), \
+    for (op, op_params, n, op_given, (instances, train), op_limits, _where), \
             (me, me_params, family, ov, me_given, fits, _where) in \
             itertools.product(operators, methods):
+        form_limit = ov.get("form_limit", op_limits.get("form_limit", settings.form_limit))
         label = f"{op}{fmt_params(short_params(op_given))}[n={n}]"
         common = dict(
             suite=settings.name, operator=op, operator_params=op_params, n=n, method=me,
             method_params=me_params, family=family, suite_seed=seed,
             repeats=settings.repeats, memory_limit=ov["memory_limit"],
-            exact_limit=settings.exact_limit, device=settings.device,
+            form_limit=form_limit, exact_limit=settings.exact_limit,
+            grade_limit=op_limits.get("grade_limit", settings.grade_limit),
+            device=settings.device,
             resources=ov["resources"], cg_tolerances=settings.cg_tolerances,
             cg_maxiter=settings.cg_maxiter, instances=instances, train=train)
         fit_id = ""

@@ -8,6 +8,7 @@ and a suite's ``report:`` section (the same keys)::
       methods: [plu, ilu, "gfmm_lu[P=32]"]   # names, labels or -k selectors; table order
       operators: [laplacian_2d, "convdiff_*"]
       sizes: [1024]                          # n to keep
+      panel_sizes: largest                   # n of the per-(operator, n) panel figures
       group: operator                        # one table per operator | blocks: one table
       figures: [error_vs_params, gmres_vs_params, time_to_solution]
       formats: [pdf, tex]                    # figures: png pdf svg; tables: md tex html
@@ -29,6 +30,7 @@ from lubench.metrics.table import METRICS
 from lubench.params import closest
 
 __all__ = ["ReportSpec", "Preset", "PRESETS", "FIGURE_KINDS", "FIGURE_FORMATS",
+           "PANEL_FIGURES", "PANEL_LARGEST",
            "TABLE_FORMATS", "GROUPS", "SPEC_KEYS", "parse_spec", "merge"]
 
 FIGURE_KINDS = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution",
@@ -38,6 +40,8 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 TABLE_FORMATS = {"md": "results.md", "tex": "results.tex", "html": "results.html"}
 FORMAT_ALIASES = {"latex": "tex"}
 GROUPS = ("operator", "blocks")
+PANEL_LARGEST = "largest"  # panel_sizes: each operator's largest n
+PANEL_FIGURES = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution")
 DEFAULT_FORMATS = ("png", "pdf", "md", "tex", "html")
 
 
@@ -78,6 +82,7 @@ class ReportSpec:
     methods: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     sizes: tuple[int, ...] = ()
+    panel_sizes: tuple[int, ...] | str = ()
     group: str = "operator"
     figures: tuple[str, ...] = FIGURE_KINDS
     formats: tuple[str, ...] = DEFAULT_FORMATS
@@ -102,6 +107,10 @@ SPEC_KEYS = {
     "methods": "methods to keep (names or labels, globs), in table order",
     "operators": "operators to keep (names or labels, globs), in table order",
     "sizes": "sizes n to keep",
+    "panel_sizes": "sizes n of the panel figures (error_vs_params, error_vs_time, "
+                   "gmres_vs_params, time_to_solution: a panel per operator and n); "
+                   "largest: each operator's largest n; the tables and the scaling figure "
+                   "keep every size",
     "group": "operator: one table per operator | blocks: one table, a block per operator",
     "figures": "figure kinds to draw",
     "formats": "output formats: png pdf svg (figures), md tex html (tables)",
@@ -168,6 +177,17 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
             kw["sizes"] = tuple(dict.fromkeys(int(s) for s in items))
         except (TypeError, ValueError):
             raise LubenchError(f"{where}.sizes: expected integers, got {sizes!r}") from None
+    if mapping.get("panel_sizes") is not None:
+        value = mapping["panel_sizes"]
+        items = [value] if isinstance(value, int) else _items(value, _at(where, "panel_sizes"))
+        if items == [PANEL_LARGEST]:
+            kw["panel_sizes"] = PANEL_LARGEST
+        else:
+            try:
+                kw["panel_sizes"] = tuple(dict.fromkeys(int(s) for s in items))
+            except (TypeError, ValueError):
+                raise LubenchError(f"{_at(where, 'panel_sizes')}: expected integers or "
+                                   f"'{PANEL_LARGEST}', got {value!r}") from None
     if mapping.get("group") is not None:
         kw["group"] = _choices(_items(mapping["group"], _at(where, "group"))[:1] or [""], GROUPS,
                                _at(where, "group"), "grouping")[0]

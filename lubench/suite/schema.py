@@ -195,6 +195,10 @@ class OperatorEntry(_Section):
                           "minItems": 1}]}),
                      Field(min_length=1, description="n values (a grid axis)")] = None
     params: Params = {}
+    form_limit: LimitMemory = Field(
+        None, description="form_limit for this operator's cases (over the suite's)")
+    grade_limit: LimitDuration = Field(
+        None, description="grade_limit for this operator's cases (over the suite's)")
     instances: int = Field(1, ge=1, description="seeded instances of the operator (a family: "
                                                 "instance i is built from its own seed)")
     train: int = Field(0, ge=0, description="how many instances (the first) form the "
@@ -217,6 +221,9 @@ class MethodEntry(_Section):
         description="a learned method's training budget")] = BudgetModel()
     timeout: LimitDuration = Field(None, description="hard limit per case of this method")
     memory_limit: LimitMemory = Field(None, description="memory limit per case of this method")
+    form_limit: LimitMemory = Field(
+        None, description="form_limit for this method's cases (over the operator's and the "
+                          "suite's)")
     resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty), Field(
         description="what a SLURM task of this method asks for")] = ResourcesModel()
     fit_budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty), Field(
@@ -238,8 +245,19 @@ class SuiteModel(_Section):
     memory_limit: LimitMemory = Field(
         None, description="memory limit per case ('4GiB', 'none'; default: half the RAM of "
                           "the machine that runs the case)")
+    form_limit: LimitMemory = Field(
+        None, description="the most a dense A formed for a method that needs the matrix may "
+                          "take ('2GiB', 'none'; default: a quarter of the memory limit); "
+                          "above it that method is unsupported on an operator that is not "
+                          "formed")
     exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
+    grade_limit: LimitDuration = Field(
+        None, description="grading time per case (600, '10m', 'none'; default 10 min): a "
+                          "metric whose predicted cost exceeds what is left — plain GMRES, "
+                          "plain CG, the spectral estimate above exact_limit — is not "
+                          "computed, and the row's not_graded says why; the preconditioned "
+                          "GMRES and CG stop at it")
     cg_tolerances: list[Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]] = Field(
         [1e-3, 1e-6, 1e-8, 1e-12], min_length=1,
         description="relative residuals CG is graded at (1e-8, the columns', is always added)")

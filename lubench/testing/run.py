@@ -27,7 +27,9 @@ from lubench.testing.methods import (
 )
 from lubench.testing.operators import (
     Built,
+    check_action,
     check_build,
+    check_matrix_free_memory,
     check_operator_pickle,
     check_operator_same_seed,
     check_size_validation,
@@ -44,7 +46,8 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
 FIT_CHECKS: tuple[Callable[..., None], ...] = (check_fit,)
 OPERATOR_CHECKS: tuple[Callable[..., None], ...] = (
     check_name, check_params_documented, check_init_stores_params, check_size_validation,
-    check_build, check_operator_same_seed, check_operator_pickle,
+    check_build, check_action, check_operator_same_seed, check_operator_pickle,
+    check_matrix_free_memory,
 )
 
 
