@@ -124,3 +124,27 @@ def test_a_v_cycle_is_graded_without_factor_metrics(diffusion):
     assert m["factor_error_kind"] is None and m["error"] == ""
     assert m["precond_converged"] and m["cg_converged"] and m["cg_iterations"] <= 15
     assert m["cg_plain_iterations"] > 5 * m["cg_iterations"]
+    # above exact_limit no spectral estimate is tried either (nothing to estimate, nothing
+    # left out): factor_error_2 stays not measured and not_graded empty
+    above = grade(diffusion, fact, seed=0, exact_limit=10)
+    assert above["factor_error_2"] is None and above["not_graded"] == ""
+
+
+@pytest.mark.parametrize("method", [Jacobi(), IC0(), ICT(), ILU0()], ids=repr)
+def test_apply_transpose_is_the_transpose_of_apply(method, diffusion):
+    """(M)ᵀ X from the factors, so that ‖A − M‖₂ is estimated above exact_limit; ILU(0) on a
+    nonsymmetric matrix, where L U is not symmetric."""
+    op = diffusion
+    if isinstance(method, ILU0):
+        A = sp.csr_array(diffusion.matrix)
+        A = sp.csr_array(A + sp.diags_array(0.3 * np.ones(op.n - 1), offsets=1))
+        op = Operator("nonsymmetric", A, symmetric=False, spd=False)
+    fact = method.factorize(op, CTX)
+    M = fact.apply(np.eye(op.n))
+    X = np.random.default_rng(0).standard_normal((op.n, 3))
+    np.testing.assert_allclose(fact.apply_transpose(X), M.T @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fact.apply_transpose(X[:, 0]), M.T @ X[:, 0], rtol=1e-12,
+                               atol=1e-12)
+    m = grade(op, fact, seed=0, exact_limit=10)
+    assert m["factor_error_2_kind"].startswith("power") and m["not_graded"] == ""
+    assert m["factor_error_2"] == pytest.approx(np.linalg.norm(op.dense() - M, 2), rel=2e-2)

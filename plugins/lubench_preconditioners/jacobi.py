@@ -27,6 +27,10 @@ class DiagonalFactor(Factorization):
     def apply(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=np.float64) * self._column(X)
 
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """Dᵀ X = D X (so ‖A − D‖₂ is estimated above the suite's exact_limit)."""
+        return self.apply(X)
+
 
 class Jacobi(Method):
     """Jacobi preconditioner M = diag(A): the cheapest baseline, one division per unknown.

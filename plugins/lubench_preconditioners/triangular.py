@@ -175,6 +175,10 @@ class CholeskyFactor(Factorization):
     def apply(self, X: np.ndarray) -> np.ndarray:
         return self.L @ (self.L.T @ X)
 
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(L Lᵀ)ᵀ X = L Lᵀ X (so ‖A − LLᵀ‖₂ is estimated above the suite's exact_limit)."""
+        return self.apply(X)
+
 
 class LUFactors(Factorization):
     """M = L U from a unit lower triangular L and an upper triangular U: ``solve`` is
@@ -193,3 +197,7 @@ class LUFactors(Factorization):
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         return self.L @ (self.U @ X)
+
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(L U)ᵀ X = Uᵀ(Lᵀ X) (so ‖A − LU‖₂ is estimated above the suite's exact_limit)."""
+        return self.U.T @ (self.L.T @ X)

@@ -110,3 +110,7 @@ class LearnedCholesky(Factorization):
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         return self.L @ (self.L.T @ X)
+
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(L Lᵀ)ᵀ X = L Lᵀ X (so the core estimates ‖A − LLᵀ‖₂ from products)."""
+        return self.apply(X)
