@@ -28,13 +28,14 @@ right-hand side's z, the plain-GMRES key's w and the probe block Ω — are one 
 35 columns (:class:`Problem`): one pass of a kernel operator's action, not four.
 
 **A grading budget.** ``grade_limit`` (seconds; the suite's, default 10 min) bounds what the
-two costliest diagnostics may add: before the spectral estimate above ``exact_limit`` and
-before plain GMRES (when no other case of the operator has cached it), their cost is
-predicted from the measured time of the products they repeat (10 power steps; 500 products
-with A); one that would exceed what is left is not run, and ``not_graded`` names it with the
-prediction. The preconditioned GMRES, the factorization's own metric, runs first and stops
-at the limit if it has not converged by then (``precond_converged`` false, the iterations
-it ran counted, ``not_graded`` saying so).
+costliest diagnostics may add: before the spectral estimate above ``exact_limit``, before
+plain GMRES and before plain CG (each when no other case of the operator has cached it),
+their cost is predicted from the measured time of the products they repeat (10 power steps;
+500 products with A; ``cg_maxiter`` products); one that would exceed what is left is not
+run, and ``not_graded`` names it with the prediction. The preconditioned GMRES and CG, the
+factorization's own metrics, run and stop at the limit if they have not converged by then
+(``precond_converged``/``cg_converged`` false, the iterations run counted, ``not_graded``
+saying so). The spectral estimate is not tried for a factorization without ``apply``.
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
