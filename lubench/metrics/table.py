@@ -208,8 +208,9 @@ METRICS: list[Metric] = [
         "cg_iterations", "int", graded=True, converged="cg_converged",
         definition=f"{_CG} preconditioned by the factorization's `solve` (M⁻¹), until "
         "‖b − A x‖₂ ≤ 1e-8·‖b‖₂ on the true residual; the iterations run when it stopped at "
-        "the cap. Not measured (–) on an operator that is not symmetric or is known not to "
-        "be SPD, and where the preconditioner is not SPD: a symmetry and positivity probe of "
+        "the cap or at `grade_limit` (`not_graded` says so). Not measured (–) on an "
+        "operator that is not symmetric or is known not to be SPD, and where the "
+        "preconditioner is not SPD: a symmetry and positivity probe of "
         "M⁻¹, or rᵀM⁻¹r ≤ 0 during the iteration, stops CG, and the row's `error` says why",
         header="cg_iterations", latex="CG it.",
         meaning="CG iterations to 1e-8 (relative residual) with the factorization as "
@@ -248,7 +249,8 @@ METRICS: list[Metric] = [
         "cg_curve", "text", graded=True, better=None,
         definition="the preconditioned CG at every tolerance the suite lists (`cg_tolerances`"
         ", 1e-8 always among them), as JSON: how it ended (`status`: converged, maxiter, "
-        "preconditioner_not_spd, operator_not_spd, nonfinite; `message`) and per tolerance "
+        "preconditioner_not_spd, operator_not_spd, nonfinite, deadline (stopped at "
+        "`grade_limit`); `message`) and per tolerance "
         "`tol`, `iterations`, `seconds` (from the start of CG) and the true relative "
         "`residual` (null where not reached)",
         meaning="preconditioned CG per tolerance (JSON)"),
