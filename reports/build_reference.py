@@ -208,6 +208,9 @@ def equal_numbers(results: pd.DataFrame) -> str:
         lines.append("† the training's own probe error (‖(LU − A)Ω‖_F/‖AΩ‖_F on its 16 fixed "
                      "evaluation probes): the case failed after training, its factors could "
                      "not be taken out — " + "; ".join(failed) + ".")
+    return "\n".join(lines) + "\n"
+
+
 def _curve_at(text: object, tol: float) -> tuple[float, float]:
     """(iterations, seconds) of one ``cg_curve`` at ``tol`` (inf, nan where not reached)."""
     data = json.loads(text) if isinstance(text, str) and text else {}
