@@ -128,6 +128,57 @@ def test_each_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, name, pa
     assert not run_dir.exists()
 
 
+def _toy_text(**patch: object) -> str:
+    return yaml.safe_dump({**TOY, **patch}, sort_keys=False)
+
+
+# Issue 25: what a suite file may hold that used to run, drop part of itself, or print a
+# traceback — each is one line (a header and a line per problem), exit 2, nothing written.
+BAD_SUITE_FILES = [
+    ("not_utf8", lambda: b"name: t\xff\n", ["not UTF-8 text (byte 0xff at line 1"]),
+    ("key_twice", lambda: (_toy_text() + "methods:\n  - name: toy_lu\n").encode(),
+     ["key 'methods' given twice in one mapping (first at line"]),
+    ("non_finite", lambda: _toy_text(operators=[{"name": "convdiff_1d", "sizes": [16],
+                                                 "params": {"eps": float("nan"),
+                                                            "beta": float("inf")}}]).encode(),
+     ["operators[0].params.eps: expected a finite number, got nan",
+      "operators[0].params.beta: expected a finite number, got inf"]),
+    ("sizes_true", lambda: _toy_text(operators=[{"name": "toy_tridiag", "sizes": [True]}]
+                                     ).encode(),
+     ["operators[0].sizes[0]: expected an integer, got True"]),
+    ("name_dots", lambda: _toy_text(name="..").encode(), ["name: a name of dots"]),
+    ("report_too", lambda: _toy_text(repeats=0, report={"columns": ["nope"]}).encode(),
+     ["repeats: must be at least 1", "report.columns: unknown column 'nope'"]),
+]
+
+
+@pytest.mark.parametrize("name, content, messages", BAD_SUITE_FILES,
+                         ids=[b[0] for b in BAD_SUITE_FILES])
+def test_each_bad_suite_file_is_exit_2_every_problem_named(tmp_path, name, content, messages):
+    suite = tmp_path / "s.yaml"
+    suite.write_bytes(content())
+    out = lubench("run", suite, cwd=tmp_path)  # no -o: nothing may appear next to the suite
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith(f"lubench: error: {suite}: ")
+    assert len(lines) == (1 if len(messages) == 1 else 1 + len(messages))
+    for message in messages:
+        assert message in out.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["s.yaml"]
+
+
+def test_a_suite_read_from_a_pipe_is_read_once(tmp_path):
+    """``lubench run <(cat s.yaml)``: the plugins and the cases come from one read (the
+    second read of the pipe found it empty)."""
+    write_suite(tmp_path, TOY)
+    out = subprocess.run(["bash", "-c", f"{lubench_exe()} run <(cat s.yaml) -o run "
+                          "--no-report --no-progress"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 4
+
+
 @pytest.mark.parametrize("args, message", [
     (["--timeout", "0"], "--timeout: must be positive"),
     (["--timeout", "soon"], "--timeout: expected a time such as 600"),

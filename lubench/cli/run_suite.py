@@ -37,14 +37,16 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     # what runs a suite (YAML, pydantic, pandas, SciPy): imported here, not by `lubench list`
     from lubench.execution import executor_settings, run_cases
     from lubench.rundir.store import RunStore, run_directory
-    from lubench.suite.load import load_suite
+    from lubench.suite.load import load_suite, read_suite
     from lubench.suite.load import plugin_specs as suite_plugin_specs
     from lubench.suite.selection import select_cases
 
     forced_timeout, retry_statuses, shown_columns = run_options(timeout, retry, columns, resume)
-    specs = suite_plugin_specs(suite_file, plugin_specs)
+    source = read_suite(suite_file)  # once: SUITE may be a pipe, <(cat s.yaml)
+    specs = suite_plugin_specs(suite_file, plugin_specs, source[0])
     registry = load_plugins(specs, Path.cwd())
-    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout)
+    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout,
+                       source=source)
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")

@@ -26,9 +26,9 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from lubench.api import LubenchError  # noqa: E402
+from lubench.errors import shown
 from lubench.report import figures as F  # noqa: E402
 from lubench.report.html import report_html, standalone_table_html  # noqa: E402
 from lubench.report.latex import latex_tables  # noqa: E402
@@ -37,6 +37,7 @@ from lubench.report.markdown import summary_markdown  # noqa: E402
 from lubench.report.summary import select, summarize  # noqa: E402
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
+from lubench.suite.yamlfile import read_yaml
 
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
 
@@ -50,17 +51,12 @@ NOTHING_TO_DRAW = {
 
 def suite_report_section(path: Path) -> dict:
     """The ``report:`` mapping of a suite file ({} when it has none)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LubenchError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise LubenchError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    data, _ = read_yaml(path, "suite file")
     if not isinstance(data, dict):
         return {}
     section = data.get("report") or {}
     if not isinstance(section, dict):
-        raise LubenchError(f"{path}: report: expected a mapping, got {section!r}")
+        raise LubenchError(f"{path}: report: expected a mapping, got {shown(section)}")
     return section
 
 

@@ -24,16 +24,13 @@ name, with the closest one suggested; the parameters' names and types; the class
 from __future__ import annotations
 
 import itertools
-import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lubench.api import InvalidParameter, LubenchError
-from lubench.errors import SuiteError
+from lubench.errors import SuiteError, shown
 from lubench.params import coerce, param_specs, validate_params
 from lubench.registry import Registry
 from lubench.suite.cases import Case, Suite, derive_seed, fmt_params, short_params
@@ -43,12 +40,14 @@ from lubench.suite.schema import (
     MethodEntry,
     OperatorEntry,
     SuiteModel,
+    check_suite,
+    name_problem,
     suite_error,
-    validate_suite,
 )
 from lubench.suite.values import parse_duration
+from lubench.suite.yamlfile import read_yaml
 
-__all__ = ["load_suite", "build_suite", "suite_plugins", "plugin_specs"]
+__all__ = ["load_suite", "build_suite", "read_suite", "suite_plugins", "plugin_specs"]
 
 
 def _is_grid(value: Any, ann: Any) -> bool:
@@ -82,7 +81,7 @@ def _grid(cls: type, params: dict, where: str, base_dir: Path | None, check: boo
             valid = validate_params(cls, given, where, base_dir)
             full = cls(**valid).get_params()  # defaults filled in: the row says everything
         except InvalidParameter as exc:
-            problems.append(str(exc))
+            problems.extend(getattr(exc, "problems", None) or [str(exc)])
             continue
         except (ValueError, TypeError) as exc:
             problems.append(f"{where}: '{cls.name}' refuses {given}: {exc}")
@@ -97,41 +96,34 @@ def _grid(cls: type, params: dict, where: str, base_dir: Path | None, check: boo
     return out
 
 
-def _read_yaml(path: Path) -> tuple[dict, str]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: suite file not found") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read the suite file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: malformed YAML{at}: {problem}") from None
+def read_suite(path: str | Path) -> tuple[dict, str]:
+    """``(mapping, text)`` of a suite file, read once (:mod:`lubench.suite.yamlfile`: a regular
+    file or a pipe, UTF-8, no key twice in a mapping); :class:`SuiteError` otherwise."""
+    data, text = read_yaml(path, "suite file")
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (name:, operators:, methods:, ...)"
                          f", got {type(data).__name__}")
     return data, text
 
 
-def suite_plugins(path: Path) -> list[str]:
-    """The ``plugins:`` list of a suite file, read before the registry is built."""
-    data, _ = _read_yaml(path)
+def suite_plugins(path: Path, data: dict | None = None) -> list[str]:
+    """The ``plugins:`` list of a suite file (of ``data``, its mapping, when already read),
+    read before the registry is built."""
+    if data is None:
+        data, _ = read_suite(path)
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise SuiteError(f"{path}: plugins: expected a list of module names or .py paths, "
-                         f"got {plugins!r}")
+                         f"got {shown(plugins)}")
     return plugins
 
 
-def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = (),
+                 data: dict | None = None) -> tuple[str, ...]:
     """The plugins a run of the suite file loads: ``extra`` (``--plugin``), then the suite's
     ``plugins:`` entries, ``.py`` paths made absolute from the suite file's folder."""
     base_dir = Path(path).resolve().parent
-    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path))
+    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path, data))
 
 
 def _resolve_spec(spec: str, base_dir: Path) -> str:
@@ -143,15 +135,18 @@ def _resolve_spec(spec: str, base_dir: Path) -> str:
 
 
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,
-               timeout: float | str | None = None) -> Suite:
+               timeout: float | str | None = None,
+               source: tuple[dict, str] | None = None) -> Suite:
     """Read, validate and expand a suite file. Raises SuiteError naming the file and every
     problem with its path.
 
     ``device`` and ``timeout`` given on the command line override the suite's values
     (``timeout``: seconds, a time such as ``"10m"``, or ``"none"`` for no limit).
+    ``source``: the ``(mapping, text)`` :func:`read_suite` already read (a pipe can be read
+    only once).
     """
     path = Path(path)
-    data, text = _read_yaml(path)
+    data, text = source if source is not None else read_suite(path)
     return build_suite(data, registry, path=path, text=text, device=device, timeout=timeout)
 
 
@@ -181,9 +176,9 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
               timeout: float | str | None, problems: list[str]) -> _Settings:
     """The top-level values (already checked by the schema), command-line overrides applied."""
     name = model.name or (path.stem if path else "suite")
-    if not re.fullmatch(r"[\w.-]+", name):
-        problems.append(f"name: the file name {name!r} is no run name (letters, digits, '-', "
-                        f"'_', '.'); set 'name:'")
+    if name_problem(name):
+        problems.append(f"name: the file name {shown(name)} is no run name ({name_problem(name)}"
+                        f"); set 'name:'")
     forced = timeout is not None
     if forced and not isinstance(timeout, (int, float)):
         timeout = parse_duration(timeout)
@@ -329,8 +324,12 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
     Raises one :class:`SuiteError` listing every problem found."""
     where0 = str(path) if path else "<suite>"
     base_dir = path.resolve().parent if path else Path.cwd()
-    model = validate_suite(data, where0)
-    problems: list[str] = []
+    model, problems = check_suite(data)
+    if model is None:  # the report section too, so that every problem is said at once
+        report = data.get("report") if isinstance(data, dict) else None
+        if isinstance(report, dict):
+            _report_section(report, problems)
+        raise suite_error(where0, list(dict.fromkeys(problems)))
     settings = _settings(model, path, device, timeout, problems)
     _report_section(model.report, problems)
     operators = _operators(model.operators, registry, base_dir, problems)

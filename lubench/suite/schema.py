@@ -33,12 +33,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     WithJsonSchema,
     field_validator,
 )
 
-from lubench.errors import SuiteError
+from lubench.errors import SuiteError, shown
 from lubench.params import closest
 from lubench.suite.values import (
     DEVICES,
@@ -49,7 +50,8 @@ from lubench.suite.values import (
 )
 
 __all__ = ["SuiteModel", "OperatorEntry", "MethodEntry", "BudgetModel", "ExecutorModel",
-           "ResourcesModel", "SuiteError", "validate_suite", "suite_error", "json_schema"]
+           "ResourcesModel", "SuiteError", "validate_suite", "check_suite", "suite_error",
+           "json_schema", "name_problem"]
 
 
 _DURATION_SCHEMA = {"anyOf": [
@@ -100,10 +102,18 @@ def _text_of_int(value: Any) -> Any:
 
 
 def _sizes(value: Any) -> Any:
-    """``sizes: 256`` is short for ``sizes: [256]``."""
+    """``sizes: 256`` is short for ``sizes: [256]``; ``sizes: []`` gives no case."""
     if isinstance(value, (int, str, float)) and not isinstance(value, bool):
         return [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("an empty list gives no case; list sizes, or leave 'sizes' out for "
+                         "an operator with fixed sizes")
     return value
+
+
+#: An integer as YAML writes one: ``true`` is no count and ``'16'`` no size (never coerced).
+Int = Annotated[int, Strict()]
+MAX_NAME = 200  # characters of a suite name: it names a folder
 
 
 Params = Annotated[dict[str, Any], BeforeValidator(_mapping_or_empty),
@@ -123,7 +133,7 @@ class _Section(BaseModel):
 class BudgetModel(_Section):
     """A learned method's training budget (soft: the method checks it)."""
 
-    max_steps: int | None = Field(None, ge=1, description="training steps at most")
+    max_steps: Int | None = Field(None, ge=1, description="training steps at most")
     max_seconds: Duration = Field(None, description="training time at most (e.g. 120, '2m')")
     target_loss: float | None = Field(None, ge=0, allow_inf_nan=False,
                                       description="stop once the loss is below this")
@@ -132,10 +142,10 @@ class BudgetModel(_Section):
 class ResourcesModel(_Section):
     """What one case of this method needs from SLURM (ignored by the local executor)."""
 
-    gpus_per_task: int | None = Field(None, ge=0)
-    cpus_per_task: int | None = Field(None, ge=1)
+    gpus_per_task: Int | None = Field(None, ge=0)
+    cpus_per_task: Int | None = Field(None, ge=1)
     mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    timeout_min: int | None = Field(None, ge=1)
+    timeout_min: Int | None = Field(None, ge=1)
 
 
 class ExecutorModel(_Section):
@@ -143,16 +153,16 @@ class ExecutorModel(_Section):
 
     kind: Literal[EXECUTOR_KINDS] = Field(  # type: ignore[valid-type]
         "local", description="local worker processes, inline (in-process), or slurm")
-    jobs: int = Field(1, ge=1, description="local worker processes")
+    jobs: Int = Field(1, ge=1, description="local worker processes")
     slurm_partition: str | None = None
     slurm_time: Annotated[str | None, BeforeValidator(_text_of_int), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}, {"type": "null"}]}),
         Field(
         None, description="SLURM time per task: minutes, HH:MM, HH:MM:SS or D-HH:MM")] = None
-    slurm_gpus_per_task: int | None = Field(None, ge=0)
-    slurm_cpus_per_task: int | None = Field(None, ge=1)
+    slurm_gpus_per_task: Int | None = Field(None, ge=0)
+    slurm_cpus_per_task: Int | None = Field(None, ge=1)
     slurm_mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    slurm_array_parallelism: int | None = Field(None, ge=1)
+    slurm_array_parallelism: Int | None = Field(None, ge=1)
     slurm_account: str | None = None
     slurm_qos: str | None = None
     slurm_constraint: str | None = None
@@ -173,7 +183,7 @@ class OperatorEntry(_Section):
     """One operator entry: a generator name, its sizes and its parameters (grid axes)."""
 
     name: str = Field(min_length=1, description="an operator (see `lubench list`)")
-    sizes: Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_sizes),
+    sizes: Annotated[list[Annotated[int, Strict(), Field(ge=1)]] | None, BeforeValidator(_sizes),
                      WithJsonSchema({"anyOf": [
                          {"type": "integer", "minimum": 1},
                          {"type": "array", "items": {"type": "integer", "minimum": 1},
@@ -199,14 +209,14 @@ class SuiteModel(_Section):
 
     name: str | None = Field(None, description="names the run directory (default: file stem)")
     description: str = Field("", description="free text")
-    seed: int = Field(0, description="every case's seed derives from this and its identity")
-    repeats: int = Field(1, ge=1, description="timed repeats of each case")
+    seed: Int = Field(0, description="every case's seed derives from this and its identity")
+    repeats: Int = Field(1, ge=1, description="timed repeats of each case")
     timeout: LimitDuration = Field(
         None, description="hard limit per case (600, '10m', 'none'; default 1 h)")
     memory_limit: LimitMemory = Field(
         None, description="memory limit per case ('4GiB', 'none'; default: half the RAM of "
                           "the machine that runs the case)")
-    exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
+    exact_limit: Int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="auto | cpu | cuda")
@@ -223,9 +233,23 @@ class SuiteModel(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[\w.-]+", value):
-            raise ValueError(f"use letters, digits, '-', '_' or '.', got {value!r}")
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run directory (``reports/<name>/<timestamp>``), or None:
+    letters, digits, '-', '_', '.', not only dots ('..' would climb out of reports/), at most
+    :data:`MAX_NAME` characters."""
+    if not re.fullmatch(r"[\w.-]+", name):
+        return f"use letters, digits, '-', '_' or '.', got {shown(name)}"
+    if set(name) == {"."}:
+        return f"a name of dots names no folder of its own, got {name!r}"
+    if len(name) > MAX_NAME:
+        return f"at most {MAX_NAME} characters (it names a folder), got {len(name)}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +303,7 @@ _PLAIN = {
 
 def _message(err: dict) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f", got {value!r}"
+    got = f", got {shown(value)}"
     if kind == "missing":
         return "missing (required)"
     if kind == "extra_forbidden":
@@ -335,13 +359,22 @@ def validate_suite(data: Any, where: str = "<suite>") -> SuiteModel:
     Raises :class:`SuiteError` whose message starts with ``where`` (the file) and lists each
     problem as ``path: what was wrong, got VALUE``.
     """
+    model, problems = check_suite(data)
+    if model is None:
+        raise suite_error(where, problems)
+    return model
+
+
+def check_suite(data: Any) -> tuple[SuiteModel | None, list[str]]:
+    """``(model, [])`` for a valid suite mapping, ``(None, problems)`` otherwise: every
+    problem as ``path: what was wrong, got VALUE``."""
     if not isinstance(data, dict):
-        raise SuiteError(f"{where}: a suite is a YAML mapping (name:, operators:, methods:, "
-                         f"...), got {type(data).__name__}")
+        return None, [f"a suite is a YAML mapping (name:, operators:, methods:, ...), got "
+                      f"{type(data).__name__}"]
     try:
-        return SuiteModel.model_validate(data)
+        return SuiteModel.model_validate(data), []
     except ValidationError as exc:
-        raise suite_error(where, _errors(exc)) from None
+        return None, _errors(exc)
 
 
 def json_schema() -> dict:
