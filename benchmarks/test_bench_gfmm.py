@@ -25,7 +25,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import torch
 from lubench_learned.gfmm import GFMMProduct
-from lubench_learned.gfmm_lu import GfmmFactorization
+from lubench_learned.gfmm_lu import TrainedGFMMFactorization
 from lubench_learned.training import (
     LossSpec,
     Schedule,
@@ -149,7 +149,7 @@ def test_solve_gfmm(benchmark, n):
     net = GFMMProduct(n // P, P, init_scale=0.01, identity_diag=True,
                       generator=torch.Generator().manual_seed(0))
     L, U = net.float64_factors()
-    fact = GfmmFactorization(np.arange(n), L, U, n, net.n_trainable())
+    fact = TrainedGFMMFactorization(np.arange(n), L, U, n, net.n_trainable())
     b = np.random.default_rng(0).standard_normal(n)
     fact.solve(b)
     benchmark.extra_info.update(n=n, M=n // P, P=P)

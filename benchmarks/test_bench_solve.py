@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg as sla
-from lubench_compressed.gfmm_blocks import GFMMArrays
-from lubench_compressed.gfmm_substitution import warm_up
+from lubench_structured.gfmm.arrays import GFMMArrays
+from lubench_structured.gfmm.substitution import warm_up
 
 P = 32
 SIZES = [1024, 2048, 4096, 16384]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from lubench_compressed import GfmmCompressed
-from lubench_compressed.gfmm_compressed import compress_lu, dense_lu
+from lubench_structured.gfmm import compress_lu, dense_lu
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
 from lubench.testing import CheckSkipped, method_checks, tiny_operator
@@ -62,7 +62,7 @@ def test_registered_as_compressed_plugin(registry):
 
 def test_imports_without_torch():
     code = ("import sys; sys.modules['torch'] = None; import lubench_compressed, "
-            "lubench_compressed.gfmm_blocks, lubench_compressed.gfmm_compressed; "
+            "lubench_structured.gfmm.arrays, lubench_structured.gfmm.compression; "
             "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from lubench_learned import gfmm
 from lubench_learned.flat import FlatAdam, FlatParameters
-from lubench_learned.gfmm import GFMMProduct
+from lubench_learned.gfmm import GFMMProduct, step_plan
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Operator
@@ -72,7 +71,7 @@ def test_identity_step_equals_autograd(M, diag, padded):
 def test_identity_step_in_column_tiles_equals_autograd(monkeypatch, diag, M, P, tile, tiles):
     """L's passes in column tiles (n halved while wider than ``TILE_COLUMNS``; n = 2048
     takes 4 of 512): the same loss and gradients, the weight gradients summed over tiles."""
-    monkeypatch.setattr(gfmm, "TILE_COLUMNS", tile)
+    monkeypatch.setattr(step_plan, "TILE_COLUMNS", tile)
     net = _net(M, P, diag)
     n = M * P
     A = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))

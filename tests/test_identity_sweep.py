@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 from _autograd_compare import assert_same_values_and_grads
-from lubench_learned.gfmm import GFMMFactor, GFMMProduct, _IdentitySweep
+from lubench_learned.gfmm import GFMMFactor, GFMMProduct
+from lubench_learned.gfmm.identity_sweep import _IdentitySweep
 
 
 def _dense_and_grads(factor: GFMMFactor, W: torch.Tensor, fused: bool

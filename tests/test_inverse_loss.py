@@ -9,8 +9,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
-from lubench_learned.gfmm import GFMMProduct, dense_factor
-from lubench_learned.substitution import solve_factor
+from lubench_learned.gfmm import GFMMProduct, dense_factor, solve_factor
 from lubench_learned.training import LossSpec, Schedule, Target, Trainer
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext

@@ -11,9 +11,9 @@ import scipy.sparse as sp
 import torch
 from lubench_learned import GfmmLU
 from lubench_learned.gfmm import GFMMProduct
-from lubench_learned.kronecker import KroneckerPreconditioner, kronecker_factors
-from lubench_learned.lm import LevenbergMarquardt, conjugate_gradients
-from lubench_learned.newton import ProjectedNewton
+from lubench_learned.optim.kronecker import KroneckerPreconditioner, kronecker_factors
+from lubench_learned.optim.lm import LevenbergMarquardt, conjugate_gradients
+from lubench_learned.optim.newton import ProjectedNewton
 
 from lubench.api import Budget, InvalidParameter, Operator, RunContext
 
@@ -38,7 +38,7 @@ def _start(op: Operator, P: int = 4) -> GFMMProduct:
 
 
 def _newton(net, A: torch.Tensor) -> ProjectedNewton:
-    """Newton with the fallback training.py builds for the default (Kronecker-preconditioned
+    """Newton with the fallback the trainer builds for the default (Kronecker-preconditioned
     Levenberg–Marquardt, GFMM products) or plain LM (dense masked factors)."""
     params = list(net.parameters())
     pre = KroneckerPreconditioner(net, params) if isinstance(net, GFMMProduct) else None

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 from _autograd_compare import assert_same_values_and_grads
-from lubench_learned.gfmm import GFMMFactor, GFMMProduct, _sweep, _sweep_fused
+from lubench_learned.gfmm import GFMMFactor, GFMMProduct
+from lubench_learned.gfmm.sweeps import _sweep, _sweep_fused
 
 
 def _grads(factor: GFMMFactor, X: torch.Tensor, W: torch.Tensor, transpose: bool,

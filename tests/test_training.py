@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from lubench_learned.dense_masked import MaskedDenseLUNet
+from lubench_learned.dense_masked_net import MaskedDenseLUNet
 from lubench_learned.gfmm import GFMMProduct
 from lubench_learned.training import (
     STOP_REASONS,
@@ -17,9 +17,9 @@ from lubench_learned.training import (
     Target,
     Trainer,
     Watch,
-    _Plateau,
     train,
 )
+from lubench_learned.training.loop import _Plateau
 
 from lubench.api import Budget, Diverged, Operator
 
@@ -360,7 +360,7 @@ def test_watch_stops_when_the_residual_only_gets_worse():
 def test_watch_counts_a_factor_with_a_singular_block_as_infinite_whichever_solve_breaks():
     """A trained block that LAPACK finds singular ends no run: every figure of that check
     is infinite, whether the residual's solve or an estimate's transposed solve breaks."""
-    from lubench_learned.watch import Watch
+    from lubench_learned.training import Watch
 
     from lubench.api import FactorizationError
 

@@ -3,9 +3,9 @@
 * ``gfmm_compressed``  LU of A placed into the GFMM pattern: near field exact, far field
   compressed into the tree's nested bases (see :mod:`lubench_compressed.gfmm_compressed`).
 
-:mod:`lubench_compressed.gfmm_blocks` holds the GFMM factor as NumPy arrays
-(:class:`GFMMArrays`) with its structured apply and solve, shared with the learned methods.
-NumPy/SciPy only: importing this package never imports torch.
+The GFMM structure itself (its arrays, structured apply and solve, the compression, the
+factorization class) is :mod:`lubench_structured.gfmm`, which the learned methods use too;
+this plugin never imports them. NumPy/SciPy only: importing it never imports torch.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         of LU = A (two triangular solves) — retracted onto the weights (``gfmm_lu``:
         ``gfmm_compressed``'s compression, near field exact, far field by truncated SVDs
         into the nested bases; ``dense_masked_lu``: the triangles as they are), the step
-        halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.newton`);
+        halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.optim.newton`);
         ``auto`` (the default of both): ``newton`` where it applies, else ``lm``; or
         ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
         alternating least squares — each step solves L's rows (near field and leaf
@@ -245,8 +245,7 @@ class LearnedLU(Method):
                block_size: int | None = None) -> tuple[TrainResult, dict[str, Any]]:
         """Run the shared training loop (with its watch) on ``model``; the result and the
         info fields."""
-        from .training import LossSpec, Target, torch_dtype, train
-        from .watch import Watch
+        from .training import LossSpec, Target, Watch, torch_dtype, train
 
         device = self._device(ctx)
         target = Target(op, N, torch_dtype(cfg["dtype"]), device,

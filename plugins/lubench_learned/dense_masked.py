@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -24,8 +23,7 @@ sla = lazy_module("scipy.linalg")
 if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .dense_masked_net import MaskedDenseLUNet
 
-__all__ = ["DenseMaskedLU", "DenseMaskedFactorization", "DenseTriangular",
-           "POST", "DEFAULT"]
+__all__ = ["DenseMaskedLU", "DenseMaskedFactorization", "POST", "DEFAULT"]
 
 # The post's dense masked-linear baseline: its Adam schedule, uniform start, float32, no
 # transpose loss, the last weights kept.
@@ -43,28 +41,6 @@ DEFAULT: dict[str, Any] = {
     "dtype": "float64", "init": "identity", "keep": "best",
     "watch_patience": 10, "eval_every": 10, "check_interval": 20,
 }
-
-
-@dataclass
-class DenseTriangular:
-    """A dense triangular factor in float64: ``solve(B, transpose)``, ``apply(X, transpose)``."""
-
-    T: np.ndarray
-    lower: bool
-    unit: bool
-
-    @property
-    def n(self) -> int:
-        return self.T.shape[0]
-
-    def solve(self, B: np.ndarray, transpose: bool = False) -> np.ndarray:
-        return sla.solve_triangular(self.T, np.asarray(B, dtype=np.float64), lower=self.lower,
-                                    unit_diagonal=self.unit, trans=1 if transpose else 0,
-                                    check_finite=False)
-
-    def apply(self, X: np.ndarray, transpose: bool = False) -> np.ndarray:
-        return (self.T.T if transpose else self.T) @ np.asarray(X, dtype=np.float64)
-
 
 
 class DenseMaskedFactorization(Factorization):
@@ -216,11 +192,3 @@ class DenseMaskedLU(LearnedLU):
                      "padding": 0}
         return fact
 
-
-def __getattr__(name: str) -> Any:
-    """``MaskedDenseLUNet`` lives in :mod:`.dense_masked_net` (PyTorch), imported on demand."""
-    if name == "MaskedDenseLUNet":
-        from .dense_masked_net import MaskedDenseLUNet
-
-        return MaskedDenseLUNet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,19 +1,43 @@
-"""The network of ``dense_masked_lu``: masked dense L and U weights in PyTorch.
+"""The network of ``dense_masked_lu``: masked dense L and U weights in PyTorch, and the
+float64 triangular factors it hands the watch (:class:`DenseTriangular`).
 
 Imported when a case runs (``DenseMaskedLU.factorize``), never when the plugin registers.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import scipy.linalg as sla
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dense_masked import DenseTriangular
-from .shape import pivot_weights, softplus_inverse
+from .parametrization import pivot_weights, softplus_inverse
 
-__all__ = ["MaskedDenseLUNet"]
+__all__ = ["MaskedDenseLUNet", "DenseTriangular"]
+
+
+@dataclass
+class DenseTriangular:
+    """A dense triangular factor in float64: ``solve(B, transpose)``, ``apply(X, transpose)``."""
+
+    T: np.ndarray
+    lower: bool
+    unit: bool
+
+    @property
+    def n(self) -> int:
+        return self.T.shape[0]
+
+    def solve(self, B: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return sla.solve_triangular(self.T, np.asarray(B, dtype=np.float64), lower=self.lower,
+                                    unit_diagonal=self.unit, trans=1 if transpose else 0,
+                                    check_finite=False)
+
+    def apply(self, X: np.ndarray, transpose: bool = False) -> np.ndarray:
+        return (self.T.T if transpose else self.T) @ np.asarray(X, dtype=np.float64)
 
 
 class MaskedDenseLUNet(nn.Module):

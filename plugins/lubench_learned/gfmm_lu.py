@@ -8,20 +8,20 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from lubench_compressed.gfmm_compressed import CompressedFactorization, compress_lu, derive_M
+from lubench_structured.gfmm import GFMMFactorization, compress_lu, derive_M, is_power_of_two
 
 from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
 from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
-from .shape import DIAGS, is_power_of_two
+from .parametrization import DIAGS
 
 sp = lazy_module("scipy.sparse")
 
 if TYPE_CHECKING:  # PyTorch is imported when a case runs, never when the plugin registers
     from .gfmm import GFMMProduct
 
-__all__ = ["GfmmLU", "GfmmFactorization", "derive_M", "POST", "DEFAULT"]
+__all__ = ["GfmmLU", "TrainedGFMMFactorization", "POST", "DEFAULT"]
 
 # The "Learn LU" post's protocol: uniform start, full diagonal blocks, Adam 1e-2 with betas
 # (0.999, 0.999) and 1e-3 after 5 000 steps of a block, block-wise training with the
@@ -52,7 +52,7 @@ def newton_applies(cfg: dict[str, Any]) -> bool:
         cfg["loss"] == "identity" and not float(cfg["inverse_weight"]) > 0
 
 
-class GfmmFactorization(CompressedFactorization):
+class TrainedGFMMFactorization(GFMMFactorization):
     """Trained GFMM factors of A padded to N = M·P (identity block below n), in float64.
 
     The same structure and solve as ``gfmm_compressed``'s factorization (GFMMArrays, level-wise
@@ -103,7 +103,7 @@ class GfmmLU(LearnedLU):
             The preconditioner of ``lm``'s conjugate gradients: none, or per-edge
             block-Jacobi — each edge's exact diagonal block G ⊗ C of JᵀJ (C its input
             Gram, G its downstream Gram), inverted with the damping
-            (:mod:`lubench_learned.kronecker`). Whole-matrix loss only (``identity``, not
+            (:mod:`lubench_learned.optim.kronecker`). Whole-matrix loss only (``identity``, not
             block-wise; its sweeps run on n columns): otherwise none. ``newton``'s fallback
             steps follow it too. It approximates the fit's part of JᵀJ only, not the
             inverse-side term's.
@@ -111,7 +111,7 @@ class GfmmLU(LearnedLU):
             w ≥ 0 (both presets: 0, no term): the loss gains the inverse-side term
             (w/k)‖U⁻¹L⁻¹(AZ) − Z‖²_F on k = ``probes`` Gaussian columns Z redrawn every
             step, U⁻¹L⁻¹ by differentiable block substitution through the graphs (O(n·P·k)
-            per step, no dense factor; :mod:`lubench_learned.substitution`) — for runs
+            per step, no dense factor; :mod:`lubench_learned.gfmm.substitution`) — for runs
             that want a preconditioner: it penalizes what the fit ‖LU − A‖ cannot see,
             ‖(LU)⁻¹A − I‖ and so large ‖L⁻¹‖, ‖U⁻¹‖. Optimizers ``adam``, ``lbfgs``, ``lm``
             (``auto`` is ``lm`` when w > 0; ``newton`` and ``als`` fit LU = A only).
@@ -264,11 +264,11 @@ class GfmmLU(LearnedLU):
         loaded from Numba's cache: the watch solves from the first check on, so otherwise
         the first case of each worker would pay that (0.2–10 s) inside ``setup_seconds``."""
         super().prepare(ctx)
-        from lubench_compressed.gfmm_substitution import warm_up
+        from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
 
-    def factorize(self, op: Operator, ctx: RunContext) -> GfmmFactorization:
+    def factorize(self, op: Operator, ctx: RunContext) -> TrainedGFMMFactorization:
         self.check(op)
         cfg = self._validated()
         M, P = self.shape_for(op.n)
@@ -284,7 +284,7 @@ class GfmmLU(LearnedLU):
         result, info = self._train(net, op, M * P, ctx, cfg, blockwise=bool(cfg["blockwise"]),
                                    edge_groups=net.edge_views(), block_size=P)
         L, U = net.float64_factors()
-        fact = GfmmFactorization(perm, L, U, op.n, net.n_trainable())
+        fact = TrainedGFMMFactorization(perm, L, U, op.n, net.n_trainable())
         info.update(start)
         fact.history = result.history
         fact.info = {**info, "M": M, "P": P, "N": M * P, "padding": M * P - op.n,

@@ -1,6 +1,6 @@
 """Block forward substitution through a block-lower GFMM graph, compiled with Numba.
 
-The graph (notation of :mod:`lubench_compressed.gfmm_blocks`): M = 2^K leaves of P unknowns;
+The graph (notation of :mod:`lubench_structured.gfmm.arrays`): M = 2^K leaves of P unknowns;
 vⁱ⁺¹_p = E^i_{2p} vⁱ_{2p} + E^i_{2p+1} vⁱ_{2p+1} (v⁰ = x); at level i < K the band carries node
 q to q + 1 and the decoder F^i_q carries the parent's input down:
 yⁱ_q = Bⁱ_{q−1} vⁱ_{q−1} + F^i_q yⁱ⁺¹_{⌊q/2⌋} (yᴷ⁻¹ has no decoder term, the root has no band),

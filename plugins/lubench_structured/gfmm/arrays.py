@@ -27,7 +27,7 @@ Two identities reduce every case to one solver:
   ``lower`` flipped.
 
 So F⁻¹ B and F⁻ᵀ B are block-lower solves of (possibly reversed, transposed) arrays, done
-by :mod:`lubench_compressed.gfmm_substitution`.
+by :mod:`lubench_structured.gfmm.substitution`.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ class GFMMArrays:
 
 class _SolvePlan:
     """Block forward substitution for a block-lower graph G, leaf by leaf, compiled
-    (:func:`~lubench_compressed.gfmm_substitution.forward_substitution`).
+    (:func:`~lubench_structured.gfmm.substitution.forward_substitution`).
 
     Setup forms D_a⁻¹ (one batched LU of the diagonal blocks) and lays every block the
     substitution reads out transposed, one contiguous buffer per kind (D⁻¹, bands, encoder
@@ -269,7 +269,7 @@ class _SolvePlan:
     def solve(self, b: np.ndarray) -> np.ndarray:
         """x with G x = b for b of shape (M, P, c); returns (M, P, c)."""
         # imported here: Numba costs ~0.2 s to import, and loading the plugin needs no solve
-        from lubench_compressed.gfmm_substitution import forward_substitution
+        from .substitution import forward_substitution
 
         M, P, c = b.shape
         bt = np.ascontiguousarray(b.reshape(M * P, c).T)

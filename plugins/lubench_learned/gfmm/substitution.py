@@ -8,7 +8,7 @@ of level i carries node q to q + 1 and the decoder F^i_q carries the parent's va
     (G x)_a = D_a x_a + y⁰_a .
 
 Solving G x = b leaf by leaf, left to right (the algorithm of
-:func:`lubench_compressed.gfmm_substitution.forward_substitution`, whose NumPy/Numba form
+:func:`lubench_structured.gfmm.substitution.forward_substitution`, whose NumPy/Numba form
 is the float64 solve every factorization uses): on entering leaf a, every node that starts at
 a (levels i ≤ trailing zeros of a, top down) forms yⁱ_q from the band term its left
 neighbour left behind and its parent's yⁱ⁺¹ — all of it depends only on x_b, b < a; then
@@ -33,14 +33,9 @@ factor's parameters and to B.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from .gfmm import GFMMFactor
-
-__all__ = ["forward_substitution", "solve_factor"]
+__all__ = ["forward_substitution"]
 
 
 def _trailing_zeros(a: int) -> int:
@@ -106,29 +101,3 @@ def forward_substitution(diag: torch.Tensor, off: torch.Tensor, enc: list[torch.
                 break
             v = acc[i + 1] + h                          # the parent ends here too
     return torch.stack(xs)
-
-
-def _flip(t: torch.Tensor) -> torch.Tensor:
-    return t.flip(tuple(range(t.dim())))
-
-
-def solve_factor(factor: GFMMFactor, B: torch.Tensor) -> torch.Tensor:
-    """F⁻¹ B for a :class:`~lubench_learned.gfmm.GFMMFactor` F (its diagonal blocks as used,
-    :meth:`~lubench_learned.gfmm.GFMMFactor.diagonal_blocks`) and B of shape (n, c),
-    differentiable in F's parameters and in B. A block-upper F is solved as its reversal
-    (see the module docstring)."""
-    n, c = B.shape
-    M, P = factor.M, factor.P
-    b = B.reshape(M, P, c)
-    diag = factor.diagonal_blocks()
-    enc, dec, bridge = list(factor.enc), list(factor.dec), list(factor.bridge)
-    triangular = factor.diag_kind == "triangular"
-    if factor.lower:
-        kind = "unit_lower" if triangular else "general"
-        x = forward_substitution(diag, factor.off, enc, dec, bridge, b, kind)
-        return x.reshape(n, c)
-    kind = "lower" if triangular else "general"
-    x = forward_substitution(_flip(diag), _flip(factor.off), [_flip(e) for e in enc],
-                             [_flip(d) for d in dec], [_flip(br) for br in bridge],
-                             b.flip((0, 1)), kind)
-    return x.flip((0, 1)).reshape(n, c)

@@ -23,7 +23,7 @@ s·(δ + softplus θ)) reach their raw weights Θ through a diagonal map T (0 on
 entries, s·σ(θ) on U's pivots, 1 elsewhere); their block gets T⁺ (G ⊗ C + λI)⁻¹ T⁺ with T⁺
 the pseudo-inverse of T — symmetric positive definite on the weights that reach the output.
 
-The forward pass is :func:`lubench_learned.gfmm._sweep_levels` (the sweep with its level
+The forward pass is :func:`lubench_learned.gfmm.sweeps._sweep_levels` (the sweep with its level
 values, each edge's input); the backward pass here keeps each edge's output-gradient values.
 Both read the factor's parameter tensors and change nothing.
 """
@@ -35,7 +35,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .gfmm import GFMMFactor, GFMMProduct, _sweep_levels
+from ..gfmm import GFMMFactor, GFMMProduct
+from ..gfmm.sweeps import _sweep_levels
 
 __all__ = ["kronecker_factors", "KroneckerPreconditioner", "preconditioner_for"]
 

@@ -22,7 +22,7 @@ every parameter tensor enters linearly when the others are fixed. One ALS step:
    unknowns are solved again with it fixed.
 3. **The inner far field** (L's leaf encoders, U's leaf decoders, every level above the
    leaves), which enters both sides of the product, takes one Levenberg–Marquardt step with
-   the tensors of 1 and 2 frozen (:class:`~lubench_learned.lm.LevenbergMarquardt`).
+   the tensors of 1 and 2 frozen (:class:`~lubench_learned.optim.lm.LevenbergMarquardt`).
 4. **Extrapolation** along the whole step Δ (θ_old + ωΔ, ω = 2, 4, … up to 2¹⁰ while the
    loss falls; the line search of ALS for tensor fits, against its slow "swamps").
 
@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .gfmm import GFMMFactor, GFMMProduct
-from .shape import softplus_inverse
+from ..gfmm import GFMMFactor, GFMMProduct
+from ..parametrization import softplus_inverse
 
 __all__ = ["AlternatingLeastSquares"]
 
@@ -62,7 +62,7 @@ def _lstsq(B: np.ndarray, t: np.ndarray) -> np.ndarray:
 class AlternatingLeastSquares:
     """ALS on a :class:`~lubench_learned.gfmm.GFMMProduct` with triangular diagonal blocks
     (see the module docstring). ``step(residual)`` has the interface of
-    :class:`~lubench_learned.lm.LevenbergMarquardt`: ``residual()`` returns (r, rel)
+    :class:`~lubench_learned.optim.lm.LevenbergMarquardt`: ``residual()`` returns (r, rel)
     with ‖r‖² the loss, and the step returns the loss before its LM part and ``rel``."""
 
     def __init__(self, model: GFMMProduct, A: np.ndarray, params: list[torch.nn.Parameter],

@@ -18,7 +18,7 @@ import scipy.sparse.linalg as spla
 import torch
 
 if TYPE_CHECKING:
-    from .training import Target
+    from .target import Target
 
 __all__ = ["Watch", "inv_norm1", "solve_lu", "HELD_OUT", "GROWTH_LIMIT"]
 
@@ -28,8 +28,9 @@ GROWTH_LIMIT = 1024  # the watch forms |L| and |U| densely up to this size
 
 def inv_norm1(solve: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
     """‖F⁻¹‖₁ estimated by Hager–Higham (``scipy.sparse.linalg.onenormest``, as
-    ``gfmm_blocks.inv_norm1_estimate``) from solves with F and Fᵀ (``solve(B, transpose)``):
-    a lower bound, usually within a factor 3; inf when a solve is not finite."""
+    ``lubench_structured.gfmm.arrays.inv_norm1_estimate``) from solves with F and Fᵀ
+    (``solve(B, transpose)``): a lower bound, usually within a factor 3; inf when a solve is
+    not finite."""
     with np.errstate(all="ignore"):
         if n <= 4:
             X = solve(np.eye(n), False)

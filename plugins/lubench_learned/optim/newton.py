@@ -30,7 +30,7 @@ iterate's).
 When no α lowers f (a retraction that drops what the step needs, or factors far from any
 factorization), the weights and buffers are restored exactly and the step is one step of
 the ``fallback`` (Levenberg–Marquardt on ‖LU − A‖² over the weights,
-:class:`~lubench_learned.lm.LevenbergMarquardt`); after k failed trials in a row the next
+:class:`~lubench_learned.optim.lm.LevenbergMarquardt`); after k failed trials in a row the next
 one waits min(2ᵏ, ``MAX_SKIP``) such steps. Every step is one of the two. A trial that
 fails within ``ROUND_OFF`` units of roundoff of ‖A‖_F (relative error ≤ 512ε) sets
 ``converged``: the trainer stops there (``stopped_because: converged``).
@@ -65,7 +65,7 @@ class ProjectedNewton:
     """Retracted Newton steps for a model with ``factors()`` (dense L, U tensors) and
     ``retract(L, U)`` (weights set from dense triangular factors) on a dense target ``A``
     (N×N, the model's dtype). ``step(residual)`` has the interface of
-    :class:`~lubench_learned.lm.LevenbergMarquardt` (``residual`` serves the ``fallback``;
+    :class:`~lubench_learned.optim.lm.LevenbergMarquardt` (``residual`` serves the ``fallback``;
     a Newton trial forms L, U and LU − A itself)."""
 
     def __init__(self, model: Any, A: torch.Tensor, fallback: LevenbergMarquardt):

@@ -1,9 +1,9 @@
-"""Facts about the learned factors that need no PyTorch (parameter checks at suite load).
+"""How the learned factors' diagonal blocks and pivots are parametrized; no PyTorch needed
+(the parameter checks run at suite load).
 
 * ``DIAGS``: how a factor's P×P diagonal blocks are parametrized — ``full`` (the post's free
   blocks, a block LU with a gauge) or ``triangular`` (L's unit lower, U's upper with pivots
   s·(δ + softplus θ), invertible by construction);
-* ``is_power_of_two(M)``: the GFMM tree needs M = 2^K leaves;
 * ``softplus_inverse(y)``: θ with softplus θ = y, to load given pivots into that form;
 * ``pivot_weights(d, δ)``: (θ, s) with s·(δ + softplus θ) = d — given pivots as weights.
 """
@@ -12,14 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DIAGS", "is_power_of_two", "softplus_inverse", "pivot_weights"]
+__all__ = ["DIAGS", "softplus_inverse", "pivot_weights"]
 
 DIAGS = ("full", "triangular")
-
-
-def is_power_of_two(m: int) -> bool:
-    """Whether m = 2^K for some K ≥ 0."""
-    return m >= 1 and (m & (m - 1)) == 0
 
 
 def softplus_inverse(y: np.ndarray | float) -> np.ndarray:

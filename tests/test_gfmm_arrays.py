@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lubench_compressed.gfmm_blocks import GFMMArrays, inv_norm1_estimate
+from lubench_structured.gfmm.arrays import GFMMArrays, inv_norm1_estimate
 
 SHAPES = [(1, 3), (2, 4), (4, 3), (8, 2), (16, 4), (32, 3)]
 
