@@ -20,7 +20,14 @@ class LubenchError(Exception):
 
 
 class InvalidParameter(LubenchError, ValueError):
-    """A parameter value (or a size) that a plugin cannot take; the message names it."""
+    """A parameter value (or a size) that a plugin cannot take; the message names it.
+
+    ``param``, when given, is the parameter's name: a suite error then says where it is
+    (``methods[0].params.P: ...``), not only which entry."""
+
+    def __init__(self, message: str = "", param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class SuiteError(LubenchError):

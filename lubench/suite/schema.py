@@ -39,7 +39,7 @@ from pydantic import (
     field_validator,
 )
 
-from lubench.errors import SuiteError, shown
+from lubench.errors import SuiteError, printable, shown
 from lubench.params import closest
 from lubench.suite.values import (
     DEVICES,
@@ -345,12 +345,22 @@ def _errors(exc: ValidationError) -> list[str]:
     return out
 
 
+MAX_PROBLEM = 400  # characters of one problem line (a plugin's 5 MB message is cut)
+
+
 def suite_error(where: str, problems: list[str]) -> SuiteError:
-    """One SuiteError for every problem: one line when there is one, a list otherwise."""
+    """One SuiteError for every problem: one line when there is one, a list otherwise. Each
+    problem is one printable line of at most :data:`MAX_PROBLEM` characters."""
+    problems = [_cut(printable(" ".join(p.split("\n")))) for p in problems]
     if len(problems) == 1:
         return SuiteError(f"{where}: {problems[0]}")
     lines = "\n".join(f"  {p}" for p in problems)
     return SuiteError(f"{where}: {len(problems)} errors\n{lines}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM else f"{text[:MAX_PROBLEM - 20]}… ({len(text)} " \
+        f"characters)"
 
 
 def validate_suite(data: Any, where: str = "<suite>") -> SuiteModel:

@@ -12,7 +12,12 @@ from lubench.api import (
     OperatorGenerator,
 )
 from lubench.errors import one_line
-from lubench.testing.common import check_init_stores_params, check_name, check_params_documented
+from lubench.testing.common import (
+    check_init_stores_params,
+    check_name,
+    check_params_accepted,
+    check_params_documented,
+)
 from lubench.testing.methods import (
     Fits,
     check_check_raises_unsupported,
@@ -33,12 +38,13 @@ from lubench.testing.operators import (
 from lubench.testing.results import CheckFailed, CheckResult, CheckSkipped, ContractError
 
 METHOD_CHECKS: tuple[Callable[..., None], ...] = (
-    check_name, check_params_documented, check_init_stores_params,
+    check_name, check_params_documented, check_init_stores_params, check_params_accepted,
     check_check_raises_unsupported, check_factorize_tiny, check_n_params,
     check_exact_residual, check_same_seed, check_pickle, check_runner_records,
 )
 OPERATOR_CHECKS: tuple[Callable[..., None], ...] = (
-    check_name, check_params_documented, check_init_stores_params, check_size_validation,
+    check_name, check_params_documented, check_init_stores_params, check_params_accepted,
+    check_size_validation,
     check_build, check_operator_same_seed, check_operator_pickle,
 )
 
