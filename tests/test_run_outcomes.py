@@ -111,6 +111,9 @@ BAD_SUITES = [
     ("gfmm_M", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
                 "methods": [{"name": "gfmm_lu", "params": {"M": 3, "P": 4}}]},
      "methods[0].params: gfmm_lu: M must be a power of two"),
+    ("gfmm_compressed_P", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
+                           "methods": [{"name": "gfmm_compressed", "params": {"P": [0, -3]}}]},
+     "2 errors"),  # issue 25, item 8: both at load, not two failed cases and a run directory
 ]
 
 
@@ -123,7 +126,14 @@ def test_each_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, name, pa
     out = lubench("run", suite, "-o", run_dir, *(["--dry-run"] if dry_run else []))
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lubench: error: {suite}: {message}")
+    assert lines[0].startswith(f"lubench: error: {suite}: {message}")
+    if name == "gfmm_compressed_P":
+        assert lines[1:] == ["  methods[0].params.P: gfmm_compressed: P must be at least 1, "
+                             "got 0",
+                             "  methods[0].params.P: gfmm_compressed: P must be at least 1, "
+                             "got -3"]
+    else:
+        assert len(lines) == 1
     assert "Traceback" not in out.stderr
     assert not run_dir.exists()
 
@@ -177,6 +187,37 @@ def test_a_suite_read_from_a_pipe_is_read_once(tmp_path):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 4
+
+
+def test_standard_output_that_cannot_be_written_is_named(tmp_path):
+    """Issue 25, 10i/10j: ``run > /dev/full`` exited 2 naming nothing; ``schema >&-`` exited
+    0 having printed nothing. The results of a run are kept and said where."""
+    suite = write_suite(tmp_path, TOY)
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                              "--no-report", "--no-progress"], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=300)
+    assert out.returncode == 1  # cases were recorded (DESIGN: an OS error after cases: 1)
+    assert out.stderr.strip().splitlines()[-1] == (
+        "lubench: error: cannot write to standard output: No space left on device; the "
+        f"results are in {tmp_path / 'run'}")
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 4
+    closed = subprocess.run([lubench_exe(), "schema"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.close(1), timeout=120)
+    assert closed.returncode == 2
+    assert closed.stderr.startswith("lubench: error: standard output is closed")
+
+
+def test_a_plugins_terminal_escapes_never_reach_the_terminal(tmp_path):
+    hostile = Path(__file__).resolve().parent / "fixtures" / "hostile_plugin.py"
+    suite = write_suite(tmp_path, {"name": "h", "plugins": [str(hostile)],
+                                   "operators": [{"name": "h_op", "sizes": [8]}],
+                                   "methods": [{"name": "h_lu"}]})
+    out = _run("run", suite, "-o", tmp_path / "run", "--no-report", "--no-progress",
+               env={"HOSTILE_WHERE": "factorize", "HOSTILE_WHAT": "ansi"})
+    assert out.returncode == 1
+    assert "\x1b" not in out.stdout + out.stderr and "\x07" not in out.stdout + out.stderr
+    assert "\\x1b[31mRED" in out.stdout  # shown, escaped
 
 
 @pytest.mark.parametrize("args, message", [

@@ -16,10 +16,12 @@ from typing import Any
 import click
 
 from lubench.api import LubenchError
-from lubench.cli.common import load_plugins
+from lubench.cli.common import OutputError, load_plugins
+from lubench.cli.interrupt import set_hint
 from lubench.cli.run_support import (
     check_environment,
     echo_cases,
+    echo_report,
     echo_results,
     exit_if_failed,
     resumed_executor,
@@ -64,6 +66,7 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     resume_hint = (f"lubench run {shlex.quote(str(suite_file))}{slurm} "
                    f"--resume {shlex.quote(str(run_dir))}")
     before = len(store.done())
+    set_hint(f"every record written is kept; resume with: {resume_hint}")
     try:
         outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
                             jobs=settings.jobs, executor=settings.kind,
@@ -76,8 +79,18 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
                         f"the space, then resume with: {resume_hint}", exc.path)
         error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
         raise error from None
-    echo_results(results, run_dir, outcome.summary(), report, shown_columns)
+    try:
+        echo_results(results, run_dir, outcome.summary(), shown_columns)
+    except OutputError as exc:  # > /dev/full: the results are safe, the summary is not shown
+        error = OutputError(f"{exc}; the results are in {run_dir}")
+        error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
+        raise error from None
     if outcome.interrupted:
         click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
         sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
+    if report:
+        set_hint(f"the records are kept; the report was not rendered, render it with: "
+                 f"lubench report {shlex.quote(str(run_dir))}")
+        echo_report(run_dir)
+        set_hint("")
     exit_if_failed(results, cases)

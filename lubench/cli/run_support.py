@@ -76,19 +76,21 @@ def echo_cases(cases: list, repeats: int, suite_file: Path, registry: Any) -> No
         click.echo(f"  {c.case_id}  {c.label}" + (f"  (unavailable: {why})" if why else ""))
 
 
-def echo_results(results: Any, run_dir: Path, summary: str, report: bool,
-                 columns: list[str]) -> None:
-    """The summary table, where the results are, and the report when asked for."""
-    from lubench.report.console import summary_table  # pandas: not for `lubench list`
+def echo_results(results: Any, run_dir: Path, summary: str, columns: list[str]) -> None:
+    """The summary table and where the results are."""
+    from lubench.report.console import summary_table
 
     click.echo(summary_table(results, columns))
     click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
-    if report:
-        from lubench.report import render_report  # matplotlib: only when a report is drawn
 
-        no_links_in(run_dir / "report")
-        out = render_report(run_dir)
-        click.echo(f"report:  {out / 'report.html'}")
+
+def echo_report(run_dir: Path) -> None:
+    """Render the run's report into RUN_DIR/report and say where it is."""
+    from lubench.report import render_report
+
+    no_links_in(run_dir / "report")
+    out = render_report(run_dir)
+    click.echo(f"report:  {out / 'report.html'}")
 
 
 def exit_if_failed(results: Any, cases: list) -> None:

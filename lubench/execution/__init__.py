@@ -9,7 +9,7 @@ Modules
 ``channel``   worker → parent messages, read without ever blocking
 ``process``   the body of a worker process (thread limits, progress, its record)
 ``limits``    thread settings, the start method, dying with the parent
-``signals``   Ctrl-C and SIGTERM
+``signals``   Ctrl-C, SIGTERM and SIGHUP while cases run (the first stops, the rest insist)
 ``progress``  the progress bar on stderr
 ``slurm``     SLURM job arrays through submitit: submit, adopt on resume, watch, collect
 ``slurm_resources``  what a task asks for (CPUs, memory, time, a GPU only for CUDA cases)

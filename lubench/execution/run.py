@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections import Counter
@@ -130,8 +131,9 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
         if not items:
             return outcome
         if executor == "inline":
-            outcome.interrupted = not _run_inline(items, store.run_id, registry, on_record,
-                                                  display)
+            outcome.stop_signal = _run_inline(items, store.run_id, registry, on_record,
+                                              display)
+            outcome.interrupted = outcome.stop_signal is not None
             return outcome
         if executor == "local":  # once here, not in every forked worker (PyTorch: seconds)
             preload_requirements(registry, {c.method for c, _ in items})
@@ -156,8 +158,9 @@ def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ..
                 store.update_meta(job_ids=outcome.job_ids)
         outcome.interrupted = not completed
         outcome.stop_signal = stopper.signum if outcome.interrupted else None
-    except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
+    except KeyboardInterrupt as exc:  # a signal outside the pool's watch (signals.py)
         outcome.interrupted = True
+        outcome.stop_signal = getattr(exc, "signum", signal.SIGINT)
     finally:
         display.close()
         if cache_before is None:
@@ -202,8 +205,9 @@ def _version_changes(store: RunStore, items: list[WorkItem], registry: Registry)
 
 def _run_inline(items: list[WorkItem], run_id: str, registry: Registry,
                 on_record: Callable[[dict], None],
-                display: Display) -> bool:
-    """Run in this process (debugging). No timeout, no memory limit. False on Ctrl-C."""
+                display: Display) -> int | None:
+    """Run in this process (debugging). No timeout, no memory limit. The signal that
+    stopped it (Ctrl-C: SIGINT), or None when every case ran."""
     for case, repeat in items:
         display.started(case, repeat)
 
@@ -213,8 +217,8 @@ def _run_inline(items: list[WorkItem], run_id: str, registry: Registry,
 
         try:
             rec = run_case(case, repeat, run_id=run_id, progress=progress, registry=registry)
-        except KeyboardInterrupt:
-            return False
+        except KeyboardInterrupt as exc:
+            return getattr(exc, "signum", signal.SIGINT)
         rec["host"] = socket.gethostname()
         on_record(rec)
-    return True
+    return None

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lubench.errors import printable
 from lubench.metrics.table import BY_KEY, METRICS
 from lubench.report.cells import cell
 from lubench.report.load import prepare_results
@@ -134,4 +135,4 @@ def summary_table(results: pd.DataFrame, columns: Sequence[str] | None = None) -
         lines.append(f"median over {repeats} repeats (min–max where they differ)")
     if notes:
         lines += [""] + notes
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # reasons are a plugin's text: no terminal escapes

@@ -87,6 +87,7 @@ def worker_main(conn: Any, case: Case, repeat: int, run_id: str,
     enter_case(cgroup_path)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)  # the parent's wake-up socket is not ours
     die_with_parent(parent_pid)
