@@ -298,3 +298,40 @@ def test_registered_through_the_entry_point(registry):
     for cls in lubench_operators.OPERATORS:
         assert registry.operator(cls.name) is cls
         assert registry.provider[("operator", cls.name)] == "operators"
+
+
+HEAD = "%%MatrixMarket matrix coordinate real general\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (HEAD + "0 0 0\n", "holds a 0×0 matrix: nothing to factor"),
+    ("%%MatrixMarket matrix array real general\n0 0\n", "holds a 0×0 matrix"),
+    (HEAD + "2 2 2\n1 1 nan\n2 2 1\n", "holds 1 value(s) that are not finite (NaN)"),
+    ("%%MatrixMarket matrix array real general\n2 2\n1\ninf\n0\n-inf\n",
+     "holds 2 value(s) that are not finite (Inf)"),
+    (HEAD + "2 2 2\n1 1 1e999\n2 2 1\n", "not finite (Inf)"),
+    (HEAD + "2 2 2\n1 1 1,5\n2 2 1\n", "'1 1 1,5' is not an entry of numbers"),
+    (HEAD + "3 3 3\n1 1 1\n", "not a readable Matrix Market file"),  # fewer entries
+    (HEAD + "2 2 2\n1 1 1\n5 2 1\n", "not a readable Matrix Market file"),
+    (HEAD + "2 2 2\n0 1 1\n2 2 1\n", "not a readable Matrix Market file"),
+    ("%%MatrixMarket matrix array real general\n100000 100000\n1\n2\n3\n4\n",
+     "declares 10,000,000,000 values but holds"),
+    (HEAD + "18446744073709551616 18446744073709551616 1\n1 1 1\n", "m.mtx: "),
+    ("", "not a readable Matrix Market file"),
+])
+def test_matrix_market_refuses_at_load_what_no_case_could_use(tmp_path, content, message):
+    """Issue 25, item 7: checked when the suite loads (sizes()), not one failed case per
+    method; a truncated file is refused before anything is allocated for it."""
+    path = tmp_path / "m.mtx"
+    path.write_text(content)
+    with pytest.raises(InvalidParameter) as err:
+        MatrixMarket(path=path).sizes()
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert err.value.param == "path"
+
+
+def test_matrix_market_refuses_what_is_no_file(tmp_path):
+    with pytest.raises(InvalidParameter, match="is not a regular file"):
+        MatrixMarket(path=tmp_path).sizes()
+    with pytest.raises(InvalidParameter, match="is not a regular file"):
+        MatrixMarket(path="/dev/zero").sizes()

@@ -159,6 +159,9 @@ BAD_SUITE_FILES = [
     ("name_dots", lambda: _toy_text(name="..").encode(), ["name: a name of dots"]),
     ("report_too", lambda: _toy_text(repeats=0, report={"columns": ["nope"]}).encode(),
      ["repeats: must be at least 1", "report.columns: unknown column 'nope'"]),
+    ("mtx_0x0", lambda: _toy_text(operators=[{"name": "matrix_market",
+                                              "params": {"path": "empty.mtx"}}]).encode(),
+     ["operators[0].params.path: ", "empty.mtx: holds a 0×0 matrix: nothing to factor"]),
 ]
 
 
@@ -167,15 +170,17 @@ BAD_SUITE_FILES = [
 def test_each_bad_suite_file_is_exit_2_every_problem_named(tmp_path, name, content, messages):
     suite = tmp_path / "s.yaml"
     suite.write_bytes(content())
+    (tmp_path / "empty.mtx").write_text("%%MatrixMarket matrix coordinate real general\n"
+                                        "0 0 0\n")
     out = lubench("run", suite, cwd=tmp_path)  # no -o: nothing may appear next to the suite
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     lines = out.stderr.strip().splitlines()
     assert lines[0].startswith(f"lubench: error: {suite}: ")
-    assert len(lines) == (1 if len(messages) == 1 else 1 + len(messages))
+    assert len(lines) == (1 if len(messages) == 1 or name == "mtx_0x0" else 1 + len(messages))
     for message in messages:
         assert message in out.stderr
-    assert [p.name for p in tmp_path.iterdir()] == ["s.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mtx", "s.yaml"]
 
 
 def test_a_suite_read_from_a_pipe_is_read_once(tmp_path):

@@ -260,7 +260,7 @@ def _sizes(entry: OperatorEntry, cls: type, gen: Any, where: str,
     try:
         fixed = calls(where, "operator", cls, "sizes", gen.sizes)
     except (InvalidParameter, OSError, ValueError, TypeError) as exc:
-        problem(f"{where}.params: {exc}")
+        problem(_at(f"{where}.params", exc))
         return []
     except _PluginFailed as exc:
         problem(str(exc))
