@@ -231,6 +231,11 @@ def test_a_plugins_terminal_escapes_never_reach_the_terminal(tmp_path):
     (["--retry", "failed"], "--retry reruns cases of an earlier run: give --resume"),
     (["--columns", "eror"], "--columns: unknown column 'eror'"),
     (["-k", "nothing_matches"], "no case matches -k nothing_matches"),
+    (["--executor", "inline", "-j", "2"],  # issue 25, 10f: was silently one job
+     "the inline executor runs one case at a time, in lubench's own process; 2 jobs need "
+     "--executor local"),
+    (["--executor", "slurm", "--slurm-time", "garbage"],  # was said after a run directory
+     "--slurm-time: expected minutes, HH:MM, HH:MM:SS or D-HH:MM, got 'garbage'"),
 ])
 def test_bad_options_are_one_line_exit_2(tmp_path, args, message):
     suite = write_suite(tmp_path, TOY)
@@ -252,6 +257,27 @@ def test_device_cuda_without_cuda_is_bad_input(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lubench: error: --device cuda: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_method_of_a_disabled_plugin_says_it_was_disabled(tmp_path):
+    """Issue 25, 10l: it was reported as unknown, without a word of LUBENCH_DISABLE_PLUGINS."""
+    suite = write_suite(tmp_path, {**TOY, "methods": [{"name": "plu"}]})
+    out = _run("run", suite, "--dry-run", env={"LUBENCH_DISABLE_PLUGINS": "classical"})
+    assert out.returncode == 2
+    assert "unknown method 'plu'; LUBENCH_DISABLE_PLUGINS disabled 'classical', which may " \
+           "provide it" in out.stderr
+
+
+def test_device_cuda_for_classical_cases_only_says_so(tmp_path):
+    """Issue 25, 10m: classical methods run on the CPU; asking for CUDA did so without a
+    word."""
+    suite = write_suite(tmp_path, {**TOY, "operators": [{"name": "laplacian_1d",
+                                                         "sizes": [8]}],
+                                   "methods": [{"name": "plu"}]})
+    out = lubench("run", suite, "--device", "cuda", "-o", tmp_path / "run", "--no-report")
+    assert out.returncode == 0, out.stderr
+    assert "lubench: warning: device cuda: every selected case is a classical method, which " \
+           "runs on the CPU" in out.stderr
 
 
 def test_every_problem_of_a_suite_at_once(tmp_path):

@@ -43,7 +43,8 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     from lubench.suite.load import plugin_specs as suite_plugin_specs
     from lubench.suite.selection import select_cases
 
-    forced_timeout, retry_statuses, shown_columns = run_options(timeout, retry, columns, resume)
+    forced_timeout, retry_statuses, shown_columns = run_options(
+        timeout, retry, columns, resume, slurm_options.get("slurm_time"))
     source = read_suite(suite_file)  # once: SUITE may be a pipe, <(cat s.yaml)
     specs = suite_plugin_specs(suite_file, plugin_specs, source[0])
     registry = load_plugins(specs, Path.cwd())
@@ -52,11 +53,11 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
+    kind = executor or resumed_executor(resume, suite.executor)
+    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
     if dry_run:
         echo_cases(cases, suite.repeats, suite_file, registry)
         return
-    kind = executor or resumed_executor(resume, suite.executor)
-    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
     check_environment(suite.device, cases, settings.kind)
     run_dir = run_directory(suite.name, output, resume)
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
