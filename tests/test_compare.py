@@ -188,6 +188,26 @@ def test_the_comparison_is_written_in_a_report_format(real_run, tmp_path, suffix
     assert {"md": "| case |", "tex": r"\toprule", "html": "<table>"}[suffix] in text
 
 
+def test_compare_never_replaces_a_users_file_nor_writes_through_a_link(real_run, tmp_path):
+    """Issue 25: ``compare -o notes.md`` replaced the user's notes, and wrote through a
+    planted link; it replaces only a table it wrote itself."""
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    out = compare_cli(real_run, real_run, "-o", notes)
+    assert out.returncode == 2 and "was not written by lubench compare" in out.stderr
+    assert notes.read_text() == "my notes\n"
+    target = tmp_path / "elsewhere.md"
+    target.write_text("not yours\n")
+    (tmp_path / "link.md").symlink_to(target)
+    out = compare_cli(real_run, real_run, "-o", tmp_path / "link.md")
+    assert out.returncode == 2 and "symbolic link" in out.stderr
+    assert target.read_text() == "not yours\n"
+    ours = tmp_path / "cmp.md"
+    for _ in range(2):  # a table compare wrote is its own to replace
+        assert compare_cli(real_run, real_run, "-o", ours).returncode == 0
+    assert ours.read_text().startswith("<!-- written by lubench compare -->\n")
+
+
 def test_an_unknown_output_suffix_is_one_line(real_run, tmp_path):
     out = compare_cli(real_run, real_run, "-o", tmp_path / "cmp.docx")
     assert out.returncode == 2 and "Traceback" not in out.stderr

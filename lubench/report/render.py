@@ -35,6 +35,7 @@ from lubench.report.latex import latex_tables  # noqa: E402
 from lubench.report.load import Run, load_run, prepare_results
 from lubench.report.markdown import summary_markdown  # noqa: E402
 from lubench.report.summary import select, summarize  # noqa: E402
+from lubench.rundir.fsafe import atomic_write, no_link
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
 from lubench.suite.yamlfile import read_yaml
@@ -47,6 +48,26 @@ NOTHING_TO_DRAW = {
     "training": "no case of this run saved a training history",
     "scaling": "every operator ran at one size",
 }
+
+
+REPORT_MARKER = ".lubench-report"
+"""The file that says a folder holds a report lubench wrote (and may write again)."""
+
+
+def check_report_folder(out: Path) -> None:
+    """``-o DIR`` of a report: a new or empty folder, or one holding a report lubench wrote
+    (:data:`REPORT_MARKER`) — never a folder of the user's, whose ``results.md`` or
+    ``report.html`` it would replace — and never a symbolic link."""
+    no_link(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise LubenchError(f"-o {out}: exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if entries and REPORT_MARKER not in entries:
+        shown_names = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise LubenchError(f"-o {out}: the folder holds files lubench did not write "
+                           f"({shown_names}); choose a new or empty folder")
 
 
 def suite_report_section(path: Path) -> dict:
@@ -112,7 +133,11 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     spec = spec if spec is not None else resolve_spec(run_dirs)
     runs, results, histories = load_runs(run_dirs)
     out = Path(output) if output is not None else run_dirs[0] / "report"
+    if output is not None:
+        check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / REPORT_MARKER, "written by `lubench report`: it replaces the files "
+                                      "here when it writes a report again\n")
     rows, unmatched = select(results, spec)
     for what in unmatched:
         echo(f"lubench: warning: report {what} matched nothing")
