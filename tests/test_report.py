@@ -399,7 +399,8 @@ def test_every_file_is_produced(report_dir, run_dir, tmp_path):
                         echo=lambda _l: None)
     svg = (out / "scaling.svg").read_text()
     assert "<text" in svg and "stored numbers" in svg
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "scaling.svg"]
+    assert sorted(p.name for p in out.iterdir()) == [".lubench-report", "report.html",
+                                                     "scaling.svg"]
 
 
 def test_report_html_is_self_contained_and_explorable(report_dir):

@@ -133,11 +133,12 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     spec = spec if spec is not None else resolve_spec(run_dirs)
     runs, results, histories = load_runs(run_dirs)
     out = Path(output) if output is not None else run_dirs[0] / "report"
-    if output is not None:
+    if output is not None:  # a folder of its own (a run directory's report/ is the run's)
         check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / REPORT_MARKER, "written by `lubench report`: it replaces the files "
-                                      "here when it writes a report again\n")
+    if output is not None:
+        atomic_write(out / REPORT_MARKER, "written by `lubench report`: it replaces the files "
+                                          "here when it writes a report again\n")
     rows, unmatched = select(results, spec)
     for what in unmatched:
         echo(f"lubench: warning: report {what} matched nothing")

@@ -153,7 +153,7 @@ def _aggregate(ok: pd.DataFrame, key: str) -> tuple[float, float, float, str]:
 
 def _all_true(values: Iterable) -> bool | None:
     """True when every value is true, False when one is false, None when none is known."""
-    known = [v for v in values if v is not None and v == v]
+    known = [v for v in values if not pd.isna(v)]  # None, NaN and pandas' NA: not known
     if not known:
         return None
     return all(bool(v) for v in known)  # numpy.bool_ from parquet: test truth, not identity

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lubench.api import LubenchError
+from lubench.errors import shown
 from lubench.metrics.table import BY_KEY
 from lubench.params import closest
 
@@ -124,17 +125,18 @@ def _items(value: Any, where: str) -> list[str]:
         out = []
         for v in value:
             if isinstance(v, (dict, list, tuple)) or v is None:
-                raise LubenchError(f"{where}: expected names, got {v!r}")
+                raise LubenchError(f"{where}: expected names, got {shown(v)}")
             out.append(str(v).strip())
         return [v for v in out if v]
-    raise LubenchError(f"{where}: expected a list or a comma-separated string, got {value!r}")
+    raise LubenchError(f"{where}: expected a list or a comma-separated string, got "
+                       f"{shown(value)}")
 
 
 def _choices(values: list[str], allowed: tuple[str, ...] | list[str], where: str,
              what: str) -> tuple[str, ...]:
     for v in values:
         if v not in allowed:
-            raise LubenchError(f"{where}: unknown {what} '{v}'{closest(v, allowed)} "
+            raise LubenchError(f"{where}: unknown {what} {shown(v)}{closest(v, allowed)} "
                                f"(choose from {', '.join(allowed)})")
     return tuple(dict.fromkeys(values))
 
@@ -147,11 +149,11 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
         mapping = {}
     if not isinstance(mapping, Mapping):
         raise LubenchError(f"{where}: expected a mapping of {', '.join(SPEC_KEYS)}, "
-                           f"got {mapping!r}")
+                           f"got {shown(mapping)}")
     for key in mapping:
         if key not in SPEC_KEYS:
             at = where if where != "--" else "report"
-            raise LubenchError(f"{at}: unknown key '{key}'{closest(str(key), SPEC_KEYS)} "
+            raise LubenchError(f"{at}: unknown key {shown(key)}{closest(str(key), SPEC_KEYS)} "
                                f"(allowed: {', '.join(SPEC_KEYS)})")
     kw: dict[str, Any] = {"raw": dict(mapping)}
     if mapping.get("columns") is not None:
@@ -166,7 +168,7 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
         try:
             kw["sizes"] = tuple(dict.fromkeys(int(s) for s in items))
         except (TypeError, ValueError):
-            raise LubenchError(f"{where}.sizes: expected integers, got {sizes!r}") from None
+            raise LubenchError(f"{where}.sizes: expected integers, got {shown(sizes)}") from None
     if mapping.get("group") is not None:
         kw["group"] = _choices(_items(mapping["group"], _at(where, "group"))[:1] or [""], GROUPS,
                                _at(where, "group"), "grouping")[0]
