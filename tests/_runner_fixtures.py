@@ -165,16 +165,18 @@ def make_suite(tmp_path: Path, plugin: str, methods: list[dict], **kw):
 
 
 def run_suite(tmp_path: Path, plugin: str, methods: list[dict], run_name: str = "run",
-              **run_kw):
-    """Run a suite end to end in this process; returns (outcome, results, store)."""
-    from lubench.execution import run_cases
+              sizes=(8, 12), submitit_executor=None, **plan_kw):
+    """Run a suite end to end in this process; returns (outcome, results, store).
+    ``plan_kw`` go to :func:`lubench.execution.make_plan` (executor, jobs, options)."""
+    from lubench.execution import SlurmExecutor, make_plan, run_cases
     from lubench.rundir.store import RunStore
 
-    sizes = run_kw.pop("sizes", (8, 12))
     _, suite = make_suite(tmp_path, plugin, methods, sizes=sizes)
     store = RunStore.open(tmp_path / run_name, suite, command_line="test")
     try:
-        outcome = run_cases(suite.cases, store, plugin_specs=(plugin,), **run_kw)
+        plan = make_plan(store, suite.cases, plugin_specs=(plugin,), **plan_kw)
+        executor = SlurmExecutor(submitit_executor) if submitit_executor else None
+        outcome = run_cases(suite.cases, store, plan, executor=executor)
         results = store.finalize()
     finally:
         store.close()
@@ -209,7 +211,7 @@ def wait_for_records(run_dir: Path, count: int, timeout: float = 30.0) -> int:
 
 
 def _drive(argv: list[str]) -> None:
-    from lubench.execution import run_cases
+    from lubench.execution import make_plan, run_cases
     from lubench.registry import load_registry
     from lubench.rundir.store import RunStore
     from lubench.suite.load import load_suite
@@ -220,7 +222,8 @@ def _drive(argv: list[str]) -> None:
     suite = load_suite(suite_path, load_registry([plugin]))
     store = RunStore.open(Path(run_dir), suite, command_line=" ".join(argv), resume=resume)
     print("started", flush=True)
-    outcome = run_cases(suite.cases, store, plugin_specs=(plugin,), jobs=jobs)
+    outcome = run_cases(suite.cases, store,
+                        make_plan(store, suite.cases, plugin_specs=(plugin,), jobs=jobs))
     store.finalize()
     print(json.dumps({"interrupted": outcome.interrupted, "summary": outcome.summary(),
                       "counts": dict(outcome.counts)}), flush=True)

@@ -41,8 +41,9 @@ GENERATORS = [
     Biharmonic1D(boundary="dirichlet_rows"), Biharmonic2D(normalize=True), RBFKernel(),
     ExponentialKernel(),
 ]
+# .form(): what the core hands a method that needs the matrix (the kernels are not formed)
 OPERATORS = {f"{g.name}{'[' + g.boundary + ']' if getattr(g, 'boundary', '') else ''}":
-             g.build(N, seed=0) for g in GENERATORS}
+             g.build(N, seed=0).form() for g in GENERATORS}
 OPERATORS["matrix_market"] = MatrixMarket(path=DATA / "seed_system_4x4.mtx").build(4, seed=0)
 CTX = RunContext()
 

@@ -105,13 +105,14 @@ def test_registered_as_a_built_in(registry):
 
 
 def test_a_fill_factor_grid_in_a_suite(registry):
+    from lubench.execution.plan import RunPlan
     from lubench.execution.worker import run_case
     from lubench.suite.load import build_suite
 
     suite = build_suite({"name": "g", "operators": [{"name": "laplacian_2d", "sizes": [64]}],
                          "methods": [{"name": "ilu", "params": {"fill_factor": [1, 2, 5]}}]},
                         registry)
-    recs = [run_case(c, 0, registry=registry) for c in suite.cases]
+    recs = [run_case(c, 0, plan=RunPlan(registry=registry)) for c in suite.cases]
     assert [r["status"] for r in recs] == ["ok"] * 3
     assert len({r["gmres_iterations"] for r in recs}) == 1  # one operator, one plain GMRES
     assert recs[0]["n_params"] <= recs[1]["n_params"] <= recs[2]["n_params"]

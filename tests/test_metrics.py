@@ -285,11 +285,12 @@ def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
 def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_path):
     """A fresh process (an empty memo) finds the result another worker left in the cache."""
     import lubench.metrics.grading as metrics
+    from lubench.rundir.cache import FolderCache
 
-    monkeypatch.setenv(metrics.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    cache = FolderCache(tmp_path / "cache")
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
     op = laplacian(60)
-    first = metrics.plain_gmres(op, seed=3)
+    first = metrics.plain_gmres(op, seed=3, cache=cache)
     assert len(list((tmp_path / "cache").glob("gmres-*.json"))) == 1
 
     def no_gmres(op, b, solve):
@@ -297,10 +298,20 @@ def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_
 
     monkeypatch.setattr(metrics, "_gmres", no_gmres)
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
-    assert metrics.plain_gmres(op, seed=3) == first
+    assert metrics.plain_gmres(op, seed=3, cache=cache) == first
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
     with pytest.raises(AssertionError, match="ran again"):  # another seed: not the same entry
-        metrics.plain_gmres(op, seed=4)
+        metrics.plain_gmres(op, seed=4, cache=cache)
+
+
+def test_grade_computes_exactly_the_graded_metrics_of_the_table():
+    """The metric table says which metrics grading computes; grade returns those (and the
+    non-finite note), no fewer and no more."""
+    from lubench.metrics.table import METRICS
+
+    op = laplacian(40)
+    out = grade(op, Explicit(op.dense()), seed=1)
+    assert set(out) - {"error"} == {m.key for m in METRICS if m.graded}
 
 
 def test_precond_seconds_is_the_wall_time_of_the_preconditioned_solve():
@@ -328,6 +339,7 @@ def test_the_same_factors_get_the_same_metrics():
 def test_twin_configurations_in_a_suite_are_graded_on_one_problem(registry):
     """plu with check_finite true and false produce the same factors: their rows hold the
     same metric values because grading draws from the operator's seed, not the case's."""
+    from lubench.execution.plan import RunPlan
     from lubench.execution.worker import run_case
     from lubench.suite.load import build_suite
 
@@ -339,7 +351,7 @@ def test_twin_configurations_in_a_suite_are_graded_on_one_problem(registry):
     }, registry)
     cases = suite.cases
     assert len({c.seed for c in cases}) == 3 and len({c.operator_seed for c in cases}) == 1
-    recs = [run_case(c, 0, registry=registry) for c in cases]
+    recs = [run_case(c, 0, plan=RunPlan(registry=registry)) for c in cases]
     assert all(r["status"] == "ok" and r["error"] == "" for r in recs)
     plu_true, plu_false, slu = recs
     for key in ("factor_error", "factor_error_2", "solve_residual", "forward_error",

@@ -20,6 +20,7 @@ from lubench_operators import (
     ExponentialKernel,
     Laplacian1D,
     Laplacian2D,
+    MaternKernel,
     MatrixMarket,
     RBFKernel,
     files,
@@ -47,12 +48,17 @@ GENERATORS = {
     "biharmonic_2d[normalize]": Biharmonic2D(normalize=True),
     "rbf_kernel": RBFKernel(),
     "rbf_kernel[dim=2]": RBFKernel(dim=2),
+    "matern_kernel": MaternKernel(),
+    "matern_kernel[nu=0.5]": MaternKernel(nu=0.5),
+    "matern_kernel[nu=2.5, dim=3]": MaternKernel(nu=2.5, dim=3),
     "exponential_kernel": ExponentialKernel(),
+    "exponential_kernel[random]": ExponentialKernel(points="random"),
 }
 
 
 def dense(op: Operator) -> np.ndarray:
-    return op.matrix.toarray() if sp.issparse(op.matrix) else np.asarray(op.matrix)
+    """A as an array: formed operators' matrix, kernels formed from their entries."""
+    return op.dense()
 
 
 @pytest.mark.parametrize("key", list(GENERATORS))
@@ -79,13 +85,13 @@ def test_same_seed_same_matrix(key):
 
 def test_rbf_points_depend_on_the_seed_and_are_ordered():
     a, b = RBFKernel().build(N, seed=0), RBFKernel().build(N, seed=1)
-    assert not np.array_equal(a.matrix, b.matrix)
+    assert not np.array_equal(a.dense(), b.dense())
     assert np.all(np.diff(a.coords[:, 0]) >= 0)
     assert np.all((a.coords >= 0) & (a.coords <= 1))
     # A_ij = exp(−|x_i − x_j|²/(2ℓ²)) + nugget δ_ij, recomputed from the returned points
     x = a.coords[:, 0]
     expected = np.exp(-((x[:, None] - x[None, :]) ** 2) / (2 * 0.2**2)) + 1e-4 * np.eye(N)
-    np.testing.assert_allclose(a.matrix, expected, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(a.dense(), expected, rtol=1e-14, atol=0)
 
 
 def test_rbf_2d_ordering_is_hierarchical():
@@ -113,6 +119,11 @@ def test_perfect_square_required():
     (ExponentialKernel(rho=1.5), "rho must lie strictly between 0 and 1, got 1.5"),
     (RBFKernel(length_scale=0.0), "length_scale must be a positive number, got 0.0"),
     (RBFKernel(nugget=-1e-3), "nugget must be a number >= 0"),
+    (RBFKernel(dim=4), "rbf_kernel: dim must be 1, 2 or 3 (the dimension of the points), got 4"),
+    (MaternKernel(nu=2.0), "matern_kernel: nu must be 0.5, 1.5 or 2.5"),
+    (MaternKernel(length_scale=-1.0), "matern_kernel: length_scale must be a positive number"),
+    (MaternKernel(dim=0), "matern_kernel: dim must be 1, 2 or 3"),
+    (ExponentialKernel(points="sobol"), "points must be 'grid' or 'random', got 'sobol'"),
     (Biharmonic2D(shift=-1.0), "shift must be >= 0"),
     (Laplacian1D(scale="h3"), "scale must be one of"),
 ])

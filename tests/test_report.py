@@ -246,8 +246,8 @@ def _label_params(label: str) -> dict:
 
 
 def test_summary_markdown_holds_the_medians_of_results_parquet(run_dir):
-    from lubench.metrics.table import BY_KEY
     from lubench.report.cells import fmt_number
+    from lubench.report.columns import BY_KEY
     from lubench.report.markdown import summary_markdown
 
     results = pd.read_parquet(run_dir / "results.parquet")
@@ -460,8 +460,8 @@ def _tex_rows(tex: str) -> list[list[str]]:
 
 
 def test_latex_bold_marks_the_best_value_of_each_operator_and_size(run_dir):
-    from lubench.metrics.table import BY_KEY
     from lubench.report.cells import fmt_number
+    from lubench.report.columns import BY_KEY
     from lubench.report.latex import latex_tables
     from lubench.report.summary import select, summarize
 

@@ -12,9 +12,12 @@ from _runner_fixtures import _only_test_plugins, make_suite, rt_plugin, run_suit
 
 from lubench.api import LubenchError
 from lubench.execution import (
+    Collect,
     LocalPool,
     RunOutcome,
+    RunPlan,
     format_bytes,
+    make_plan,
     run_cases,
     threads_per_worker,
 )
@@ -100,10 +103,15 @@ def test_inline_executor_runs_in_this_process(tmp_path, rt_plugin):  # noqa: F81
 def test_progress_is_forwarded_and_history_stored(tmp_path, rt_plugin):  # noqa: F811
     _, suite = make_suite(tmp_path, rt_plugin, [{"name": "rt_lu",
                                                   "params": {"behave": "train"}}], sizes=(8,))
-    seen, records = [], []
-    LocalPool(1, plugin_specs=(rt_plugin,), on_record=records.append,
-              on_progress=lambda case, repeat, fields: seen.append(fields)
-              ).run([(suite.cases[0], 0)])
+    seen = []
+
+    class Seen(Collect):
+        def progress(self, case, repeat, fields):
+            seen.append(fields)
+
+    sink = Seen()
+    LocalPool(RunPlan(plugin_specs=(rt_plugin,)), sink).run([(suite.cases[0], 0)])
+    records = sink.records
     assert seen[0]["step"] == 1 and seen[-1] == {"step": 5, "total": 5, "loss": 0.2}
     assert len(seen) < 5  # throttled: the 50 ms steps do not each send a message
     assert records[0]["status"] == "ok" and records[0]["iterations"] == 5
@@ -125,10 +133,10 @@ def test_resume_skips_finished_pairs(tmp_path, rt_plugin):  # noqa: F811
     _, suite = make_suite(tmp_path, rt_plugin, [{"name": "rt_lu"}], sizes=(8, 12),
                           repeats=2)
     with RunStore.open(tmp_path / "run", suite) as store:
-        first = run_cases(suite.cases[:1], store, plugin_specs=(rt_plugin,))
+        first = run_cases(suite.cases[:1], store, make_plan(store, plugin_specs=(rt_plugin,)))
     assert first.counts == {"ok": 2} and first.total == 2
     with RunStore.open(tmp_path / "run", suite, resume=True) as store:
-        second = run_cases(suite.cases, store, plugin_specs=(rt_plugin,))
+        second = run_cases(suite.cases, store, make_plan(store, plugin_specs=(rt_plugin,)))
         results = store.finalize()
     assert second.total == 2 and second.skipped == 2
     assert second.summary() == "2 ok, 2 already done"
@@ -139,9 +147,17 @@ def test_bad_executor_arguments_are_user_errors(tmp_path, rt_plugin):  # noqa: F
     _, suite = make_suite(tmp_path, rt_plugin, [{"name": "rt_lu"}], sizes=(8,))
     with RunStore.open(tmp_path / "run", suite) as store:
         with pytest.raises(LubenchError, match="unknown executor 'dask'"):
-            run_cases(suite.cases, store, executor="dask")
+            make_plan(store, suite.cases, executor="dask")
         with pytest.raises(LubenchError, match="at least 1"):
-            run_cases(suite.cases, store, jobs=0)
+            make_plan(store, suite.cases, jobs=0)
+
+
+def test_the_executor_names_the_command_line_offers_are_the_executors():
+    """suite/values.py names them for the CLI and the schema without importing execution."""
+    from lubench.execution import EXECUTORS
+    from lubench.suite.values import EXECUTOR_KINDS
+
+    assert tuple(EXECUTORS) == tuple(EXECUTOR_KINDS)
 
 
 def test_summary_and_sizes_read_well():

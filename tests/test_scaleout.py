@@ -20,7 +20,7 @@ from _runner_fixtures import (  # noqa: F401
     wait_for_records,
 )
 
-from lubench.execution import run_cases
+from lubench.execution import make_plan, run_cases
 from lubench.rundir.store import RunStore
 
 COMPARED = ["status", "error", "n_params", "factor_error", "factor_error_2", "solve_residual",
@@ -99,7 +99,7 @@ def test_sigkill_mid_suite_then_resume_runs_each_case_once(tmp_path, rt_plugin):
     assert 2 <= len(done_before) < 6
 
     with RunStore.open(run_dir, suite, resume=True) as store:
-        outcome = run_cases(suite.cases, store, plugin_specs=(rt_plugin,))
+        outcome = run_cases(suite.cases, store, make_plan(store, plugin_specs=(rt_plugin,)))
         results = store.finalize()
     assert outcome.skipped == len(done_before)
     assert outcome.total == 6 - len(done_before)
@@ -150,7 +150,7 @@ def test_submitit_local_executor_matches_local_pool(tmp_path, rt_plugin):  # noq
     _, local, _ = run_suite(tmp_path, rt_plugin, methods, run_name="local", sizes=(8,))
     outcome, slurm, _ = run_suite(tmp_path, rt_plugin, methods, run_name="slurm", sizes=(8,),
                                   executor="slurm", submitit_executor=local_cluster,
-                                  executor_options={"slurm_partition": "ignored-locally"})
+                                  options={"slurm_partition": "ignored-locally"})
     _assert_same_results(local, slurm)
     assert sorted(slurm["status"]) == ["failed", "ok", "timeout"]
     assert len(outcome.job_ids) == 3 and set(slurm["job_id"]) == set(outcome.job_ids)

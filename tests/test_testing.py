@@ -14,6 +14,7 @@ from lubench.api import (
     Factorization,
     InvalidParameter,
     LubenchError,
+    MatrixFreeOperator,
     Method,
     Operator,
     OperatorGenerator,
@@ -330,6 +331,7 @@ def test_approximate_methods_are_not_held_to_exactness():
 
 def test_unsupported_is_recorded_by_the_runner():
     """Where check() refuses, the worker records status unsupported with the reason."""
+    from lubench.execution.plan import RunPlan
     from lubench.execution.worker import run_case
     from lubench.suite.cases import Case
     from lubench.testing.methods import _CheckPlugin
@@ -341,7 +343,7 @@ def test_unsupported_is_recorded_by_the_runner():
     case = Case(suite="t", operator=TinyOperator.name, operator_params={"kind": "needs_pivoting"},
                 n=16, method="refuses_nonsym", method_params={}, family="classical",
                 suite_seed=0, seed=1, operator_seed=0)
-    rec = run_case(case, registry=reg)
+    rec = run_case(case, plan=RunPlan(registry=reg))
     assert (rec["status"], rec["error"]) == ("unsupported",
                                              "refuses_nonsym needs a symmetric operator")
 
@@ -492,7 +494,126 @@ class AcceptsZero(Shifted):
 
 
 def test_good_operator_passes():
-    assert all(r.status == "pass" for r in check_operator(Shifted))
+    results = {r.check: r for r in check_operator(Shifted)}
+    assert results.pop("check_matrix_free_memory").reason == \
+        "a formed operator (op.matrix holds A)"
+    assert all(r.status == "pass" for r in results.values())
+
+
+class LowRankPlusTri(MatrixFreeOperator):
+    """A = tridiag(−1, 3, −1) + u wᵀ, u_i = 1/(1 + i), w_j = u_j (1 + skew·j/n): entries, and
+    an O(n) action."""
+
+    has_entries = True
+
+    def __init__(self, name, n, skew, params, bad=""):
+        super().__init__(name, n, symmetric=skew == 0, spd=None, params=params)
+        self.u = 1.0 / (1.0 + np.arange(n))
+        self.w = self.u * (1.0 + skew * np.arange(n) / n)
+        self.bad = bad
+
+    def entries(self, rows, cols):
+        i, j = np.asarray(rows)[:, None], np.asarray(cols)[None, :]
+        tri = np.where(i == j, 3.0, np.where(np.abs(i - j) == 1, -1.0, 0.0))
+        return tri + self.u[i] * self.w[j]
+
+    def _tri(self, X):
+        Y = 3.0 * X
+        Y[1:] -= X[:-1]
+        Y[:-1] -= X[1:]
+        return Y
+
+    def matmat(self, X):
+        X = np.asarray(X, dtype=float)
+        Y = self._tri(X) + np.multiply.outer(self.u, self.w @ X)
+        return Y * (1.001 if self.bad == "action" else 1.0)
+
+    def rmatmat(self, X):
+        if self.bad == "rmatmat":
+            return self.matmat(X)
+        X = np.asarray(X, dtype=float)
+        return self._tri(X) + np.multiply.outer(self.w, self.u @ X)
+
+
+class MatrixFree(OperatorGenerator):
+    """Tridiagonal plus rank one, never formed.
+
+    Parameters
+    ----------
+    skew : float
+        Added below the diagonal (0: symmetric).
+    """
+
+    name = "matrix_free"
+    bad = ""
+
+    def __init__(self, skew: float = 0.5):
+        self.skew = skew
+
+    def build(self, n, seed):
+        return LowRankPlusTri(self.name, n, self.skew, self.get_params(), self.bad)
+
+
+class WrongAction(MatrixFree):
+    """matmat off by 0.1 %.
+
+    Parameters
+    ----------
+    skew : float
+        Added below the diagonal.
+    """
+
+    name = "wrong_action"
+    bad = "action"
+
+
+class WrongTranspose(MatrixFree):
+    """rmatmat returns A X.
+
+    Parameters
+    ----------
+    skew : float
+        Added below the diagonal.
+    """
+
+    name = "wrong_transpose"
+    bad = "rmatmat"
+
+
+class FormsRows(MatrixFree):
+    """Forms 1024 rows of A in build.
+
+    Parameters
+    ----------
+    skew : float
+        Added below the diagonal.
+    """
+
+    name = "forms_rows"
+
+    def build(self, n, seed):
+        op = super().build(n, seed)
+        op.rows = op.entries(np.arange(min(n, 1024)), np.arange(n))  # 256 MiB at 32 768
+        return op
+
+
+def test_good_matrix_free_operator_passes():
+    for skew in (0.5, 0.0):
+        assert all(r.status == "pass" for r in check_operator(MatrixFree, skew=skew))
+
+
+@pytest.mark.parametrize("cls, check, expected, got", [
+    (WrongAction, "check_action", "op.matmat(X) = A·X to 1e-12 relative (A from entries)",
+     "relative error 0.000"),
+    (WrongTranspose, "check_action", "op.rmatmat(X) = Aᵀ·X", "relative error"),
+    (FormsRows, "check_matrix_free_memory", "within 64 MiB (A itself: 8 GiB)", "peak 5"),
+])
+def test_bad_matrix_free_operator_fails_the_check_for_its_defect(cls, check, expected, got):
+    with pytest.raises(ContractError) as info:
+        check_operator(cls)
+    failures = {f.check: f for f in info.value.failures}
+    assert set(failures) == {check}
+    assert expected in failures[check].expected and got in failures[check].got
 
 
 @pytest.mark.parametrize("cls, check, expected, got", [
@@ -549,8 +670,9 @@ def test_run_checks_by_method_operator_and_plugin_name(toy_registry):
            "'RuntimeError: planted failure' on the diag_dominant operator" in lines
     headers = [line for line in lines if not line.startswith("  ")]
     assert [h.split(" (")[0] for h in headers[1:3]] == ["operator toy_tridiag", "method toy_lu"]
-    # toy_lu[mode=raise] factorizes nothing: the 4 checks that need a factorization skip
-    assert lines[-1] == "24 passed, 2 failed, 4 skipped"
+    # toy_lu[mode=raise] factorizes nothing: the 4 checks that need a factorization skip;
+    # toy_tridiag is formed: check_matrix_free_memory skips
+    assert lines[-1] == "25 passed, 2 failed, 5 skipped"
 
 
 def test_run_checks_on_a_broken_plugin_and_typos(tmp_path):

@@ -17,9 +17,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, TOY_PLUGIN
 
+from lubench.execution.plan import RunPlan
 from lubench.execution.worker import run_case
 from lubench.registry import load_registry
 from lubench.suite.load import build_suite
@@ -212,7 +214,8 @@ def test_suite_with_the_installed_plugin(textbook):
         "operators": [{"name": "toy_tridiag", "sizes": [31], "params": {"d": [4.0, 1.0]}}],
         "methods": ["textbook_lu", "toy_lu"],
     }, reg)
-    recs = {(c.operator_params["d"], c.method): run_case(c, registry=reg) for c in suite.cases}
+    plan = RunPlan(registry=reg)
+    recs = {(c.operator_params["d"], c.method): run_case(c, plan=plan) for c in suite.cases}
 
     ok = recs[(4.0, "textbook_lu")]
     assert (ok["status"], ok["error"]) == ("ok", "")
@@ -370,3 +373,78 @@ def test_suite_plugins_list_relative_to_the_suite_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "2 cases × 1 repeat(s)" in proc.stdout
     assert "toy_tridiag[n=8] × local_lu" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# A matrix-free operator, written from docs/plugins.md alone, pip-installed from its folder
+# --------------------------------------------------------------------------------------------
+DOCS = REPO / "docs" / "plugins.md"
+
+
+def _docs_block(after: str, lang: str) -> str:
+    """The first ```lang code block of docs/plugins.md after the line holding ``after``."""
+    text = DOCS.read_text()
+    start = text.index(f"```{lang}\n", text.index(after)) + len(lang) + 4
+    return text[start:text.index("```\n", start)]
+
+
+@pytest.fixture(scope="session")
+def brownian_site(tmp_path_factory) -> Path:
+    """brownian.py and its pyproject.toml as docs/plugins.md prints them, pip-installed."""
+    src = tmp_path_factory.mktemp("brownian-src")
+    (src / "brownian.py").write_text(_docs_block("## A matrix-free operator plugin", "python"))
+    (src / "pyproject.toml").write_text(_docs_block("To share it, package it", "toml"))
+    site = tmp_path_factory.mktemp("brownian-site")
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
+           "--disable-pip-version-check", "--quiet", "--target", str(site)]
+    if _builds_offline():
+        cmd.append("--no-build-isolation")
+    proc = subprocess.run([*cmd, str(src)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
+    return site
+
+
+def test_the_docs_matrix_free_operator_keeps_the_contract(brownian_site):
+    proc = lubench("check-plugin", "brownian", site=brownian_site)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = blocks(proc.stdout)["operator brownian"]
+    assert all(line.startswith("PASS") for line in lines), lines
+    assert {"PASS  check_action", "PASS  check_matrix_free_memory"} <= set(lines)
+
+
+def test_the_docs_matrix_free_operator_runs_through_every_method(brownian_site, monkeypatch):
+    """Every built-in method at n = 64, where the core forms A for the methods that need the
+    matrix: each runs (or refuses for its own reason). At n = 4096 the dense A (128 MiB)
+    exceeds the form limit (a quarter of the 256 MiB memory limit): every method that needs
+    the matrix is unsupported with that reason, before any work (no setup time), and every
+    method that needs only entries or the action runs."""
+    monkeypatch.syspath_prepend(str(brownian_site))
+    monkeypatch.delenv("LUBENCH_DISABLE_PLUGINS", raising=False)
+    reg = load_registry([])
+    assert reg.provider[("operator", "brownian")] == "brownian"
+    methods = sorted(reg.methods)
+    suite = build_suite({
+        "name": "brownian",
+        "operators": [{"name": "brownian", "sizes": [64, 4096]}],
+        "methods": [{"name": m, "budget": {"max_steps": 3}} if reg.method(m).family == "learned"
+                    else m for m in methods],
+        "memory_limit": "256MiB",
+    }, reg)
+    recs = {(c.n, c.method): run_case(c, registry=reg) for c in suite.cases}
+    for name in methods:
+        cls = reg.method(name)
+        small, large = recs[(64, name)], recs[(4096, name)]
+        assert small["status"] in ("ok", "unsupported"), (name, small["error"])
+        if small["status"] == "ok":
+            assert np.isfinite(small["solve_residual"]), name
+        else:
+            assert "not formed" not in small["error"], (name, small["error"])
+        if getattr(cls, "needs", "matrix") == "matrix":
+            assert large["status"] == "unsupported", (name, large["status"])
+            assert large["error"] == (
+                f"{name} needs the formed matrix; operator 'brownian' at n = 4096 is not formed "
+                "(dense A: 0.12 GiB > form_limit 0.06 GiB)")
+            assert large["setup_seconds"] is None
+        else:
+            assert large["status"] in ("ok", "unsupported"), (name, large["error"])
+            assert "not formed" not in (large["error"] or ""), (name, large["error"])

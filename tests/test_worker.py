@@ -6,6 +6,7 @@ import json
 
 from conftest import TOY_PLUGIN
 
+from lubench.execution.plan import RunPlan
 from lubench.execution.worker import run_case
 from lubench.suite.load import build_suite
 
@@ -20,7 +21,7 @@ def _records(registry):
     suite = build_suite(SUITE, registry)
     out = {}
     for case in suite.cases:
-        rec = run_case(case, 0, run_id="r1", plugin_specs=(str(TOY_PLUGIN),))
+        rec = run_case(case, 0, plan=RunPlan(run_id="r1", plugin_specs=(str(TOY_PLUGIN),)))
         out[(case.operator_params["skew"], case.method_params["mode"])] = rec
     return out
 

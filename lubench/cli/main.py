@@ -132,7 +132,7 @@ def main(ctx: click.Context, debug: bool) -> None:
                    "(device cuda, or auto: default what the partition offers); 0: none.")
 @click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Memory per task, GB (default: from memory_limit or the method's "
-                   "estimate; see DESIGN.md).")
+                   "estimate; see docs/running.md).")
 @click.option("--slurm-array-parallelism", type=click.IntRange(min=1), default=None,
               help="At most this many array tasks at once.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),

@@ -1,5 +1,5 @@
 """``lubench run`` after parsing: load the plugins and the suite, select the cases, open the
-run directory, run the cases, print the summary and exit with the status DESIGN.md lists.
+run directory, run the cases, print the summary and exit with the status docs/running.md lists.
 
 Bad input raises :class:`lubench.api.LubenchError` before any directory is created (one line,
 exit 2 through :func:`lubench.cli.common.user_errors`).
@@ -37,7 +37,7 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
               progress: bool | None, slurm_options: dict[str, Any]) -> None:
     """Everything ``lubench run`` does with its parsed options (see its ``--help``)."""
     # what runs a suite (YAML, pydantic, pandas, SciPy): imported here, not by `lubench list`
-    from lubench.execution import executor_settings, run_cases
+    from lubench.execution import executor_settings, make_plan, run_cases
     from lubench.rundir.store import RunStore, run_directory
     from lubench.suite.load import load_suite, read_suite
     from lubench.suite.load import plugin_specs as suite_plugin_specs
@@ -68,12 +68,12 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
                    f"--resume {shlex.quote(str(run_dir))}")
     before = len(store.done())
     set_hint(f"every record written is kept; resume with: {resume_hint}")
+    plan = make_plan(store, cases, executor=settings.kind, jobs=settings.jobs,
+                     options=settings.options, plugin_specs=specs, base_dir=Path.cwd(),
+                     registry=registry)
     try:
-        outcome = run_cases(cases, store, plugin_specs=specs, base_dir=str(Path.cwd()),
-                            jobs=settings.jobs, executor=settings.kind,
-                            executor_options=settings.options, registry=registry,
-                            show_progress=sys.stderr.isatty() if progress is None else progress,
-                            retry=retry_statuses)
+        outcome = run_cases(cases, store, plan, retry=retry_statuses,
+                            show_progress=sys.stderr.isatty() if progress is None else progress)
         results = store.finalize()
     except FsError as exc:  # e.g. a full disk: what is written stays, the run can go on later
         error = FsError(f"{exc}; the {len(store.done())} record(s) written are kept: free "

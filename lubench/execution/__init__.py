@@ -2,23 +2,29 @@
 
 Modules
 -------
-``run``       :func:`run_cases`, the face of the package: what a run directory lacks, by executor
-``pool``      :class:`LocalPool`: a fresh worker process per case, its timeout and memory limit
-``proctree``  a case's process tree: membership, fair memory (PSS), kill
-``cgroups``   a cgroup v2 per case where the system lets us create one
-``channel``   worker → parent messages, read without ever blocking
-``process``   the body of a worker process (thread limits, progress, its record)
+``run``       :func:`make_plan` and :func:`run_cases`, the face: the plan of a run, built
+              once, and what a run directory lacks, handed to the plan's executor
+``plan``      :class:`RunPlan` (frozen: run id, directory, plugins, executor, workers,
+              threads, device, cache folder), the executor interface, the :class:`Sink`
+``inline``    the inline executor: in this process (debugging)
+``local/``    the local executor: a fresh worker process per case, its process tree, its
+              timeout and memory limit
+``slurm/``    the SLURM executor: job arrays through submitit, each task the local supervisor
+              on one case; adopt on resume, watch, collect
+``worker``    one case inside a worker: build, check, factorize, grade → one record
+``devices``   is CUDA usable, what does ``auto`` mean here (asked in a child process)
 ``limits``    thread settings, the start method, dying with the parent
 ``signals``   Ctrl-C, SIGTERM and SIGHUP while cases run (the first stops, the rest insist)
-``progress``  the progress bar on stderr
-``slurm``     SLURM job arrays through submitit: submit, adopt on resume, watch, collect
-``slurm_resources``  what a task asks for (CPUs, memory, time, a GPU only for CUDA cases)
-``slurm_queue``      squeue/scancel (works without SLURM accounting)
-``slurm_ledger``     ``RUN_DIR/slurm-jobs.jsonl``: the job ids a run submitted
+``progress``  the progress bar on stderr, one line per case without one
 ``options``   the executor settings: command line over the suite
 
 Executors
 ---------
+Each is a class with one method, ``run(items, plan, sink)`` (:class:`~lubench.execution.plan.
+Executor`): it runs the (case, repeat) items under the plan and reports every start, step and
+record to the sink; :func:`run_cases` takes the plan's from :data:`EXECUTORS` and never asks
+which it holds.
+
 ``local`` (default)
     Every case (every repeat) runs in a fresh worker process, at most ``jobs`` at a time. A
     fresh process per case keeps a crash, a hard timeout or an out-of-memory kill confined to
@@ -34,8 +40,8 @@ Executors
     timeouts and memory limits mean the same thing on the cluster. Records come back through
     submitit's result files into the run directory as tasks finish; the job ids are kept in
     the run directory, so ``--resume`` adopts jobs still queued or running (see ``slurm``).
-    The executor class is injectable (``submitit_executor``); the tests use
-    ``submitit.AutoExecutor(cluster="local")`` and a live single-node SLURM
+    submitit's executor is injectable (``SlurmExecutor(submitit_executor=...)``); the tests
+    use ``submitit.AutoExecutor(cluster="local")`` and a live single-node SLURM
     (``tests/slurm/``).
 
 Why ``fork``
@@ -53,9 +59,9 @@ where ``fork`` is unsafe with system frameworks) workers are spawned.
 
 Each worker starts a session of its own and is the subreaper of its descendants, joins the
 case's cgroup when there is one (:mod:`~lubench.execution.local.proctree`,
-:mod:`~lubench.execution.local.cgroups`), sends its stdout and stderr to ``RUN_DIR/logs/``, ignores
-SIGINT (the parent decides what Ctrl-C means), and asks the kernel to kill it when the parent
-dies (``PR_SET_PDEATHSIG``), so that a ``kill -9`` of ``lubench run`` leaves no worker
+:mod:`~lubench.execution.local.cgroups`), sends its stdout and stderr to ``RUN_DIR/logs/``,
+ignores SIGINT (the parent decides what Ctrl-C means), and asks the kernel to kill it when the
+parent dies (``PR_SET_PDEATHSIG``), so that a ``kill -9`` of ``lubench run`` leaves no worker
 computing.
 
 Limits
@@ -93,12 +99,15 @@ every finished case is already on disk. A second Ctrl-C raises
 from __future__ import annotations
 
 from lubench.execution.limits import format_bytes, limit_threads, threads_per_worker
-from lubench.execution.local import LocalPool
+from lubench.execution.local import LocalExecutor, LocalPool
 from lubench.execution.options import ExecutorSettings, executor_settings
-from lubench.execution.run import EXECUTORS, RunOutcome, run_cases
+from lubench.execution.plan import Collect, RunPlan, Sink
+from lubench.execution.run import EXECUTORS, RunOutcome, make_plan, run_cases
+from lubench.execution.slurm import SlurmExecutor
 from lubench.execution.slurm.resources import submitit_parameters
 from lubench.execution.slurm.tasks import execute_case
 
-__all__ = ["run_cases", "execute_case", "RunOutcome", "LocalPool", "threads_per_worker",
+__all__ = ["run_cases", "make_plan", "RunPlan", "Sink", "Collect", "execute_case",
+           "RunOutcome", "LocalExecutor", "LocalPool", "SlurmExecutor", "threads_per_worker",
            "limit_threads", "format_bytes", "submitit_parameters", "EXECUTORS",
            "ExecutorSettings", "executor_settings"]

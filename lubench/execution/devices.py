@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lubench.suite.cases import Case
 
-__all__ = ["cuda_problem", "cuda_device_count", "auto_device", "resolve_auto", "PROBE_TIMEOUT"]
+__all__ = ["cuda_problem", "cuda_device_count", "auto_device", "needs_auto", "resolve_auto",
+           "PROBE_TIMEOUT"]
 
 PROBE_TIMEOUT = 120.0  # seconds: importing PyTorch on a cold, busy machine can take a while
 
@@ -101,12 +102,17 @@ def auto_device() -> str:
     return "cuda" if cuda_device_count() > 0 else "cpu"
 
 
-def resolve_auto(cases: Sequence[Case]) -> list[Case]:
-    """The cases with ``device: auto`` replaced by :func:`auto_device` (asked only when a
-    case that uses the device has ``auto``); classical cases run on the CPU whatever is asked.
+def needs_auto(cases: Sequence[Case]) -> bool:
+    """Whether a case that uses the device (not classical) asks for ``auto``."""
+    return any(c.device == "auto" and c.family != "classical" for c in cases)
+
+
+def resolve_auto(cases: Sequence[Case], device: str | None = None) -> list[Case]:
+    """The cases with ``device: auto`` replaced by ``device`` (None: :func:`auto_device`,
+    asked only when :func:`needs_auto`); classical cases run on the CPU whatever is asked.
     The device is not part of a case's identity (``case_id``), so resuming is unaffected."""
-    if not any(c.device == "auto" and c.family != "classical" for c in cases):
+    if not needs_auto(cases):
         return list(cases)
-    device = auto_device()
+    device = device or auto_device()
     return [dataclasses.replace(c, device="cpu" if c.family == "classical" else device)
             if c.device == "auto" else c for c in cases]

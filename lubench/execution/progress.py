@@ -40,6 +40,20 @@ def case_line(record: dict, label: str) -> str:
     return printable(f"{line}  {error}" if error else line)  # a plugin's text: no escapes
 
 
+def plain_fields(fields: dict) -> dict:
+    """A training step's fields as plain values (numbers, text) the display can show."""
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            out[str(key)] = value
+            continue
+        try:
+            out[str(key)] = float(value)
+        except (TypeError, ValueError):
+            out[str(key)] = str(value)
+    return out
+
+
 def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -1,36 +1,40 @@
-"""``run_cases``: run what a run directory lacks, with the executor asked for."""
+"""``run_cases``: run what a run directory lacks, under one plan, with one executor.
+
+The command builds the plan once (:func:`make_plan`); :func:`run_cases` skips what the run
+directory already holds, records the cases whose plugin cannot run here as ``unavailable``,
+and hands the rest to the plan's executor, whose every record goes through one sink into
+the store and onto the terminal. It never asks which executor it holds: what differs
+between them is theirs (:data:`EXECUTORS`).
+"""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lubench.api import LubenchError
-from lubench.execution.devices import resolve_auto
-from lubench.execution.limits import thread_controller, threads_per_worker
-from lubench.execution.local.pool import LocalPool, WorkItem
-from lubench.execution.local.process import plain_fields
+from lubench.execution.devices import auto_device, needs_auto, resolve_auto
+from lubench.execution.inline import InlineExecutor
+from lubench.execution.local import LocalExecutor
+from lubench.execution.plan import Executor, RunPlan, Sink, WorkItem
 from lubench.execution.progress import Display
-from lubench.execution.signals import StopSignals
-from lubench.execution.slurm import default_submitit_executor, run_submitit
-from lubench.execution.worker import run_case
-from lubench.metrics.grading import CACHE_DIR_ENV
-from lubench.registry import Registry, load_registry
-from lubench.registry.availability import preload_requirements
+from lubench.execution.slurm import SlurmExecutor
+from lubench.registry import Registry
 from lubench.rundir.records import STATUSES, UNAVAILABLE, base_record
+from lubench.rundir.store import RunStore
 from lubench.suite.cases import Case
 
-if TYPE_CHECKING:
-    from lubench.rundir.store import RunStore
+__all__ = ["EXECUTORS", "RunOutcome", "make_plan", "run_cases"]
 
-EXECUTORS = ("local", "inline", "slurm")
+#: The executors by name (``--executor``, the suite's ``executor.kind``).
+EXECUTORS: dict[str, type[Executor]] = {
+    cls.name: cls for cls in (LocalExecutor, InlineExecutor, SlurmExecutor)}
 
 
 @dataclass
@@ -61,112 +65,115 @@ class RunOutcome:
         return ", ".join(parts) or "nothing to run"
 
 
-def run_cases(cases: list[Case], store: RunStore, *, plugin_specs: tuple[str, ...] = (),
-              base_dir: str | None = None, jobs: int = 1, executor: str = "local",
-              executor_options: dict | None = None, show_progress: bool = False,
-              submitit_executor: Callable[[Path], Any] | None = None,
-              registry: Registry | None = None, retry: Collection[str] = ()) -> RunOutcome:
-    """Run every (case, repeat) that ``store`` has no record of; append each record as it
-    finishes. Never raises for a case's own failure; returns a :class:`RunOutcome`.
+def make_plan(store: RunStore, cases: Sequence[Case] = (), *, executor: str = "local",
+              jobs: int = 1, options: dict[str, Any] | None = None,
+              plugin_specs: Sequence[str] = (), base_dir: str | Path | None = None,
+              registry: Registry | None = None) -> RunPlan:
+    """The plan of a run of ``cases`` into ``store``, decided once: the run id and
+    directory, its plugins (``registry``, when the caller loaded them already: they are not
+    loaded again), the executor with its workers and threads (``-j jobs``) and ``options``,
+    what ``device: auto`` means where the cases run (asked once, here, when one needs it and
+    the executor runs cases on this machine), and grading's cache folder.
+
+    Raises :class:`LubenchError` for an unknown executor or ``jobs`` < 1.
+    """
+    kind = EXECUTORS.get(executor)
+    if kind is None:
+        raise LubenchError(f"unknown executor {executor!r} (expected one of "
+                           f"{', '.join(EXECUTORS)})")
+    if jobs < 1:
+        raise LubenchError(f"--jobs must be at least 1, got {jobs}")
+    workers, threads = kind.workers(jobs)
+    return RunPlan(run_id=store.run_id, run_dir=store.run_dir,
+                   plugin_specs=tuple(plugin_specs),
+                   base_dir=Path(base_dir) if base_dir is not None else None,
+                   executor=executor, jobs=workers, threads=threads,
+                   device=auto_device() if kind.here and needs_auto(cases) else None,
+                   cache_dir=store.cache_dir, options=dict(options or {}), registry=registry)
+
+
+class _RunSink(Sink):
+    """Every record into the store (with its executor and plugin provenance) and onto the
+    display; the outcome counted."""
+
+    def __init__(self, store: RunStore, plan: RunPlan, display: Display,
+                 labels: dict[tuple[str, int], str], outcome: RunOutcome):
+        self.store, self.plan, self.display = store, plan, display
+        self.labels, self.outcome = labels, outcome
+
+    def started(self, case: Case, repeat: int) -> None:
+        self.display.started(case, repeat)
+
+    def progress(self, case: Case, repeat: int, fields: dict[str, Any]) -> None:
+        self.display.progress(case, repeat, fields)
+
+    def record(self, record: dict[str, Any]) -> None:
+        record.setdefault("executor", self.plan.executor)
+        plugin, version = self.plan.plugins().provenance("method", record["method"])
+        record.setdefault("plugin", plugin)
+        record.setdefault("plugin_version", version)
+        self.store.append(record)
+        self.outcome.counts[record.get("status", "?")] += 1
+        key = (record["case_id"], int(record.get("repeat", 0)))
+        self.display.finished(record, self.labels.get(key, record["case_id"]))
+
+    def write(self, message: str, detail: bool = False) -> None:
+        if not (detail and self.display.bar is not None):
+            self.display.write(message)
+
+    def submitted(self, job_ids: list[str]) -> None:
+        self.outcome.job_ids = list(job_ids)
+        self.store.update_meta(job_ids=self.outcome.job_ids)
+
+    def stopped(self, signum: int | None) -> None:
+        self.outcome.stop_signal = signum
+
+
+def run_cases(cases: Sequence[Case], store: RunStore, plan: RunPlan, *,
+              executor: Executor | None = None, show_progress: bool = False,
+              retry: Collection[str] = ()) -> RunOutcome:
+    """Run every (case, repeat) that ``store`` has no record of, under ``plan``; append each
+    record as it finishes. Never raises for a case's own failure; returns a
+    :class:`RunOutcome`.
 
     ``retry``: statuses whose cases run again although recorded (``--retry failed,timeout``);
     ``unavailable`` ones always do. A case whose plugin lacks what it requires is recorded
     ``unavailable`` (with the install command) without running. Every record names the plugin
     of its method and that plugin's version; resuming with another version warns.
-
-    ``executor``: ``local`` (``jobs`` worker processes), ``inline`` (this process, no limits)
-    or ``slurm`` (submitit; ``executor_options`` holds the ``slurm_*`` options and ``folder``
-    for submitit's files, default ``RUN_DIR/submitit``). ``submitit_executor(folder)`` builds
-    the submitit executor; the default is ``submitit.AutoExecutor(folder, cluster="slurm")``.
-    ``registry``: the plugins already loaded by the caller (else loaded here from
-    ``plugin_specs``, once: every forked worker inherits it).
+    ``executor``: the executor to run them (default: a new one of the plan's kind; the tests
+    give the SLURM executor submitit's local one).
     """
-    if executor not in EXECUTORS:
-        raise LubenchError(f"unknown executor {executor!r} (expected one of "
-                           f"{', '.join(EXECUTORS)})")
-    if jobs < 1:
-        raise LubenchError(f"--jobs must be at least 1, got {jobs}")
-    options = dict(executor_options or {})
-    if executor != "slurm":  # once, here (SLURM: on the compute node, in execute_case)
-        cases = resolve_auto(cases)
+    if plan.device is not None:
+        cases = resolve_auto(cases, plan.device)
     done = store.done(retry)
     all_items = [(c, r) for c in cases for r in range(c.repeats)]
     items = [(c, r) for c, r in all_items if (c.case_id, r) not in done]
     outcome = RunOutcome(total=len(items), skipped=len(all_items) - len(items))
     if not items:
         return outcome
-    plugin_specs = tuple(plugin_specs)
-    if registry is None:
-        registry = load_registry(list(plugin_specs), Path(base_dir) if base_dir else None)
+    registry = plan.plugins()
     missing = {c.case_id: _unavailable(c, registry) for c, _ in items}
     runnable = [(c, r) for c, r in items if not missing[c.case_id]]
-    threads = threads_per_worker(jobs) if executor == "local" else None
-    store.update_meta(executor=executor, jobs=jobs if executor == "local" else None,
-                      threads_per_worker=threads, n_items=len(items), n_skipped=outcome.skipped)
+    store.update_meta(executor=plan.executor, jobs=plan.jobs, threads_per_worker=plan.threads,
+                      n_items=len(items), n_skipped=outcome.skipped)
     labels = {(c.case_id, r): c.label + (f" #{r}" if c.repeats > 1 else "") for c, r in items}
     display = Display(len(items), show_progress)
-
+    sink = _RunSink(store, plan, display, labels, outcome)
     for line in _version_changes(store, runnable, registry):
         display.write(f"lubench: warning: {line}")
-
-    def on_record(rec: dict) -> None:
-        rec.setdefault("executor", executor)
-        plugin, version = registry.provenance("method", rec["method"])
-        rec.setdefault("plugin", plugin)
-        rec.setdefault("plugin_version", version)
-        store.append(rec)
-        outcome.counts[rec.get("status", "?")] += 1
-        display.finished(rec, labels.get((rec["case_id"], int(rec.get("repeat", 0))),
-                                          rec["case_id"]))
-
-    # What grading computes once per operator (plain GMRES) is shared by the cases' forked
-    # workers through the run directory (lubench.metrics.grading.plain_gmres).
-    cache_before = os.environ.get(CACHE_DIR_ENV)
-    os.environ[CACHE_DIR_ENV] = str(store.run_dir / "cache")
     try:
         for case, repeat in items:
             if missing[case.case_id]:
-                on_record(_unavailable_record(case, repeat, store.run_id, missing[case.case_id]))
-        items = runnable
-        if not items:
-            return outcome
-        if executor == "inline":
-            outcome.stop_signal = _run_inline(items, store.run_id, registry, on_record,
-                                              display)
-            outcome.interrupted = outcome.stop_signal is not None
-            return outcome
-        if executor == "local":  # once here, not in every forked worker (PyTorch: seconds)
-            preload_requirements(registry, {c.method for c, _ in items})
-        thread_controller()
-        stopper = StopSignals(on_first=lambda: None)
-        with stopper:
-            if executor == "local":
-                completed = LocalPool(
-                    jobs, run_id=store.run_id, plugin_specs=plugin_specs, base_dir=base_dir,
-                    registry=registry, log_dir=store.logs_dir(),
-                    threads=threads, on_record=on_record, on_start=display.started,
-                    on_progress=display.progress, stop=stopper, wakeup=stopper.wakeup,
-                ).run(items)
-            else:
-                folder = Path(options.pop("folder", None) or store.run_dir / "submitit")
-                completed = run_submitit(
-                    items, folder=folder, run_id=store.run_id, plugin_specs=plugin_specs,
-                    base_dir=base_dir, options=options,
-                    factory=submitit_executor or default_submitit_executor,
-                    on_record=on_record, stop=stopper, wakeup=stopper.wakeup,
-                    display=display, job_ids=outcome.job_ids, run_dir=store.run_dir)
-                store.update_meta(job_ids=outcome.job_ids)
-        outcome.interrupted = not completed
-        outcome.stop_signal = stopper.signum if outcome.interrupted else None
-    except KeyboardInterrupt as exc:  # a signal outside the pool's watch (signals.py)
+                sink.record(_unavailable_record(case, repeat, plan.run_id,
+                                                missing[case.case_id]))
+        if runnable:
+            executor = executor or EXECUTORS[plan.executor]()
+            outcome.interrupted = not executor.run(runnable, plan, sink)
+    except KeyboardInterrupt as exc:  # a signal outside an executor's watch (cli.interrupt)
         outcome.interrupted = True
         outcome.stop_signal = getattr(exc, "signum", signal.SIGINT)
     finally:
         display.close()
-        if cache_before is None:
-            os.environ.pop(CACHE_DIR_ENV, None)
-        else:
-            os.environ[CACHE_DIR_ENV] = cache_before
     return outcome
 
 
@@ -201,24 +208,3 @@ def _version_changes(store: RunStore, items: list[WorkItem], registry: Registry)
                          f"'{plugin}' version {', '.join(old)}, it is {now} now; the new "
                          f"records mix with them (--retry, or a new run directory, to redo)")
     return lines
-
-
-def _run_inline(items: list[WorkItem], run_id: str, registry: Registry,
-                on_record: Callable[[dict], None],
-                display: Display) -> int | None:
-    """Run in this process (debugging). No timeout, no memory limit. The signal that
-    stopped it (Ctrl-C: SIGINT), or None when every case ran."""
-    for case, repeat in items:
-        display.started(case, repeat)
-
-        def progress(step: int, total: int | None = None, _c: Case = case, _r: int = repeat,
-                     **fields: Any) -> None:
-            display.progress(_c, _r, {"step": step, "total": total, **plain_fields(fields)})
-
-        try:
-            rec = run_case(case, repeat, run_id=run_id, progress=progress, registry=registry)
-        except KeyboardInterrupt as exc:
-            return getattr(exc, "signum", signal.SIGINT)
-        rec["host"] = socket.gethostname()
-        on_record(rec)
-    return None

@@ -20,7 +20,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,8 +35,8 @@ from lubench.api import (
 )
 from lubench.errors import one_line
 from lubench.execution.devices import auto_device
+from lubench.execution.plan import RunPlan
 from lubench.metrics.grading import grade
-from lubench.registry import Registry, load_registry
 from lubench.rundir.records import (
     DIVERGED,
     FAILED,
@@ -135,24 +134,24 @@ def form_limit(memory_limit: int | None) -> int | None:
     return None if not memory_limit else int(FORM_SHARE * memory_limit)
 
 
-def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
-             plugin_specs: tuple[str, ...] = (), base_dir: str | None = None,
-             progress: Callable[..., None] | None = None,
-             registry: Registry | None = None) -> dict:
-    """Run one case (one repeat) and return its record. Never raises for the case's faults.
+def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
+             progress: Callable[..., None] | None = None) -> dict:
+    """Run one case (one repeat) under ``plan`` and return its record. Never raises for the
+    case's faults.
 
-    ``registry`` replaces the one loaded from ``plugin_specs`` (in-process callers such as
-    ``lubench.testing`` that hold classes no plugin spec names).
+    The plan gives the run id, the plugins (:meth:`RunPlan.plugins`: an in-process caller
+    such as ``lubench.testing`` passes ``RunPlan(registry=...)`` with classes no plugin spec
+    names) and grading's cache; without one, the installed plugins and no cache.
     """
+    plan = plan or RunPlan()
     started = time.time()
     baseline = current_rss()
     device = ""
-    rec = base_record(case, repeat, run_id)
+    rec = base_record(case, repeat, plan.run_id)
     history: list[dict] = []
     info: dict = {}
     try:
-        registry = registry or load_registry(list(plugin_specs),
-                                             Path(base_dir) if base_dir else None)
+        registry = plan.plugins()
         gen = registry.operator(case.operator)(**case.operator_params)
         op = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
@@ -177,7 +176,7 @@ def run_case(case: Case, repeat: int = 0, *, run_id: str = "",
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
         metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
-                        synchronize=ctx.synchronize)
+                        synchronize=ctx.synchronize, cache=plan.grading_cache())
         rec.update(metrics)
         rec["setup_seconds"] = setup
         rec["iterations"] = info.get("iterations")

@@ -1,30 +1,21 @@
-"""The metrics, computed by the core from ``Factorization.apply`` and ``solve``.
+"""Grading: the metrics of one factorization, computed by the core from ``Factorization.apply``
+and ``solve``.
 
 Every method is graded the same way; a method never grades itself. With Â = P·L·U the
-product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's ``solve``:
-
-* ``factor_error``   ‖A − Â‖_F / ‖A‖_F, exact when n ≤ ``exact_limit`` (and ``apply`` is
-  cheap), else estimated with a seeded Gaussian probe block Ω (n × 32):
-  ‖(A − Â)Ω‖_F / ‖AΩ‖_F. ``factor_error_kind`` says ``exact`` or ``probe32``.
-* ``factor_error_2`` ‖A − Â‖₂, spectral and absolute (the Learn LU post's figure); only when
-  the error is exact (NaN, "not measured", otherwise).
-* ``solve_residual`` ‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded — always the true
-  A, never Â.
-* ``forward_error``  ‖x̂ − x*‖₂ / ‖x*‖₂.
-* ``precond_iterations`` inner GMRES iterations (restart 50, rtol 1e-8, at most 500) to solve
-  A x = b with ``solve`` as (left) preconditioner; 1 for an exact factorization.
-  ``precond_converged`` says whether GMRES reached ‖A x − b‖₂ ≤ 1e-8·‖b‖₂ within 500;
-  ``precond_seconds`` is the wall time of that GMRES solve.
-* ``gmres_iterations`` / ``gmres_converged`` the same GMRES (same A, b, restart, tolerance and
-  cap) without a preconditioner: what the preconditioner saved. It depends on the operator
-  only, so it is computed once per operator and process (:func:`plain_gmres`, memoized on a
-  digest of A's action and the seed) and every method's row carries the same value.
-* ``solve_seconds`` median wall time of one ``solve`` of one right-hand side, after a warm-up.
+product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's ``solve``,
+:func:`grade` computes every metric of the metric table marked ``graded``
+(:mod:`lubench.metrics.table`, where each is defined: the relative Frobenius error
+‖A − Â‖_F/‖A‖_F, exact up to ``exact_limit`` and a 32-probe estimate above, the spectral
+error ‖A − Â‖₂, the solve's residual and forward error for b = A x*, the iterations and
+time of GMRES preconditioned by ``solve`` and of plain GMRES, the time of one solve) —
+:func:`factor_errors`, :func:`solve_errors`, :func:`precond_iterations`,
+:func:`plain_gmres`, :func:`time_solve`.
 
 **One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
 x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
 the method or its parameters, so every method on one operator is graded on the same problem,
-and two configurations that produce the same factors get the same metric values.
+and two configurations that produce the same factors get the same metric values. Plain GMRES
+depends on the operator alone, so it is computed once per operator (:func:`plain_gmres`).
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
@@ -37,23 +28,22 @@ metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_m
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from lubench.api import Factorization, FactorizationError, LubenchError, Operator
+from lubench.api import Factorization, FactorizationError, Operator
+from lubench.metrics.table import METRICS
 
-__all__ = ["grade", "factor_errors", "solve_errors", "precond_iterations", "plain_gmres",
-           "time_solve", "repeat_median", "nonfinite_note", "PROBES", "GMRES_RESTART",
-           "GMRES_RTOL", "GMRES_MAXITER"]
+__all__ = ["grade", "GradingCache", "factor_errors", "solve_errors", "precond_iterations",
+           "plain_gmres", "time_solve", "repeat_median", "nonfinite_note", "PROBES",
+           "GMRES_RESTART", "GMRES_RTOL", "GMRES_MAXITER", "GRADED"]
 
 PROBES = 32
 GMRES_RESTART = 50
@@ -228,71 +218,58 @@ def _fingerprint(op: Operator, b: np.ndarray) -> str:
     return h.hexdigest()
 
 
-CACHE_DIR_ENV = "LUBENCH_CACHE_DIR"
+class GradingCache(Protocol):
+    """Where grading keeps, across processes, what it computes once per operator: entries of
+    JSON values by (kind, key), best effort (:class:`lubench.rundir.cache.FolderCache`, the
+    run directory's ``cache/``)."""
+
+    def get(self, kind: str, key: str) -> dict | None: ...
+
+    def put(self, kind: str, key: str, values: dict) -> None: ...
 
 
-def _plain_path(key: tuple) -> Path | None:
-    folder = os.environ.get(CACHE_DIR_ENV)
-    if not folder:
-        return None
-    name = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
-    return Path(folder) / f"gmres-{name}.json"
-
-
-def _read_plain(key: tuple) -> dict | None:
+def _read_plain(cache: GradingCache | None, key: tuple) -> dict | None:
     """The cached plain-GMRES result for ``key``, or None (no cache, no entry, unreadable)."""
-    path = _plain_path(key)
-    try:
-        data = json.loads(path.read_text()) if path is not None else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("key") != repr(key):
+    data = cache.get("gmres", repr(key)) if cache is not None else None
+    if data is None:
         return None
     its = data.get("gmres_iterations")
     return {"gmres_iterations": float("nan") if its is None else float(its),
             "gmres_converged": bool(data.get("gmres_converged"))}
 
 
-def _write_plain(key: tuple, out: dict) -> None:
-    """Store ``out`` for ``key`` (atomically, never through a link); a failure only costs
-    the next case a recomputation."""
-    path = _plain_path(key)
-    if path is None:
+def _write_plain(cache: GradingCache | None, key: tuple, out: dict) -> None:
+    """Store ``out`` for ``key``; a failure only costs the next case a recomputation."""
+    if cache is None:
         return
     its = out["gmres_iterations"]
-    data = {"key": repr(key), "gmres_converged": bool(out["gmres_converged"]),
-            "gmres_iterations": float(its) if math.isfinite(its) else None}
-    try:
-        from lubench.rundir.fsafe import atomic_write
-
-        path.parent.mkdir(exist_ok=True)
-        atomic_write(path, json.dumps(data))
-    except (OSError, LubenchError):
-        pass
+    cache.put("gmres", repr(key), {"gmres_converged": bool(out["gmres_converged"]),
+                                   "gmres_iterations": float(its) if math.isfinite(its)
+                                   else None})
 
 
-def plain_gmres(op: Operator, seed: int) -> dict[str, float | bool]:
+def plain_gmres(op: Operator, seed: int,
+                cache: GradingCache | None = None) -> dict[str, float | bool]:
     """``gmres_iterations`` and ``gmres_converged``: GMRES without preconditioner on the same
     A, b (from the operator's ``seed``), restart, tolerance and cap as
     :func:`precond_iterations`.
 
     A function of A and the seed only, so it is computed once per operator and reused: keyed
     on a digest of A's action (:func:`_fingerprint`; never on names, so two different
-    matrices do not share an entry), memoized in the process and, where the runner names
-    one in ``$LUBENCH_CACHE_DIR`` (the run directory's ``cache/``), in a small JSON file
-    there — so the freshly forked worker of every later case of that operator reads it
-    instead of running GMRES again.
+    matrices do not share an entry), memoized in the process and, given a ``cache`` (the run
+    directory's ``cache/``), in an entry there — so the freshly forked worker of every later
+    case of that operator reads it instead of running GMRES again.
     """
     b = _gmres_rhs(op, seed)
     key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
-    out = _read_plain(key)
+    out = _read_plain(cache, key)
     if out is None:
         its, conv, _seconds = _gmres(op, b, None)
         out = {"gmres_iterations": its, "gmres_converged": conv}
-        _write_plain(key, out)
+        _write_plain(cache, key, out)
     _PLAIN_CACHE[key] = out
     while len(_PLAIN_CACHE) > _PLAIN_CACHE_SIZE:
         _PLAIN_CACHE.popitem(last=False)
@@ -314,9 +291,9 @@ def time_solve(fact: Factorization, n: int, seed: int, repeats: int = 5,
     return float(np.median(times))
 
 
-#: The float metrics ``grade`` returns, in the order an ``error`` note names them.
-GRADED = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-          "precond_iterations", "precond_seconds", "gmres_iterations", "solve_seconds"]
+#: The numbers ``grade`` returns (the metric table's ``graded`` ones), in the order an
+#: ``error`` note names those that are not finite.
+GRADED = [m.key for m in METRICS if m.graded and m.number]
 
 
 def nonfinite_note(metrics: dict) -> str:
@@ -330,12 +307,15 @@ def nonfinite_note(metrics: dict) -> str:
 
 
 def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
-          synchronize: Callable[[], None] = lambda: None) -> dict:
+          synchronize: Callable[[], None] = lambda: None,
+          cache: GradingCache | None = None) -> dict:
     """All the metrics of one factorization of ``op`` (see the module docstring), and
     ``error``: :func:`nonfinite_note` of them.
 
     ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
     random draw of the grading comes from it, so all methods face the same problem.
+    ``cache`` keeps what depends on the operator alone (plain GMRES) for the run's other
+    cases (:func:`plain_gmres`).
     """
     n_params = fact.n_params
     if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
@@ -348,7 +328,7 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
         out.update(factor_errors(op, fact, exact_limit, seed))
         out.update(solve_errors(op, fact, seed))
         out.update(precond_iterations(op, fact, seed))
-        out.update(plain_gmres(op, seed))
+        out.update(plain_gmres(op, seed, cache))
         out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
     out["error"] = nonfinite_note(out)
     return out

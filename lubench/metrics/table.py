@@ -1,114 +1,248 @@
-"""The metric columns a report knows: one table of facts, used by every table and figure.
+"""The metric table: every metric a result row holds, once, with everything known about it.
 
-For each result column: its headers (Markdown/HTML, LaTeX), its unit (siunitx macro, shown in
-the header, never in the cells), the direction in which it is better (``"lower"``; ``None``
-when neither is: training steps, final loss), whether it is a count, the axis label of a
-figure (which norm, absolute or relative), and its definition (one sentence, as the tables'
-legend and the LaTeX note give it).
+One :class:`Metric` per metric, in the order of the result columns. Everything that lists
+metrics reads this table: the record schema (:mod:`lubench.rundir.records`: the metric
+columns and their types), grading (:data:`lubench.metrics.grading.GRADED`: what
+:func:`~lubench.metrics.grading.grade` computes and checks for non-finite values), the
+reports (:mod:`lubench.report.columns`: headers, units, better direction, axis labels,
+legends) and the reference ``docs/reference/results.md`` (generated from it, tested to
+match). Adding a metric is one row here and its computation: in ``grade`` for a ``graded``
+metric, in the worker (:mod:`lubench.execution.worker`) for one it times or reads.
 
-``time_to_solution`` is the one derived column: ``setup_seconds + precond_seconds`` per
+``time_to_solution`` is the one derived metric: ``setup_seconds + precond_seconds`` per
 repeat (the time to factorize and then solve to GMRES tolerance with the factorization as
-preconditioner), NaN when either is missing.
+preconditioner), computed by the report, never recorded.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Metric", "METRICS", "BY_KEY", "DEFAULT_COLUMNS", "DERIVED", "metric"]
+__all__ = ["Metric", "METRICS", "BY_KEY", "ROUNDOFF", "DTYPES"]
+
+#: A metric's type in ``results.parquet``: a float, an integer count, a flag, a word.
+DTYPES = ("float", "int", "bool", "text")
+ROUNDOFF = 1e-13  # relative errors below this are round-off: they tie for the best value
 
 
 @dataclass(frozen=True)
 class Metric:
-    """Facts about one metric column (see the module docstring)."""
+    """Everything known about one metric.
+
+    Attributes
+    ----------
+    key : str
+        The result column.
+    dtype : str
+        Its type (:data:`DTYPES`); an ``int`` is a count, printed without decimals.
+    definition : str
+        What it measures, exactly (which norm, which problem, which cap): the reference.
+    graded : bool
+        Computed by :func:`lubench.metrics.grading.grade` from the factorization's ``apply``
+        and ``solve`` (else timed or read by the worker, or derived).
+    norm : str
+        The norm it is measured in and whether relative or absolute ("" for counts, times).
+    better : str or None
+        ``"lower"``, ``"higher"`` or None when neither is (a reference value, training
+        steps): which value a table marks as the best.
+    unit : str
+        siunitx unit macro (``\\second``), shown in a header, never in a cell; "" for none.
+    header, latex : str
+        The column's header in Markdown/HTML, and in LaTeX (without the unit).
+    meaning, latex_meaning : str
+        One sentence for a table's legend, in plain text and in LaTeX.
+    axis : str
+        A figure's axis label: the norm, absolute or relative, the unit.
+    converged : str or None
+        The flag that says whether a count converged (``precond_converged``).
+    floor : float
+        Values at or below it tie for the best (round-off).
+    derived_from : tuple of str
+        A derived metric: the sum of these columns per repeat (computed by the report, not
+        recorded).
+    """
 
     key: str
-    header: str           # Markdown / HTML header
-    latex: str            # LaTeX header, without the unit
-    meaning: str          # plain-text definition (HTML legend, Markdown)
-    latex_meaning: str    # the same in LaTeX (the note under a table)
-    axis: str             # figure axis label: the norm and absolute vs relative, the unit
+    dtype: str
+    definition: str
+    graded: bool = False
+    norm: str = ""
     better: str | None = "lower"
-    unit: str = ""        # siunitx unit macro, e.g. r"\second"; "" for a pure number
-    integer: bool = False
-    converged: str | None = None   # the boolean column that says whether a count converged
-    floor: float = 0.0    # values at or below this tie for "best" (round-off level)
+    unit: str = ""
+    header: str = ""
+    latex: str = ""
+    meaning: str = ""
+    latex_meaning: str = ""
+    axis: str = ""
+    converged: str | None = None
+    floor: float = 0.0
+    derived_from: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"metric {self.key}: dtype {self.dtype!r} not in {DTYPES}")
+        if self.better not in ("lower", "higher", None):
+            raise ValueError(f"metric {self.key}: better {self.better!r}")
+
+    @property
+    def integer(self) -> bool:
+        """A count (printed without decimals)."""
+        return self.dtype == "int"
+
+    @property
+    def number(self) -> bool:
+        """A number a table can show, a median can summarize (not a flag or a word)."""
+        return self.dtype in ("float", "int")
+
+    @property
+    def recorded(self) -> bool:
+        """A column of every result row (a derived metric is not)."""
+        return not self.derived_from
 
 
-ROUNDOFF = 1e-13  # relative errors below this are round-off: they tie for the best value
+_GMRES = "GMRES (restart 50, rtol 1e-8, at most 500 inner iterations)"
 
 METRICS: list[Metric] = [
-    Metric("factor_error", "factor_error", r"$\|A-\hat A\|_F/\|A\|_F$",
-           "relative Frobenius error of the factors ‖A − Â‖_F / ‖A‖_F, Â = PLU (estimated with "
-           "32 Gaussian probes above the suite's exact limit)",
-           r"relative Frobenius error of the factors, $\hat A = PLU$",
-           r"relative factor error $\|A-\hat A\|_F\,/\,\|A\|_F$", floor=ROUNDOFF),
-    Metric("factor_error_2", "factor_error_2", r"$\|A-\hat A\|_2$",
-           "absolute spectral error ‖A − Â‖₂ (exact sizes only)",
-           r"absolute spectral error (exact sizes only)",
-           r"absolute factor error $\|A-\hat A\|_2$"),
-    Metric("solve_residual", "solve_residual", r"$\|A\hat x-b\|/\|b\|$",
-           "relative residual ‖A x̂ − b‖₂ / ‖b‖₂ of one solve x̂ = Â⁻¹b, b = A x*, x* ~ N(0, I)",
-           r"relative residual of one solve $\hat x = \hat A^{-1}b$, $b = Ax^*$, "
-           r"$x^* \sim N(0, I)$",
-           r"relative residual $\|A\hat x-b\|_2\,/\,\|b\|_2$", floor=ROUNDOFF),
-    Metric("forward_error", "forward_error", r"$\|\hat x-x^*\|/\|x^*\|$",
-           "relative forward error ‖x̂ − x*‖₂ / ‖x*‖₂ of that solve",
-           r"relative forward error of that solve",
-           r"relative forward error $\|\hat x-x^*\|_2\,/\,\|x^*\|_2$", floor=ROUNDOFF),
-    Metric("precond_iterations", "precond_iterations", "GMRES it.",
-           "GMRES iterations (restart 50, rtol 1e-8, at most 500) with the factorization as "
-           "preconditioner; '>500' or '(no conv.)' when it stopped without converging",
-           r"GMRES iterations (restart 50, rtol $10^{-8}$) preconditioned by the "
-           r"factorization ($>$500 or $^\dagger$: stopped without converging)",
-           "GMRES iterations, preconditioned", integer=True,
-           converged="precond_converged"),
-    Metric("gmres_iterations", "gmres_iterations", "plain it.",
-           "iterations of plain (unpreconditioned) GMRES on the same system, restart and "
-           "tolerance",
-           r"iterations of unpreconditioned GMRES on the same system",
-           "GMRES iterations (rtol 1e-8)", better=None, integer=True,
-           converged="gmres_converged"),  # the same in every row of an operator: a reference
-    Metric("n_params", "n_params", "numbers", "numbers stored by the factorization",
-           r"numbers stored by the factorization",
-           "stored numbers (absolute count)", integer=True),
-    Metric("setup_seconds", "setup_seconds", "setup",
-           "wall time of the factorization, training included, seconds",
-           r"wall time of the factorization, training included",
-           "setup time [s] (training included)", unit=r"\second"),
-    Metric("solve_seconds", "solve_seconds", "solve",
-           "median wall time of one solve with one right-hand side, seconds",
-           r"median wall time of one solve with one right-hand side",
-           "solve time [s] (one right-hand side)", unit=r"\second"),
-    Metric("precond_seconds", "precond_seconds", "GMRES",
-           "wall time of the preconditioned GMRES solve, seconds",
-           r"wall time of the preconditioned GMRES solve",
-           "preconditioned GMRES time [s]", unit=r"\second"),
-    Metric("time_to_solution", "time_to_solution", "total",
-           "time to solution: setup_seconds + precond_seconds, seconds",
-           r"time to solution, setup plus preconditioned GMRES",
-           "time to solution [s] (setup + preconditioned GMRES)", unit=r"\second"),
-    Metric("peak_memory_bytes", "peak_memory_bytes", "memory",
-           "peak resident memory the case added to its worker, bytes",
-           r"peak resident memory added by the case",
-           "peak memory [bytes]", unit=r"\byte", integer=True),
-    Metric("iterations", "iterations", "steps", "training steps of a learned method",
-           r"training steps", "training steps", better=None, integer=True),
-    Metric("final_loss", "final_loss", "loss", "final training loss of a learned method",
-           r"final training loss", "training loss (as minimised)", better=None),
+    Metric(
+        "factor_error", "float", graded=True, norm="relative Frobenius", floor=ROUNDOFF,
+        definition="‖A − PLU‖_F / ‖A‖_F; exact when n ≤ `exact_limit` (suite option), else "
+        "estimated with a Gaussian probe block Ω (n×32, seeded): ‖(A − PLU)Ω‖_F / ‖AΩ‖_F; "
+        "`factor_error_kind` says which",
+        header="factor_error", latex=r"$\|A-\hat A\|_F/\|A\|_F$",
+        meaning="relative Frobenius error of the factors ‖A − Â‖_F / ‖A‖_F, Â = PLU "
+        "(estimated with 32 Gaussian probes above the suite's exact limit)",
+        latex_meaning=r"relative Frobenius error of the factors, $\hat A = PLU$",
+        axis=r"relative factor error $\|A-\hat A\|_F\,/\,\|A\|_F$"),
+    Metric(
+        "factor_error_kind", "text", graded=True, better=None,
+        definition="how `factor_error` was computed: `exact`, or `probe32` (the probe "
+        "estimate)",
+        meaning="exact, or probe32 (estimated)"),
+    Metric(
+        "factor_error_2", "float", graded=True, norm="absolute spectral",
+        definition="‖A − PLU‖₂ (spectral, absolute — the figure the \"Learn LU\" post "
+        "reports), when n ≤ `exact_limit`: full SVD up to n = 1024, above √λ_max(EᵀE) of "
+        "the scaled Gram matrix (LAPACK `syevr`, top eigenvalue only: as accurate at the top, "
+        "and seconds where Lanczos took minutes on clustered singular values); NaN (\"not "
+        "measured\") for a probe estimate",
+        header="factor_error_2", latex=r"$\|A-\hat A\|_2$",
+        meaning="absolute spectral error ‖A − Â‖₂ (exact sizes only)",
+        latex_meaning=r"absolute spectral error (exact sizes only)",
+        axis=r"absolute factor error $\|A-\hat A\|_2$"),
+    Metric(
+        "solve_residual", "float", graded=True, norm="relative 2-norm", floor=ROUNDOFF,
+        definition="‖A x̂ − b‖₂ / ‖b‖₂ with b = A x*, x* ~ N(0, I) seeded, x̂ the "
+        "factorization's solve",
+        header="solve_residual", latex=r"$\|A\hat x-b\|/\|b\|$",
+        meaning="relative residual ‖A x̂ − b‖₂ / ‖b‖₂ of one solve x̂ = Â⁻¹b, b = A x*, "
+        "x* ~ N(0, I)",
+        latex_meaning=r"relative residual of one solve $\hat x = \hat A^{-1}b$, "
+        r"$b = Ax^*$, $x^* \sim N(0, I)$",
+        axis=r"relative residual $\|A\hat x-b\|_2\,/\,\|b\|_2$"),
+    Metric(
+        "forward_error", "float", graded=True, norm="relative 2-norm", floor=ROUNDOFF,
+        definition="‖x̂ − x*‖₂ / ‖x*‖₂ of that solve",
+        header="forward_error", latex=r"$\|\hat x-x^*\|/\|x^*\|$",
+        meaning="relative forward error ‖x̂ − x*‖₂ / ‖x*‖₂ of that solve",
+        latex_meaning=r"relative forward error of that solve",
+        axis=r"relative forward error $\|\hat x-x^*\|_2\,/\,\|x^*\|_2$"),
+    Metric(
+        "precond_iterations", "int", graded=True, converged="precond_converged",
+        definition=f"inner iterations of {_GMRES} on A x = b, b = A z with z ~ N(0, I) "
+        "seeded, with the factorization's `solve` as (left) preconditioner; 1 for an exact "
+        "method",
+        header="precond_iterations", latex="GMRES it.",
+        meaning="GMRES iterations (restart 50, rtol 1e-8, at most 500) with the "
+        "factorization as preconditioner; '>500' or '(no conv.)' when it stopped without "
+        "converging",
+        latex_meaning=r"GMRES iterations (restart 50, rtol $10^{-8}$) preconditioned by the "
+        r"factorization ($>$500 or $^\dagger$: stopped without converging)",
+        axis="GMRES iterations, preconditioned"),
+    Metric(
+        "precond_converged", "bool", graded=True, better=None,
+        definition="whether that GMRES reached ‖A x − b‖₂ ≤ 1e-8·‖b‖₂ within 500 iterations "
+        "(a count of 500 alone cannot say; a count below 500 that did not converge is a "
+        "GMRES breakdown)",
+        meaning="whether the preconditioned GMRES converged"),
+    Metric(
+        "precond_seconds", "float", graded=True, unit=r"\second",
+        definition="wall time of that preconditioned GMRES solve (time to solution = "
+        "`setup_seconds` + `precond_seconds`)",
+        header="precond_seconds", latex="GMRES",
+        meaning="wall time of the preconditioned GMRES solve, seconds",
+        latex_meaning=r"wall time of the preconditioned GMRES solve",
+        axis="preconditioned GMRES time [s]"),
+    Metric(
+        "gmres_iterations", "int", graded=True, better=None, converged="gmres_converged",
+        definition="the same GMRES — same A, b, restart, tolerance and cap — without a "
+        "preconditioner: what the preconditioner saved. It depends on the operator only: "
+        "every row of an operator holds the same value. Computed once per operator: keyed on "
+        "a digest of A's action (A·z, A·w for two Gaussian vectors) and the seed, memoized in "
+        "the process and kept in the run directory's `cache/`, where the freshly forked "
+        "worker of every later case of that operator reads it",
+        header="gmres_iterations", latex="plain it.",
+        meaning="iterations of plain (unpreconditioned) GMRES on the same system, restart "
+        "and tolerance",
+        latex_meaning=r"iterations of unpreconditioned GMRES on the same system",
+        axis="GMRES iterations (rtol 1e-8)"),
+    Metric(
+        "gmres_converged", "bool", graded=True, better=None,
+        definition="whether that plain GMRES converged within 500 iterations",
+        meaning="whether plain GMRES converged"),
+    Metric(
+        "n_params", "int", graded=True,
+        definition="numbers stored by the factorization (its `n_params`): dense PLU n², "
+        "Cholesky n(n+1)/2, sparse LU and ILU nnz(L)+nnz(U), dense masked learned LU n², "
+        "GFMM its trainable parameters",
+        header="n_params", latex="numbers", meaning="numbers stored by the factorization",
+        latex_meaning=r"numbers stored by the factorization",
+        axis="stored numbers (absolute count)"),
+    Metric(
+        "setup_seconds", "float", unit=r"\second",
+        definition="wall time of `factorize` (training included), device synchronized",
+        header="setup_seconds", latex="setup",
+        meaning="wall time of the factorization, training included, seconds",
+        latex_meaning=r"wall time of the factorization, training included",
+        axis="setup time [s] (training included)"),
+    Metric(
+        "solve_seconds", "float", graded=True, unit=r"\second",
+        definition="median wall time of one `solve` of one right-hand side, after a warm-up "
+        "call",
+        header="solve_seconds", latex="solve",
+        meaning="median wall time of one solve with one right-hand side, seconds",
+        latex_meaning=r"median wall time of one solve with one right-hand side",
+        axis="solve time [s] (one right-hand side)"),
+    Metric(
+        "time_to_solution", "float", unit=r"\second",
+        derived_from=("setup_seconds", "precond_seconds"),
+        definition="`setup_seconds` + `precond_seconds` per repeat: factorize, then solve to "
+        "GMRES tolerance with the factorization as preconditioner (derived by the report, "
+        "not a result column)",
+        header="time_to_solution", latex="total",
+        meaning="time to solution: setup_seconds + precond_seconds, seconds",
+        latex_meaning=r"time to solution, setup plus preconditioned GMRES",
+        axis="time to solution [s] (setup + preconditioned GMRES)"),
+    Metric(
+        "peak_memory_bytes", "int", unit=r"\byte",
+        definition="peak resident memory the case added to its worker: peak RSS minus the "
+        "RSS the forked worker started with (its parent's pages), plus peak device memory "
+        "on a GPU; the case's `memory_limit` applies to it and to its whole process tree",
+        header="peak_memory_bytes", latex="memory",
+        meaning="peak resident memory the case added to its worker, bytes",
+        latex_meaning=r"peak resident memory added by the case",
+        axis="peak memory [bytes]"),
+    Metric(
+        "iterations", "int", better=None,
+        definition="training steps of a learned method (its `info[\"iterations\"]`)",
+        header="iterations", latex="steps", meaning="training steps of a learned method",
+        latex_meaning=r"training steps", axis="training steps"),
+    Metric(
+        "final_loss", "float", better=None,
+        definition="the final training loss of a learned method, as minimised (its "
+        "`info[\"final_loss\"]`)",
+        header="final_loss", latex="loss", meaning="final training loss of a learned method",
+        latex_meaning=r"final training loss", axis="training loss (as minimised)"),
 ]
+
+#: Every metric by key.
 BY_KEY: dict[str, Metric] = {m.key: m for m in METRICS}
-
-#: Derived columns: key -> the result columns summed per repeat.
-DERIVED: dict[str, tuple[str, ...]] = {"time_to_solution": ("setup_seconds", "precond_seconds")}
-
-#: The columns of a table when none are asked for (those absent from every row are dropped).
-DEFAULT_COLUMNS: list[str] = [
-    "factor_error", "factor_error_2", "solve_residual", "forward_error", "precond_iterations",
-    "gmres_iterations", "n_params", "setup_seconds", "solve_seconds", "precond_seconds",
-]
-
-
-def metric(key: str) -> Metric:
-    """The facts of ``key`` (KeyError when the report does not know it)."""
-    return BY_KEY[key]

@@ -18,7 +18,7 @@ import re
 import pandas as pd
 
 from lubench.metrics.grading import GMRES_MAXITER as GMRES_MAX
-from lubench.metrics.table import Metric
+from lubench.report.columns import Metric
 from lubench.rundir.records import OK
 
 __all__ = ["fmt_number", "short_reason", "nonfinite_keys", "cell", "best_flags", "status_text",

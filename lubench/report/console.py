@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lubench.errors import printable
-from lubench.metrics.table import BY_KEY, METRICS
 from lubench.report.cells import cell
+from lubench.report.columns import BY_KEY, METRICS
 from lubench.report.load import prepare_results
 from lubench.report.summary import summarize
 from lubench.rundir.records import OK

@@ -6,8 +6,8 @@ import html
 
 import pandas as pd
 
-from lubench.metrics.table import Metric
 from lubench.report.cells import best_flags, cell, not_converged, status_text
+from lubench.report.columns import Metric
 from lubench.report.summary import select, summarize, table_columns
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import ReportSpec

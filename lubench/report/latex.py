@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from lubench.metrics.grading import GMRES_MAXITER as GMRES_MAX
-from lubench.metrics.table import Metric
 from lubench.report.cells import best_flags, fmt_number, not_converged, short_reason
+from lubench.report.columns import Metric
 from lubench.report.summary import select, summarize, table_columns
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import Preset, ReportSpec

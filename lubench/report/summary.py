@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from lubench.api import LubenchError
-from lubench.metrics.table import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
 from lubench.report.cells import nonfinite_keys
+from lubench.report.columns import BY_KEY, DEFAULT_COLUMNS, DERIVED, METRICS, Metric
 from lubench.report.load import prepare_results
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import ReportSpec

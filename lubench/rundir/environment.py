@@ -1,11 +1,11 @@
 """The environment of a run, as ``meta.json`` keeps it: versions, BLAS and threads, CPU, GPU.
 
-What a reader needs to trust or reproduce the timings (DESIGN.md "Result rows"). Nothing here
-imports PyTorch or touches CUDA: a GPU is named by ``nvidia-smi`` (or NVML through ``pynvml``
-when it is installed). The parent of ``lubench run`` calls this before it forks the workers,
-and a CUDA context (even the one ``torch.cuda.is_available()`` may create) does not survive a
-``fork``: every learned case on a GPU host would fail with "Cannot re-initialize CUDA in forked
-subprocess".
+What a reader needs to trust or reproduce the timings (docs/running.md, the run directory).
+Nothing here imports PyTorch or touches CUDA: a GPU is named by ``nvidia-smi`` (or NVML
+through ``pynvml`` when it is installed). The parent of ``lubench run`` calls this before it
+forks the workers, and a CUDA context (even the one ``torch.cuda.is_available()`` may
+create) does not survive a ``fork``: every learned case on a GPU host would fail with
+"Cannot re-initialize CUDA in forked subprocess".
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _gpus() -> list[str]:
 
 
 def environment() -> dict[str, Any]:
-    """What a reader needs to trust or reproduce the timings (see DESIGN.md "Result rows")."""
+    """What a reader needs to trust or reproduce the timings (docs/running.md)."""
     import numpy as np
     from threadpoolctl import threadpool_info
 

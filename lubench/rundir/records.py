@@ -1,16 +1,14 @@
 """Records: what one finished case (one repeat) leaves behind, and the tables built from them.
 
-The one place that knows the result schema. A *record* is a dict: the identity columns, the
-status and error, the metrics (``None`` until measured), then free fields (``threads``,
-``pid``, ``wall_seconds``, ``info``, ...), ``history`` (the training curve, a list of dicts)
-and, for a failure inside a plugin, ``traceback``. Records are appended to ``records.jsonl``,
-one JSON object per line (:func:`record_line`); the store, the runner and the report read them
-back through :func:`read_records`, :func:`dedupe_records` and :func:`records_to_frames`.
-
-Statuses (DESIGN.md "Result rows"): ``ok`` factorized and graded; ``unsupported`` the method
-declined the operator; ``diverged`` training reached NaN/Inf; ``failed`` anything else (a
-breakdown, an exception, out of memory, a dead worker); ``timeout`` killed at the deadline;
-``unavailable`` not run, the method's plugin lacks a module it requires (e.g. PyTorch).
+The one place that knows the result schema. A *record* is a dict: the identity columns
+(:data:`IDENTITY`, the status and error among them), the metrics (the metric table,
+:mod:`lubench.metrics.table`; ``None`` until measured), then the fields every executor adds
+(:data:`FIELDS`), ``history`` (the training curve, a list of dicts) and, for a failure inside
+a plugin, ``traceback``. Records are appended to ``records.jsonl``, one JSON object per line
+(:func:`record_line`); the store, the runner and the report read them back through
+:func:`read_records`, :func:`dedupe_records` and :func:`records_to_frames`. The statuses and
+what each means: :data:`STATUS_MEANINGS`. (``docs/reference/results.md`` is generated from
+these and the metric table.)
 """
 
 from __future__ import annotations
@@ -26,8 +24,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from lubench.metrics.table import METRICS
+
 __all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", "STATUSES",
-           "NOT_OK", "OUTCOMES",
+           "STATUS_MEANINGS", "NOT_OK", "OUTCOMES", "IDENTITY", "FIELDS",
            "IDENTITY_COLUMNS", "METRIC_COLUMNS", "NUMERIC_COLUMNS", "RESULT_COLUMNS",
            "HISTORY_KEY_COLUMNS", "RECORDS", "base_record", "canonical_json", "jsonable",
            "record_line", "json_text", "decode_json", "read_records", "dedupe_records",
@@ -42,25 +42,65 @@ DIVERGED = "diverged"
 FAILED = "failed"
 TIMEOUT = "timeout"
 UNAVAILABLE = "unavailable"
-#: Every status, in the order summaries list them.
-STATUSES = (OK, UNSUPPORTED, DIVERGED, FAILED, TIMEOUT, UNAVAILABLE)
+#: Every status and what it means, in the order summaries list them.
+STATUS_MEANINGS = {
+    OK: "factorized and graded",
+    UNSUPPORTED: "the method declined the operator: its `check` or `factorize` raised "
+                 "`Unsupported`, or it needs what the operator cannot give (`Method.needs`)",
+    DIVERGED: "training reached NaN/Inf (`Diverged`)",
+    FAILED: "anything else: a numerical breakdown, an exception from a plugin or the core, out "
+            "of memory, a dead worker (`lubench run` exits 1)",
+    TIMEOUT: "killed at the case's hard `timeout`",
+    UNAVAILABLE: "not run: the plugin of its method lacks a module it `requires` (e.g. "
+                 "PyTorch); the error says how to install it",
+}
+STATUSES = tuple(STATUS_MEANINGS)
 NOT_OK = (FAILED, UNSUPPORTED, TIMEOUT, DIVERGED, UNAVAILABLE)
 #: The statuses that are outcomes of a method (exit status 0); ``failed`` is not (exit 1).
 OUTCOMES = (OK, UNSUPPORTED, UNAVAILABLE, DIVERGED, TIMEOUT)
 
 # -- columns ----------------------------------------------------------------------------------
-IDENTITY_COLUMNS = ["run_id", "suite", "case_id", "operator", "operator_params", "n", "method",
-                    "family", "method_params", "seed", "repeat", "device", "status", "error"]
-METRIC_COLUMNS = [
-    "factor_error", "factor_error_kind", "factor_error_2", "solve_residual", "forward_error",
-    "precond_iterations", "precond_converged", "precond_seconds", "gmres_iterations",
-    "gmres_converged", "n_params", "setup_seconds", "solve_seconds",
-    "peak_memory_bytes", "iterations", "final_loss",
-]
-#: The metrics that are numbers (the others: ``factor_error_kind`` text, ``precond_converged``
-#: a boolean).
-NUMERIC_COLUMNS = [c for c in METRIC_COLUMNS
-                   if c not in ("factor_error_kind", "precond_converged", "gmres_converged")]
+#: The columns that say which case a row is and how it ended, in order, and what each holds.
+IDENTITY = {
+    "run_id": "the run's id (suite name, start time, a random suffix)",
+    "suite": "the suite's name",
+    "case_id": "a stable hash of (operator + params, n, method + params, suite seed): how "
+               "`--resume` knows what is done",
+    "operator": "the operator generator's name",
+    "operator_params": "its parameters, every default filled in (JSON)",
+    "n": "the size",
+    "method": "the method's name",
+    "family": "`classical`, `learned` or `compressed`",
+    "method_params": "its parameters, every default filled in (JSON)",
+    "seed": "the case's seed: derived from the suite seed and the case's identity, not its "
+            "position (the operator's own seed derives from the operator side alone, so every "
+            "method sees the same random operator)",
+    "repeat": "the timed repeat, from 0",
+    "device": "where the case ran, resolved (`cpu` or `cuda`, never `auto`)",
+    "status": "how it ended (the statuses below)",
+    "error": "the reason, untruncated; for an `ok` row, the metrics that were not finite",
+}
+IDENTITY_COLUMNS = list(IDENTITY)
+#: The fields every record adds after the metrics, and what each holds.
+FIELDS = {
+    "threads": "the BLAS/OpenMP/PyTorch threads of the case's worker",
+    "pid": "the worker's process id",
+    "host": "the machine that ran it",
+    "executor": "`local`, `inline` or `slurm`",
+    "job_id": "the SLURM job id (executor `slurm`)",
+    "started_at": "when it started (seconds since the epoch)",
+    "wall_seconds": "its wall time, start to record",
+    "plugin": "the plugin that provides the method",
+    "plugin_version": "that plugin's distribution version (resuming with another warns)",
+    "info": "what the method reported (`Factorization.info`), strict JSON text",
+    "log": "its output in the run directory (`logs/<case_id>-<repeat>.log`), when it printed "
+           "anything",
+}
+#: The metrics every row records, in the order of the metric table (lubench.metrics.table).
+METRIC_COLUMNS = [m.key for m in METRICS if m.recorded]
+#: The metrics that are numbers (the others: ``factor_error_kind`` text, the ``*_converged``
+#: flags).
+NUMERIC_COLUMNS = [m.key for m in METRICS if m.recorded and m.number]
 RESULT_COLUMNS = IDENTITY_COLUMNS + METRIC_COLUMNS
 HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
 # Fields of a record that are not result columns: the curve goes to histories.parquet, the
@@ -68,11 +108,16 @@ HISTORY_KEY_COLUMNS = ["run_id", "case_id", "repeat", "method", "operator", "n"]
 NOT_COLUMNS = {"history", "traceback"}
 RECORDS = "records.jsonl"
 
-_INT_COLUMNS = ["n", "seed", "repeat", "n_params", "peak_memory_bytes", "iterations",
-                "precond_iterations", "gmres_iterations", "threads", "pid"]
-_FLOAT_COLUMNS = ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                  "setup_seconds", "solve_seconds", "precond_seconds", "final_loss",
-                  "started_at", "wall_seconds"]
+
+def _metrics_of(dtype: str) -> list[str]:
+    return [m.key for m in METRICS if m.recorded and m.dtype == dtype]
+
+
+# The type of each column in the frames: the metrics' from the table, the others' here.
+_INT_COLUMNS = ["n", "seed", "repeat", *_metrics_of("int"), "threads", "pid"]
+_FLOAT_COLUMNS = [*_metrics_of("float"), "started_at", "wall_seconds"]
+_BOOL_COLUMNS = _metrics_of("bool")
+_TEXT_COLUMNS = ["status", "error", *_metrics_of("text"), "device"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,11 +336,11 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for col in _FLOAT_COLUMNS:
         if col in df:
             df[col] = pd.array([_float_or_nan(v) for v in df[col]], dtype="float64")
-    for col in ("precond_converged", "gmres_converged"):
+    for col in _BOOL_COLUMNS:
         if col in df:
             df[col] = pd.array([bool(v) if isinstance(v, (bool, np.bool_)) else pd.NA
                                 for v in df[col]], dtype="boolean")
-    for col in ("status", "error", "factor_error_kind", "device"):
+    for col in _TEXT_COLUMNS:
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)
     return df
@@ -305,7 +350,7 @@ def records_to_frames(records: list[dict],
                       order: dict[str, int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(results, histories)`` from deduplicated records.
 
-    ``results`` has the DESIGN.md columns first (identity, status, error, metrics), then any
+    ``results`` has the result columns first (identity, status, error, metrics), then any
     other field of the records (``threads``, ``pid``, ``wall_seconds``, ``info``, ...).
     ``order`` (case_id → position) sorts the rows like the suite; unknown cases go last.
     """

@@ -7,8 +7,8 @@ A run directory holds
 * ``suite.yaml``        a copy of the suite file as it was run;
 * ``meta.json``         the environment (versions, BLAS and threads, CPU, GPU), the suite hash,
   the command line, start and end times (one entry per session when a run is resumed);
-* ``results.parquet``   one row per (case_id, repeat): the identity columns of DESIGN.md, the
-  status and error, then the metrics (rebuilt by :meth:`RunStore.finalize`);
+* ``results.parquet``   one row per (case_id, repeat): the identity columns, the status and
+  error, then the metrics (docs/reference/results.md; rebuilt by :meth:`RunStore.finalize`);
 * ``histories.parquet`` the training curves, one row per history row of a record;
 * ``logs/``             the stdout and stderr of each case that printed something
   (``logs/<case_id>-<repeat>.log``, named by the record's ``log`` field).
@@ -69,7 +69,7 @@ from lubench.rundir.records import (
     records_to_frames,
 )
 
-__all__ = ["RunStore", "SuiteFile", "run_directory", "write_parquet"]
+__all__ = ["RunStore", "SuiteFile", "run_directory", "logs_dir", "write_parquet"]
 
 log = logging.getLogger("lubench")
 
@@ -159,7 +159,13 @@ class RunStore:
 
     def logs_dir(self) -> Path:
         """``logs/`` of the run directory (created; never a link)."""
-        return real_dir(self.run_dir / LOGS)
+        return logs_dir(self.run_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        """``cache/`` of the run directory: what grading computes once per operator
+        (:mod:`lubench.rundir.cache`; created by its first entry)."""
+        return self.run_dir / CACHE
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -376,6 +382,11 @@ class RunStore:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
+
+
+def logs_dir(run_dir: Path) -> Path:
+    """``RUN_DIR/logs/``, where each case's output goes (created; never a link)."""
+    return real_dir(Path(run_dir) / LOGS)
 
 
 def run_directory(suite_name: str, output: Path | None = None,

@@ -26,7 +26,7 @@ from typing import Any
 
 from lubench.api import LubenchError
 from lubench.errors import shown
-from lubench.metrics.table import BY_KEY
+from lubench.metrics.table import METRICS
 from lubench.params import closest
 
 __all__ = ["ReportSpec", "Preset", "PRESETS", "FIGURE_KINDS", "FIGURE_FORMATS",
@@ -158,7 +158,8 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
     kw: dict[str, Any] = {"raw": dict(mapping)}
     if mapping.get("columns") is not None:
         cols = _items(mapping["columns"], _at(where, "columns"))
-        kw["columns"] = _choices(cols, list(BY_KEY), _at(where, "columns"), "column")
+        showable = [m.key for m in METRICS if m.number]  # what a report can show
+        kw["columns"] = _choices(cols, showable, _at(where, "columns"), "column")
     for key in ("methods", "operators"):
         if mapping.get(key) is not None:
             kw[key] = tuple(dict.fromkeys(_items(mapping[key], f"{where}.{key}")))

@@ -142,10 +142,17 @@ class BudgetModel(_Section):
 class ResourcesModel(_Section):
     """What one case of this method needs from SLURM (ignored by the local executor)."""
 
-    gpus_per_task: Int | None = Field(None, ge=0)
-    cpus_per_task: Int | None = Field(None, ge=1)
-    mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    timeout_min: Int | None = Field(None, ge=1)
+    gpus_per_task: Int | None = Field(
+        None, ge=0, description="GPUs per task, asked only when the case runs on CUDA")
+    cpus_per_task: Int | None = Field(
+        None, ge=1, description="CPUs per task (over executor.slurm_cpus_per_task; default 1)")
+    mem_gb: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="memory per task, GB, when neither slurm_mem_gb nor memory_limit says "
+                    "(default 4)")
+    timeout_min: Int | None = Field(
+        None, ge=1, description="time per task, minutes, when slurm_time does not say "
+                                "(default: the case timeout + 5 min, else 2 h)")
 
 
 class ExecutorModel(_Section):
@@ -154,19 +161,26 @@ class ExecutorModel(_Section):
     kind: Literal[EXECUTOR_KINDS] = Field(  # type: ignore[valid-type]
         "local", description="local worker processes, inline (in-process), or slurm")
     jobs: Int = Field(1, ge=1, description="local worker processes")
-    slurm_partition: str | None = None
+    slurm_partition: str | None = Field(None, description="the SLURM partition")
     slurm_time: Annotated[str | None, BeforeValidator(_text_of_int), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}, {"type": "null"}]}),
         Field(
         None, description="SLURM time per task: minutes, HH:MM, HH:MM:SS or D-HH:MM")] = None
-    slurm_gpus_per_task: Int | None = Field(None, ge=0)
-    slurm_cpus_per_task: Int | None = Field(None, ge=1)
-    slurm_mem_gb: float | None = Field(None, gt=0, allow_inf_nan=False)
-    slurm_array_parallelism: Int | None = Field(None, ge=1)
-    slurm_account: str | None = None
-    slurm_qos: str | None = None
-    slurm_constraint: str | None = None
-    slurm_additional_parameters: dict[str, Any] | None = None
+    slurm_gpus_per_task: Int | None = Field(
+        None, ge=0, description="GPUs per task for the cases that use CUDA, over the methods' "
+                                "own; 0: none")
+    slurm_cpus_per_task: Int | None = Field(None, ge=1, description="CPUs per task")
+    slurm_mem_gb: float | None = Field(
+        None, gt=0, allow_inf_nan=False,
+        description="memory per task, GB (default: memory_limit + 1 GB, else the method's "
+                    "mem_gb, else 4)")
+    slurm_array_parallelism: Int | None = Field(
+        None, ge=1, description="at most this many tasks of an array at once")
+    slurm_account: str | None = Field(None, description="the SLURM account")
+    slurm_qos: str | None = Field(None, description="the SLURM QOS")
+    slurm_constraint: str | None = Field(None, description="the SLURM node constraint")
+    slurm_additional_parameters: dict[str, Any] | None = Field(
+        None, description="more sbatch options, passed to submitit as they are")
     folder: str | None = Field(None, description="submitit's folder (default RUN_DIR/submitit)")
 
     @field_validator("slurm_time")
@@ -197,11 +211,12 @@ class MethodEntry(_Section):
 
     name: str = Field(min_length=1, description="a method (see `lubench list`)")
     params: Params = {}
-    budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty)] = BudgetModel()
+    budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty), Field(
+        description="a learned method's training budget")] = BudgetModel()
     timeout: LimitDuration = Field(None, description="hard limit per case of this method")
     memory_limit: LimitMemory = Field(None, description="memory limit per case of this method")
-    resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty)] = \
-        ResourcesModel()
+    resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty), Field(
+        description="what a SLURM task of this method asks for")] = ResourcesModel()
 
 
 class SuiteModel(_Section):
@@ -219,10 +234,12 @@ class SuiteModel(_Section):
     exact_limit: Int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
-        "auto", description="auto | cpu | cuda")
+        "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
+                            "(classical methods run on the CPU)")
     plugins: Annotated[list[str], BeforeValidator(lambda v: [] if v is None else v)] = Field(
         [], description="extra plugin modules or .py files (relative to the suite file)")
-    executor: Annotated[ExecutorModel, BeforeValidator(_mapping_or_empty)] = ExecutorModel()
+    executor: Annotated[ExecutorModel, BeforeValidator(_mapping_or_empty), Field(
+        description="where and how the cases run")] = ExecutorModel()
     report: Annotated[dict[str, Any] | None, Field(
         None, description="what `lubench report` renders (checked by the report)")] = None
     operators: list[Annotated[OperatorEntry, BeforeValidator(_entry)]] = Field(

@@ -50,7 +50,9 @@ from lubench.testing.methods import (
     check_same_seed,
 )
 from lubench.testing.operators import (
+    check_action,
     check_build,
+    check_matrix_free_memory,
     check_operator_pickle,
     check_operator_same_seed,
     check_size_validation,
@@ -75,6 +77,6 @@ __all__ = [
     "check_name", "check_params_documented", "check_init_stores_params",
     "check_check_raises_unsupported", "check_factorize_tiny", "check_n_params",
     "check_exact_residual", "check_same_seed", "check_pickle", "check_runner_records",
-    "check_build", "check_operator_same_seed", "check_size_validation",
-    "check_operator_pickle",
+    "check_build", "check_action", "check_operator_same_seed", "check_size_validation",
+    "check_operator_pickle", "check_matrix_free_memory",
 ]

@@ -21,6 +21,7 @@ from lubench.api import (
     is_exact,
 )
 from lubench.errors import one_line
+from lubench.execution.plan import RunPlan
 from lubench.execution.worker import run_case
 from lubench.hookspecs import hookimpl
 from lubench.registry import Registry
@@ -311,7 +312,7 @@ def check_runner_records(cls: type, params: dict | None = None, *,
                     n=TINY_N, method=cls.name, method_params=dict(params or {}),
                     family=cls.family, suite_seed=0, seed=SEED, operator_seed=0,
                     device="cpu", budget=CHECK_BUDGET.as_dict())
-        rec = run_case(case, registry=reg)
+        rec = run_case(case, plan=RunPlan(registry=reg))
         status, error = rec["status"], rec["error"]
         if kind in fits.refused:
             want = (UNSUPPORTED, fits.refused[kind])

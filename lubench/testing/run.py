@@ -30,7 +30,9 @@ from lubench.testing.methods import (
 )
 from lubench.testing.operators import (
     Built,
+    check_action,
     check_build,
+    check_matrix_free_memory,
     check_operator_pickle,
     check_operator_same_seed,
     check_size_validation,
@@ -44,8 +46,8 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
 )
 OPERATOR_CHECKS: tuple[Callable[..., None], ...] = (
     check_name, check_params_documented, check_init_stores_params, check_params_accepted,
-    check_size_validation,
-    check_build, check_operator_same_seed, check_operator_pickle,
+    check_size_validation, check_build, check_action, check_operator_same_seed,
+    check_operator_pickle, check_matrix_free_memory,
 )
 
 

@@ -28,7 +28,7 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
     preset : {'default', 'post'}
         Where every parameter left at None takes its value: ``default`` is the best
         configuration measured here, ``post`` the "Learn LU" post's protocol (see the
-        class's ``PRESETS`` and DESIGN.md). What ran is in ``info["config"]``.
+        class's ``PRESETS`` and docs/methods/learned.md). What ran is in ``info["config"]``.
     loss : {'identity', 'probes'} or None
         ``identity``: ‖LU − A‖²_F on the n identity columns (O(n²) per step);
         ``probes``: (1/k)‖(LU − A)Z‖²_F with Z an n×k Gaussian block redrawn each step.

@@ -35,7 +35,7 @@ POST: dict[str, Any] = {
     "dtype": "float32", "init": "uniform", "init_scale": 0.1, "keep": "last",
     "watch_patience": 0, "eval_every": 500,
 }
-# The best configuration measured here (DESIGN.md, "The learned methods").
+# The best configuration measured here (docs/methods/learned.md).
 DEFAULT: dict[str, Any] = {
     **POST, "pivots": "floored", "pivot_floor": 1e-8, "optimizer": "auto",
     "dtype": "float64", "init": "identity", "keep": "best",

@@ -34,7 +34,7 @@ POST: dict[str, Any] = {
     "init": "uniform", "init_scale": 0.1, "keep": "last", "watch_patience": 0,
     "eval_every": 500, "cg_iters": 40, "cg_precond": "none", "inverse_weight": 0.0,
 }
-# The best configuration measured here (DESIGN.md, "The learned methods", has the numbers).
+# The best configuration measured here (docs/methods/learned.md; the numbers in docs/experiments/).
 DEFAULT: dict[str, Any] = {
     **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
     "transpose_loss": False, "optimizer": "auto", "dtype": "float64", "init": "identity",

@@ -9,10 +9,13 @@ PDE operators (``pde``), float64 CSR:
 * ``biharmonic_1d``  T² (5-point), or the post's TᵀT with identity boundary rows;
 * ``biharmonic_2d``  13-point (5-point Laplacian)² + shift·I.
 
-Kernel matrices (``kernels``), dense:
+Kernel matrices (``kernels``), never formed (entries on demand, a compiled one-pass action;
+``kernel_action``):
 
 * ``rbf_kernel``          exp(−‖x_i − x_j‖²/(2ℓ²)) + nugget·δ_ij on seeded random points;
-* ``exponential_kernel``  ρ^|i−j| (Kac–Murdock–Szegő).
+* ``matern_kernel``       Matérn ν = 1/2, 3/2, 5/2 (+ nugget) on the same points;
+* ``exponential_kernel``  ρ^|x_i − x_j| on the grid x_i = i (Kac–Murdock–Szegő) or on sorted
+  random points; exact O(n) action.
 
 From files (``files``):
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from lubench import hookimpl
 from lubench_operators.files import MatrixMarket
-from lubench_operators.kernels import ExponentialKernel, RBFKernel
+from lubench_operators.kernels import ExponentialKernel, MaternKernel, RBFKernel
 from lubench_operators.pde import (
     Biharmonic1D,
     Biharmonic2D,
@@ -35,11 +38,12 @@ from lubench_operators.pde import (
 
 __all__ = [
     "Laplacian1D", "Laplacian2D", "ConvDiff1D", "ConvDiff2D", "Biharmonic1D", "Biharmonic2D",
-    "RBFKernel", "ExponentialKernel", "MatrixMarket", "OPERATORS", "lubench_operators",
+    "RBFKernel", "MaternKernel", "ExponentialKernel", "MatrixMarket", "OPERATORS",
+    "lubench_operators",
 ]
 
 OPERATORS = [Laplacian1D, Laplacian2D, ConvDiff1D, ConvDiff2D, Biharmonic1D, Biharmonic2D,
-             RBFKernel, ExponentialKernel, MatrixMarket]
+             RBFKernel, MaternKernel, ExponentialKernel, MatrixMarket]
 
 
 @hookimpl

@@ -26,7 +26,7 @@ from lubench.execution.limits import mp_context, oom_message, signal_name
 from lubench.execution.local.channel import Receiver
 from lubench.execution.local.process import worker_main
 from lubench.execution.local.proctree import SAMPLE_EVERY, CaseTree, sample_interval
-from lubench.registry import Registry, load_registry
+from lubench.execution.plan import RunPlan, Sink, WorkItem
 from lubench.rundir.records import FAILED, OK, TIMEOUT, base_record
 from lubench.suite.cases import Case
 from lubench.suite.limits import effective_memory_limit
@@ -36,9 +36,6 @@ REAP_GRACE = 5.0  # seconds a killed worker may take to die before the pool stop
 IDLE_WAKE = 1.0  # the parent wakes at least this often
 MEMBERS_EVERY = 0.5  # seconds between looks at the tree of a case without a memory limit
 KERNEL_HEADROOM = 0.25  # memory.max (kernel backstop) = limit × (1 + this) + 256 MiB
-
-WorkItem = tuple[Case, int]
-
 
 def log_name(case: Case, repeat: int) -> str:
     """The file, in the run directory's ``logs/``, that holds a case's stdout and stderr."""
@@ -64,10 +61,9 @@ class _Running:
 
 
 class LocalPool:
-    """Run work items in fresh worker processes, at most ``jobs`` at a time.
+    """Run work items in fresh worker processes, at most ``plan.jobs`` at a time, reporting to
+    ``sink`` (in this process, in this thread).
 
-    Callbacks (all called in this process, in this thread):
-    ``on_start(case, repeat)``, ``on_progress(case, repeat, fields)``, ``on_record(record)``.
     ``stop()`` is checked between events; when it returns True the pool kills its workers and
     :meth:`run` returns False. ``wakeup`` (an object with ``fileno``) wakes the pool when
     readable (a signal arrived). ``log_dir``: where each case's stdout and stderr go
@@ -75,37 +71,20 @@ class LocalPool:
     ``use_cgroup``: a cgroup per case where possible (else the session sweep only).
     """
 
-    def __init__(self, jobs: int = 1, *, run_id: str = "", plugin_specs: tuple[str, ...] = (),
-                 base_dir: str | None = None, threads: int | None = None,
-                 registry: Registry | None = None, log_dir: Path | None = None,
-                 use_cgroup: bool = True,
-                 on_record: Callable[[dict], None] = lambda rec: None,
-                 on_start: Callable[[Case, int], None] = lambda case, repeat: None,
-                 on_progress: Callable[[Case, int, dict], None] = lambda c, r, f: None,
-                 stop: Callable[[], bool] = lambda: False, wakeup: Any = None):
-        self.jobs = max(1, int(jobs))
-        self.run_id = run_id
-        self.plugin_specs = tuple(plugin_specs)
-        self.base_dir = base_dir
-        self.registry = registry
-        self.threads = threads
+    def __init__(self, plan: RunPlan, sink: Sink, *, log_dir: Path | None = None,
+                 use_cgroup: bool = True, stop: Callable[[], bool] = lambda: False,
+                 wakeup: Any = None):
+        self.plan = plan
+        self.jobs = max(1, int(plan.jobs or 1))
+        self.sink = sink
         self.log_dir = log_dir
         self.use_cgroup = use_cgroup
-        self.on_record, self.on_start, self.on_progress = on_record, on_start, on_progress
         self.stop = stop
         self.wakeup = wakeup
         self.ctx = mp_context()
         self._closing: list[_Running] = []  # reaped, cgroup not yet removed
-
-    def _worker_registry(self) -> Registry | None:
-        """The registry a worker inherits: loaded once here, before the first fork, so that a
-        worker does not load the plugins again. A spawned worker loads its own."""
-        if self.ctx.get_start_method() != "fork":
-            return None
-        if self.registry is None:
-            self.registry = load_registry(list(self.plugin_specs),
-                                          Path(self.base_dir) if self.base_dir else None)
-        return self.registry
+        if self.ctx.get_start_method() == "fork":
+            plan.plugins()  # loaded here, once, before the first fork: every worker inherits it
 
     # -- lifecycle of one worker ---------------------------------------------------------
     def _start(self, case: Case, repeat: int) -> _Running:
@@ -116,8 +95,7 @@ class LocalPool:
         reader, writer = self.ctx.Pipe(duplex=False)
         process = self.ctx.Process(
             target=worker_main, name=f"lubench-{case.case_id}-{repeat}", daemon=False,
-            args=(writer, case, repeat, self.run_id, self._worker_registry(), self.plugin_specs,
-                  self.base_dir, self.threads, os.getpid(), tree.cgroup_path,
+            args=(writer, case, repeat, self.plan, os.getpid(), tree.cgroup_path,
                   str(log_path) if log_path else None))
         with warnings.catch_warnings():  # Python >= 3.12 warns about fork with threads alive
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -128,7 +106,7 @@ class LocalPool:
         run = _Running(case, repeat, process, Receiver(reader), tree, now, time.time(),
                        now + case.timeout if case.timeout else None, limit=limit,
                        log_path=log_path, next_sample=now + SAMPLE_EVERY)
-        self.on_start(case, repeat)
+        self.sink.started(case, repeat)
         return run
 
     def _messages(self, run: _Running) -> None:
@@ -141,7 +119,7 @@ class LocalPool:
             except (TypeError, ValueError):
                 continue
             if kind == "progress" and run.record is None:
-                self.on_progress(run.case, run.repeat, payload)
+                self.sink.progress(run.case, run.repeat, payload)
             elif kind == "record" and run.record is None and isinstance(payload, dict):
                 self._report(run, self._checked(run, payload))
                 run.exit_by = time.monotonic() + EXIT_GRACE
@@ -154,7 +132,7 @@ class LocalPool:
             with contextlib.suppress(OSError):
                 if run.log_path.stat().st_size > 0:
                     rec.setdefault("log", f"logs/{run.log_path.name}")
-        self.on_record(rec)
+        self.sink.record(rec)
 
     def _checked(self, run: _Running, rec: dict) -> dict:
         """The worker's record, with the memory limit applied to what it reports."""
@@ -169,9 +147,9 @@ class LocalPool:
 
     def _synthetic(self, run: _Running, status: str, error: str) -> dict:
         """A record for a case whose worker could not report: timeout, killed, died."""
-        rec = base_record(run.case, run.repeat, self.run_id)
+        rec = base_record(run.case, run.repeat, self.plan.run_id)
         rec.update(status=status, error=error, info="{}", history=[],
-                   peak_memory_bytes=run.tree.peak or None, threads=self.threads,
+                   peak_memory_bytes=run.tree.peak or None, threads=self.plan.threads,
                    pid=run.process.pid, started_at=run.started_wall,
                    wall_seconds=time.monotonic() - run.started, host=socket.gethostname())
         if run.case.family == "classical":

@@ -20,24 +20,12 @@ from lubench.errors import one_line
 from lubench.execution.limits import die_with_parent, limit_threads
 from lubench.execution.local.channel import Sender
 from lubench.execution.local.proctree import end_descendants, enter_case
+from lubench.execution.plan import RunPlan
+from lubench.execution.progress import plain_fields
 from lubench.execution.worker import run_case
-from lubench.registry import Registry
 from lubench.suite.cases import Case
 
 PROGRESS_EVERY = 0.2  # seconds between two progress messages of one worker
-
-
-def plain_fields(fields: dict) -> dict:
-    out = {}
-    for key, value in fields.items():
-        if isinstance(value, (bool, int, float, str)) or value is None:
-            out[str(key)] = value
-            continue
-        try:
-            out[str(key)] = float(value)
-        except (TypeError, ValueError):
-            out[str(key)] = str(value)
-    return out
 
 
 class _ProgressSender:
@@ -76,14 +64,12 @@ def redirect_output(log_path: str | None) -> None:
     os.close(fd)
 
 
-def worker_main(conn: Any, case: Case, repeat: int, run_id: str,
-                registry: Registry | None, plugin_specs: tuple[str, ...], base_dir: str | None,
-                threads: int | None, parent_pid: int, cgroup_path: str | None = None,
-                log_path: str | None = None) -> None:
+def worker_main(conn: Any, case: Case, repeat: int, plan: RunPlan, parent_pid: int,
+                cgroup_path: str | None = None, log_path: str | None = None) -> None:
     """Body of a worker process: run one case, end what it started, send its record, exit.
 
-    ``registry`` is the parent's (inherited through ``fork``); None under ``spawn``, where the
-    worker loads its own from ``plugin_specs``."""
+    The plan's registry is the parent's, inherited through ``fork``; under ``spawn`` the plan
+    arrives pickled without it and the worker loads its own (:meth:`RunPlan.plugins`)."""
     enter_case(cgroup_path)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -93,9 +79,9 @@ def worker_main(conn: Any, case: Case, repeat: int, run_id: str,
     die_with_parent(parent_pid)
     redirect_output(log_path)
     sender = Sender(conn)
+    threads = plan.threads
     limiter = limit_threads(threads) if threads else None  # noqa: F841 - keep it alive
-    rec = run_case(case, repeat, run_id=run_id, plugin_specs=plugin_specs, base_dir=base_dir,
-                   progress=_ProgressSender(sender), registry=registry)
+    rec = run_case(case, repeat, plan=plan, progress=_ProgressSender(sender))
     if threads:
         rec["threads"] = threads
     rec["host"] = socket.gethostname()

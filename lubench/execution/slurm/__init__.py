@@ -26,32 +26,34 @@ cancellation by someone else) is recorded ``failed`` once ``squeue`` has shown i
 file system late).
 
 The tasks, their body and the state one call keeps of them:
-:mod:`lubench.execution.slurm.tasks`.
+:mod:`lubench.execution.slurm.tasks`. The executor class is injectable
+(``submitit_executor``): the tests use ``submitit.AutoExecutor(cluster="local")`` and a
+live single-node SLURM (``tests/slurm/``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from lubench.errors import LubenchError
-from lubench.execution.local.pool import WorkItem
-from lubench.execution.progress import Display
+from lubench.execution.plan import RunPlan, Sink, WorkItem
+from lubench.execution.signals import StopSignals
 from lubench.execution.slurm.poll import watch
 from lubench.execution.slurm.resources import submitit_parameters
 from lubench.execution.slurm.submit import adopt, submit, submitit_logs_to
 from lubench.execution.slurm.tasks import ArrayRun, execute_case
 
-__all__ = ["execute_case", "run_submitit", "default_submitit_executor", "submitit_parameters",
-           "LOG_FILE"]
+__all__ = ["SlurmExecutor", "execute_case", "default_submitit_executor",
+           "submitit_parameters", "LOG_FILE"]
 
 LOG_FILE = "slurm.log"  # submitit's log and warnings, sbatch's error output (RUN_DIR)
 
 
 def default_submitit_executor(folder: Path) -> Any:
     """submitit's SLURM executor writing into ``folder``; no SLURM here is one line."""
-    import submitit
+    import submitit  # the `slurm` extra: imported only when SLURM is used
 
     try:
         return submitit.AutoExecutor(folder=folder, cluster="slurm")
@@ -59,28 +61,47 @@ def default_submitit_executor(folder: Path) -> Any:
         raise LubenchError(f"--executor slurm: {exc} (use -j N for local workers)") from None
 
 
-def run_submitit(items: list[WorkItem], *, folder: Path, run_id: str,
-                 plugin_specs: tuple[str, ...], base_dir: str | None, options: dict,
-                 factory: Callable[[Path], Any], on_record: Callable[[dict], None],
-                 stop: Callable[[], bool], wakeup: Any, display: Display,
-                 job_ids: list[str], run_dir: Path | None = None) -> bool:
-    """Run ``items`` as SLURM array tasks (module docstring): adopt the jobs an earlier call
-    of this run directory submitted, submit the rest, collect records as tasks finish.
-    Returns False when stopped (the jobs not ended are cancelled); raises
-    :class:`LubenchError` (one line) when ``sbatch`` refuses a submission."""
-    run_dir = Path(run_dir) if run_dir is not None else Path(folder).parent
-    run_dir.mkdir(parents=True, exist_ok=True)
-    executor = factory(Path(folder) / "%j")
-    with submitit_logs_to(run_dir / LOG_FILE) as log:
-        arrays = ArrayRun(folder=folder, run_dir=run_dir, run_id=run_id,
-                          plugin_specs=tuple(plugin_specs), base_dir=base_dir,
-                          options=options, executor=executor, on_record=on_record,
-                          display=display, job_ids=job_ids, log=log)
-        try:
-            fresh = adopt(arrays, items)
-            if fresh:
-                submit(arrays, fresh)
-            return watch(arrays, stop, wakeup)
-        except KeyboardInterrupt:  # a second Ctrl-C: still cancel what has not ended
-            arrays.cancel_all("interrupted")
-            raise
+class SlurmExecutor:
+    """Every case as a task of a SLURM job array (module docstring); ``plan.options`` holds
+    the ``slurm_*`` options and ``folder``, submitit's files (default ``RUN_DIR/submitit``).
+    ``submitit_executor(folder)`` builds submitit's executor (default:
+    :func:`default_submitit_executor`)."""
+
+    name: ClassVar[str] = "slurm"
+    here: ClassVar[bool] = False  # a task's ``device: auto`` is asked on its node
+
+    def __init__(self, submitit_executor: Callable[[Path], Any] | None = None):
+        self.submitit_executor = submitit_executor or default_submitit_executor
+
+    @staticmethod
+    def workers(jobs: int) -> tuple[int | None, int | None]:
+        return None, None  # one case per task; its threads are the CPUs it asks for
+
+    def run(self, items: list[WorkItem], plan: RunPlan, sink: Sink) -> bool:
+        """Adopt the jobs an earlier call of this run directory submitted, submit the rest,
+        collect records as tasks finish. Returns False when stopped (the jobs not ended are
+        cancelled); raises :class:`LubenchError` (one line) when ``sbatch`` refuses a
+        submission."""
+        options = dict(plan.options)
+        given = options.pop("folder", None)
+        if given is None and plan.run_dir is None:
+            raise LubenchError("--executor slurm needs a run directory (or a folder option)")
+        folder = Path(given) if given is not None else Path(plan.run_dir) / "submitit"
+        run_dir = Path(plan.run_dir) if plan.run_dir is not None else folder.parent
+        run_dir.mkdir(parents=True, exist_ok=True)
+        executor = self.submitit_executor(folder / "%j")
+        with StopSignals() as stopper, submitit_logs_to(run_dir / LOG_FILE) as log:
+            arrays = ArrayRun(plan=plan, sink=sink, folder=folder, run_dir=run_dir,
+                              options=options, executor=executor, log=log)
+            try:
+                fresh = adopt(arrays, items)
+                if fresh:
+                    submit(arrays, fresh)
+                done = watch(arrays, stopper, stopper.wakeup)
+            except KeyboardInterrupt:  # a second Ctrl-C: still cancel what has not ended
+                arrays.cancel_all("interrupted")
+                raise
+        sink.submitted(arrays.job_ids)
+        if not done:
+            sink.stopped(stopper.signum)
+        return done

@@ -55,7 +55,7 @@ def _collect(run: ArrayRun, task: Task) -> dict | None:
 
 
 def _failed(run: ArrayRun, task: Task, error: str) -> dict:
-    rec = base_record(task.case, task.repeat, run.run_id)
+    rec = base_record(task.case, task.repeat, run.plan.run_id)
     rec.update(status=FAILED, info="{}", history=[], error=error, job_id=task.job_id)
     return rec
 
@@ -63,12 +63,10 @@ def _failed(run: ArrayRun, task: Task, error: str) -> dict:
 def _finish(run: ArrayRun, task: Task, rec: dict) -> None:
     del run.tasks[task.job_id]
     run.collected[array_of(task.job_id)] += 1
-    run.on_record(rec)
-    if run.display.bar is None:
-        error = f": {rec.get('error')}" if rec.get("status") != "ok" and rec.get("error") \
-            else ""
-        run.display.write(f"lubench: {rec.get('status')}: {_label(task.case, task.repeat)}"
-                          f" (job {task.job_id}){error}")
+    run.sink.record(rec)
+    error = f": {rec.get('error')}" if rec.get("status") != "ok" and rec.get("error") else ""
+    run.sink.write(f"lubench: {rec.get('status')}: {_label(task.case, task.repeat)}"
+                   f" (job {task.job_id}){error}", detail=True)
     _status(run, array_of(task.job_id))
 
 
@@ -83,7 +81,7 @@ def _status(run: ArrayRun, array: str, force: bool = False) -> None:
     now = time.monotonic()
     if line != last and (force or done == total or now - when >= STATUS_EVERY):
         run.shown[array] = (line, now)
-        run.display.write(line)
+        run.sink.write(line)
 
 
 def _poll_scheduler(run: ArrayRun) -> None:

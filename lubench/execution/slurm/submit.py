@@ -6,6 +6,7 @@ submitit quiet (:func:`submitit_logs_to`) and an ``sbatch`` refusal as one line
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import warnings
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from lubench.errors import LubenchError, one_line
-from lubench.execution.local.pool import WorkItem
+from lubench.execution.plan import WorkItem
 from lubench.execution.slurm.queue import ACTIVE, array_of
 from lubench.execution.slurm.resources import partition_gpus, submitit_parameters
 from lubench.execution.slurm.tasks import ArrayRun, Task, execute_case, result_file
@@ -96,7 +97,7 @@ def adopt(run: ArrayRun, items: list[WorkItem]) -> list[WorkItem]:
         adopted.add(task.key)
     fresh = [item for item in items if (item[0].case_id, item[1]) not in adopted]
     again = len(known) - len(adopted)
-    run.display.write(
+    run.sink.write(
         f"lubench: resume: adopted {len(adopted)} case(s) already submitted "
         f"({finished} finished, {waiting} queued or running); {again} to submit again "
         f"(job failed, cancelled or gone), {len(fresh) - again} never submitted")
@@ -117,11 +118,11 @@ def submit(run: ArrayRun, items: list[WorkItem]) -> None:
         n = len(group)
         try:
             run.executor.update_parameters(**params)
+            # each task's threads: the CPUs its array asks for
+            plan = dataclasses.replace(run.plan, threads=params["cpus_per_task"])
             with contextlib.redirect_stderr(run.log):  # submitit prints sbatch's stderr
                 jobs = run.executor.map_array(
-                    execute_case, [c for c, _ in group], [r for _, r in group],
-                    [run.run_id] * n, [run.plugin_specs] * n, [run.base_dir] * n,
-                    [params["cpus_per_task"]] * n)
+                    execute_case, [c for c, _ in group], [r for _, r in group], [plan] * n)
         except Exception as exc:  # sbatch refused, or submitit refused the parameters
             _refused(run, exc, [it for _, g in pending for it in g], n,
                      params.get("slurm_gpus_per_task"))
@@ -132,7 +133,7 @@ def submit(run: ArrayRun, items: list[WorkItem]) -> None:
         for jid, (case, repeat) in zip(ids, group):
             run.track(Task(jid, case, repeat, result_file(run.folder, jid)))
         gpus = params.get("slurm_gpus_per_task")
-        run.display.write(
+        run.sink.write(
             f"lubench: submitted {n} case(s) ({params['cpus_per_task']} CPU, "
             f"{params['mem_gb']:g} GB{f', {gpus} GPU' if gpus else ''} each) as "
             f"{describe_jobs(ids)}; logs in {run.folder}")

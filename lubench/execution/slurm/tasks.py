@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,7 +19,7 @@ from typing import Any, TextIO
 from lubench.execution.devices import resolve_auto
 from lubench.execution.limits import thread_controller
 from lubench.execution.local import LocalPool
-from lubench.execution.progress import Display
+from lubench.execution.plan import Collect, RunPlan, Sink
 from lubench.execution.slurm.ledger import Ledger
 from lubench.execution.slurm.queue import array_of, cancel_jobs, job_states
 from lubench.suite.cases import Case
@@ -28,16 +27,16 @@ from lubench.suite.cases import Case
 __all__ = ["execute_case", "result_file", "Task", "ArrayRun"]
 
 
-def execute_case(case: Case, repeat: int, run_id: str = "", plugin_specs: tuple[str, ...] = (),
-                 base_dir: str | None = None, threads: int | None = None) -> dict:
+def execute_case(case: Case, repeat: int, plan: RunPlan) -> dict:
     """Run one case under the local supervisor (own worker process, hard timeout, memory
-    limit) and return its record. The body of a SLURM array task."""
+    limit) and return its record. The body of a SLURM array task: the plan arrives pickled,
+    so the plugins are loaded here, once, before the worker is forked."""
     thread_controller()
-    case = resolve_auto([case])[0]  # on the node that runs it: every row names its device
-    records: list[dict] = []
-    LocalPool(1, run_id=run_id, plugin_specs=tuple(plugin_specs), base_dir=base_dir,
-              threads=threads, on_record=records.append).run([(case, repeat)])
-    rec = records[0]
+    # on the node that runs it (the plan's device is None): every row names its device
+    case = resolve_auto([case], plan.device)[0]
+    sink = Collect()
+    LocalPool(plan, sink).run([(case, repeat)])
+    rec = sink.records[0]
     job_id = os.environ.get("SLURM_ARRAY_JOB_ID")
     if job_id:
         rec["job_id"] = f"{job_id}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
@@ -108,14 +107,12 @@ class ArrayRun:
     """What one call knows of its job arrays: its settings, the tasks not collected yet (by job
     id), per array how many tasks it has and how many are collected, the scheduler."""
 
-    def __init__(self, *, folder: Path, run_dir: Path, run_id: str,
-                 plugin_specs: tuple[str, ...], base_dir: str | None, options: dict,
-                 executor: Any, on_record: Callable[[dict], None], display: Display,
-                 job_ids: list[str], log: TextIO):
-        self.folder, self.run_id = Path(folder), run_id
-        self.plugin_specs, self.base_dir, self.options = plugin_specs, base_dir, options
-        self.executor, self.on_record, self.display = executor, on_record, display
-        self.job_ids, self.log = job_ids, log
+    def __init__(self, *, plan: RunPlan, sink: Sink, folder: Path, run_dir: Path,
+                 options: dict, executor: Any, log: TextIO):
+        self.plan, self.sink = plan, sink
+        self.folder, self.options = Path(folder), options
+        self.executor, self.log = executor, log
+        self.job_ids: list[str] = []  # every job this call waits for, adopted ones too
         self.ledger = Ledger(run_dir)
         is_slurm = getattr(executor, "cluster", "slurm") == "slurm"
         self.sched: _Slurm | _SubmititJobs = _Slurm() if is_slurm else _SubmititJobs()
@@ -139,5 +136,5 @@ class ArrayRun:
         self.sched.cancel(left)
         self.ledger.cancelled(left, reason)
         self.tasks.clear()
-        self.display.write(f"lubench: cancelled {len(left)} job(s) of array(s) "
+        self.sink.write(f"lubench: cancelled {len(left)} job(s) of array(s) "
                            f"{', '.join(sorted({array_of(j) for j in left}))}")

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from lubench.metrics.table import BY_KEY
+from lubench.report.columns import BY_KEY
 from lubench.report.figures.axes import (
     draw_fronts,
     draw_points,

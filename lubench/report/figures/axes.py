@@ -9,7 +9,7 @@ import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 
-from lubench.metrics.table import BY_KEY
+from lubench.report.columns import BY_KEY
 from lubench.report.figures.style import Style
 from lubench.report.palette import FAMILY_FRONT, OTHER_FRONT, method_color, method_marker
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lubench.metrics.table import BY_KEY
+from lubench.report.columns import BY_KEY
 from lubench.report.figures.axes import (
     fitted_slope,
     log_axis,
