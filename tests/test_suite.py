@@ -176,6 +176,8 @@ def test_only_files_and_pipes_are_read(tmp_path, toy_registry, kind):
       "operators[0].sizes[2]: expected an integer, got 4.0"]),
     ({"operators": [{"name": "toy_tridiag", "sizes": []}]},
      ["operators[0].sizes: an empty list gives no case"]),
+    ({"operators": [{"name": "toy_tridiag", "sizes": None}]},  # `sizes:` left empty: found
+     ["operators[0]: 'sizes' is required for operator 'toy_tridiag'"]),  # by the fuzzer
     ({"repeats": True, "seed": 1.5}, ["repeats: expected an integer, got True",
                                       "seed: expected an integer, got 1.5"]),
     ({"name": "."}, ["name: a name of dots names no folder of its own"]),

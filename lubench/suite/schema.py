@@ -202,7 +202,7 @@ class OperatorEntry(_Section):
                          {"type": "integer", "minimum": 1},
                          {"type": "array", "items": {"type": "integer", "minimum": 1},
                           "minItems": 1}]}),
-                     Field(min_length=1, description="n values (a grid axis)")] = None
+                     Field(description="n values (a grid axis)")] = None
     params: Params = {}
 
 
