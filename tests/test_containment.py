@@ -260,6 +260,23 @@ def test_a_second_ctrl_c_still_ends_with_130_and_the_resume_hint(tmp_path):
     assert "Aborted!" not in stderr and "Traceback" not in stderr
 
 
+def test_a_closed_terminal_ends_the_run_like_sigterm_with_129(tmp_path):
+    """SIGHUP (the terminal closed) killed lubench outright: now the cases end, the records
+    stay, and the status says which signal."""
+    suite = _suite(tmp_path, [{"name": "escape_lu", "params": {"behave": "sleep",
+                                                               "seconds": 30}}])
+    proc = subprocess.Popen([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                             "--no-report", "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    _started(proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 129, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_ctrl_c_while_the_report_renders_says_how_to_render_it(tmp_path):
     suite = _suite(tmp_path, [{"name": "escape_lu"}])
     proc = subprocess.Popen([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
