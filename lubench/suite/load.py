@@ -19,6 +19,12 @@ it finds, with the file and the path, in one :class:`SuiteError`: the fixed part
 (:mod:`lubench.suite.schema`: keys, types, ranges, units), then each entry against its plugin (the
 name, with the closest one suggested; the parameters' names and types; the class's
 ``check_params``; the sizes the operator can take).
+
+The file is read once (:mod:`lubench.suite.yamlfile`). The second stage calls plugin code —
+constructors, ``get_params``, ``check_params``, ``sizes``, ``check_size`` — so it runs in one
+contained child (:func:`lubench.registry.probe.contained`), each call announced first: a
+call that raises (other than the plugin's refusal), crashes, ends the process or hangs is one
+more problem naming the entry, the plugin, the class and the call.
 """
 
 from __future__ import annotations
