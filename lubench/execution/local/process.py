@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import socket
 import sys
 import time
@@ -55,8 +56,13 @@ def redirect_output(log_path: str | None) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
                      | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a FIFO, a hard link to a
+            os.close(fd)                                          # file elsewhere: not ours
+            raise OSError("not a log of this run")
+        os.set_blocking(fd, True)
     except OSError:
         fd = os.open(os.devnull, os.O_WRONLY)  # the record will still be written
     os.dup2(fd, 1)
