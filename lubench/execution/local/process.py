@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import stat
 import socket
+import stat
 import sys
 import time
 from typing import Any
