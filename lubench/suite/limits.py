@@ -28,9 +28,9 @@ from typing import Any
 from lubench.errors import LubenchError
 from lubench.suite.values import MIN_MEMORY, NO_LIMIT, parse_duration, parse_memory
 
-__all__ = ["case_limit", "default_memory_limit", "default_limit", "effective_memory_limit",
-           "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE", "MIN_MEMORY", "NO_MEMORY_LIMIT",
-           "LimitError", "LIMIT_KEYS"]
+__all__ = ["case_limit", "given_limit", "default_memory_limit", "default_limit",
+           "effective_memory_limit", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_SHARE", "MIN_MEMORY",
+           "NO_MEMORY_LIMIT", "LimitError", "LIMIT_KEYS"]
 
 DEFAULT_TIMEOUT = 3600.0  # seconds
 DEFAULT_MEMORY_SHARE = 0.5  # of the machine's physical memory
@@ -94,3 +94,14 @@ def effective_memory_limit(value: int | None) -> int | None:
     if value is None:
         return default_memory_limit()
     return int(value) if value > 0 else None
+
+
+def given_limit(key: str, value: Any, given: set[str]) -> Any:
+    """A limit as a case holds it (this module): the default when the key is
+    absent, else its value — an explicit ``none`` (parsed to None by the schema) being no
+    timeout, resp. :data:`NO_MEMORY_LIMIT`."""
+    if key not in given:
+        return default_limit(key)
+    if value is None and key == "memory_limit":
+        return NO_MEMORY_LIMIT
+    return value
