@@ -232,8 +232,8 @@ def test_a_plugins_terminal_escapes_never_reach_the_terminal(tmp_path):
     (["--columns", "eror"], "--columns: unknown column 'eror'"),
     (["-k", "nothing_matches"], "no case matches -k nothing_matches"),
     (["--executor", "inline", "-j", "2"],  # issue 25, 10f: was silently one job
-     "the inline executor runs one case at a time, in lubench's own process; 2 jobs need "
-     "--executor local"),
+     "the inline executor runs one case at a time, in lubench's own process; -j/jobs 2 "
+     "needs --executor local"),
     (["--executor", "slurm", "--slurm-time", "garbage"],  # was said after a run directory
      "--slurm-time: expected minutes, HH:MM, HH:MM:SS or D-HH:MM, got 'garbage'"),
 ])

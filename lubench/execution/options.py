@@ -35,6 +35,6 @@ def executor_settings(suite_executor: dict | None, kind: str | None = None,
     chosen = kind or suite_kind or "local"
     if chosen == "inline" and n_jobs > 1:
         raise LubenchError(f"the inline executor runs one case at a time, in lubench's own "
-                           f"process; {n_jobs} jobs need --executor local")
+                           f"process; -j/jobs {n_jobs} needs --executor local")
     options.update({k: v for k, v in overrides.items() if v is not None})
     return ExecutorSettings(kind=chosen, jobs=n_jobs, options=options)
