@@ -322,8 +322,11 @@ def contained(call: Callable[[Channel], Any], timeout: float | None = None) -> C
             if not exited and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG
                                         | os.WNOWAIT) is not None:
                 exited = True  # a zombie until waitpid below: its pid stays reserved
-            ready = select.select(open_fds, [], [], 0 if exited else 0.05)[0] if open_fds \
-                else []
+            if open_fds:
+                ready = select.select(open_fds, [], [], 0 if exited else 0.05)[0]
+            else:  # both pipes closed: only the exit is left to wait for
+                ready = []
+                time.sleep(0 if exited else 0.05)
             for fd in ready:
                 chunk = _read_some(fd)
                 if chunk is None:
