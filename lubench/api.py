@@ -388,7 +388,9 @@ class RunContext:
 class Factorization:
     """What ``Method.factorize`` returns: the stored factors and how to use them.
 
-    Subclasses set ``n_params`` and implement :meth:`solve` and :meth:`apply`.
+    Subclasses set ``n_params`` and implement :meth:`solve` and :meth:`apply`; optionally
+    :meth:`apply_transpose`, which lets the core estimate ‖A − PLU‖₂ above the suite's
+    ``exact_limit`` (power iteration on (A − PLU)ᵀ(A − PLU), from products only).
 
     Attributes
     ----------
@@ -418,6 +420,11 @@ class Factorization:
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         """(P L U) X, the product of the stored factors, for X of shape (n,) or (n, k)."""
+        raise NotImplementedError
+
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        """(P L U)ᵀ X = Uᵀ Lᵀ Pᵀ X, for X of shape (n,) or (n, k) (optional: without it,
+        ``factor_error_2`` is not measured above the suite's ``exact_limit``)."""
         raise NotImplementedError
 
 

@@ -13,6 +13,7 @@ from lubench.suite.limits import (
     case_limit,
     default_limit,
     default_memory_limit,
+    effective_form_limit,
     effective_memory_limit,
 )
 
@@ -55,3 +56,33 @@ def test_defaults():
         int(psutil.virtual_memory().total * 0.5)
     assert effective_memory_limit(NO_MEMORY_LIMIT) is None
     assert effective_memory_limit(2**30) == 2**30
+
+
+def test_form_limit_is_a_memory_size_defaulting_to_a_quarter_of_the_memory_limit():
+    assert case_limit("form_limit", "2GiB", "s.yaml: form_limit") == 2 * 2**30
+    assert case_limit("form_limit", "none", "s.yaml: form_limit") == NO_MEMORY_LIMIT
+    with pytest.raises(LimitError, match="s.yaml: form_limit: .*must be positive"):
+        case_limit("form_limit", -1, "s.yaml: form_limit")
+    assert default_limit("form_limit") is None
+    assert effective_form_limit(None, 8 * 2**30) == 2 * 2**30   # FORM_SHARE of the memory
+    assert effective_form_limit(None, None) is None             # no memory limit: none
+    assert effective_form_limit(NO_MEMORY_LIMIT, 8 * 2**30) is None
+    assert effective_form_limit(2**20, 8 * 2**30) == 2**20      # given: whatever the memory
+
+
+def test_form_limit_precedence_method_over_operator_over_suite(toy_registry):
+    from lubench.suite.load import build_suite
+
+    suite = build_suite({
+        "name": "f", "form_limit": "1GiB",
+        "operators": [{"name": "toy_tridiag", "sizes": [8]},
+                      {"name": "toy_tridiag", "sizes": [16], "form_limit": "2GiB"}],
+        "methods": ["toy_lu", {"name": "toy_lu", "params": {"mode": "raise"},
+                               "form_limit": "none"}],
+    }, toy_registry)
+    limits = {(c.n, c.method_params["mode"]): c.form_limit for c in suite.cases}
+    assert limits == {(8, "ok"): 2**30, (16, "ok"): 2 * 2**30,
+                      (8, "raise"): NO_MEMORY_LIMIT, (16, "raise"): NO_MEMORY_LIMIT}
+    plain = build_suite({"name": "g", "operators": [{"name": "toy_tridiag", "sizes": [8]}],
+                         "methods": ["toy_lu"]}, toy_registry)
+    assert plain.cases[0].form_limit is None  # the default, resolved where the case runs

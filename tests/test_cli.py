@@ -152,7 +152,7 @@ def test_smoke_suite_runs_every_method_on_every_operator(tmp_path):
     assert out.returncode == 0, out.stderr
     df = pd.read_parquet(run_dir / "results.parquet")
     assert set(df["method"]) == {"plu", "cholesky", "sparse_lu", "ilu", "dense_masked_lu",
-                                 "gfmm_lu", "gfmm_compressed"}
+                                 "gfmm_lu", "gfmm_compressed", "hodlr_lu"}
     assert df["operator"].nunique() == 9
     assert set(df["status"]) <= {"ok", "unsupported"}, df.loc[df.status != "ok", "error"]
     unsupported = df[df.status == "unsupported"]
@@ -162,3 +162,26 @@ def test_smoke_suite_runs_every_method_on_every_operator(tmp_path):
     learned = df[df.family == "learned"]
     assert (learned["status"] == "ok").all() and (learned["iterations"] > 0).all()
     assert (run_dir / "histories.parquet").exists()
+
+
+def test_a_run_whose_grade_limit_leaves_metrics_out_records_and_reports_them(tmp_path):
+    """grade_limit 1 ms: above exact_limit the spectral estimate and plain GMRES are left
+    out, each named in not_graded; the run ends normally, results.parquet holds them as
+    missing (plain GMRES's converged flag null), and the summary and the report render them
+    as not measured."""
+    import pandas as pd
+
+    suite = write_suite(tmp_path, {
+        "name": "budget", "exact_limit": 16, "grade_limit": 0.001,
+        "operators": [{"name": "laplacian_1d", "sizes": [64]}], "methods": ["plu"]})
+    out = lubench("run", suite, "-o", tmp_path / "run")
+    assert out.returncode == 0, out.stderr
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    row = df.iloc[0]
+    assert row["status"] == "ok" and row["precond_converged"]  # converged: not stopped
+    assert row["not_graded"].startswith("factor_error_2 (10 power steps of ")
+    assert "; gmres_iterations (plain GMRES, 500 products with A of " in row["not_graded"]
+    assert pd.isna(row["gmres_iterations"]) and pd.isna(row["gmres_converged"])
+    assert pd.isna(row["factor_error_2"]) and row["factor_error_2_kind"] == ""
+    assert row["grade_seconds"] > 0
+    assert (tmp_path / "run" / "report" / "results.md").is_file()

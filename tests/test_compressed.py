@@ -12,7 +12,14 @@ import scipy.sparse as sp
 from lubench_compressed import GfmmCompressed
 from lubench_structured.gfmm import compress_lu, dense_lu
 
-from lubench.api import Budget, InvalidParameter, Operator, RunContext, Unsupported
+from lubench.api import (
+    Budget,
+    InvalidParameter,
+    MatrixFreeOperator,
+    Operator,
+    RunContext,
+    Unsupported,
+)
 from lubench.testing import CheckSkipped, method_checks, tiny_operator
 
 
@@ -175,3 +182,61 @@ def test_too_few_leaves_and_memory_are_unsupported():
         GfmmCompressed(P=4, M=2).check(_exponential(16))
     with pytest.raises(Unsupported, match="memory limit"):
         GfmmCompressed(P=4).factorize(_exponential(64), _ctx(memory_limit=1000))
+
+
+# --------------------------------------------------------------------------------------------
+# Operators that are not formed: the pattern filled from the hierarchical LU (lu: hodlr)
+# --------------------------------------------------------------------------------------------
+class _MatrixFreeRBF(MatrixFreeOperator):
+    """The RBF kernel of ``_rbf`` never formed: entries and action only."""
+
+    has_entries = True
+
+    def __init__(self, n: int, ell: float = 0.2):
+        super().__init__("rbf_free", n, symmetric=True, spd=True)
+        self.x = np.sort(np.random.default_rng(0).uniform(0, 1, n))
+        self.ell = ell
+
+    def entries(self, rows, cols):
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        d = self.x[rows][:, None] - self.x[cols][None, :]
+        return np.exp(-d**2 / (2 * self.ell**2)) + 1e-4 * (rows[:, None] == cols[None, :])
+
+    def matmat(self, X):
+        return self.entries(np.arange(self.n), np.arange(self.n)) @ X
+
+
+def test_an_operator_not_formed_is_compressed_from_its_hierarchical_lu():
+    """auto takes the hierarchical route for an operator that is not formed (nothing n × n is
+    formed) and reaches the error of the dense route on the same operator formed."""
+    free = _MatrixFreeRBF(500)
+    method = GfmmCompressed(P=16, rank=8)
+    assert method.needs == "action" and GfmmCompressed(lu="dense").needs == "matrix"
+    fact = method.factorize(free, _ctx())
+    assert fact.info["lu"] == "hodlr" and fact.info["hodlr_compression"] == "aca"
+    dense = method.factorize(free.form(), _ctx())
+    assert dense.info["lu"] == "dense"
+    A = free.dense()
+    e_free, e_dense = _factor_error(fact, A), _factor_error(dense, A)
+    assert e_free <= 1.5 * e_dense and e_dense <= 1.5 * e_free
+    b = A @ np.ones(500)
+    x = fact.solve(b)
+    assert np.linalg.norm(fact.apply(x) - b) <= 1e-10 * np.linalg.norm(b)
+
+
+def test_a_dense_lu_over_the_memory_limit_takes_the_hierarchical_route():
+    """laplacian_1d-like sparse A whose dense LU would need 6·N²·8 bytes: under a smaller
+    limit auto compresses the HODLR factors (exact here: the factors are banded)."""
+    n = 2048
+    T = sp.diags([-np.ones(n - 1), 2.0 * np.ones(n), -np.ones(n - 1)], [-1, 0, 1], format="csr")
+    op = Operator("tri", T, symmetric=True, spd=True)
+    fact = GfmmCompressed(P=16).factorize(op, _ctx(memory_limit=64 * 2**20))
+    assert fact.info["lu"] == "hodlr" and fact.info["hodlr_compression"] == "sparse"
+    assert _factor_error(fact, T.toarray()) <= 1e-13
+
+
+@pytest.mark.parametrize("params, field", [({"lu": "svd"}, "lu"), ({"hodlr_tol": 0}, "hodlr_tol"),
+                                           ({"P": 0}, "P")])
+def test_bad_parameters_are_load_errors_naming_the_field(params, field):
+    with pytest.raises(InvalidParameter, match=f"gfmm_compressed: {field} must"):
+        GfmmCompressed.check_params(params)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 
-from lubench.api import Factorization, FactorizationError, Operator
+from lubench.api import Factorization, FactorizationError, MatrixFreeOperator, Operator
 from lubench.metrics.grading import factor_errors, grade, precond_iterations, solve_errors
 
 
@@ -29,6 +29,9 @@ class Explicit(Factorization):
 
     def apply(self, X):
         return self.A_hat @ X
+
+    def apply_transpose(self, X):
+        return self.A_hat.T @ X
 
 
 def test_exact_factorization_is_graded_exact():
@@ -177,11 +180,9 @@ def test_non_finite_inputs_give_nan_metrics_named_in_error(value, exact_limit):
     # the plain GMRES does not use the factors: still a count
     assert m["gmres_iterations"] > 1 and m["gmres_converged"] is True
     named = m["error"].split(": ", 1)[1].split(", ")
-    expected = ["factor_error", "solve_residual", "forward_error", "precond_iterations",
-                "precond_seconds"]
-    if exact_limit == 100:  # at probe sizes factor_error_2 is "not measured", not an overflow
-        expected.insert(1, "factor_error_2")
-    assert named == expected
+    # factor_error_2 too: exact, or estimated from products with the factors, which overflow
+    assert named == ["factor_error", "factor_error_2", "solve_residual", "forward_error",
+                     "precond_iterations", "precond_seconds"]
 
 
 def test_a_nan_preconditioner_is_not_500_iterations():
@@ -263,9 +264,9 @@ def test_plain_gmres_is_computed_once_per_operator_content(monkeypatch):
     calls = []
     real = metrics._gmres
 
-    def counting(op, b, solve):
+    def counting(op, b, solve, deadline=None):
         calls.append(solve is None)
-        return real(op, b, solve)
+        return real(op, b, solve, deadline)
 
     monkeypatch.setattr(metrics, "_gmres", counting)
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
@@ -293,7 +294,7 @@ def test_plain_gmres_is_read_back_from_the_run_directory_cache(monkeypatch, tmp_
     first = metrics.plain_gmres(op, seed=3, cache=cache)
     assert len(list((tmp_path / "cache").glob("gmres-*.json"))) == 1
 
-    def no_gmres(op, b, solve):
+    def no_gmres(op, b, solve, deadline=None):
         raise AssertionError("plain GMRES ran again")
 
     monkeypatch.setattr(metrics, "_gmres", no_gmres)
@@ -393,3 +394,139 @@ def test_the_comparable_suite_at_small_sizes(tmp_path):
     # which the forked worker of every later case of that operator read
     cached = list((tmp_path / "run" / "cache").glob("gmres-*.json"))
     assert len(cached) == df["operator"].nunique()
+
+
+# --------------------------------------------------------------------------------------------
+# Above exact_limit: from the operator's action and the factors' products alone
+# --------------------------------------------------------------------------------------------
+class NoTranspose(Explicit):
+    def apply_transpose(self, X):
+        raise NotImplementedError
+
+
+def test_the_spectral_error_is_estimated_by_power_iteration_above_the_exact_limit():
+    """E = A − Â with a known, separated top singular value: the estimate (probes only)
+    matches the exact ‖E‖₂ to the power iteration's tolerance, and says how it was made."""
+    n = 120
+    op = laplacian(n)
+    rng = np.random.default_rng(0)
+    E = 1e-3 * rng.standard_normal((n, n)) / np.sqrt(n)
+    u, v = rng.standard_normal(n), rng.standard_normal(n)
+    E += 0.05 * np.outer(u / np.linalg.norm(u), v / np.linalg.norm(v))
+    exact = np.linalg.norm(E, 2)
+    m = grade(op, Explicit(op.dense() - E), seed=3, exact_limit=10)
+    assert m["factor_error_kind"] == "probe32" and m["factor_error_2_kind"].startswith("power")
+    assert 1 <= int(m["factor_error_2_kind"][5:]) <= 10
+    assert m["factor_error_2"] <= exact * (1 + 1e-12)   # a lower bound ...
+    assert m["factor_error_2"] >= exact * (1 - 2e-2)    # ... to the iteration's 1 %
+    assert m["not_graded"] == "" and m["error"] == ""
+    below = grade(op, Explicit(op.dense() - E), seed=3, exact_limit=n)
+    assert below["factor_error_2_kind"] == "exact"
+    assert below["factor_error_2"] == pytest.approx(exact, rel=1e-12)
+
+
+def test_without_apply_transpose_the_spectral_error_is_not_graded_and_says_why():
+    op = laplacian(50)
+    m = grade(op, NoTranspose(op.dense() + 1e-3 * np.eye(50)), seed=0, exact_limit=10)
+    assert np.isnan(m["factor_error_2"]) and m["factor_error_2_kind"] == ""
+    assert m["not_graded"] == "factor_error_2 (the factorization gives no apply_transpose)"
+    assert m["error"] == ""  # not measured is not "not finite"
+
+
+class SlowLaplacian(MatrixFreeOperator):
+    """tridiag(−1, 2, −1) whose every product takes at least 20 ms."""
+
+    def __init__(self, n):
+        super().__init__("slow", n, symmetric=True, spd=True)
+
+    def matmat(self, X):
+        import time
+
+        time.sleep(0.02)
+        X = np.asarray(X, dtype=float)
+        Y = 2.0 * X
+        Y[1:] -= X[:-1]
+        Y[:-1] -= X[1:]
+        return Y
+
+
+def test_what_the_grade_limit_cannot_afford_is_not_graded_and_said(monkeypatch):
+    """Products of ≥ 20 ms: plain GMRES (500 of them, ≥ 10 s) and ten power steps (≥ 0.4 s)
+    do not fit a 0.3 s grade limit: both are left out, each named with its prediction; the
+    preconditioned GMRES and everything else is graded."""
+    import lubench.metrics.grading as metrics
+
+    monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
+    op = SlowLaplacian(30)
+    fact = Explicit(laplacian(30).dense())
+    m = grade(op, fact, seed=0, exact_limit=10, grade_limit=0.3)
+    assert np.isnan(m["factor_error_2"]) and np.isnan(m["gmres_iterations"])
+    assert m["gmres_converged"] is None
+    notes = m["not_graded"].split("; ")
+    assert [note.split(" (")[0] for note in notes] == ["factor_error_2", "gmres_iterations"]
+    assert notes[0].startswith("factor_error_2 (10 power steps of ")
+    assert "plain GMRES, 500 products with A of " in notes[1]
+    assert all("left of grade_limit 0.3 s)" in note for note in notes)
+    assert m["precond_converged"] and m["solve_residual"] < 1e-12 and m["error"] == ""
+    free = grade(op, fact, seed=0, exact_limit=10, grade_limit=None)
+    assert free["not_graded"] == "" and free["gmres_converged"] is True
+
+
+def test_an_operator_that_is_never_formed_is_graded_from_its_action_at_large_n():
+    """The exponential kernel at n = 20 000 (its dense A: 3.2 GB) with factors that act and
+    solve exactly in O(n) (A⁻¹ is tridiagonal): every metric, no n² array — the NumPy memory
+    of the whole grading stays under 100 MB."""
+    import tracemalloc
+
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+    from lubench_operators import ExponentialKernel
+
+    n, rho = 20_000, 0.5
+    op = ExponentialKernel(rho=rho).build(n, seed=0)
+    off = -rho * np.ones(n - 1)
+    diag = np.full(n, 1 + rho**2)
+    diag[[0, -1]] = 1.0
+    inverse = sp.diags([off, diag, off], [-1, 0, 1], format="csc") / (1 - rho**2)
+
+    class Closed(Factorization):
+        n_params = 3 * n
+
+        def solve(self, B):
+            return inverse @ B
+
+        def apply(self, X):
+            return op.matmat(X)
+
+        def apply_transpose(self, X):
+            return op.matmat(X)
+
+    spla.norm(inverse)  # (imports done before measuring)
+    tracemalloc.start()
+    try:
+        m = grade(op, Closed(), seed=0, exact_limit=4096)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6
+    assert m["factor_error_kind"] == "probe32" and m["factor_error"] == 0.0
+    assert m["factor_error_2"] == 0.0 and m["factor_error_2_kind"] == "power1"
+    assert m["solve_residual"] < 1e-14 and m["forward_error"] < 1e-14
+    assert m["precond_iterations"] == 1 and m["gmres_converged"]
+    assert m["not_graded"] == "" and m["error"] == ""
+
+
+class Useless(Explicit):
+    """A preconditioner that does nothing (solve = identity): GMRES as plain, slowly."""
+
+    def solve(self, B):
+        return np.array(B, dtype=float)
+
+
+def test_a_preconditioned_gmres_that_runs_past_the_grade_limit_stops_and_says_so():
+    op = SlowLaplacian(200)  # ≥ 20 ms a product: 500 iterations ≥ 10 s
+    m = grade(op, Useless(laplacian(200).dense()), seed=0, exact_limit=10, grade_limit=0.5)
+    assert m["precond_converged"] is False and 1 <= m["precond_iterations"] < 500
+    note = m["not_graded"].split("; ")[0]
+    assert note == (f"precond_iterations (GMRES stopped after {m['precond_iterations']} "
+                    "iterations, not converged, at grade_limit 0.5 s)")

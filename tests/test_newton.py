@@ -251,10 +251,13 @@ def test_projected_newton_refuses_full_diagonal_blocks():
         _newton(net, torch.eye(16, dtype=torch.float64))
 
 
-def test_auto_is_newton_where_it_applies_else_lm():
-    assert GfmmLU(P=8)._validated()["optimizer"] == "newton"
-    assert GfmmLU(P=8, loss="probes")._validated()["optimizer"] == "lm"
-    assert GfmmLU(P=8, blockwise=True)._validated()["optimizer"] == "lm"
+def test_auto_is_newton_where_it_applies_else_sketch_else_lm():
+    """``auto`` at a size whose dense factors fit: Newton where it applies; the probe loss
+    takes the sketch optimizer, block-wise training Levenberg–Marquardt (the size rule
+    itself: tests/test_sketch.py)."""
+    assert GfmmLU(P=8).resolved(256)["optimizer"] == "newton"
+    assert GfmmLU(P=8, loss="probes").resolved(256)["optimizer"] == "sketch"
+    assert GfmmLU(P=8, blockwise=True).resolved(256)["optimizer"] == "lm"
     with pytest.raises(InvalidParameter, match="'newton' needs diag 'triangular'"):
         GfmmLU(P=8, optimizer="newton", diag="full")._validated()
     with pytest.raises(InvalidParameter, match="cg_precond"):

@@ -112,7 +112,8 @@ def test_a_method_gets_the_operator_it_needs_or_unsupported_with_the_reason():
     formed = operator_for(_Needs("matrix"), tri, form_limit=8 * 100 * 100)
     assert formed.formed
     with pytest.raises(Unsupported, match=r"needs the formed matrix; operator 'tri' at "
-                                          r"n = 100 is not formed \(dense A: 0\.00 GiB"):
-        operator_for(_Needs("matrix"), tri, form_limit=8 * 100 * 100 - 1)
+                                          r"n = 100 is not formed \(dense A: 78\.1 KiB > "
+                                          r"form_limit 39\.1 KiB\)"):
+        operator_for(_Needs("matrix"), tri, form_limit=8 * 100 * 100 // 2)
     formed_op = Operator("a", _tri(5), symmetric=True, spd=True)
     assert operator_for(_Needs("matrix"), formed_op, form_limit=1) is formed_op

@@ -64,6 +64,7 @@ def test_parse_spec_reads_lists_and_comma_strings_alike():
     ({"formats": "gif"}, "s.yaml: report.formats: unknown format 'gif'"),
     ({"preset": "poster"}, "s.yaml: report.preset: unknown preset 'poster'"),
     ({"sizes": "large"}, "s.yaml: report.sizes: expected integers"),
+    ({"panel_sizes": "large"}, "s.yaml: report.panel_sizes: expected integers or 'largest'"),
     ({"group": "method"}, "s.yaml: report.group: unknown grouping 'method'"),
     ({"methods": {"plu": 1}}, "s.yaml: report.methods: expected a list"),
 ])
@@ -229,6 +230,40 @@ def test_error_vs_params_draws_one_pareto_front_per_family(run_dir):
         assert "Pareto front: classical" in legend and "ilu" in legend
     finally:
         plt.close(fig)
+
+
+def test_panel_sizes_keep_the_panels_of_some_sizes_and_every_size_elsewhere(run_dir):
+    """panel_sizes: largest draws one accuracy panel per operator, at its largest n; the
+    scaling figure still shows every size."""
+    import matplotlib.pyplot as plt
+
+    from lubench.report.figures.accuracy import error_vs_params
+    from lubench.report.figures.scaling import scaling
+    from lubench.report.figures.style import make_style
+    from lubench.report.render import panel_summary
+    from lubench.report.summary import summarize
+    from lubench.suite.report_spec import parse_spec
+
+    summary = summarize(pd.read_parquet(run_dir / "results.parquet"))
+    largest = summary.groupby("operator_label")["n"].max()
+    kept = panel_summary(summary, parse_spec({"panel_sizes": "largest"}))
+    assert dict(kept.groupby("operator_label")["n"].unique().map(list)) == \
+        {op: [n] for op, n in largest.items()}
+    assert panel_summary(summary, parse_spec({})) is summary
+    one = int(summary["n"].min())
+    assert set(panel_summary(summary, parse_spec({"panel_sizes": [one]}))["n"]) == {one}
+    style = make_style(summary)
+    figs = [error_vs_params(kept, style), scaling(summary, style)]
+    try:
+        titles = [a.get_title() for a in figs[0].axes if a.get_title()]
+        assert titles and set(titles) <= {f"{op}, n = {n}" for op, n in largest.items()}
+        assert len({t.split(",")[0] for t in titles}) == len(titles)  # one per operator
+        texts = [t.get_text() for a in figs[1].axes for t in a.texts]
+        assert "O(n log²n)" in texts
+        assert any("peak_memory_bytes" in a.get_title() for a in figs[1].axes)
+    finally:
+        for fig in figs:
+            plt.close(fig)
 
 
 def test_gmres_figure_draws_plain_gmres_and_time_figure_sums_setup_and_gmres(run_dir):

@@ -430,7 +430,7 @@ def test_the_docs_matrix_free_operator_runs_through_every_method(brownian_site, 
                     else m for m in methods],
         "memory_limit": "256MiB",
     }, reg)
-    recs = {(c.n, c.method): run_case(c, registry=reg) for c in suite.cases}
+    recs = {(c.n, c.method): run_case(c, plan=RunPlan(registry=reg)) for c in suite.cases}
     for name in methods:
         cls = reg.method(name)
         small, large = recs[(64, name)], recs[(4096, name)]
@@ -443,7 +443,7 @@ def test_the_docs_matrix_free_operator_runs_through_every_method(brownian_site, 
             assert large["status"] == "unsupported", (name, large["status"])
             assert large["error"] == (
                 f"{name} needs the formed matrix; operator 'brownian' at n = 4096 is not formed "
-                "(dense A: 0.12 GiB > form_limit 0.06 GiB)")
+                "(dense A: 128.0 MiB > form_limit 64.0 MiB)")
             assert large["setup_seconds"] is None
         else:
             assert large["status"] in ("ok", "unsupported"), (name, large["error"])

@@ -141,6 +141,7 @@ def _report_section() -> list[str]:
         "methods": "names, labels or `-k` selectors such as `gfmm_lu[P=32]`",
         "operators": "names, labels or `-k` selectors such as `laplacian_*[n=256]`",
         "sizes": "integers",
+        "panel_sizes": "integers or `largest`",
         "group": " or ".join(f"`{g}`" for g in GROUPS),
         "figures": ", ".join(f"`{k}`" for k in FIGURE_KINDS) + " or `none`",
         "formats": ", ".join(f"`{k}`" for k in (*FIGURE_FORMATS, *TABLE_FORMATS))

@@ -26,6 +26,9 @@ from lubench.rundir.fsafe import atomic_write, no_links_in
                    '(plu,ilu,"gfmm_lu[P=32]").')
 @click.option("--operators", default=None, metavar="LIST", help="Operators to keep, in order.")
 @click.option("--sizes", default=None, metavar="LIST", help="Sizes n to keep, e.g. 1024,4096.")
+@click.option("--panel-sizes", default=None, metavar="LIST",
+              help="Sizes n of the panel figures (a panel per operator and n), or 'largest' "
+                   "(each operator's largest n); tables and scaling keep every size.")
 @click.option("--group", default=None, type=click.Choice(["operator", "blocks"]),
               help="LaTeX: one table per operator, or one table with a block per operator.")
 @click.option("--figures", default=None, metavar="LIST",
@@ -43,7 +46,8 @@ from lubench.rundir.fsafe import atomic_write, no_links_in
 @click.option("--tables", "table_formats", default=None, hidden=True)
 @user_errors
 def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
-           methods: str | None, operators: str | None, sizes: str | None, group: str | None,
+           methods: str | None, operators: str | None, sizes: str | None,
+           panel_sizes: str | None, group: str | None,
            figures: str | None, formats: str | None, preset: str | None,
            spec_file: Path | None, figure_formats: str | None,
            table_formats: str | None) -> None:
@@ -65,7 +69,8 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
         formats = ",".join(x for x in (figure_formats or "png,pdf", table_formats or
                                        "md,tex,html") if x)
     options = {"columns": columns, "methods": methods, "operators": operators,
-               "sizes": sizes, "group": group, "figures": figures, "formats": formats,
+               "sizes": sizes, "panel_sizes": panel_sizes, "group": group,
+               "figures": figures, "formats": formats,
                "preset": preset}
     spec = resolve_spec(list(run_dirs), options, spec_file)
     no_links_in(output if output is not None else run_dirs[0] / "report")

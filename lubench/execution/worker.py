@@ -35,6 +35,7 @@ from lubench.api import (
 )
 from lubench.errors import one_line
 from lubench.execution.devices import auto_device
+from lubench.execution.limits import format_bytes
 from lubench.execution.plan import RunPlan
 from lubench.metrics.grading import grade
 from lubench.rundir.records import (
@@ -46,9 +47,9 @@ from lubench.rundir.records import (
     json_text,
 )
 from lubench.suite.cases import Case
-from lubench.suite.limits import effective_memory_limit
+from lubench.suite.limits import effective_form_limit, effective_memory_limit
 
-__all__ = ["run_case", "resolve_device", "current_rss", "operator_for", "form_limit"]
+__all__ = ["run_case", "resolve_device", "current_rss", "operator_for"]
 
 
 def resolve_device(device: str, family: str = "learned") -> str:
@@ -99,10 +100,6 @@ def _check_operator(op: object, case: Case) -> Operator:
     return op
 
 
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
-
-
 def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
     """The operator as ``method`` needs it (``Method.needs``), or :class:`Unsupported`.
 
@@ -120,18 +117,9 @@ def operator_for(method: Any, op: Operator, form_limit: int | None) -> Operator:
         return op
     if form_limit is not None and op.dense_bytes > form_limit:
         raise Unsupported(f"{name} needs the formed matrix; operator '{op.name}' at "
-                          f"n = {op.n} is not formed (dense A: {_gib(op.dense_bytes)} > "
-                          f"form_limit {_gib(form_limit)})")
+                          f"n = {op.n} is not formed (dense A: {format_bytes(op.dense_bytes)} > "
+                          f"form_limit {format_bytes(form_limit)})")
     return op.form()
-
-
-FORM_SHARE = 0.25  # of the case's memory limit that a formed operator may take by default
-
-
-def form_limit(memory_limit: int | None) -> int | None:
-    """Bytes a dense A formed for a method that needs the matrix may take: a quarter of the
-    case's memory limit (the method's own work needs the rest); None without a limit."""
-    return None if not memory_limit else int(FORM_SHARE * memory_limit)
 
 
 def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
@@ -153,12 +141,12 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
     try:
         registry = plan.plugins()
         gen = registry.operator(case.operator)(**case.operator_params)
-        op = _check_operator(gen.build(case.n, case.operator_seed), case)
+        built = _check_operator(gen.build(case.n, case.operator_seed), case)
         method = registry.method(case.method)(**case.method_params)
         device = resolve_device(case.device, case.family)
         rec["device"] = device
         memory_limit = effective_memory_limit(case.memory_limit)
-        op = operator_for(method, op, form_limit(memory_limit))
+        op = operator_for(method, built, effective_form_limit(case.form_limit, memory_limit))
         method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
                          memory_limit=memory_limit,
@@ -175,9 +163,14 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
                                      f"lubench.api.Factorization")
         history = list(getattr(fact, "history", []) or [])
         info = dict(getattr(fact, "info", {}) or {})
-        metrics = grade(op, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
-                        synchronize=ctx.synchronize, cache=plan.grading_cache())
+        t0 = time.perf_counter()
+        # graded against the operator as built, whatever form the method got: every method
+        # on one operator sees the same products (and shares its plain GMRES)
+        metrics = grade(built, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
+                        synchronize=ctx.synchronize, cache=plan.grading_cache(),
+                        grade_limit=case.grade_limit)
         rec.update(metrics)
+        rec["grade_seconds"] = time.perf_counter() - t0
         rec["setup_seconds"] = setup
         rec["iterations"] = info.get("iterations")
         rec["final_loss"] = info.get("final_loss")

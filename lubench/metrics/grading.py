@@ -17,6 +17,22 @@ the method or its parameters, so every method on one operator is graded on the s
 and two configurations that produce the same factors get the same metric values. Plain GMRES
 depends on the operator alone, so it is computed once per operator (:func:`plain_gmres`).
 
+**From the action alone.** Above ``exact_limit`` nothing of size n² is formed: A enters only
+through ``op.matmat`` / ``op.rmatmat`` (an operator that is never formed grades at any n its
+action allows) and the factorization only through ``apply``, ``apply_transpose`` and
+``solve``. The operator's products that do not depend on the factorization — x*, the GMRES
+right-hand side's z, the plain-GMRES key's w and the probe block Ω — are one ``matmat`` of
+35 columns (:class:`Problem`): one pass of a kernel operator's action, not four.
+
+**A grading budget.** ``grade_limit`` (seconds; the suite's, default 10 min) bounds what the
+two costliest diagnostics may add: before the spectral estimate above ``exact_limit`` and
+before plain GMRES (when no other case of the operator has cached it), their cost is
+predicted from the measured time of the products they repeat (10 power steps; 500 products
+with A); one that would exceed what is left is not run, and ``not_graded`` names it with the
+prediction. The preconditioned GMRES, the factorization's own metric, runs first and stops
+at the limit if it has not converged by then (``precond_converged`` false, the iterations
+it ran counted, ``not_graded`` saying so).
+
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
 and never a count: a preconditioner that returns a non-finite vector gives
@@ -32,6 +48,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -41,11 +58,15 @@ import scipy.sparse.linalg as spla
 from lubench.api import Factorization, FactorizationError, Operator
 from lubench.metrics.table import METRICS
 
-__all__ = ["grade", "GradingCache", "factor_errors", "solve_errors", "precond_iterations",
-           "plain_gmres", "time_solve", "repeat_median", "nonfinite_note", "PROBES",
+__all__ = ["grade", "GradingCache", "Problem", "factor_errors", "spectral_estimate",
+           "solve_errors", "precond_iterations", "plain_gmres", "time_solve", "repeat_median",
+           "nonfinite_note", "PROBES", "POWER_BLOCK", "POWER_STEPS", "POWER_RTOL",
            "GMRES_RESTART", "GMRES_RTOL", "GMRES_MAXITER", "GRADED"]
 
 PROBES = 32
+POWER_BLOCK = 8  # vectors of the block power iteration for ‖A − PLU‖₂ above exact_limit
+POWER_STEPS = 10  # at most
+POWER_RTOL = 1e-2  # stop when two estimates agree to this
 GMRES_RESTART = 50
 GMRES_RTOL = 1e-8
 GMRES_MAXITER = 500
@@ -53,7 +74,7 @@ SPECTRAL_SVD_LIMIT = 1024  # up to here the 2-norm comes from a full SVD, above 
 NAN = float("nan")
 
 # The salts of the random draws, each seeded with [operator seed, salt].
-_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT = 1, 2, 3, 4
+_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT, _POWER_SALT = 1, 2, 3, 4, 6
 _KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
 
 
@@ -104,11 +125,48 @@ def _relative(num: np.ndarray, den: np.ndarray) -> float:
         return _finite(np.linalg.norm(num) / np.linalg.norm(den))
 
 
-def factor_errors(op: Operator, fact: Factorization, exact_limit: int,
-                  seed: int) -> dict[str, float | str]:
-    """``factor_error`` (relative Frobenius), its kind, and ``factor_error_2`` (spectral).
+@dataclass
+class Problem:
+    """The draws of one operator's grading, each from the operator's seed, and A applied to
+    them in one ``matmat``: x* (the solve's solution), z (the GMRES right-hand side b = A·z),
+    w (fixed: the plain-GMRES memo key) and the probe block Ω (n × 32). ``seconds``: the wall
+    time of that product; ``product_seconds``: of one product with a single vector (the
+    solve's residual), what plain GMRES repeats."""
 
-    ``seed`` is the operator's seed: the probe block Ω is drawn from it."""
+    x_true: np.ndarray
+    z: np.ndarray
+    w: np.ndarray
+    omega: np.ndarray
+    A_x: np.ndarray
+    A_z: np.ndarray
+    A_w: np.ndarray
+    A_omega: np.ndarray
+    seconds: float
+    product_seconds: float = NAN  # of one product A·v (set by solve_errors)
+
+    @classmethod
+    def draw(cls, op: Operator, seed: int) -> Problem:
+        n = op.n
+        x = np.random.default_rng([seed, _SOLUTION_SALT]).standard_normal(n)
+        z = np.random.default_rng([seed, _GMRES_RHS_SALT]).standard_normal(n)
+        w = np.random.default_rng([_KEY_SALT]).standard_normal(n)
+        omega = np.random.default_rng([seed, _PROBE_SALT]).standard_normal((n, PROBES))
+        V = np.column_stack([x, z, w, omega])
+        t0 = time.perf_counter()
+        AV = _checked(op.matmat(V), V.shape, f"operator '{op.name}' matmat")
+        seconds = time.perf_counter() - t0
+        return cls(x, z, w, omega, AV[:, 0].copy(), AV[:, 1].copy(), AV[:, 2].copy(),
+                   np.ascontiguousarray(AV[:, 3:]), seconds)
+
+
+def factor_errors(op: Operator, fact: Factorization, exact_limit: int, seed: int,
+                  problem: Problem | None = None) -> dict[str, float | str]:
+    """``factor_error`` (relative Frobenius) and its kind; ``factor_error_2`` (spectral) and
+    its kind where A is formed to grade (n ≤ ``exact_limit``) — above, the spectral error is
+    :func:`spectral_estimate`'s, and this leaves it NaN, kind ``""``.
+
+    ``seed`` is the operator's seed: the probe block Ω is drawn from it (``problem``, drawn
+    here when not given)."""
     n = op.n
     exact = n <= exact_limit and not getattr(fact, "expensive_apply", False)
     if exact:
@@ -119,44 +177,105 @@ def factor_errors(op: Operator, fact: Factorization, exact_limit: int,
             "factor_error": _relative(E, A),
             "factor_error_kind": "exact",
             "factor_error_2": spectral_norm(E),
+            "factor_error_2_kind": "exact",
         }
-    omega = np.random.default_rng([seed, _PROBE_SALT]).standard_normal((n, PROBES))
-    A_omega = np.asarray(op.matmul(omega))
+    problem = problem or Problem.draw(op, seed)
     with np.errstate(all="ignore"):
-        E_omega = A_omega - _checked(fact.apply(omega), (n, PROBES), "apply(Ω)")
+        E_omega = problem.A_omega - _checked(fact.apply(problem.omega), (n, PROBES),
+                                             "apply(Ω)")
     return {
-        "factor_error": _relative(E_omega, A_omega),
+        "factor_error": _relative(E_omega, problem.A_omega),
         "factor_error_kind": f"probe{PROBES}",
-        "factor_error_2": NAN,  # not measured
+        "factor_error_2": NAN,  # not measured here: spectral_estimate
+        "factor_error_2_kind": "",
     }
 
 
-def solve_errors(op: Operator, fact: Factorization, seed: int) -> dict[str, float]:
+def _top_singular(Y: np.ndarray) -> float:
+    """σ_max(Y) (NaN when Y is not finite), Y of a few columns."""
+    if not np.all(np.isfinite(Y)):
+        return NAN
+    return float(np.linalg.norm(Y, 2)) if Y.size else 0.0
+
+
+def _has_transpose(fact: Factorization) -> bool:
+    """Whether the factorization's class overrides :meth:`Factorization.apply_transpose`
+    (one that does and raises NotImplementedError is found out at its first call)."""
+    return getattr(type(fact), "apply_transpose", None) is not Factorization.apply_transpose
+
+
+def spectral_estimate(op: Operator, fact: Factorization,
+                      seed: int) -> dict[str, float | str] | None:
+    """``factor_error_2`` ≈ ‖E‖₂, E = A − PLU, from products only: block power iteration on
+    EᵀE. V₀ = the Q factor of a seeded Gaussian n × :data:`POWER_BLOCK` block; step k forms
+    Y = E V (``op.matmat``, ``fact.apply``), takes σ_k = σ_max(Y) — a lower bound of ‖E‖₂,
+    since V has orthonormal columns, that grows to it — and stops when σ_k and σ_{k−1} agree
+    to :data:`POWER_RTOL`, else sets V = Q factor of Eᵀ Y (``op.rmatmat``,
+    ``fact.apply_transpose``); at most :data:`POWER_STEPS` steps. Kind ``power{k}``.
+
+    None when the factorization gives no ``apply_transpose``."""
+    if not _has_transpose(fact):
+        return None
+    n = op.n
+    rng = np.random.default_rng([seed, _POWER_SALT])
+    V, _ = np.linalg.qr(rng.standard_normal((n, min(POWER_BLOCK, n))))
+    previous = NAN
+    sigma = NAN
+    steps = 0
+    with np.errstate(all="ignore"):
+        for steps in range(1, POWER_STEPS + 1):
+            Y = np.asarray(op.matmat(V)) - _checked(fact.apply(V), V.shape, "apply(V)")
+            sigma = _top_singular(Y)
+            if not math.isfinite(sigma):
+                return {"factor_error_2": NAN, "factor_error_2_kind": f"power{steps}"}
+            if abs(sigma - previous) <= POWER_RTOL * sigma or sigma == 0.0:
+                break
+            previous = sigma
+            try:
+                Z = np.asarray(op.rmatmat(Y)) - _checked(fact.apply_transpose(Y), Y.shape,
+                                                         "apply_transpose(Y)")
+            except NotImplementedError:
+                return None
+            if not np.all(np.isfinite(Z)):
+                return {"factor_error_2": NAN, "factor_error_2_kind": f"power{steps}"}
+            V, _ = np.linalg.qr(Z)
+    return {"factor_error_2": _finite(sigma), "factor_error_2_kind": f"power{steps}"}
+
+
+def solve_errors(op: Operator, fact: Factorization, seed: int,
+                 problem: Problem | None = None) -> dict[str, float]:
     """``solve_residual`` and ``forward_error`` for b = A x*, x* ~ N(0, I) drawn from the
     operator's ``seed``; both NaN when x̂ is not finite."""
     n = op.n
-    x_true = np.random.default_rng([seed, _SOLUTION_SALT]).standard_normal(n)
-    b = np.asarray(op.matmul(x_true))
+    problem = problem or Problem.draw(op, seed)
+    x_true, b = problem.x_true, problem.A_x
     x_hat = _checked(fact.solve(b), (n,), "solve(b)")
     if not np.all(np.isfinite(x_hat)):
         return {"solve_residual": NAN, "forward_error": NAN}
     with np.errstate(all="ignore"):
-        r = np.asarray(op.matmul(x_hat)) - b
+        t0 = time.perf_counter()
+        r = np.asarray(op.matmat(x_hat)) - b
+        problem.product_seconds = time.perf_counter() - t0
     return {"solve_residual": _relative(r, b), "forward_error": _relative(x_hat - x_true, x_true)}
 
 
-def _gmres_rhs(op: Operator, seed: int) -> np.ndarray:
+def _gmres_rhs(op: Operator, seed: int, problem: Problem | None = None) -> np.ndarray:
     """The GMRES right-hand side b = A·z, z ~ N(0, I) drawn from the operator's seed."""
-    z = np.random.default_rng([seed, _GMRES_RHS_SALT]).standard_normal(op.n)
-    return np.asarray(op.matmul(z), dtype=np.float64)
+    return (problem or Problem.draw(op, seed)).A_z
 
 
-def _gmres(op: Operator, b: np.ndarray,
-           solve: Callable[[np.ndarray], np.ndarray] | None) -> tuple[float, bool, float]:
-    """(inner iterations, converged, wall seconds) of restarted GMRES on A x = b, left
-    preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂ within
-    :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or a
-    non-finite iterate) gives (NaN, False, NaN): the iterations it ran count nothing."""
+class _OutOfTime(Exception):
+    """Raised by the GMRES callback at the grading deadline."""
+
+
+def _gmres(op: Operator, b: np.ndarray, solve: Callable[[np.ndarray], np.ndarray] | None,
+           deadline: float | None = None) -> tuple[float, bool, float, bool]:
+    """(inner iterations, converged, wall seconds, stopped) of restarted GMRES on A x = b,
+    left preconditioned by ``solve`` when given. Converged means ‖A x − b‖₂ ≤ rtol·‖b‖₂
+    within :data:`GMRES_MAXITER` inner iterations. A preconditioner that returns NaN/inf (or
+    a non-finite iterate) gives (NaN, False, NaN, False): the iterations it ran count
+    nothing. Past ``deadline`` (``time.perf_counter()``) GMRES stops after the iteration
+    running: (iterations done, False, seconds, True)."""
     n = op.n
     A = op.as_linear_operator()
     nonfinite = False
@@ -172,9 +291,13 @@ def _gmres(op: Operator, b: np.ndarray,
         M = spla.LinearOperator((n, n), matvec=precondition, dtype=np.float64)
     count = 0
 
-    def callback(_pr_norm: float) -> None:
+    def callback(pr_norm: float) -> None:
         nonlocal count
         count += 1
+        # past the deadline, stop before the next iteration — unless this one converged
+        if deadline is not None and time.perf_counter() > deadline and count < GMRES_MAXITER \
+                and not pr_norm <= GMRES_RTOL:
+            raise _OutOfTime
 
     t0 = time.perf_counter()
     try:
@@ -182,39 +305,49 @@ def _gmres(op: Operator, b: np.ndarray,
             x, info = spla.gmres(A, b, M=M, rtol=GMRES_RTOL, atol=0.0, restart=GMRES_RESTART,
                                  maxiter=GMRES_MAXITER // GMRES_RESTART, callback=callback,
                                  callback_type="pr_norm")
+    except _OutOfTime:
+        if nonfinite:
+            return NAN, False, NAN, False
+        return count, False, time.perf_counter() - t0, True
     except (ValueError, np.linalg.LinAlgError, FloatingPointError):
-        return NAN, False, NAN
+        return NAN, False, NAN, False
     seconds = time.perf_counter() - t0
     if nonfinite or not np.all(np.isfinite(x)):
-        return NAN, False, NAN
+        return NAN, False, NAN, False
     converged = bool(info == 0)  # SciPy's own test: ‖b − A x‖₂ ≤ rtol·‖b‖₂
     # A breakdown with finite values (GMRES stops early without converging) keeps its
     # count: converged=False says what it means.
-    return int(min(count, GMRES_MAXITER)), converged, seconds
+    return int(min(count, GMRES_MAXITER)), converged, seconds, False
 
 
-def precond_iterations(op: Operator, fact: Factorization, seed: int) -> dict[str, float | bool]:
+def precond_iterations(op: Operator, fact: Factorization, seed: int,
+                       problem: Problem | None = None,
+                       deadline: float | None = None) -> dict[str, float | bool]:
     """``precond_iterations``, ``precond_converged`` and ``precond_seconds``: GMRES (restart
     50, rtol 1e-8, ≤ 500 inner iterations) with ``solve`` as preconditioner, on the right-hand
-    side drawn from the operator's ``seed``."""
-    its, conv, seconds = _gmres(op, _gmres_rhs(op, seed), fact.solve)
-    return {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+    side drawn from the operator's ``seed``; stopped (not converged) past ``deadline``, when
+    the returned dict holds ``stopped``: True."""
+    its, conv, seconds, stopped = _gmres(op, _gmres_rhs(op, seed, problem), fact.solve,
+                                         deadline)
+    out = {"precond_iterations": its, "precond_converged": conv, "precond_seconds": seconds}
+    return {**out, "stopped": True} if stopped else out
 
 
 _PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _PLAIN_CACHE_SIZE = 64
 
 
-def _fingerprint(op: Operator, b: np.ndarray) -> str:
+def _fingerprint(op: Operator, b: np.ndarray, A_w: np.ndarray | None = None) -> str:
     """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
     from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
     difference annihilates both Gaussian vectors — with probability zero — and the key costs
     two products with A instead of hashing n² numbers."""
-    w = np.random.default_rng([_KEY_SALT]).standard_normal(op.n)
+    if A_w is None:
+        A_w = op.matmat(np.random.default_rng([_KEY_SALT]).standard_normal(op.n))
     h = hashlib.blake2b(digest_size=20)
     h.update(repr((op.n, op.n)).encode())
     h.update(np.ascontiguousarray(b, dtype=np.float64))
-    h.update(np.ascontiguousarray(op.matmul(w), dtype=np.float64))
+    h.update(np.ascontiguousarray(A_w, dtype=np.float64))
     return h.hexdigest()
 
 
@@ -248,8 +381,9 @@ def _write_plain(cache: GradingCache | None, key: tuple, out: dict) -> None:
                                    else None})
 
 
-def plain_gmres(op: Operator, seed: int,
-                cache: GradingCache | None = None) -> dict[str, float | bool]:
+def plain_gmres(op: Operator, seed: int, cache: GradingCache | None = None,
+                problem: Problem | None = None,
+                afford: Callable[[], bool] = lambda: True) -> dict[str, float | bool] | None:
     """``gmres_iterations`` and ``gmres_converged``: GMRES without preconditioner on the same
     A, b (from the operator's ``seed``), restart, tolerance and cap as
     :func:`precond_iterations`.
@@ -258,16 +392,20 @@ def plain_gmres(op: Operator, seed: int,
     on a digest of A's action (:func:`_fingerprint`; never on names, so two different
     matrices do not share an entry), memoized in the process and, given a ``cache`` (the run
     directory's ``cache/``), in an entry there — so the freshly forked worker of every later
-    case of that operator reads it instead of running GMRES again.
+    case of that operator reads it instead of running GMRES again. Where it has to run,
+    ``afford()`` is asked first: False (the grading budget, see :func:`grade`) returns None.
     """
-    b = _gmres_rhs(op, seed)
-    key = (_fingerprint(op, b), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    problem = problem or Problem.draw(op, seed)
+    b = problem.A_z
+    key = (_fingerprint(op, b, problem.A_w), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
     out = _read_plain(cache, key)
     if out is None:
-        its, conv, _seconds = _gmres(op, b, None)
+        if not afford():
+            return None
+        its, conv, _seconds, _stopped = _gmres(op, b, None)
         out = {"gmres_iterations": its, "gmres_converged": conv}
         _write_plain(cache, key, out)
     _PLAIN_CACHE[key] = out
@@ -298,39 +436,104 @@ GRADED = [m.key for m in METRICS if m.graded and m.number]
 
 def nonfinite_note(metrics: dict) -> str:
     """The ``error`` text of an ``ok`` row whose metrics hold non-finite values (NaN by the
-    rule above), ``""`` when there are none. ``factor_error_2`` of a probe estimate is "not
-    measured", not non-finite."""
-    skip = {"factor_error_2"} if metrics.get("factor_error_kind") != "exact" else set()
+    rule above), ``""`` when there are none. A ``factor_error_2`` without a kind is "not
+    measured" (``not_graded`` says why), not non-finite."""
+    skip = {"factor_error_2"} if not metrics.get("factor_error_2_kind") else set()
     bad = [k for k in GRADED if k in metrics and k not in skip
            and isinstance(metrics[k], (int, float)) and not math.isfinite(metrics[k])]
     return f"not finite (NaN): {', '.join(bad)}" if bad else ""
 
 
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+class _Budget:
+    """What is left of ``grade_limit`` seconds since ``start``, and the notes of what it
+    could not afford."""
+
+    def __init__(self, limit: float | None, start: float):
+        self.limit, self.start = limit, start
+        self.notes: list[str] = []
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.limit is None else self.start + self.limit
+
+    def afford(self, metric: str, predicted: float, how: str) -> bool:
+        if self.limit is None:
+            return True
+        left = self.limit - (time.perf_counter() - self.start)
+        if predicted <= left:
+            return True
+        self.notes.append(f"{metric} ({how}: predicted {_minutes(predicted)} > "
+                          f"{_minutes(max(left, 0.0))} left of grade_limit "
+                          f"{_minutes(self.limit)})")
+        return False
+
+
 def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
           synchronize: Callable[[], None] = lambda: None,
-          cache: GradingCache | None = None) -> dict:
-    """All the metrics of one factorization of ``op`` (see the module docstring), and
-    ``error``: :func:`nonfinite_note` of them.
+          cache: GradingCache | None = None, grade_limit: float | None = None) -> dict:
+    """All the metrics of one factorization of ``op`` (see the module docstring): the factor
+    errors, the solve's errors, preconditioned GMRES, above ``exact_limit`` the spectral
+    estimate, plain GMRES, the solve time; ``not_graded``: what was not computed and why;
+    ``error``: :func:`nonfinite_note`.
 
     ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
     random draw of the grading comes from it, so all methods face the same problem.
     ``cache`` keeps what depends on the operator alone (plain GMRES) for the run's other
-    cases (:func:`plain_gmres`).
+    cases (:func:`plain_gmres`). ``grade_limit``: seconds the grading may take (None: no
+    limit) — the spectral estimate and plain GMRES run only when their predicted cost fits
+    what is left.
     """
     n_params = fact.n_params
     if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
             or n_params < 0:
         raise FactorizationError(f"n_params must be a non-negative integer, got {n_params!r}")
+    budget = _Budget(grade_limit, time.perf_counter())
     out: dict = {"n_params": int(n_params)}
     # An inexact factorization may overflow (a solve that blows up is a result, recorded as
     # NaN): no floating-point warnings on the worker's stderr for it.
     with np.errstate(all="ignore"):
-        out.update(factor_errors(op, fact, exact_limit, seed))
-        out.update(solve_errors(op, fact, seed))
-        out.update(precond_iterations(op, fact, seed))
-        out.update(plain_gmres(op, seed, cache))
+        problem = Problem.draw(op, seed)
+        t0 = time.perf_counter()
+        out.update(factor_errors(op, fact, exact_limit, seed, problem))
+        apply_seconds = time.perf_counter() - t0
+        out.update(solve_errors(op, fact, seed, problem))
+        product = problem.product_seconds  # one product with A, one vector
+        if not math.isfinite(product):  # (x̂ was not finite: the 35-column pass bounds it)
+            product = problem.seconds
+        pre = precond_iterations(op, fact, seed, problem, deadline=budget.deadline)
+        if pre.pop("stopped", False):
+            budget.notes.append(f"precond_iterations (GMRES stopped after "
+                                f"{pre['precond_iterations']} iterations, not converged, at "
+                                f"grade_limit {_minutes(budget.limit)})")
+        out.update(pre)
+        if not out["factor_error_2_kind"]:
+            # per step two products with A of POWER_BLOCK columns (each at most the
+            # 35-column pass) and two with the factors (at most the 32-column apply)
+            step = 2 * (problem.seconds + apply_seconds)
+            no_transpose = "factor_error_2 (the factorization gives no apply_transpose)"
+            if not _has_transpose(fact):
+                budget.notes.append(no_transpose)
+            elif budget.afford("factor_error_2", POWER_STEPS * step,
+                               f"{POWER_STEPS} power steps of {_minutes(step)}"):
+                estimate = spectral_estimate(op, fact, seed)
+                if estimate is None:
+                    budget.notes.append(no_transpose)
+                else:
+                    out.update(estimate)
+        plain = plain_gmres(op, seed, cache, problem, afford=lambda: budget.afford(
+            "gmres_iterations", GMRES_MAXITER * product,
+            f"plain GMRES, {GMRES_MAXITER} products with A of {_minutes(product)}"))
+        out.update(plain if plain is not None else
+                   {"gmres_iterations": NAN, "gmres_converged": None})
         out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
-    out["error"] = nonfinite_note(out)
+    out["not_graded"] = "; ".join(budget.notes)
+    bad = nonfinite_note({k: v for k, v in out.items()
+                          if not (plain is None and k == "gmres_iterations")})
+    out["error"] = bad
     return out
 
 

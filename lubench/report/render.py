@@ -37,10 +37,18 @@ from lubench.report.markdown import summary_markdown  # noqa: E402
 from lubench.report.summary import select, summarize  # noqa: E402
 from lubench.rundir.fsafe import atomic_write, no_link
 from lubench.rundir.records import OK
-from lubench.suite.report_spec import TABLE_FORMATS, ReportSpec, merge, parse_spec  # noqa: E402
+from lubench.suite.report_spec import (  # noqa: E402
+    PANEL_FIGURES,
+    PANEL_LARGEST,
+    TABLE_FORMATS,
+    ReportSpec,
+    merge,
+    parse_spec,
+)
 from lubench.suite.yamlfile import read_yaml
 
-__all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section"]
+__all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section",
+           "panel_summary"]
 
 
 # Why a figure function returned None instead of a figure (the report's notes say it).
@@ -119,6 +127,17 @@ def load_runs(run_dirs: Sequence[Path]) -> tuple[list[tuple[str, Run]], pd.DataF
     return list(zip(labels, runs)), results, histories
 
 
+def panel_summary(summary: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
+    """The summary rows a panel figure draws: those of ``spec.panel_sizes`` (every size when
+    empty; ``largest``: each operator's largest n among its rows)."""
+    if not spec.panel_sizes:
+        return summary
+    if spec.panel_sizes == PANEL_LARGEST:
+        largest = summary.groupby("operator_label", sort=False)["n"].transform("max")
+        return summary[summary["n"] == largest]
+    return summary[summary["n"].isin(spec.panel_sizes)]
+
+
 def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
            spec: ReportSpec | None = None,
            echo: Callable[[str], object] = print) -> Path:
@@ -151,7 +170,8 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     if any_ok and spec.figures:
         for name in spec.figures:
             fig = (F.training(rows, histories, style) if name == "training"
-                   else F.FIGURES[name](summary, style))
+                   else F.FIGURES[name](panel_summary(summary, spec)
+                                        if name in PANEL_FIGURES else summary, style))
             if fig is None:
                 notes.append(f"No {name} figure: {NOTHING_TO_DRAW[name]}.")
                 continue

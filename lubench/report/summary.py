@@ -152,8 +152,9 @@ def _aggregate(ok: pd.DataFrame, key: str) -> tuple[float, float, float, str]:
 
 
 def _all_true(values: Iterable) -> bool | None:
-    """True when every value is true, False when one is false, None when none is known."""
-    known = [v for v in values if not pd.isna(v)]  # None, NaN and pandas' NA: not known
+    """True when every value is true, False when one is false, None when none is known
+    (None, NaN, or pandas' NA of a nullable flag column: a flag that was not measured)."""
+    known = [v for v in values if not pd.isna(v)]
     if not known:
         return None
     return all(bool(v) for v in known)  # numpy.bool_ from parquet: test truth, not identity

@@ -40,7 +40,9 @@ class Case:
     repeats: int = 1
     timeout: float | None = None
     memory_limit: int | None = None
+    form_limit: int | None = None  # None: a quarter of the memory limit; 0: none
     exact_limit: int = 4096
+    grade_limit: float | None = None  # seconds of grading; None: no limit
     device: str = "auto"
     budget: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)

@@ -31,8 +31,8 @@ __all__ = ["expand_entries", "OperatorInstance", "MethodInstance"]
 
 log = logging.getLogger("lubench")
 
-# (name, params with defaults, n, params the suite set)
-OperatorInstance = tuple[str, dict, int, dict]
+# (name, params with defaults, n, params the suite set, the entry's limits)
+OperatorInstance = tuple[str, dict, int, dict, dict]
 # (name, params with defaults, family, budget/timeout/memory/resources, params the suite set)
 MethodInstance = tuple[str, dict, str, dict, dict]
 
@@ -181,6 +181,8 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
             calls.channel.problem(f"{where}.name: {exc}")
             continue
         runnable = registry.unavailable("operator", cls.name) is None
+        limits = {key: given_limit(key, getattr(entry, key), {key})
+                  for key in ("form_limit", "grade_limit") if key in entry.model_fields_set}
         for params, given in _grid(cls, "operator", entry.params, f"{where}.params", base_dir,
                                    runnable, calls):
             try:
@@ -190,7 +192,7 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
                                       else f"{where}.params: {exc}")
                 continue
             for n in _sizes(entry, cls, gen, where, calls):
-                out.append((cls.name, params, n, given))
+                out.append((cls.name, params, n, given, limits))
     return out
 
 
@@ -198,8 +200,9 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
              settings: Any, calls: _Calls) -> list[MethodInstance]:
     """Every method entry × its parameter grid, with its budget, limits and resources.
 
-    A method entry's ``timeout`` and ``memory_limit`` override the suite's (``none`` there
-    lifts the limit for that method); ``--timeout`` overrides both."""
+    A method entry's ``timeout``, ``memory_limit`` and ``form_limit`` override the suite's
+    (``none`` there lifts the limit for that method; its ``form_limit`` also the operator
+    entry's); ``--timeout`` overrides both."""
     out: list[MethodInstance] = []
     for i, entry in enumerate(entries):
         where = f"methods[{i}]"
@@ -215,6 +218,8 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
             else given_limit("timeout", entry.timeout, given),
             "memory_limit": given_limit("memory_limit", entry.memory_limit, given)
             if "memory_limit" in given else settings.memory_limit,
+            **({"form_limit": given_limit("form_limit", entry.form_limit, given)}
+               if "form_limit" in given else {}),
             "resources": {**getattr(cls, "resources", {}),
                           **entry.resources.model_dump(exclude_unset=True)},
         }

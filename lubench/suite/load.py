@@ -116,7 +116,9 @@ class _Settings:
     timeout: float | None
     timeout_forced: bool  # --timeout given: it wins over every method's own
     memory_limit: int | None
+    form_limit: int | None
     exact_limit: int
+    grade_limit: float | None
     device: str
     plugins: list[str]
     executor: dict
@@ -138,7 +140,9 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         timeout=timeout if forced else given_limit("timeout", model.timeout, given),
         timeout_forced=forced,
         memory_limit=given_limit("memory_limit", model.memory_limit, given),
+        form_limit=given_limit("form_limit", model.form_limit, given),
         exact_limit=model.exact_limit,
+        grade_limit=given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True))
 
@@ -149,8 +153,9 @@ def _expand(settings: _Settings, operators: list[OperatorInstance],
     cases: list[Case] = []
     seen: set[str] = set()
     seed = settings.seed
-    for (op, op_params, n, op_given), (me, me_params, family, ov, me_given) in \
+    for (op, op_params, n, op_given, op_limits), (me, me_params, family, ov, me_given) in \
             itertools.product(operators, methods):
+        form_limit = ov.get("form_limit", op_limits.get("form_limit", settings.form_limit))
         display = f"{op}{fmt_params(short_params(op_given))}[n={n}] × {me}{fmt_params(me_given)}"
         case = Case(
             suite=settings.name, operator=op, operator_params=op_params, n=n, method=me,
@@ -158,8 +163,10 @@ def _expand(settings: _Settings, operators: list[OperatorInstance],
             seed=derive_seed(seed, op, op_params, n, me, me_params),
             operator_seed=derive_seed(seed, op, op_params, n),
             repeats=settings.repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
-            exact_limit=settings.exact_limit, device=settings.device, budget=ov["budget"],
-            resources=ov["resources"], display=display)
+            form_limit=form_limit, exact_limit=settings.exact_limit,
+            grade_limit=op_limits.get("grade_limit", settings.grade_limit),
+            device=settings.device,
+            budget=ov["budget"], resources=ov["resources"], display=display)
         if case.case_id in seen:
             continue  # the same case listed twice runs once
         seen.add(case.case_id)

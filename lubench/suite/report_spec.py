@@ -8,6 +8,7 @@ and a suite's ``report:`` section (the same keys)::
       methods: [plu, ilu, "gfmm_lu[P=32]"]   # names, labels or -k selectors; table order
       operators: [laplacian_2d, "convdiff_*"]
       sizes: [1024]                          # n to keep
+      panel_sizes: largest                   # n of the per-(operator, n) panel figures
       group: operator                        # one table per operator | blocks: one table
       figures: [error_vs_params, gmres_vs_params, time_to_solution]
       formats: [pdf, tex]                    # figures: png pdf svg; tables: md tex html
@@ -30,6 +31,7 @@ from lubench.metrics.table import METRICS
 from lubench.params import closest
 
 __all__ = ["ReportSpec", "Preset", "PRESETS", "FIGURE_KINDS", "FIGURE_FORMATS",
+           "PANEL_FIGURES", "PANEL_LARGEST",
            "TABLE_FORMATS", "GROUPS", "SPEC_KEYS", "parse_spec", "merge"]
 
 FIGURE_KINDS = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution",
@@ -39,6 +41,8 @@ FIGURE_FORMATS = ("png", "pdf", "svg")
 TABLE_FORMATS = {"md": "results.md", "tex": "results.tex", "html": "results.html"}
 FORMAT_ALIASES = {"latex": "tex"}
 GROUPS = ("operator", "blocks")
+PANEL_LARGEST = "largest"  # panel_sizes: each operator's largest n
+PANEL_FIGURES = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution")
 DEFAULT_FORMATS = ("png", "pdf", "md", "tex", "html")
 
 
@@ -79,6 +83,7 @@ class ReportSpec:
     methods: tuple[str, ...] = ()
     operators: tuple[str, ...] = ()
     sizes: tuple[int, ...] = ()
+    panel_sizes: tuple[int, ...] | str = ()
     group: str = "operator"
     figures: tuple[str, ...] = FIGURE_KINDS
     formats: tuple[str, ...] = DEFAULT_FORMATS
@@ -103,6 +108,10 @@ SPEC_KEYS = {
     "methods": "methods to keep (names or labels, globs), in table order",
     "operators": "operators to keep (names or labels, globs), in table order",
     "sizes": "sizes n to keep",
+    "panel_sizes": "sizes n of the panel figures (error_vs_params, error_vs_time, "
+                   "gmres_vs_params, time_to_solution: a panel per operator and n); "
+                   "largest: each operator's largest n; the tables and the scaling figure "
+                   "keep every size",
     "group": "operator: one table per operator | blocks: one table, a block per operator",
     "figures": "figure kinds to draw",
     "formats": "output formats: png pdf svg (figures), md tex html (tables)",
@@ -141,6 +150,23 @@ def _choices(values: list[str], allowed: tuple[str, ...] | list[str], where: str
     return tuple(dict.fromkeys(values))
 
 
+def _sizes(value: Any, where: str, word: str | None = None) -> tuple[int, ...] | str:
+    """Sizes n ≥ 1 given as an integer, a list or a comma-separated string (``word``, when
+    given, alone instead: ``largest``), distinct, in order; else one error naming ``where``."""
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) \
+        else _items(value, where)
+    if word is not None and items == [word]:
+        return word
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not (text.isascii() and text.isdigit() and int(text) >= 1):
+            also = f" or '{word}'" if word else ""
+            raise LubenchError(f"{where}: expected sizes n ≥ 1{also}, got {shown(value)}")
+        out.append(int(text))
+    return tuple(dict.fromkeys(out))
+
+
 def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> ReportSpec:
     """Validate a specification given as a mapping (a suite's ``report:`` section, or the
     command line's options); raises LubenchError naming ``where`` and the key (``where`` =
@@ -162,14 +188,12 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
         kw["columns"] = _choices(cols, showable, _at(where, "columns"), "column")
     for key in ("methods", "operators"):
         if mapping.get(key) is not None:
-            kw[key] = tuple(dict.fromkeys(_items(mapping[key], f"{where}.{key}")))
+            kw[key] = tuple(dict.fromkeys(_items(mapping[key], _at(where, key))))
     if mapping.get("sizes") is not None:
-        sizes = mapping["sizes"]
-        items = [sizes] if isinstance(sizes, int) else _items(sizes, _at(where, "sizes"))
-        try:
-            kw["sizes"] = tuple(dict.fromkeys(int(s) for s in items))
-        except (TypeError, ValueError):
-            raise LubenchError(f"{where}.sizes: expected integers, got {shown(sizes)}") from None
+        kw["sizes"] = _sizes(mapping["sizes"], _at(where, "sizes"))
+    if mapping.get("panel_sizes") is not None:
+        kw["panel_sizes"] = _sizes(mapping["panel_sizes"], _at(where, "panel_sizes"),
+                                   PANEL_LARGEST)
     if mapping.get("group") is not None:
         kw["group"] = _choices(_items(mapping["group"], _at(where, "group"))[:1] or [""], GROUPS,
                                _at(where, "group"), "grouping")[0]

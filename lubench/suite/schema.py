@@ -204,6 +204,10 @@ class OperatorEntry(_Section):
                           "minItems": 1}]}),
                      Field(description="n values (a grid axis)")] = None
     params: Params = {}
+    form_limit: LimitMemory = Field(
+        None, description="form_limit for this operator's cases (over the suite's)")
+    grade_limit: LimitDuration = Field(
+        None, description="grade_limit for this operator's cases (over the suite's)")
 
 
 class MethodEntry(_Section):
@@ -215,6 +219,9 @@ class MethodEntry(_Section):
         description="a learned method's training budget")] = BudgetModel()
     timeout: LimitDuration = Field(None, description="hard limit per case of this method")
     memory_limit: LimitMemory = Field(None, description="memory limit per case of this method")
+    form_limit: LimitMemory = Field(
+        None, description="form_limit for this method's cases (over the operator's and the "
+                          "suite's)")
     resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty), Field(
         description="what a SLURM task of this method asks for")] = ResourcesModel()
 
@@ -231,8 +238,18 @@ class SuiteModel(_Section):
     memory_limit: LimitMemory = Field(
         None, description="memory limit per case ('4GiB', 'none'; default: half the RAM of "
                           "the machine that runs the case)")
+    form_limit: LimitMemory = Field(
+        None, description="the most a dense A formed for a method that needs the matrix may "
+                          "take ('2GiB', 'none'; default: a quarter of the memory limit); "
+                          "above it that method is unsupported on an operator that is not "
+                          "formed")
     exact_limit: Int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
+    grade_limit: LimitDuration = Field(
+        None, description="grading time per case (600, '10m', 'none'; default 10 min): a "
+                          "metric whose predicted cost exceeds what is left — plain GMRES, "
+                          "the spectral estimate above exact_limit — is not computed, and "
+                          "the row's not_graded says why")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
                             "(classical methods run on the CPU)")

@@ -42,6 +42,9 @@ class CholeskyFactors(Factorization):
         Y = triangular_product(self.c, Y, lower=True)               # L·(Lᵀ·X)
         return Y[:, 0] if vector else Y
 
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        return self.apply(X)  # L·Lᵀ is symmetric
+
 
 class Cholesky(Method):
     """Dense Cholesky factorization A = L·Lᵀ of a symmetric positive definite A (LAPACK potrf).

@@ -54,6 +54,13 @@ class PLUFactors(Factorization):
         out[self.perm] = Y                                         # P·(L·U·X)
         return out[:, 0] if vector else out
 
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        Xc, vector = as_columns(X)
+        Y = np.ascontiguousarray(Xc[self.perm])                    # Pᵀ·X
+        Y = triangular_product(self.lu, Y, lower=True, unit=True, trans=True)  # Lᵀ·(Pᵀ·X)
+        Y = triangular_product(self.lu, Y, lower=False, trans=True)  # Uᵀ·(Lᵀ·Pᵀ·X)
+        return Y[:, 0] if vector else Y
+
 
 class PLU(Method):
     """Dense LU with partial pivoting, A = P·L·U (LAPACK getrf via scipy.linalg.lu_factor).

@@ -68,6 +68,14 @@ class SparseLUFactors(Factorization):
         out = Z[self.perm_r]                   # Prᵀ·Z: (Prᵀ Z)[i] = Z[perm_r[i]]
         return out[:, 0] if vector else out
 
+    def apply_transpose(self, X: np.ndarray) -> np.ndarray:
+        Xc, vector = as_columns(X)
+        W = np.empty_like(Xc)
+        W[self.perm_r] = Xc                    # Pr·X: (Pr X)[perm_r[i]] = X[i]
+        V = self.U.T @ (self.L.T @ W)          # Uᵀ·Lᵀ·(Pr·X)
+        out = V[self.perm_c]                   # Pc·V: (Pc V)[i] = V[perm_c[i]]
+        return out[:, 0] if vector else out
+
 
 class SparseLU(Method):
     """Sparse LU, Pr·A·Pc = L·U, with SuperLU's threshold partial pivoting (scipy splu).

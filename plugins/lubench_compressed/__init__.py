@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from lubench import hookimpl
 from lubench_compressed.gfmm_compressed import GfmmCompressed
+from lubench_compressed.hodlr_lu import HodlrLU
 
 __all__ = ["GfmmCompressed", "METHODS", "lubench_methods"]
 
-METHODS: list[type] = [GfmmCompressed]
+METHODS: list[type] = [GfmmCompressed, HodlrLU]
 
 
 @hookimpl

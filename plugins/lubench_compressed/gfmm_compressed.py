@@ -1,8 +1,10 @@
 """``gfmm_compressed``: the LU factors of A placed into the GFMM pattern, far field compressed.
 
 The construction (exact LU of the padded A, then truncated SVDs into the tree's nested
-bases) is :mod:`lubench_structured.gfmm.compression`; the factors are applied and solved
-through their graphs (:class:`lubench_structured.gfmm.GFMMFactorization`).
+bases) is :mod:`lubench_structured.gfmm.compression`; for an operator that is not formed, or
+whose dense LU does not fit, the factors come from a HODLR LU and are compressed from it
+without forming anything dense (:mod:`lubench_structured.gfmm.from_hodlr`). The factors are
+applied and solved through their graphs (:class:`lubench_structured.gfmm.GFMMFactorization`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,17 @@ class GfmmCompressed(Method):
             and keeps exactly low-rank far fields at their rank; 0 keeps every nonzero one.
         pivoting : str
             ``auto``: no row exchanges when LU without them completes with growth
-            ‖|L||U|‖_∞/‖A‖_∞ ≤ 1e4, partial pivoting otherwise; ``never``; ``partial``.
+            ‖|L||U|‖_∞/‖A‖_∞ ≤ 1e4, partial pivoting otherwise; ``never``; ``partial``
+            (the hierarchical LU applies the same rule to each leaf, and its pivots stay
+            within a leaf).
+        lu : str
+            Where L and U come from. ``dense``: the exact LU of the formed Ā (O(N³) time,
+            O(N²) memory). ``hodlr``: the hierarchical LU of Ā built without forming it
+            (``hodlr_lu``'s, tolerance ``hodlr_tol``, leaves of P·2^t ≥ 64), compressed into
+            the pattern from its low-rank blocks: O(N log² N), nothing dense. ``auto``: dense
+            for a formed operator whose dense LU fits the memory limit, hodlr otherwise.
+        hodlr_tol : float
+            The hierarchical LU's relative tolerance per block (route ``hodlr``).
         """)
 
     name = "gfmm_compressed"
@@ -52,18 +64,28 @@ class GfmmCompressed(Method):
 
     def __init__(self, P: int = 32, M: int | None = None, rank: int | None = None,
                  tol: float = TOL,
-                 pivoting: Literal["auto", "never", "partial"] = "auto"):
+                 pivoting: Literal["auto", "never", "partial"] = "auto",
+                 lu: Literal["auto", "dense", "hodlr"] = "auto", hodlr_tol: float = 1e-12):
         self.P = P
         self.M = M
         self.rank = rank
         self.tol = tol
         self.pivoting = pivoting
+        self.lu = lu
+        self.hodlr_tol = hodlr_tol
+
+    @property
+    def needs(self) -> str:  # type: ignore[override]
+        """The formed matrix for ``lu: dense``; else only the action (entries where the
+        operator has them), which the hierarchical LU reads."""
+        return "matrix" if self.lu == "dense" else "action"
 
     @classmethod
     def check_params(cls, params: dict) -> None:
         """P ≥ 1, M a power of two (or 0/None), rank ≥ 0 (or None), tol ≥ 0, pivoting one of
-        auto, never, partial — checked when the suite loads, so that ``P: 0`` is an error of
-        the suite file, not a failed case per operator."""
+        auto, never, partial, lu one of auto, dense, hodlr, 0 < hodlr_tol < 1 — checked when
+        the suite loads, so that ``P: 0`` is an error of the suite file, not a failed case
+        per operator."""
         cls(**params)._validate()
 
     def _validate(self) -> None:
@@ -81,16 +103,37 @@ class GfmmCompressed(Method):
             refuse("tol", "≥ 0", self.tol)
         if self.pivoting not in ("auto", "never", "partial"):
             refuse("pivoting", "auto, never or partial", self.pivoting)
+        if self.lu not in ("auto", "dense", "hodlr"):
+            refuse("lu", "auto, dense or hodlr", self.lu)
+        if isinstance(self.hodlr_tol, bool) or not isinstance(self.hodlr_tol, (int, float)) \
+                or not 0 < self.hodlr_tol < 1:
+            refuse("hodlr_tol", "a number with 0 < hodlr_tol < 1", self.hodlr_tol)
 
     def shape_for(self, n: int) -> tuple[int, int]:
         """(M, P) used for size n."""
         P = int(self.P)
         return (int(self.M) if self.M else derive_M(n, P)), P
 
-    def memory_estimate(self, op: Operator) -> float:
-        """Bytes: a handful of dense N×N float64 arrays (Ā, L, U, the residual)."""
+    def memory_estimate(self, op: Operator, route: str = "dense") -> float:
+        """Bytes. ``dense``: a handful of dense N×N float64 arrays (Ā, L, U, the residual);
+        ``hodlr``: the hierarchical LU at ranks 1 (it checks its ranks as they grow) and
+        the GFMM arrays (about 7·N·P numbers per factor)."""
         M, P = self.shape_for(op.n)
-        return 6.0 * (M * P) ** 2 * 8
+        N = M * P
+        if route == "dense":
+            return 6.0 * N ** 2 * 8
+        from lubench_structured.gfmm.from_hodlr import aligned_leaf_size
+        from lubench_structured.hodlr.build import minimum_bytes, resolve_compression
+
+        return minimum_bytes(N, aligned_leaf_size(P, 64), resolve_compression(op, "auto")) \
+            + 14.0 * N * P * 8
+
+    def route(self, op: Operator, memory_limit: float | None) -> str:
+        """``dense`` or ``hodlr`` for this operator (``lu``)."""
+        if self.lu != "auto":
+            return self.lu
+        fits = memory_limit is None or self.memory_estimate(op, "dense") <= memory_limit
+        return "dense" if op.formed and fits else "hodlr"
 
     def check(self, op: Operator) -> None:
         self._validate()
@@ -105,16 +148,31 @@ class GfmmCompressed(Method):
         from lubench_structured.gfmm.substitution import warm_up
 
         warm_up()
+        if self.lu != "dense":       # the hierarchical route's compiled parts too
+            from lubench_structured.hodlr.build import warm_up as warm_up_hodlr
+
+            warm_up_hodlr()
 
     def factorize(self, op: Operator, ctx: RunContext) -> GFMMFactorization:
         self.check(op)
         M, P = self.shape_for(op.n)
-        need = self.memory_estimate(op)
+        route = self.route(op, ctx.memory_limit)
+        need = self.memory_estimate(op, route)
         if ctx.memory_limit is not None and need > ctx.memory_limit:
-            raise Unsupported(f"needs ~{need / 2**30:.2f} GiB for dense LU at N = {M * P}, "
+            what = "dense LU" if route == "dense" else "the hierarchical LU and the pattern"
+            raise Unsupported(f"needs ~{need / 2**30:.2f} GiB for {what} at N = {M * P}, "
                               f"over the memory limit {ctx.memory_limit / 2**30:.2f} GiB")
-        perm, L, U, info = compress_lu(op.dense(), M, P, self.rank, float(self.tol),
-                                       self.pivoting)
+        if route == "dense":
+            perm, L, U, info = compress_lu(op.dense(), M, P, self.rank, float(self.tol),
+                                           self.pivoting)
+            info["lu"] = "dense"
+        else:
+            from lubench_structured.gfmm.from_hodlr import compress_operator
+
+            perm, L, U, info = compress_operator(op, M, P, self.rank, float(self.tol),
+                                                 hodlr_tol=float(self.hodlr_tol),
+                                                 rng=ctx.rng(), memory_limit=ctx.memory_limit,
+                                                 pivoting=self.pivoting)
         fact = GFMMFactorization(perm, L, U, op.n, info["n_params"])
         fact.info = {**info, "M": M, "P": P, "N": M * P, "padding": M * P - op.n,
                      "gfmm_numbers": L.n_numbers() + U.n_numbers()}

@@ -29,14 +29,18 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         Where every parameter left at None takes its value: ``default`` is the best
         configuration measured here, ``post`` the "Learn LU" post's protocol (see the
         class's ``PRESETS`` and docs/methods/learned.md). What ran is in ``info["config"]``.
-    loss : {'identity', 'probes'} or None
-        ``identity``: ‖LU − A‖²_F on the n identity columns (O(n²) per step);
-        ``probes``: (1/k)‖(LU − A)Z‖²_F with Z an n×k Gaussian block redrawn each step.
+    loss : {'identity', 'probes', 'auto'} or None
+        ``identity``: ‖LU − A‖²_F on the n identity columns (O(n²) per step, A formed);
+        ``probes``: (1/k)‖(LU − A)Z‖²_F with Z an n×k Gaussian block redrawn each step
+        (A only as its action); ``auto`` (``gfmm_lu``'s default): ``probes`` where the
+        optimizer is ``sketch``, else ``identity``.
     probes : int or None
-        k, the number of Gaussian probe columns of the ``probes`` loss.
+        k, the number of Gaussian probe columns of the ``probes`` loss (and of each of the
+        ``sketch`` optimizer's two sketches, at least 4P); None (``gfmm_lu``'s default):
+        64, or max(64, 4P) for ``sketch``.
     transpose_loss : bool or None
         Add the same term for UᵀLᵀ − Aᵀ.
-    optimizer : {'adam', 'lbfgs', 'lm', 'als', 'newton', 'auto'} or None
+    optimizer : {'adam', 'lbfgs', 'lm', 'als', 'newton', 'sketch', 'auto'} or None
         Adam with the schedule below; full-batch L-BFGS with a strong-Wolfe line search (one
         iteration per step); ``lm``, matrix-free Levenberg–Marquardt (Gauss–Newton with
         an adaptive damping, each step up to ``cg_iters`` conjugate-gradient products JᵀJv
@@ -47,11 +51,18 @@ TRAINING_PARAMS_DOC = textwrap.dedent("""\
         ``gfmm_compressed``'s compression, near field exact, far field by truncated SVDs
         into the nested bases; ``dense_masked_lu``: the triangles as they are), the step
         halved until the loss falls, else an ``lm`` step (:mod:`lubench_learned.optim.newton`);
-        ``auto`` (the default of both): ``newton`` where it applies, else ``lm``; or
-        ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not block-wise):
-        alternating least squares — each step solves L's rows (near field and leaf
-        decoders) and then U's columns (near field and leaf encoders) exactly, one small
-        dense least-squares problem each, and moves the inner far field by one LM step.
+        ``sketch`` (``gfmm_lu`` with ``diag: triangular``, not block-wise, float64): O(n·k·P)
+        per step, A only as its action — Newton's method on the near field while the far
+        field is zero and A is block-tridiagonal, then block least squares on fresh
+        sketches AZ, AᵀY (:mod:`lubench_learned.optim.sketch`); ``auto`` (the default of
+        both): ``dense_masked_lu`` — ``newton`` with loss ``identity``, else ``lm``;
+        ``gfmm_lu`` — ``newton`` where it applies and the padded size N is at most
+        ``NEWTON_MAX_N`` (its dense factors fit), else ``sketch`` where that applies, else
+        ``lm``; or ``als`` (``gfmm_lu`` with ``diag: triangular``, loss ``identity``, not
+        block-wise): alternating least squares — each step solves L's rows (near field and
+        leaf decoders) and then U's columns (near field and leaf encoders) exactly, one
+        small dense least-squares problem each, and moves the inner far field by one LM
+        step.
         ``lr`` and its schedule apply to Adam only.
     lr : float or None
         Adam learning rate at the start of each block.
@@ -105,13 +116,51 @@ def pivot_signs_and_floor(op: Operator, N: int,
     into factors with cond 1e38)."""
     import torch
 
-    d = np.asarray(op.sparse().diagonal() if op.is_sparse else np.diag(op.dense()))
-    scale = float(abs(op.sparse()).max()) if op.is_sparse else float(np.abs(op.dense()).max())
-    scale = max(scale, 1e-300)
+    d = _diagonal(op)
+    scale = max(_max_abs(op, d), 1e-300)
     sign, start = np.ones(N), np.ones(N)
     sign[: op.n] = np.where(d < 0, -1.0, 1.0)
     start[: op.n] = np.where(d != 0, np.abs(d), scale)
     return torch.as_tensor(sign), floor_rel * scale, torch.as_tensor(start)
+
+
+# Rows (or columns) of an operator that is not formed whose entries estimate max|A_ij|
+SCALE_SAMPLES = 8
+# Rademacher probes of the diagonal's estimate for an operator that gives only its action
+DIAGONAL_PROBES = 64
+
+
+def _diagonal(op: Operator) -> np.ndarray:
+    """A's diagonal; for an operator that gives only its action, the estimate
+    mean(z ⊙ Az) over ``DIAGONAL_PROBES`` Rademacher vectors z (exact where A is diagonal;
+    its error at i is about ‖A_i,:≠i‖₂/√64)."""
+    try:
+        return np.asarray(op.diagonal(), dtype=np.float64)
+    except Unsupported:
+        Z = np.random.default_rng(0).choice([-1.0, 1.0], size=(op.n, DIAGONAL_PROBES))
+        return np.mean(Z * np.asarray(op.matmat(Z)), axis=1)
+
+
+def _max_abs(op: Operator, d: np.ndarray) -> float:
+    """max|A_ij|: exact for a formed A; for one that is not formed, the largest of |A_ii| and
+    of ``SCALE_SAMPLES`` evenly spaced rows (``entries``) or columns (the action) — exact for
+    positive definite kernels (|A_ij| ≤ max A_ii), else a lower estimate of the scale."""
+    if op.is_sparse:
+        return float(abs(op.sparse()).max())
+    if op.formed:
+        return float(np.abs(np.asarray(op.matrix)).max())
+    big = float(np.abs(d).max()) if d.size else 0.0
+    if op.spd:
+        return big
+    n = op.n
+    idx = np.unique(np.linspace(0, n - 1, min(SCALE_SAMPLES, n)).astype(np.intp))
+    if op.has_entries:
+        block = op.entries(idx, np.arange(n))
+    else:
+        E = np.zeros((n, idx.size))
+        E[idx, np.arange(idx.size)] = 1.0
+        block = np.asarray(op.matmat(E))
+    return max(big, float(np.abs(block).max()))
 
 
 def gib(nbytes: float) -> str:
@@ -130,6 +179,7 @@ class LearnedLU(Method):
     resources: ClassVar[dict] = {"gpus_per_task": 1}
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
     OPTIMIZERS: ClassVar[tuple[str, ...]] = ("adam", "lbfgs", "lm")
+    LOSSES: ClassVar[tuple[str, ...]] = ("identity", "probes")
 
     preset: str
     seed: int | None
@@ -169,8 +219,8 @@ class LearnedLU(Method):
         def bad(name: str, rule: str) -> InvalidParameter:
             return InvalidParameter(f"{self.name}: {name} {rule}, got {cfg[name]!r}")
 
-        if cfg["loss"] not in ("identity", "probes"):
-            raise bad("loss", "must be 'identity' or 'probes'")
+        if cfg["loss"] not in self.LOSSES:
+            raise bad("loss", "must be one of " + ", ".join(map(repr, self.LOSSES)))
         if cfg["optimizer"] not in self.OPTIMIZERS:
             raise bad("optimizer", "must be one of " + ", ".join(map(repr, self.OPTIMIZERS)))
         if cfg["dtype"] not in ("float32", "float64"):
@@ -180,6 +230,8 @@ class LearnedLU(Method):
         if cfg["keep"] not in ("best", "last"):
             raise bad("keep", "must be 'best' or 'last'")
         for name in ("probes", "max_steps_per_block", "patience", "eval_every"):
+            if name == "probes" and cfg[name] is None:  # the method's own default
+                continue
             if int(cfg[name]) < 1:
                 raise bad(name, "must be at least 1")
         if int(self.log_every) < 1:
@@ -234,6 +286,8 @@ class LearnedLU(Method):
 
     def _target_bytes(self, op: Operator, N: int, dense: bool, cfg: dict[str, Any]) -> float:
         size = self._itemsize(cfg)
+        if not dense and not op.formed:
+            return 0.0  # the action (:class:`~lubench_learned.training.target.Action`)
         if dense or not op.is_sparse:
             return float(N) * N * (size + 8)  # the training copy and the float64 one
         nnz = op.sparse().nnz + (N - op.n)

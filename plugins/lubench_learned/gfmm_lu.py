@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from lubench_structured.gfmm import GFMMFactorization, compress_lu, derive_M, is_power_of_two
 
-from lubench.api import InvalidParameter, Operator, RunContext, Unsupported
+from lubench.api import (
+    InvalidParameter,
+    MatrixFreeOperator,
+    Operator,
+    RunContext,
+    Unsupported,
+)
 from lubench.lazy import lazy_module
 
 from .base import TRAINING_PARAMS_DOC, LearnedLU, pivot_signs_and_floor
@@ -36,20 +42,97 @@ POST: dict[str, Any] = {
 }
 # The best configuration measured here (docs/methods/learned.md; the numbers in docs/experiments/).
 DEFAULT: dict[str, Any] = {
-    **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False,
-    "transpose_loss": False, "optimizer": "auto", "dtype": "float64", "init": "identity",
-    "keep": "best", "watch_patience": 10, "eval_every": 10, "check_interval": 20,
-    "cg_iters": 200, "cg_precond": "kronecker",
+    **POST, "diag": "triangular", "pivot_floor": 1e-8, "blockwise": False, "loss": "auto",
+    "probes": None, "transpose_loss": False, "optimizer": "auto", "dtype": "float64",
+    "init": "identity", "keep": "best", "watch_patience": 10, "eval_every": 10,
+    "check_interval": 20, "cg_iters": 200, "cg_precond": "kronecker",
 }
+# ``optimizer: auto`` runs dense Newton up to this padded size N and the sketch optimizer
+# beyond: dense Newton's step is O(N³) in N² memory (≈ 1 s at N = 2048, 8 s at 4096 on one
+# core), the sketch optimizer's O(N·k·P) (docs/experiments/learned-at-scale.md has the
+# measurements this threshold rests on)
+NEWTON_MAX_N = 2048
+# The sketch optimizer's probes per sketch at least this many times P (d = 3P unknowns per
+# row: sketch-and-solve loses a factor about 1 + d/(k − d))
+SKETCH_PROBES_PER_P = 4
+# The sketch optimizer's memory model (GfmmLU._sketch_bytes): parameter-sized arrays held at
+# once, and N-long probe columns per probe (both measured, see there)
+SKETCH_PARAM_COPIES = 5.0
+SKETCH_PROBE_COLUMNS = 12.0
 
 
 def newton_applies(cfg: dict[str, Any]) -> bool:
     """Whether ``newton`` (and ``als``) can run: triangular diagonal blocks, the whole-matrix
-    loss, no block-wise training, no inverse-side term (they fit LU = A only). ``optimizer:
-    auto`` (the default) is ``newton`` then, else ``lm`` (e.g. with the probe loss, which
-    scales to large n)."""
+    loss (or ``auto``), no block-wise training, no inverse-side term (they fit LU = A
+    only)."""
     return cfg["diag"] == "triangular" and not cfg["blockwise"] and \
-        cfg["loss"] == "identity" and not float(cfg["inverse_weight"]) > 0
+        cfg["loss"] in ("identity", "auto") and not float(cfg["inverse_weight"]) > 0
+
+
+def sketch_applies(cfg: dict[str, Any]) -> bool:
+    """Whether ``sketch`` can run: triangular diagonal blocks, A's action (loss ``probes``
+    or ``auto``), no block-wise training, no inverse-side term, float64."""
+    return cfg["diag"] == "triangular" and not cfg["blockwise"] and \
+        cfg["loss"] in ("probes", "auto") and not float(cfg["inverse_weight"]) > 0 and \
+        cfg["dtype"] == "float64"
+
+
+def resolve(cfg: dict[str, Any], N: int, P: int) -> dict[str, Any]:
+    """``cfg`` with ``optimizer``, ``loss`` and ``probes`` as they run at padded size N:
+    ``auto`` is ``newton`` (loss ``identity``) where it applies and N ≤ ``NEWTON_MAX_N``,
+    else ``sketch`` (loss ``probes``) where that applies, else ``lm``; loss ``auto`` is
+    ``probes`` for ``sketch`` and ``identity`` otherwise; probes None is 64, or
+    max(64, 4P) for ``sketch``."""
+    cfg = dict(cfg)
+    if cfg["optimizer"] == "auto":
+        if newton_applies(cfg) and N <= NEWTON_MAX_N:
+            cfg["optimizer"] = "newton"
+        elif sketch_applies(cfg):
+            cfg["optimizer"] = "sketch"
+        else:
+            cfg["optimizer"] = "lm"
+    if cfg["loss"] == "auto":
+        cfg["loss"] = "probes" if cfg["optimizer"] == "sketch" else "identity"
+    if cfg["probes"] is None:
+        cfg["probes"] = max(64, SKETCH_PROBES_PER_P * P) if cfg["optimizer"] == "sketch" \
+            else 64
+    cfg["probes"] = int(cfg["probes"])
+    return cfg
+
+
+def row_permuted(op: Operator, p: np.ndarray) -> Operator:
+    """A[p] (rows moved: row i of the result is row p[i] of A) as an operator: ``op`` itself
+    for the identity, a formed copy when A is formed, else :class:`RowPermuted` (A never
+    formed)."""
+    if np.array_equal(p, np.arange(op.n)):
+        return op
+    if op.formed:
+        A = sp.csr_array(op.matrix)[p] if op.is_sparse else np.asarray(op.matrix)[p]
+        return Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
+                        params=op.params)
+    return RowPermuted(op, p)
+
+
+class RowPermuted(MatrixFreeOperator):
+    """A[p] for an operator that is not formed: (A[p])X = (AX)[p], (A[p])ᵀY = Aᵀ(Pᵀ Y) with
+    (PᵀY)[p] = Y, entries A[p[rows], cols] (where A has them)."""
+
+    def __init__(self, op: Operator, p: np.ndarray):
+        super().__init__(op.name, op.n, symmetric=False, spd=False, coords=op.coords,
+                         params=op.params)
+        self.base, self.p = op, np.asarray(p, dtype=np.intp)
+        self.has_entries = op.has_entries  # type: ignore[misc]
+
+    def matmat(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base.matmat(X))[self.p]
+
+    def rmatmat(self, X: np.ndarray) -> np.ndarray:
+        Y = np.empty_like(np.asarray(X, dtype=np.float64))
+        Y[self.p] = X
+        return np.asarray(self.base.rmatmat(Y))
+
+    def entries(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.base.entries(self.p[np.asarray(rows, dtype=np.intp)], cols)
 
 
 class TrainedGFMMFactorization(GFMMFactorization):
@@ -120,15 +203,17 @@ class GfmmLU(LearnedLU):
     name = "gfmm_lu"
     PRESETS = {"default": DEFAULT, "post": POST}
     INITS = ("uniform", "identity", "projected")
-    OPTIMIZERS = ("adam", "lbfgs", "lm", "als", "newton", "auto")
+    OPTIMIZERS = ("adam", "lbfgs", "lm", "als", "newton", "sketch", "auto")
+    LOSSES = ("identity", "probes", "auto")
 
     def __init__(self, P: int = 32, M: int | None = None,
                  preset: Literal["default", "post"] = "default",
                  diag: Literal["full", "triangular"] | None = None,
                  pivot_floor: float | None = None, blockwise: bool | None = None,
-                 loss: Literal["identity", "probes"] | None = None, probes: int | None = None,
-                 transpose_loss: bool | None = None,
-                 optimizer: Literal["adam", "lbfgs", "lm", "als", "newton", "auto"] | None = None,
+                 loss: Literal["identity", "probes", "auto"] | None = None,
+                 probes: int | None = None, transpose_loss: bool | None = None,
+                 optimizer: Literal["adam", "lbfgs", "lm", "als", "newton", "sketch",
+                                    "auto"] | None = None,
                  lr: float | None = None,
                  lr_late: float | None = None, lr_drop_step: int | None = None,
                  betas: tuple[float, float] | None = None,
@@ -198,19 +283,60 @@ class GfmmLU(LearnedLU):
             raise InvalidParameter(f"gfmm_lu: inverse_weight must be a non-negative number, "
                                    f"got {cfg['inverse_weight']!r}")
         cfg["inverse_weight"] = w
-        if cfg["optimizer"] in ("als", "newton") and w > 0:
+        if cfg["optimizer"] in ("als", "newton", "sketch") and w > 0:
             raise InvalidParameter(f"gfmm_lu: inverse_weight {w:g} > 0 needs optimizer "
                                    f"'adam', 'lbfgs', 'lm' or 'auto'; {cfg['optimizer']!r} "
                                    f"fits LU = A only")
-        if cfg["optimizer"] == "auto":
-            cfg["optimizer"] = "newton" if newton_applies(cfg) else "lm"
         if cfg["cg_precond"] not in ("none", "kronecker"):
             raise InvalidParameter(f"gfmm_lu: cg_precond must be 'none' or 'kronecker', "
                                    f"got {cfg['cg_precond']!r}")
         if cfg["optimizer"] in ("als", "newton") and not newton_applies(cfg):
             raise InvalidParameter(f"gfmm_lu: optimizer {cfg['optimizer']!r} needs diag "
                                    f"'triangular', loss 'identity' and blockwise false")
+        if cfg["optimizer"] == "sketch":
+            self._validate_sketch(cfg)
         return cfg
+
+    def _validate_sketch(self, cfg: dict[str, Any]) -> None:
+        """``optimizer: sketch``'s combinations, each refused naming the field."""
+        def bad(name: str, rule: str) -> InvalidParameter:
+            return InvalidParameter(f"gfmm_lu: optimizer 'sketch' {rule}, got {name} "
+                                    f"{cfg[name]!r}")
+
+        if cfg["loss"] == "identity":
+            raise bad("loss", "trains on sketches of A, never the whole matrix: loss "
+                      "'probes' or 'auto'")
+        if cfg["diag"] != "triangular":
+            raise bad("diag", "needs triangular diagonal blocks (no gauge, pivots kept)")
+        if cfg["blockwise"]:
+            raise bad("blockwise", "fits L and U as a whole: blockwise false")
+        if cfg["dtype"] != "float64":
+            raise bad("dtype", "solves normal equations: dtype 'float64'")
+        least = SKETCH_PROBES_PER_P * int(self.P)
+        if cfg["probes"] is not None and int(cfg["probes"]) < least:
+            raise bad("probes", f"needs at least {SKETCH_PROBES_PER_P}·P = {least} probes "
+                      f"per sketch (P = {self.P}: 3P unknowns per row)")
+
+    def resolved(self, n: int) -> dict[str, Any]:
+        """The configuration that runs at size n (:func:`resolve` at N = M·P): what
+        ``info["config"]`` records."""
+        M, P = self.shape_for(n)
+        return resolve(self._validated(), M * P, P)
+
+    @property
+    def needs(self) -> str:  # type: ignore[override]
+        """``action`` where this configuration can train on A's action alone (the sketch
+        optimizer, the probe loss; ``auto`` forms A itself where it runs dense Newton, at
+        N ≤ ``NEWTON_MAX_N``, within its memory estimate), else ``matrix``."""
+        try:
+            cfg = self._validated()
+        except InvalidParameter:
+            return "matrix"
+        if cfg["init"] == "projected":
+            return "matrix"  # gfmm_compressed's start factors the dense A
+        dense_only = cfg["optimizer"] in ("als", "newton") or cfg["loss"] == "identity" or \
+            (cfg["optimizer"] != "sketch" and cfg["blockwise"])
+        return "matrix" if dense_only else "action"
 
     def shape_for(self, n: int) -> tuple[int, int]:
         """(M, P) used for size n."""
@@ -228,11 +354,13 @@ class GfmmLU(LearnedLU):
     def memory_estimate(self, op: Operator) -> float:
         """Bytes: parameters, gradients and optimizer state (Adam's 2 moments, L-BFGS's
         history of 2·50 vectors, or LM's 6 conjugate-gradient vectors), activations, A, the
-        float64 copies."""
-        cfg = self._validated()
+        float64 copies; for ``sketch``, :meth:`_sketch_bytes`."""
         M, P = self.shape_for(op.n)
         N = M * P
+        cfg = resolve(self._validated(), N, P)
         params = 2 * M * P * P * (7 - 1 / M)
+        if cfg["optimizer"] == "sketch":
+            return self._sketch_bytes(op, N, P, params, cfg)
         width = N if (cfg["loss"] == "identity" and not cfg["blockwise"]) else \
             (2 * P if cfg["loss"] == "identity" else int(cfg["probes"]))
         activations = 40.0 * N * width + (2.0 * N * N if width == N else 0.0)
@@ -243,6 +371,23 @@ class GfmmLU(LearnedLU):
         projected = 6.0 * N * N * 8 if cfg["init"] == "projected" else 0.0
         return ((2 + state) * params * size + activations * size + 3.0 * params * 8
                 + self._target_bytes(op, N, cfg["loss"] == "identity", cfg) + projected + dense)
+
+    def _sketch_bytes(self, op: Operator, N: int, P: int, params: float,
+                      cfg: dict[str, Any]) -> float:
+        """The sketch optimizer's bytes: the weights and their flat gradient, the factors as
+        used and a proposal's (SKETCH_PARAM_COPIES copies of the parameter count in all), the
+        probe blocks and a fit's level values (SKETCH_PROBE_COLUMNS columns of N per probe),
+        the leaf chunk's normal equations, A's near field (3·N·P), the float64 factors the
+        watch takes out (~7·N·P each, solve plans alike) and A's sparse form if formed
+        (measured peaks: docs/experiments/learned-at-scale.md)."""
+        from .optim.sketch import CHUNK
+
+        k = int(cfg["probes"])
+        nu = 3 * P
+        chunk = 4.0 * CHUNK * nu * (nu + P)
+        watch = 4.0 * 7 * N * P
+        return 8.0 * (SKETCH_PARAM_COPIES * params + SKETCH_PROBE_COLUMNS * N * k + chunk
+                      + 3.0 * N * P + watch) + self._target_bytes(op, N, False, cfg)
 
     def build_model(self, op: Operator, cfg: dict[str, Any], seed: int) -> GFMMProduct:
         """The untrained GFMM product for ``op`` under ``cfg`` (its start)."""
@@ -270,7 +415,7 @@ class GfmmLU(LearnedLU):
 
     def factorize(self, op: Operator, ctx: RunContext) -> TrainedGFMMFactorization:
         self.check(op)
-        cfg = self._validated()
+        cfg = self.resolved(op.n)
         M, P = self.shape_for(op.n)
         self._check_memory(self.memory_estimate(op), ctx,
                            f"GFMM factors with M={M}, P={P}, their optimizer state and "
@@ -304,10 +449,4 @@ class GfmmLU(LearnedLU):
         net.U.load_arrays(U.enc, U.dec, U.diag, U.off, U.bridge)
         start = {"start": "gfmm_compressed", "start_pivoting": cinfo["pivoting"],
                  "start_growth": cinfo["growth"]}
-        p = np.asarray(perm[: op.n])
-        if np.array_equal(p, np.arange(op.n)):
-            return perm, op, start
-        A = sp.csr_array(op.matrix)[p] if op.is_sparse else op.dense()[p]
-        permuted = Operator(op.name, A, symmetric=False, spd=False, coords=op.coords,
-                            params=op.params)
-        return perm, permuted, start
+        return perm, row_permuted(op, np.asarray(perm[: op.n])), start

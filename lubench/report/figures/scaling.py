@@ -24,14 +24,18 @@ from lubench.report.figures.style import Style
 __all__ = ["scaling", "REFERENCE_SLOPES", "SCALING_METRICS"]
 
 REFERENCE_SLOPES = [("O(n)", lambda n: n), ("O(n log n)", lambda n: n * np.log2(n)),
+                    ("O(n log²n)", lambda n: n * np.log2(n) ** 2),
                     ("O(n²)", lambda n: n**2), ("O(n³)", lambda n: n**3)]
-REFERENCE_DASHES = [(0, (1, 1.5)), (0, (3, 1.5)), (0, (5, 2)), (0, (8, 2, 2, 2))]
-SCALING_METRICS = [(k, BY_KEY[k].axis) for k in ("n_params", "setup_seconds", "solve_seconds")]
+REFERENCE_DASHES = [(0, (1, 1.5)), (0, (3, 1.5)), (0, (2, 1, 1, 1)), (0, (5, 2)),
+                    (0, (8, 2, 2, 2))]
+SCALING_METRICS = [(k, BY_KEY[k].axis) for k in ("n_params", "peak_memory_bytes",
+                                                  "setup_seconds", "solve_seconds")]
 
 
 def scaling(summary: pd.DataFrame, style: Style) -> Figure | None:
-    """Parameters, setup and solve time against n (log–log) per method, with reference
-    slopes O(n), O(n log n), O(n²), O(n³) and each method's fitted slope in the legend.
+    """Stored numbers, peak memory, setup and solve time against n (log–log) per method, with
+    reference slopes O(n), O(n log n), O(n log²n), O(n²), O(n³) and each method's fitted
+    slope in the legend.
 
     One row of panels per operator that was run at two sizes or more; None when no
     operator was (there is no scaling to show; the report says so).
@@ -46,8 +50,9 @@ def scaling(summary: pd.DataFrame, style: Style) -> Figure | None:
     with plt.rc_context(style.rc):
         labels = max(g["method_label"].nunique() for _k, g in ops)
         legend_h = (1.5 + labels) * style.preset.font / 62
-        fig, axes = plt.subplots(len(ops), 3, squeeze=False, layout="constrained",
-                                 figsize=(max(style.preset.width, 6.0),
+        cols = len(SCALING_METRICS)
+        fig, axes = plt.subplots(len(ops), cols, squeeze=False, layout="constrained",
+                                 figsize=(max(style.preset.width, 2.0 * cols),
                                           (style.preset.panel_height + 0.4 + legend_h)
                                           * len(ops)))
         for row, (op, d) in zip(axes, ops):

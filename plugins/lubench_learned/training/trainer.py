@@ -3,7 +3,8 @@
 :class:`Trainer` holds the losses (``identity``, ``probes``, the transpose and inverse-side
 terms; see :mod:`lubench_learned.training`), the block-wise inputs and the freezing of the
 edges that influenced finished blocks (:class:`EdgeFreezer`), and the optimizer, made per
-block by :func:`_make_optimizer` (Adam, L-BFGS, Levenberg–Marquardt, projected Newton, ALS).
+block by :func:`_make_optimizer` (Adam, L-BFGS, Levenberg–Marquardt, projected Newton, ALS,
+the sketch optimizer).
 :func:`~.loop.train` drives it under a budget; the benchmarks time :meth:`Trainer.step` alone.
 """
 
@@ -160,6 +161,7 @@ class Trainer:
         self.model, self.target, self.spec, self.schedule = model, target, spec, schedule
         N, device, dtype = target.N, target.device, target.dtype
         self.N, self.device, self.dtype = N, device, dtype
+        self.seed = int(seed)
         self.gen = torch.Generator(device=device).manual_seed(int(seed))
         eval_gen = torch.Generator(device=device).manual_seed(int(seed) + 1)
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -194,10 +196,14 @@ class Trainer:
                                  device=device)
         self.a_omega = target.mm(self.omega)
         self.a_omega_norm = float(torch.linalg.norm(self.a_omega))
-        self.a_norm = math.sqrt(target.fro2)
         self.block: int | None = None
         self.opt: torch.optim.Optimizer | None = None
         self._inputs: dict[str, Any] = {}
+
+    @property
+    def a_norm(self) -> float:
+        """‖A‖_F (of the padded A), for the whole-matrix loss's relative error."""
+        return math.sqrt(self.target.fro2)
 
     # ----------------------------------------------------------------------------------------
     def start_block(self, m: int | None) -> None:
@@ -227,6 +233,9 @@ class Trainer:
                 self.params, cg_iters=self.schedule.cg_iters,
                 preconditioner=_preconditioner(self.model, self.params, self.schedule)))
             return
+        if self.schedule.optimizer == "sketch":
+            self.opt = self._sketch_optimizer(m)
+            return
         if self.schedule.optimizer == "als":
             from ..optim.als import AlternatingLeastSquares
 
@@ -245,6 +254,29 @@ class Trainer:
         self.opt = _make_optimizer(self.params, self.schedule, self._mask_list,
                                    self.model if self.full_identity else None,
                                    flat=self.fused_identity)
+
+    def _sketch_optimizer(self, m: int | None) -> Any:
+        """The sketch optimizer (:mod:`lubench_learned.optim.sketch`) on this target: its
+        probes are the spec's ``probes``, its evaluation probes the trainer's; the near-field
+        Newton phase only where A is block-tridiagonal in the model's leaves (checked on the
+        evaluation probes) and the start's far field is zero."""
+        from ..optim.sketch import SketchOptimizer, near_field_apply
+
+        if m is not None or self.inverse_weight > 0:
+            raise ValueError("the sketch optimizer fits LU = A as a whole: no block-wise "
+                             "training, no inverse-side term")
+        near = None
+        P = getattr(self.model, "P", None)
+        if P:
+            near = self.target.near_field(P)
+            if near is not None:
+                off = near_field_apply(near, self.omega) - self.a_omega
+                if float(torch.linalg.vector_norm(off)) > 1e-13 * self.a_omega_norm:
+                    near = None  # A reaches beyond the block-tridiagonal pattern
+        return SketchOptimizer(
+            self.model, lambda Z: self.target.mm(Z), lambda Y: self.target.mm(Y, True),
+            probes=self.spec.probes, omega=self.omega, a_omega=self.a_omega, near=near,
+            seed=self.seed)
 
     def _mask_list(self, tensors: list[torch.Tensor]) -> None:
         """Zero the frozen edges' entries of per-parameter tensors (block-wise training)."""
@@ -344,6 +376,9 @@ class Trainer:
             sq = self.model.identity_loss_and_grad(self.target.A, w)
             self.opt.step()
             return w * sq, sq.sqrt() / self.a_norm
+        if self.schedule.optimizer == "sketch":  # draws and applies its own probes
+            f0, rel = self.opt.step()
+            return torch.tensor(f0, dtype=torch.float64), rel
         Z = None
         if self.spec.kind == "probes":
             Z = torch.randn((self.N, self.spec.probes), generator=self.gen, dtype=self.dtype,

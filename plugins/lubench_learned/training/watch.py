@@ -43,6 +43,17 @@ def inv_norm1(solve: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
     return est if math.isfinite(est) else math.inf
 
 
+def _norm1_estimate(apply: Callable[[np.ndarray, bool], np.ndarray], n: int) -> float:
+    """‖A‖₁ by Hager–Higham from products with A and Aᵀ (``apply(X, transpose)``)."""
+    if n <= 4:
+        return float(np.abs(apply(np.eye(n), False)).sum(axis=0).max())
+    op = spla.LinearOperator(
+        (n, n), dtype=np.float64, matvec=lambda x: apply(x.reshape(n, -1), False),
+        rmatvec=lambda x: apply(x.reshape(n, -1), True),
+        matmat=lambda X: apply(X, False), rmatmat=lambda X: apply(X, True))
+    return float(spla.onenormest(op))
+
+
 def solve_lu(L: Any, U: Any, B: np.ndarray, transpose: bool = False) -> np.ndarray:
     """x with L U x = B (or (LU)ᵀ x = B) for float64 factors with ``solve(B, transpose)``."""
     if transpose:
@@ -69,9 +80,15 @@ class Watch:
         x = np.random.default_rng([int(seed), 7]).standard_normal((self.N, HELD_OUT))
         self.b = np.asarray(self.A @ x)
         self.b_norm = float(np.linalg.norm(self.b))
-        absA = abs(self.A)
-        self.a_norm1 = float(np.max(np.asarray(absA.sum(axis=0)).ravel()))
-        self.a_norm_inf = float(np.max(np.asarray(absA.sum(axis=1)).ravel()))
+        if getattr(target, "is_action", False):  # A only as an action: Hager–Higham
+            A = self.A
+            self.a_norm1 = _norm1_estimate(lambda X, t: (A.T if t else A) @ X, self.N)
+            self.a_norm_inf = self.a_norm1 if target.op.symmetric else \
+                _norm1_estimate(lambda X, t: (A if t else A.T) @ X, self.N)
+        else:
+            absA = abs(self.A)
+            self.a_norm1 = float(np.max(np.asarray(absA.sum(axis=0)).ravel()))
+            self.a_norm_inf = float(np.max(np.asarray(absA.sum(axis=1)).ravel()))
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.worse = 0
