@@ -162,7 +162,8 @@ def _sizes(value: Any, where: str, word: str | None = None) -> tuple[int, ...] |
         text = str(item).strip()
         if not (text.isascii() and text.isdigit() and int(text) >= 1):
             also = f" or '{word}'" if word else ""
-            raise LubenchError(f"{where}: expected sizes n ≥ 1{also}, got {shown(value)}")
+            raise LubenchError(f"{where}: expected integers{also} (sizes n ≥ 1), "
+                               f"got {shown(value)}")
         out.append(int(text))
     return tuple(dict.fromkeys(out))
 
