@@ -48,7 +48,7 @@ from lubench.suite.report_spec import (  # noqa: E402
 from lubench.suite.yamlfile import read_yaml
 
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section",
-           "panel_summary"]
+           "panel_summary", "panel_misses"]
 
 
 # Why a figure function returned None instead of a figure (the report's notes say it).
@@ -138,6 +138,14 @@ def panel_summary(summary: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
     return summary[summary["n"].isin(spec.panel_sizes)]
 
 
+def panel_misses(summary: pd.DataFrame, spec: ReportSpec) -> list[int]:
+    """The sizes of ``spec.panel_sizes`` that no summary row has (to warn about)."""
+    if not isinstance(spec.panel_sizes, tuple):
+        return []
+    have = set(summary["n"].dropna().astype(int))
+    return [n for n in spec.panel_sizes if n not in have]
+
+
 def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
            spec: ReportSpec | None = None,
            echo: Callable[[str], object] = print) -> Path:
@@ -162,6 +170,8 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     for what in unmatched:
         echo(f"lubench: warning: report {what} matched nothing")
     summary = summarize(rows)
+    for n in panel_misses(summary, spec):  # such a size would draw empty panels
+        echo(f"lubench: warning: report panel_sizes: {n} matched nothing")
     style = F.make_style(summary, spec.size)
     any_ok = bool((rows["status"] == OK).any())
 

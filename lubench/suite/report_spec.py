@@ -122,7 +122,7 @@ SPEC_KEYS = {
 def _at(where: str, key: str) -> str:
     """How an error names a key: ``suite.yaml: report.columns``, or ``--columns`` for the
     command line (``where`` = ``"--"``)."""
-    return f"--{key}" if where == "--" else f"{where}.{key}"
+    return f"--{key.replace('_', '-')}" if where == "--" else f"{where}.{key}"
 
 
 def _items(value: Any, where: str) -> list[str]:
