@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from test_cli import lubench_exe
 
 from lubench.errors import InvalidParameter, LubenchError, SuiteError, printable
+from lubench.suite import report_spec
 
 DEEP = int(os.environ.get("LUBENCH_FUZZ_EXAMPLES", "0") or 0)
 REPO = Path(__file__).resolve().parent.parent
@@ -95,13 +96,15 @@ def _entry(kind: str, names: dict) -> st.SearchStrategy:
             VALUES, st.lists(SCALARS, min_size=1, max_size=3)), max_size=3))
         if params or draw(st.booleans()):
             entry["params"] = params
+        if kind == "operator" and draw(st.integers(0, 5)) == 0:
+            entry[draw(st.sampled_from(["form_limit", "grade_limit"]))] = draw(VALUES)
         if kind == "operator" and draw(st.integers(0, 4)):
             entry["sizes"] = draw(st.one_of(
                 st.lists(st.integers(min_value=-2, max_value=40), max_size=3),
                 st.integers(min_value=-2, max_value=40), VALUES))
         if kind == "method" and draw(st.integers(0, 3)) == 0:
-            entry[draw(st.sampled_from(["budget", "timeout", "memory_limit", "resources",
-                                        "bogus"]))] = draw(VALUES)
+            entry[draw(st.sampled_from(["budget", "timeout", "memory_limit", "form_limit",
+                                        "resources", "bogus"]))] = draw(VALUES)
         return entry if draw(st.integers(0, 9)) else draw(VALUES)
 
     return build()
@@ -112,8 +115,8 @@ def suites(draw) -> dict:
     """A mapping shaped like a suite: the schema's keys with hostile values, entries naming
     real and unknown plugins' classes with hostile parameters."""
     data: dict = {}
-    for key in ("name", "seed", "repeats", "timeout", "memory_limit", "exact_limit", "device",
-                "executor", "report", "description"):
+    for key in ("name", "seed", "repeats", "timeout", "memory_limit", "form_limit",
+                "exact_limit", "grade_limit", "device", "executor", "report", "description"):
         if draw(st.integers(0, 3)) == 0:
             data[key] = draw(VALUES)
     if draw(st.integers(0, 9)):
@@ -339,11 +342,11 @@ def test_fuzz_records_reader(lines, cut):
 # --------------------------------------------------------------------------------------------
 # The report specification
 # --------------------------------------------------------------------------------------------
-SPEC_KEYS = ["columns", "methods", "operators", "sizes", "group", "figures", "formats",
-             "preset"]
+SPEC_KEYS = sorted(report_spec.SPEC_KEYS)  # every key the parser knows, new ones included
 SPEC_VALUES = st.one_of(VALUES, st.sampled_from(
     ["factor_error,n_params", "plu,ilu", "gfmm_lu[P=32]", "[", "laplacian_*[n=256]", "16,x",
-     "operator", "blocks", "png,pdf", "md,tex,gif", "paper", "slides", "none", "all", ""]))
+     "operator", "blocks", "png,pdf", "md,tex,gif", "paper", "slides", "none", "all", "",
+     "largest", "largest,16", "0,16"]))
 
 
 @fuzz(200)
