@@ -31,6 +31,7 @@ from lubench.cli.common import (
 )
 from lubench.cli.interrupt import SIGNALS, Interrupted, hint, interruptible
 from lubench.cli.run_suite import run_suite
+from lubench.errors import shown
 from lubench.registry.probe import end_detached, subreaper
 from lubench.suite.values import DEVICES, EXECUTOR_KINDS
 
@@ -61,6 +62,12 @@ class LubenchGroup(click.Group):
              **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        given = sys.argv[1:] if args is None else list(args)
+        for arg in given:  # a shell cannot pass one; a program calling main() can
+            if isinstance(arg, str) and "\x00" in arg:
+                click.echo(f"lubench: error: an argument holds a NUL byte: {shown(arg)}",
+                           err=True)
+                sys.exit(2)
         with interruptible():
             try:
                 with guarded_stdout():

@@ -71,6 +71,10 @@ def suite_plugins(path: Path, data: dict | None = None) -> list[str]:
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise SuiteError(f"{path}: plugins: expected a list of module names or .py paths, "
                          f"got {shown(plugins)}")
+    for i, spec in enumerate(plugins):  # a NUL byte was a ValueError traceback in resolve()
+        if not spec.strip() or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in spec):
+            raise SuiteError(f"{path}: plugins[{i}]: expected a module name or a .py path, "
+                             f"got {shown(spec)}")
     return plugins
 
 

@@ -183,6 +183,19 @@ class ExecutorModel(_Section):
         None, description="more sbatch options, passed to submitit as they are")
     folder: str | None = Field(None, description="submitit's folder (default RUN_DIR/submitit)")
 
+    @field_validator("slurm_partition", "slurm_account", "slurm_qos", "slurm_constraint",
+                     "folder")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        """A name sbatch reads from one line of its script (a path for ``folder``): not
+        empty, no control character — a newline would start another ``#SBATCH`` line, a NUL
+        byte cannot travel to a command or a path."""
+        if value is not None and (not value.strip() or any(
+                ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value)):
+            raise ValueError(f"expected a name on one line without control characters, "
+                             f"got {shown(value)}")
+        return value
+
     @field_validator("slurm_time")
     @classmethod
     def _slurm_time(cls, value: str | None) -> str | None:
