@@ -134,6 +134,20 @@ def test_bad_parameters_name_the_value(gen, message):
         gen.build(16, seed=0)
 
 
+@pytest.mark.parametrize("cls, params, param", [
+    (ConvDiff1D, {"eps": -1.0}, "eps"), (ConvDiff2D, {"eps": 0.0, "beta": 3.0}, "eps"),
+    (Biharmonic2D, {"shift": -1.0}, "shift"), (RBFKernel, {"length_scale": 0.0}, "length_scale"),
+    (RBFKernel, {"dim": 4}, "dim"), (MaternKernel, {"nu": 2.0}, "nu"),
+    (ExponentialKernel, {"rho": 1.5}, "rho"), (ExponentialKernel, {"points": "sobol"}, "points"),
+])
+def test_a_bad_value_is_refused_at_load_naming_its_parameter(cls, params, param):
+    """check_params (run when the suite loads) names the parameter, so the suite's error says
+    `operators[0].params.eps` once — not `sizes[0]`, once per size, as check_size did."""
+    with pytest.raises(InvalidParameter) as info:
+        cls.check_params(params)
+    assert info.value.param == param and param in str(info.value)
+
+
 def test_suite_values_are_coerced_and_checked():
     params = validate_params(ConvDiff1D, {"eps": "1e-2", "boundary": "dirichlet_rows"}, "s")
     assert params == {"eps": 0.01, "boundary": "dirichlet_rows"}
