@@ -82,6 +82,21 @@ def test_parse_spec_names_the_file_and_the_key(mapping, message):
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
+def test_a_key_the_run_copy_holds_badly_can_be_replaced_by_its_option(tmp_path):
+    """A run made when a report value was accepted (panel_sizes: 0 by an older lubench) still
+    renders: the option replaces the key, which is then not read; without it the error names
+    the file, the key and the way out."""
+    from lubench.report.render import resolve_spec
+
+    (tmp_path / "suite.yaml").write_text("name: t\nreport: {panel_sizes: 0, sizes: 16}\n")
+    spec = resolve_spec([tmp_path], {"panel_sizes": "largest", "sizes": None})
+    assert spec.panel_sizes == "largest" and spec.sizes == (16,)
+    with pytest.raises(LubenchError) as info:
+        resolve_spec([tmp_path], {"panel_sizes": None})
+    assert str(info.value).startswith(f"{tmp_path / 'suite.yaml'}: report.panel_sizes: ")
+    assert "--spec FILE" in str(info.value)
+
+
 def test_an_option_is_named_as_the_command_line_spells_it():
     from lubench.suite.report_spec import parse_spec
 

@@ -95,8 +95,16 @@ def resolve_spec(run_dirs: Sequence[Path], options: Mapping[str, Any] | None = N
     ``report:`` section, with ``options`` (None values ignored) replacing its keys."""
     source = Path(spec_file) if spec_file is not None else Path(run_dirs[0]) / "suite.yaml"
     base = suite_report_section(source) if (spec_file is not None or source.is_file()) else {}
-    if base:
-        parse_spec(base, f"{source}: report")  # an error in the file names the file
+    replaced = {k for k, v in (options or {}).items() if v is not None}
+    kept = {k: v for k, v in base.items() if k not in replaced}
+    if kept:  # an error in the file names the file; a key the command line replaces is not read
+        try:
+            parse_spec(kept, f"{source}: report")
+        except LubenchError as exc:
+            if spec_file is not None:
+                raise
+            raise LubenchError(f"{exc} (the run's copy of its suite: replace the key with its "
+                               f"option, or the section with --spec FILE)") from None
     return parse_spec(merge(base, options), "--")
 
 
