@@ -47,6 +47,8 @@ __all__ = [
     "NEEDS",
     "Operator",
     "is_exact",
+    "has_apply",
+    "has_fit",
     "OperatorGenerator",
     "RunContext",
     "Unsupported",
@@ -388,9 +390,13 @@ class RunContext:
 class Factorization:
     """What ``Method.factorize`` returns: the stored factors and how to use them.
 
-    Subclasses set ``n_params`` and implement :meth:`solve` and :meth:`apply`; optionally
-    :meth:`apply_transpose`, which lets the core estimate ‖A − PLU‖₂ above the suite's
-    ``exact_limit`` (power iteration on (A − PLU)ᵀ(A − PLU), from products only).
+    Subclasses set ``n_params`` and implement :meth:`solve` and, when they have factors,
+    :meth:`apply`; optionally :meth:`apply_transpose`, which lets the core estimate
+    ‖A − PLU‖₂ above the suite's ``exact_limit`` (power iteration on (A − PLU)ᵀ(A − PLU),
+    from products only). A factorization that gives only M⁻¹ — a preconditioner with no
+    product of factors to compare with A, such as one multigrid V-cycle — implements
+    :meth:`solve` alone: its factor metrics (``factor_error``, ``factor_error_2``) are then
+    "not measured" and every solver metric is graded as for any other (:func:`has_apply`).
 
     Attributes
     ----------
@@ -419,13 +425,27 @@ class Factorization:
         raise NotImplementedError
 
     def apply(self, X: np.ndarray) -> np.ndarray:
-        """(P L U) X, the product of the stored factors, for X of shape (n,) or (n, k)."""
+        """(P L U) X, the product of the stored factors, for X of shape (n,) or (n, k).
+        Optional: not implemented by a factorization that gives only M⁻¹."""
         raise NotImplementedError
 
     def apply_transpose(self, X: np.ndarray) -> np.ndarray:
         """(P L U)ᵀ X = Uᵀ Lᵀ Pᵀ X, for X of shape (n,) or (n, k) (optional: without it,
         ``factor_error_2`` is not measured above the suite's ``exact_limit``)."""
         raise NotImplementedError
+
+
+def has_apply(fact: Factorization | type) -> bool:
+    """Whether a factorization (or its class) implements :meth:`Factorization.apply`, the
+    product of its factors; False for one that gives only M⁻¹ (its ``solve``)."""
+    cls = fact if isinstance(fact, type) else type(fact)
+    return getattr(cls, "apply", None) is not Factorization.apply
+
+
+def has_fit(method: Method | type) -> bool:
+    """Whether a method (or its class) trains across instances: it defines
+    ``fit(train, ctx)`` (see :class:`Method`)."""
+    return callable(getattr(method, "fit", None))
 
 
 def is_exact(method: type | object) -> bool:
@@ -464,6 +484,24 @@ class Method(_Parameterized):
 
     Subclasses take their parameters as constructor keyword arguments with defaults, and
     implement :meth:`factorize`; :meth:`check` refuses operators they do not apply to.
+
+    **Training across instances** (optional). A method that learns once from many operators
+    of a family and then factorizes unseen ones defines
+
+        ``fit(self, train: Sequence[Operator], ctx: RunContext) -> None``
+
+    The core calls it once per method configuration and operator family (operator,
+    parameters, n) on the family's training instances (a suite's ``instances`` and
+    ``train``), under the entry's ``fit_budget`` and ``fit_timeout``, in a worker of its own;
+    ``train[i]`` builds instance i when it is read (keep what you need, not the list). What
+    it learned is stored on ``self`` in attributes ending in ``_`` (scikit-learn's
+    convention) and must pickle: the core keeps the fitted method in the run directory, so a
+    killed run resumes with it instead of training again, and calls ``factorize`` on a copy
+    for every test instance. Optional attributes it may set: ``history_`` (training-curve
+    rows, as ``Factorization.history``) and ``fit_info_`` (JSON-serialisable: what was
+    learned, e.g. steps and final loss). An exception from ``fit`` is one failed row for the
+    configuration, and its test cases are recorded ``not_run`` with the reason.
+    Read whether a method has it through :func:`has_fit`.
     """
 
     family: ClassVar[str] = "classical"

@@ -149,9 +149,11 @@ def test_newton_and_als_refuse_the_inverse_term(optimizer):
 
 
 def test_auto_is_lm_with_the_inverse_term():
-    assert GfmmLU(P=8)._validated()["optimizer"] == "newton"
-    assert GfmmLU(P=8, inverse_weight=0.5)._validated()["optimizer"] == "lm"
-    assert GfmmLU(P=8, inverse_weight=0.0)._validated()["optimizer"] == "newton"
+    """``optimizer: auto`` resolves at the padded size: dense Newton at small N, LM once the
+    inverse-side term is on (Newton and the sketch fit LU = A only)."""
+    assert GfmmLU(P=8).resolved(64)["optimizer"] == "newton"
+    assert GfmmLU(P=8, inverse_weight=0.5).resolved(64)["optimizer"] == "lm"
+    assert GfmmLU(P=8, inverse_weight=0.0).resolved(64)["optimizer"] == "newton"
 
 
 def _trainer(op: Operator, M: int, P: int, optimizer: str, w: float) -> Trainer:

@@ -174,15 +174,15 @@ def test_non_finite_inputs_give_nan_metrics_named_in_error(value, exact_limit):
     op = laplacian(40)
     m = grade(op, Blowing(op.dense(), value), seed=0, exact_limit=exact_limit)
     for key in ("factor_error", "factor_error_2", "solve_residual", "forward_error",
-                "precond_iterations", "precond_seconds"):
+                "precond_iterations", "precond_seconds", "cg_iterations", "cg_seconds"):
         assert np.isnan(m[key]), key  # never inf, never a count of 500
-    assert m["precond_converged"] is False
+    assert m["precond_converged"] is False and m["cg_converged"] is False
     # the plain GMRES does not use the factors: still a count
     assert m["gmres_iterations"] > 1 and m["gmres_converged"] is True
     named = m["error"].split(": ", 1)[1].split(", ")
     # factor_error_2 too: exact, or estimated from products with the factors, which overflow
     assert named == ["factor_error", "factor_error_2", "solve_residual", "forward_error",
-                     "precond_iterations", "precond_seconds"]
+                     "precond_iterations", "precond_seconds", "cg_iterations", "cg_seconds"]
 
 
 def test_a_nan_preconditioner_is_not_500_iterations():
@@ -324,7 +324,7 @@ def test_precond_seconds_is_the_wall_time_of_the_preconditioned_solve():
 # --------------------------------------------------------------------------------------------
 # One problem per operator
 # --------------------------------------------------------------------------------------------
-TIMES = ("solve_seconds", "precond_seconds")
+TIMES = ("solve_seconds", "precond_seconds", "cg_seconds", "cg_curve")  # cg_curve: seconds
 
 
 def test_the_same_factors_get_the_same_metrics():
@@ -419,7 +419,8 @@ def test_the_spectral_error_is_estimated_by_power_iteration_above_the_exact_limi
     assert 1 <= int(m["factor_error_2_kind"][5:]) <= 10
     assert m["factor_error_2"] <= exact * (1 + 1e-12)   # a lower bound ...
     assert m["factor_error_2"] >= exact * (1 - 2e-2)    # ... to the iteration's 1 %
-    assert m["not_graded"] == "" and m["error"] == ""
+    # everything graded; Â is not symmetric, so CG on the (symmetric) Laplacian says so
+    assert m["not_graded"] == "" and m["error"] == "CG not run: preconditioner not symmetric"
     below = grade(op, Explicit(op.dense() - E), seed=3, exact_limit=n)
     assert below["factor_error_2_kind"] == "exact"
     assert below["factor_error_2"] == pytest.approx(exact, rel=1e-12)
@@ -451,25 +452,32 @@ class SlowLaplacian(MatrixFreeOperator):
 
 
 def test_what_the_grade_limit_cannot_afford_is_not_graded_and_said(monkeypatch):
-    """Products of ≥ 20 ms: plain GMRES (500 of them, ≥ 10 s) and ten power steps (≥ 0.4 s)
-    do not fit a 0.3 s grade limit: both are left out, each named with its prediction; the
-    preconditioned GMRES and everything else is graded."""
+    """Products of ≥ 20 ms: plain GMRES (500 of them, ≥ 10 s), plain CG (10 000 of them) and
+    ten power steps (≥ 0.4 s) do not fit a 0.3 s grade limit: all three are left out, each
+    named with its prediction; the preconditioned GMRES and CG and everything else is
+    graded."""
+    import lubench.metrics.cg as cg
     import lubench.metrics.grading as metrics
 
     monkeypatch.setattr(metrics, "_PLAIN_CACHE", type(metrics._PLAIN_CACHE)())
+    monkeypatch.setattr(cg, "_PLAIN", type(cg._PLAIN)())
     op = SlowLaplacian(30)
     fact = Explicit(laplacian(30).dense())
     m = grade(op, fact, seed=0, exact_limit=10, grade_limit=0.3)
     assert np.isnan(m["factor_error_2"]) and np.isnan(m["gmres_iterations"])
-    assert m["gmres_converged"] is None
+    assert m["gmres_converged"] is None and "cg_plain_iterations" not in m
+    assert m["cg_converged"] is True and m["cg_iterations"] == 1
     notes = m["not_graded"].split("; ")
-    assert [note.split(" (")[0] for note in notes] == ["factor_error_2", "gmres_iterations"]
+    assert [note.split(" (")[0] for note in notes] == ["factor_error_2", "gmres_iterations",
+                                                       "cg_plain_iterations"]
     assert notes[0].startswith("factor_error_2 (10 power steps of ")
     assert "plain GMRES, 500 products with A of " in notes[1]
+    assert "plain CG, 10000 products with A of " in notes[2]
     assert all("left of grade_limit 0.3 s)" in note for note in notes)
     assert m["precond_converged"] and m["solve_residual"] < 1e-12 and m["error"] == ""
     free = grade(op, fact, seed=0, exact_limit=10, grade_limit=None)
     assert free["not_graded"] == "" and free["gmres_converged"] is True
+    assert free["cg_plain_converged"] is True
 
 
 def test_an_operator_that_is_never_formed_is_graded_from_its_action_at_large_n():
@@ -530,3 +538,7 @@ def test_a_preconditioned_gmres_that_runs_past_the_grade_limit_stops_and_says_so
     note = m["not_graded"].split("; ")[0]
     assert note == (f"precond_iterations (GMRES stopped after {m['precond_iterations']} "
                     "iterations, not converged, at grade_limit 0.5 s)")
+    # CG, after it, meets the deadline passed: one iteration, stopped, said the same way
+    assert m["cg_converged"] is False and m["cg_iterations"] >= 1
+    assert (f"cg_iterations (CG stopped after {m['cg_iterations']:.0f} iterations, not "
+            "converged, at grade_limit 0.5 s)") in m["not_graded"].split("; ")

@@ -223,7 +223,14 @@ def test_a_method_has_the_same_colour_and_marker_in_every_run_and_figure(run_dir
     for label in set(other["method_label"]):
         assert a.color(label) == b.color(label) and a.marker(label) == b.marker(label)
     assert len({v for v in KNOWN.values()}) == len(KNOWN)  # built-ins: distinct pairs
-    assert len({c for c, _ in KNOWN.values()}) == len(KNOWN)
+    # distinct colours among the methods one suite compares: the factorizations, and the
+    # preconditioner baselines with the learned preconditioner they meet (neural_ic)
+    lu = ["plu", "cholesky", "sparse_lu", "ilu", "gfmm_compressed", "gfmm_lu",
+          "dense_masked_lu"]
+    pre = ["jacobi", "ic0", "ict", "ilu0", "amg", "neural_ic"]
+    for group in (lu, pre):
+        assert len({method_color(m) for m in group}) == len(group), group
+    assert set(lu + pre) - {"neural_ic"} == set(KNOWN)
     # a plugin's name: a function of the name (SHA-256), the same in a fresh interpreter
     code = ("from lubench.report.palette import method_color, method_marker;"
             "print(method_color('my_plugin_lu'), method_marker('my_plugin_lu'))")

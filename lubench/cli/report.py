@@ -11,6 +11,7 @@ import click
 from lubench.api import LubenchError
 from lubench.cli.common import CONTEXT_SETTINGS, user_errors
 from lubench.rundir.fsafe import atomic_write, no_links_in
+from lubench.suite.report_spec import FIGURE_KINDS
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -32,8 +33,7 @@ from lubench.rundir.fsafe import atomic_write, no_links_in
 @click.option("--group", default=None, type=click.Choice(["operator", "blocks"]),
               help="LaTeX: one table per operator, or one table with a block per operator.")
 @click.option("--figures", default=None, metavar="LIST",
-              help="Figure kinds (error_vs_params, error_vs_time, gmres_vs_params, "
-                   "time_to_solution, scaling, training) or 'none'.")
+              help=f"Figure kinds ({', '.join(FIGURE_KINDS)}) or 'none'.")
 @click.option("--formats", default=None, metavar="LIST",
               help="What to write: png,pdf,svg (figures), md,tex,html (tables) "
                    "[default: png,pdf,md,tex,html].")

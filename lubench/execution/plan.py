@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from lubench.metrics.grading import GradingCache
 from lubench.registry import Registry, load_registry
 from lubench.rundir.cache import FolderCache
+from lubench.rundir.fits import FITS, FitStore
 from lubench.suite.cases import Case
 
 __all__ = ["WorkItem", "RunPlan", "Sink", "Collect", "Executor"]
@@ -83,6 +84,11 @@ class RunPlan:
     def grading_cache(self) -> GradingCache | None:
         """The cache grading shares between the cases of this run (:attr:`cache_dir`)."""
         return None if self.cache_dir is None else FolderCache(self.cache_dir)
+
+    def fits(self) -> FitStore:
+        """Where the methods trained across instances are kept: the run directory's
+        ``fits/`` (:mod:`lubench.rundir.fits`), or this process outside a run directory."""
+        return FitStore(None if self.run_dir is None else Path(self.run_dir) / FITS)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

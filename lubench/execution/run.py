@@ -5,6 +5,12 @@ directory already holds, records the cases whose plugin cannot run here as ``una
 and hands the rest to the plan's executor, whose every record goes through one sink into
 the store and onto the terminal. It never asks which executor it holds: what differs
 between them is theirs (:data:`EXECUTORS`).
+
+Methods trained across instances run in two rounds: every fit first (each a work item like
+any case: its own worker, timeout and memory limit, or SLURM task), then the test cases —
+those of a fit that ended ``ok`` factorize with the method it kept
+(:mod:`lubench.rundir.fits`); those of a fit that did not are recorded ``not_run`` with the
+fit's status and reason. A fit recorded ``ok`` by an earlier call is not run again.
 """
 
 from __future__ import annotations
@@ -26,9 +32,9 @@ from lubench.execution.plan import Executor, RunPlan, Sink, WorkItem
 from lubench.execution.progress import Display
 from lubench.execution.slurm import SlurmExecutor
 from lubench.registry import Registry
-from lubench.rundir.records import STATUSES, UNAVAILABLE, base_record
+from lubench.rundir.records import NOT_RUN, OK, STATUSES, UNAVAILABLE, base_record
 from lubench.rundir.store import RunStore
-from lubench.suite.cases import Case
+from lubench.suite.cases import FIT, Case
 
 __all__ = ["EXECUTORS", "RunOutcome", "make_plan", "run_cases"]
 
@@ -122,7 +128,8 @@ class _RunSink(Sink):
             self.display.write(message)
 
     def submitted(self, job_ids: list[str]) -> None:
-        self.outcome.job_ids = list(job_ids)
+        # every round of this run (the fits, then the cases) adds its jobs
+        self.outcome.job_ids += [j for j in job_ids if j not in self.outcome.job_ids]
         self.store.update_meta(job_ids=self.outcome.job_ids)
 
     def stopped(self, signum: int | None) -> None:
@@ -168,13 +175,53 @@ def run_cases(cases: Sequence[Case], store: RunStore, plan: RunPlan, *,
                                                 missing[case.case_id]))
         if runnable:
             executor = executor or EXECUTORS[plan.executor]()
-            outcome.interrupted = not executor.run(runnable, plan, sink)
+            fits = [(c, r) for c, r in runnable if c.stage == FIT]
+            if fits:
+                outcome.interrupted = not executor.run(fits, plan, sink)
+            rest = [(c, r) for c, r in runnable if c.stage != FIT]
+            if rest and not outcome.interrupted:
+                blocked = _blocked_by_fits(rest, store)
+                for case, repeat in rest:
+                    if case.case_id in blocked:
+                        sink.record(_not_run_record(case, repeat, plan.run_id,
+                                                    blocked[case.case_id]))
+                rest = [(c, r) for c, r in rest if c.case_id not in blocked]
+                if rest:
+                    outcome.interrupted = not executor.run(rest, plan, sink)
     except KeyboardInterrupt as exc:  # a signal outside an executor's watch (cli.interrupt)
         outcome.interrupted = True
         outcome.stop_signal = getattr(exc, "signum", signal.SIGINT)
     finally:
         display.close()
     return outcome
+
+
+def _blocked_by_fits(items: list[WorkItem], store: RunStore) -> dict[str, str]:
+    """case_id → why, for the test cases whose fit has no ``ok`` record (it failed, timed
+    out, diverged, was unsupported or unavailable, or never ran)."""
+    wanted = {c.fit_id for c, _ in items if c.fit_id}
+    if not wanted:
+        return {}
+    latest = {r["case_id"]: r for r in store.records()
+              if r["case_id"] in wanted and int(r.get("repeat", 0)) == 0}
+    why: dict[str, str] = {}
+    for case, _ in items:
+        if not case.fit_id:
+            continue
+        fit = latest.get(case.fit_id)
+        if fit is None:
+            why[case.case_id] = f"its fit ({case.fit_id}) has no record"
+        elif fit.get("status") != OK:
+            reason = f": {fit['error']}" if fit.get("error") else ""
+            why[case.case_id] = f"its fit ({case.fit_id}) {fit.get('status')}{reason}"
+    return why
+
+
+def _not_run_record(case: Case, repeat: int, run_id: str, reason: str) -> dict:
+    rec = base_record(case, repeat, run_id)
+    rec.update(status=NOT_RUN, error=f"not run: {reason}", fit_id=case.fit_id,
+               started_at=time.time(), wall_seconds=0.0, host=socket.gethostname())
+    return rec
 
 
 def _unavailable(case: Case, registry: Registry) -> str:

@@ -1,9 +1,11 @@
-"""What runs inside a worker for one case: build the operator, factorize, grade, report.
+"""What runs inside a worker for one case: build the operator, factorize, grade, report —
+or, for a fit (``case.stage`` ``fit``), train the method across its family's training
+instances and keep it (:mod:`lubench.rundir.fits`).
 
 ``run_case`` never raises for a problem of the case itself: every outcome becomes a record
 (a dict holding one result row, plus the training history) with a ``status``:
 
-* ``ok``          factorized and graded;
+* ``ok``          factorized and graded (a fit: trained and kept);
 * ``unsupported`` the method's ``check`` or ``factorize`` raised :class:`~lubench.api.Unsupported`;
 * ``diverged``    training reached NaN/Inf (:class:`~lubench.api.Diverged`);
 * ``failed``      anything else, with a one-line reason (the traceback is kept in the record's
@@ -19,7 +21,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,11 @@ from lubench.api import (
     Diverged,
     Factorization,
     FactorizationError,
+    LubenchError,
     Operator,
     RunContext,
     Unsupported,
+    has_fit,
 )
 from lubench.errors import one_line
 from lubench.execution.devices import auto_device
@@ -46,7 +50,7 @@ from lubench.rundir.records import (
     base_record,
     json_text,
 )
-from lubench.suite.cases import Case
+from lubench.suite.cases import FIT, Case
 from lubench.suite.limits import effective_form_limit, effective_memory_limit
 
 __all__ = ["run_case", "resolve_device", "current_rss", "operator_for"]
@@ -136,44 +140,24 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
     baseline = current_rss()
     device = ""
     rec = base_record(case, repeat, plan.run_id)
+    if case.fit_id:
+        rec["fit_id"] = case.fit_id
     history: list[dict] = []
     info: dict = {}
     try:
         registry = plan.plugins()
         gen = registry.operator(case.operator)(**case.operator_params)
-        built = _check_operator(gen.build(case.n, case.operator_seed), case)
-        method = registry.method(case.method)(**case.method_params)
         device = resolve_device(case.device, case.family)
         rec["device"] = device
         memory_limit = effective_memory_limit(case.memory_limit)
-        op = operator_for(method, built, effective_form_limit(case.form_limit, memory_limit))
-        method.check(op)
         ctx = RunContext(device=device, seed=case.seed, budget=Budget(**case.budget),
                          memory_limit=memory_limit,
                          **({"progress": progress} if progress else {}))
-        method.prepare(ctx)
-        ctx.synchronize()
-        t0 = time.perf_counter()
-        fact = method.factorize(op, ctx)
-        ctx.synchronize()
-        setup = time.perf_counter() - t0
-        if not isinstance(fact, Factorization):
-            raise FactorizationError(f"method '{case.method}' factorize() returned "
-                                     f"{type(fact).__name__}, expected a "
-                                     f"lubench.api.Factorization")
-        history = list(getattr(fact, "history", []) or [])
-        info = dict(getattr(fact, "info", {}) or {})
-        t0 = time.perf_counter()
-        # graded against the operator as built, whatever form the method got: every method
-        # on one operator sees the same products (and shares its plain GMRES)
-        metrics = grade(built, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
-                        synchronize=ctx.synchronize, cache=plan.grading_cache(),
-                        grade_limit=case.grade_limit)
-        rec.update(metrics)
-        rec["grade_seconds"] = time.perf_counter() - t0
-        rec["setup_seconds"] = setup
-        rec["iterations"] = info.get("iterations")
-        rec["final_loss"] = info.get("final_loss")
+        if case.stage == FIT:
+            history, info = _fit(case, gen, registry.method(case.method)(**case.method_params),
+                                 ctx, plan, rec)
+        else:
+            history, info = _factorize_and_grade(case, gen, ctx, plan, rec)
         rec["status"] = OK
     except Unsupported as exc:
         rec["status"], rec["error"] = UNSUPPORTED, exc.reason
@@ -200,6 +184,107 @@ def run_case(case: Case, repeat: int = 0, *, plan: RunPlan | None = None,
     rec["started_at"] = started
     rec["wall_seconds"] = time.time() - started
     return rec
+
+
+def _build(gen: Any, case: Case, seed: int) -> Operator:
+    return _check_operator(gen.build(case.n, seed), case)
+
+
+def _factorize_and_grade(case: Case, gen: Any, ctx: RunContext, plan: RunPlan,
+                         rec: dict) -> tuple[list[dict], dict]:
+    """A case: the method (fitted, for a test case of a fit), factorize, grade."""
+    op = _build(gen, case, case.operator_seed)
+    train_seconds, share = 0.0, 0.0
+    if case.fit_id:
+        kept = plan.fits().load(case.fit_id)
+        method, train_seconds = kept["method"], float(kept["train_seconds"])
+        share = train_seconds / max(case.test_instances, 1)
+    else:
+        method = plan.plugins().method(case.method)(**case.method_params)
+    built = op
+    op = operator_for(method, built, effective_form_limit(case.form_limit, ctx.memory_limit))
+    method.check(op)
+    if has_fit(method) and not case.fit_id:
+        raise Unsupported(f"{case.method} trains across instances (fit) and operator "
+                          f"'{case.operator}' has no training split (give its entry "
+                          f"'instances' and 'train')")
+    method.prepare(ctx)
+    ctx.synchronize()
+    t0 = time.perf_counter()
+    fact = method.factorize(op, ctx)
+    ctx.synchronize()
+    setup = time.perf_counter() - t0
+    if not isinstance(fact, Factorization):
+        raise FactorizationError(f"method '{case.method}' factorize() returned "
+                                 f"{type(fact).__name__}, expected a "
+                                 f"lubench.api.Factorization")
+    history = list(getattr(fact, "history", []) or [])
+    info = dict(getattr(fact, "info", {}) or {})
+    t0 = time.perf_counter()
+    # graded against the operator as built, whatever form the method got: every method on
+    # one operator sees the same products (and shares its plain GMRES and plain CG)
+    rec.update(grade(built, fact, seed=case.operator_seed, exact_limit=case.exact_limit,
+                     synchronize=ctx.synchronize, cache=plan.grading_cache(),
+                     grade_limit=case.grade_limit, cg_tolerances=case.cg_tolerances,
+                     cg_maxiter=case.cg_maxiter))
+    rec["grade_seconds"] = time.perf_counter() - t0
+    rec["setup_seconds"] = setup
+    rec["train_seconds"], rec["train_share_seconds"] = train_seconds, share
+    rec["iterations"] = info.get("iterations")
+    rec["final_loss"] = info.get("final_loss")
+    return history, info
+
+
+class _Instances(Sequence):
+    """A family's training instances, built when read (a fit's ``train``): instance i of
+    ``seeds`` each time it is indexed, nothing kept — the method keeps what it needs."""
+
+    def __init__(self, gen: Any, case: Case, method: Any, memory_limit: int | None):
+        self.gen, self.case, self.method = gen, case, method
+        self.seeds = case.training_seeds
+        self.limit = effective_form_limit(case.form_limit, memory_limit)
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"training instance {i} of {len(self)}")
+        op = _build(self.gen, self.case, self.seeds[i])
+        return operator_for(self.method, op, self.limit)
+
+
+def _fit(case: Case, gen: Any, method: Any, ctx: RunContext, plan: RunPlan,
+         rec: dict) -> tuple[list[dict], dict]:
+    """A fit: ``method.fit`` on the family's training instances, timed (``train_seconds``),
+    then kept in the run directory before the record is written (so an ``ok`` fit record
+    always has its method)."""
+    if not has_fit(method):
+        raise FactorizationError(f"method '{case.method}' has no fit(train, ctx)")
+    train = _Instances(gen, case, method, ctx.memory_limit)
+    method.prepare(ctx)
+    ctx.synchronize()
+    t0 = time.perf_counter()
+    method.fit(train, ctx)
+    ctx.synchronize()
+    seconds = time.perf_counter() - t0
+    try:
+        plan.fits().save(case.case_id, method, seconds)
+    except LubenchError:
+        raise  # the disk: its one line names the path
+    except Exception as exc:  # the fitted method does not pickle
+        raise FactorizationError(f"the fitted method cannot be kept: {one_line(exc)} (what "
+                                 f"fit() learns must pickle)") from None
+    history = list(getattr(method, "history_", []) or [])
+    info = dict(getattr(method, "fit_info_", {}) or {})
+    rec["train_seconds"] = seconds
+    rec["train_share_seconds"] = seconds / max(case.test_instances, 1)
+    rec["train_instances"] = case.train
+    rec["iterations"] = info.get("steps", info.get("iterations", len(history) or None))
+    rec["final_loss"] = info.get("final_loss")
+    return history, info
 
 
 def _threads() -> int | None:

@@ -7,15 +7,18 @@ product of the stored factors (``apply``) and x̂ = Â⁻¹b the factorization's
 (:mod:`lubench.metrics.table`, where each is defined: the relative Frobenius error
 ‖A − Â‖_F/‖A‖_F, exact up to ``exact_limit`` and a 32-probe estimate above, the spectral
 error ‖A − Â‖₂, the solve's residual and forward error for b = A x*, the iterations and
-time of GMRES preconditioned by ``solve`` and of plain GMRES, the time of one solve) —
-:func:`factor_errors`, :func:`solve_errors`, :func:`precond_iterations`,
-:func:`plain_gmres`, :func:`time_solve`.
+time of GMRES preconditioned by ``solve`` and of plain GMRES, the iterations and time of CG
+preconditioned by ``solve`` and of plain CG at a list of tolerances on symmetric operators,
+the time of one solve) — :func:`factor_errors`, :func:`solve_errors`,
+:func:`precond_iterations`, :func:`plain_gmres`, :func:`lubench.metrics.cg.cg_metrics`,
+:func:`lubench.metrics.cg.plain_cg`, :func:`time_solve`. A factorization that gives only
+M⁻¹ (no ``apply``) has no factor metrics ("not measured"); every solver metric is graded.
 
 **One problem per operator.** ``grade`` takes the *operator's* seed (``case.operator_seed``):
 x*, Ω, the GMRES right-hand side and the timing vector are drawn from it alone, never from
 the method or its parameters, so every method on one operator is graded on the same problem,
 and two configurations that produce the same factors get the same metric values. Plain GMRES
-depends on the operator alone, so it is computed once per operator (:func:`plain_gmres`).
+and plain CG depend on the operator alone, so they are computed once per operator.
 
 **From the action alone.** Above ``exact_limit`` nothing of size n² is formed: A enters only
 through ``op.matmat`` / ``op.rmatmat`` (an operator that is never formed grades at any n its
@@ -25,13 +28,14 @@ right-hand side's z, the plain-GMRES key's w and the probe block Ω — are one 
 35 columns (:class:`Problem`): one pass of a kernel operator's action, not four.
 
 **A grading budget.** ``grade_limit`` (seconds; the suite's, default 10 min) bounds what the
-two costliest diagnostics may add: before the spectral estimate above ``exact_limit`` and
-before plain GMRES (when no other case of the operator has cached it), their cost is
-predicted from the measured time of the products they repeat (10 power steps; 500 products
-with A); one that would exceed what is left is not run, and ``not_graded`` names it with the
-prediction. The preconditioned GMRES, the factorization's own metric, runs first and stops
-at the limit if it has not converged by then (``precond_converged`` false, the iterations
-it ran counted, ``not_graded`` saying so).
+costliest diagnostics may add: before the spectral estimate above ``exact_limit``, before
+plain GMRES and before plain CG (each when no other case of the operator has cached it),
+their cost is predicted from the measured time of the products they repeat (10 power steps;
+500 products with A; ``cg_maxiter`` products); one that would exceed what is left is not
+run, and ``not_graded`` names it with the prediction. The preconditioned GMRES and CG, the
+factorization's own metrics, run and stop at the limit if they have not converged by then
+(``precond_converged``/``cg_converged`` false, the iterations run counted, ``not_graded``
+saying so). The spectral estimate is not tried for a factorization without ``apply``.
 
 **Non-finite values.** A metric that cannot be computed as a finite number — its inputs (the
 product of the factors, a solve) hold NaN or ±inf, or the norm overflows — is NaN, never inf
@@ -43,19 +47,21 @@ metrics that were not finite. Aggregates over repeats keep them (:func:`repeat_m
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
-from lubench.api import Factorization, FactorizationError, Operator
+from lubench.api import Factorization, FactorizationError, Operator, has_apply
+from lubench.metrics.cache import GradingCache, fingerprint, key_vector
+from lubench.metrics.cg import MAXITER as CG_MAXITER
+from lubench.metrics.cg import TOLERANCES as CG_TOLERANCES
+from lubench.metrics.cg import cg_metrics, plain_cg
 from lubench.metrics.table import METRICS
 
 __all__ = ["grade", "GradingCache", "Problem", "factor_errors", "spectral_estimate",
@@ -73,9 +79,10 @@ GMRES_MAXITER = 500
 SPECTRAL_SVD_LIMIT = 1024  # up to here the 2-norm comes from a full SVD, above from the Gram matrix
 NAN = float("nan")
 
-# The salts of the random draws, each seeded with [operator seed, salt].
-_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT, _POWER_SALT = 1, 2, 3, 4, 6
-_KEY_SALT = 5  # the fixed vector of the plain-GMRES memo key (not seeded by the operator)
+# The salts of the random draws, each seeded with [operator seed, salt]; 5 is the fixed
+# vector of the plain-GMRES/plain-CG key (lubench.metrics.cache.KEY_SALT, not seeded by the
+# operator), 6 and 7 CG's right-hand side and SPD probe (lubench.metrics.cg).
+_PROBE_SALT, _SOLUTION_SALT, _GMRES_RHS_SALT, _TIMING_SALT, _POWER_SALT = 1, 2, 3, 4, 8
 
 
 def _checked(out: object, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -149,7 +156,7 @@ class Problem:
         n = op.n
         x = np.random.default_rng([seed, _SOLUTION_SALT]).standard_normal(n)
         z = np.random.default_rng([seed, _GMRES_RHS_SALT]).standard_normal(n)
-        w = np.random.default_rng([_KEY_SALT]).standard_normal(n)
+        w = key_vector(n)
         omega = np.random.default_rng([seed, _PROBE_SALT]).standard_normal((n, PROBES))
         V = np.column_stack([x, z, w, omega])
         t0 = time.perf_counter()
@@ -337,30 +344,6 @@ _PLAIN_CACHE: OrderedDict[tuple, dict] = OrderedDict()
 _PLAIN_CACHE_SIZE = 64
 
 
-def _fingerprint(op: Operator, b: np.ndarray, A_w: np.ndarray | None = None) -> str:
-    """A digest of A's action, the key of the plain-GMRES memo: its shape, b = A·z (z drawn
-    from the operator's seed) and A·w (w fixed). Two matrices share a key only if their
-    difference annihilates both Gaussian vectors — with probability zero — and the key costs
-    two products with A instead of hashing n² numbers."""
-    if A_w is None:
-        A_w = op.matmat(np.random.default_rng([_KEY_SALT]).standard_normal(op.n))
-    h = hashlib.blake2b(digest_size=20)
-    h.update(repr((op.n, op.n)).encode())
-    h.update(np.ascontiguousarray(b, dtype=np.float64))
-    h.update(np.ascontiguousarray(A_w, dtype=np.float64))
-    return h.hexdigest()
-
-
-class GradingCache(Protocol):
-    """Where grading keeps, across processes, what it computes once per operator: entries of
-    JSON values by (kind, key), best effort (:class:`lubench.rundir.cache.FolderCache`, the
-    run directory's ``cache/``)."""
-
-    def get(self, kind: str, key: str) -> dict | None: ...
-
-    def put(self, kind: str, key: str, values: dict) -> None: ...
-
-
 def _read_plain(cache: GradingCache | None, key: tuple) -> dict | None:
     """The cached plain-GMRES result for ``key``, or None (no cache, no entry, unreadable)."""
     data = cache.get("gmres", repr(key)) if cache is not None else None
@@ -389,15 +372,16 @@ def plain_gmres(op: Operator, seed: int, cache: GradingCache | None = None,
     :func:`precond_iterations`.
 
     A function of A and the seed only, so it is computed once per operator and reused: keyed
-    on a digest of A's action (:func:`_fingerprint`; never on names, so two different
-    matrices do not share an entry), memoized in the process and, given a ``cache`` (the run
-    directory's ``cache/``), in an entry there — so the freshly forked worker of every later
-    case of that operator reads it instead of running GMRES again. Where it has to run,
-    ``afford()`` is asked first: False (the grading budget, see :func:`grade`) returns None.
+    on a digest of A's action (:func:`lubench.metrics.cache.fingerprint`; never on names, so
+    two different matrices do not share an entry), memoized in the process and, given a
+    ``cache`` (the run directory's ``cache/``), in an entry there — so the freshly forked
+    worker of every later case of that operator reads it instead of running GMRES again.
+    Where it has to run, ``afford()`` is asked first: False (the grading budget, see
+    :func:`grade`) returns None.
     """
     problem = problem or Problem.draw(op, seed)
     b = problem.A_z
-    key = (_fingerprint(op, b, problem.A_w), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
+    key = (fingerprint(op, b, problem.A_w), GMRES_RESTART, GMRES_RTOL, GMRES_MAXITER)
     if key in _PLAIN_CACHE:
         _PLAIN_CACHE.move_to_end(key)
         return dict(_PLAIN_CACHE[key])
@@ -474,18 +458,24 @@ class _Budget:
 
 def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 4096,
           synchronize: Callable[[], None] = lambda: None,
-          cache: GradingCache | None = None, grade_limit: float | None = None) -> dict:
+          cache: GradingCache | None = None, grade_limit: float | None = None,
+          cg_tolerances: Sequence[float] = CG_TOLERANCES, cg_maxiter: int = CG_MAXITER) -> dict:
     """All the metrics of one factorization of ``op`` (see the module docstring): the factor
     errors, the solve's errors, preconditioned GMRES, above ``exact_limit`` the spectral
-    estimate, plain GMRES, the solve time; ``not_graded``: what was not computed and why;
-    ``error``: :func:`nonfinite_note`.
+    estimate, plain GMRES, preconditioned and plain CG, the solve time; ``not_graded``: what
+    was not computed and why; ``error``: :func:`nonfinite_note`, and why CG did not run
+    where it did not.
 
     ``seed`` must be the operator's seed (``case.operator_seed``), never the method's: every
     random draw of the grading comes from it, so all methods face the same problem.
-    ``cache`` keeps what depends on the operator alone (plain GMRES) for the run's other
-    cases (:func:`plain_gmres`). ``grade_limit``: seconds the grading may take (None: no
-    limit) — the spectral estimate and plain GMRES run only when their predicted cost fits
-    what is left.
+    ``cache`` keeps what depends on the operator alone (plain GMRES, plain CG) for the run's
+    other cases (:func:`plain_gmres`, :func:`lubench.metrics.cg.plain_cg`). ``grade_limit``:
+    seconds the grading may take (None: no limit) — the spectral estimate, plain GMRES and
+    plain CG run only when their predicted cost fits what is left; the preconditioned GMRES
+    and CG stop at it. A factorization without ``apply`` (M⁻¹ only,
+    :func:`lubench.api.has_apply`) leaves the factor metrics "not measured" (None). CG
+    (:mod:`lubench.metrics.cg`: ``cg_tolerances``, at most ``cg_maxiter`` iterations) is
+    graded on symmetric operators not known to be indefinite.
     """
     n_params = fact.n_params
     if isinstance(n_params, (bool, np.bool_)) or not isinstance(n_params, (int, np.integer)) \
@@ -498,7 +488,11 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
     with np.errstate(all="ignore"):
         problem = Problem.draw(op, seed)
         t0 = time.perf_counter()
-        out.update(factor_errors(op, fact, exact_limit, seed, problem))
+        if has_apply(fact):
+            out.update(factor_errors(op, fact, exact_limit, seed, problem))
+        else:  # M⁻¹ only: no product of factors to compare with A
+            out.update(factor_error=None, factor_error_kind=None, factor_error_2=None,
+                       factor_error_2_kind=None)
         apply_seconds = time.perf_counter() - t0
         out.update(solve_errors(op, fact, seed, problem))
         product = problem.product_seconds  # one product with A, one vector
@@ -510,7 +504,7 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
                                 f"{pre['precond_iterations']} iterations, not converged, at "
                                 f"grade_limit {_minutes(budget.limit)})")
         out.update(pre)
-        if not out["factor_error_2_kind"]:
+        if has_apply(fact) and not out["factor_error_2_kind"]:
             # per step two products with A of POWER_BLOCK columns (each at most the
             # 35-column pass) and two with the factors (at most the 32-column apply)
             step = 2 * (problem.seconds + apply_seconds)
@@ -529,11 +523,21 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
             f"plain GMRES, {GMRES_MAXITER} products with A of {_minutes(product)}"))
         out.update(plain if plain is not None else
                    {"gmres_iterations": NAN, "gmres_converged": None})
+        cg = cg_metrics(op, fact, seed, cg_tolerances, cg_maxiter, deadline=budget.deadline)
+        if cg.pop("cg_stopped", False):
+            budget.notes.append(f"cg_iterations (CG stopped after {cg['cg_iterations']:.0f} "
+                                f"iterations, not converged, at grade_limit "
+                                f"{_minutes(budget.limit)})")
+        out.update({k: v for k, v in cg.items() if k != "cg_note"})
+        out.update(plain_cg(op, seed, cg_tolerances, cg_maxiter, cache, afford=lambda:
+                            budget.afford("cg_plain_iterations", cg_maxiter * product,
+                                          f"plain CG, {cg_maxiter} products with A of "
+                                          f"{_minutes(product)}")))
         out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
     out["not_graded"] = "; ".join(budget.notes)
     bad = nonfinite_note({k: v for k, v in out.items()
                           if not (plain is None and k == "gmres_iterations")})
-    out["error"] = bad
+    out["error"] = "; ".join(e for e in (bad, cg.get("cg_note", "")) if e)
     return out
 
 

@@ -9,9 +9,11 @@ legends) and the reference ``docs/reference/results.md`` (generated from it, tes
 match). Adding a metric is one row here and its computation: in ``grade`` for a ``graded``
 metric, in the worker (:mod:`lubench.execution.worker`) for one it times or reads.
 
-``time_to_solution`` is the one derived metric: ``setup_seconds + precond_seconds`` per
-repeat (the time to factorize and then solve to GMRES tolerance with the factorization as
-preconditioner), computed by the report, never recorded.
+The derived metrics are sums per repeat computed by the report, never recorded:
+``time_to_solution`` = ``setup_seconds + precond_seconds`` (factorize, then solve to GMRES
+tolerance with the factorization as preconditioner), ``cg_time_to_solution`` = ``setup_seconds
++ cg_seconds`` and ``cg_time_with_training`` (the same plus the training across instances
+amortized over the test instances).
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class Metric:
 
 
 _GMRES = "GMRES (restart 50, rtol 1e-8, at most 500 inner iterations)"
+_CG = ("iterations of conjugate gradients (lubench.metrics.cg: from x₀ = 0, at most "
+       "`cg_maxiter` = 10 000 iterations) on A x = b, b uniform on [0, 1) seeded,")
 
 METRICS: list[Metric] = [
     Metric(
@@ -201,6 +205,60 @@ METRICS: list[Metric] = [
         definition="whether that plain GMRES converged within 500 iterations",
         meaning="whether plain GMRES converged"),
     Metric(
+        "cg_iterations", "int", graded=True, converged="cg_converged",
+        definition=f"{_CG} preconditioned by the factorization's `solve` (M⁻¹), until "
+        "‖b − A x‖₂ ≤ 1e-8·‖b‖₂ on the true residual; the iterations run when it stopped at "
+        "the cap or at `grade_limit` (`not_graded` says so). Not measured (–) on an "
+        "operator that is not symmetric or is known not to be SPD, and where the "
+        "preconditioner is not SPD: a symmetry and positivity probe of "
+        "M⁻¹, or rᵀM⁻¹r ≤ 0 during the iteration, stops CG, and the row's `error` says why",
+        header="cg_iterations", latex="CG it.",
+        meaning="CG iterations to 1e-8 (relative residual) with the factorization as "
+        "preconditioner; '(no conv.)' when it stopped at the cap",
+        latex_meaning=r"CG iterations to $10^{-8}$ preconditioned by the factorization "
+        r"($^\dagger$: stopped without converging)",
+        axis="CG iterations to 1e-8, preconditioned"),
+    Metric(
+        "cg_converged", "bool", graded=True, better=None,
+        definition="whether that CG reached 1e-8 within the cap",
+        meaning="whether the preconditioned CG converged"),
+    Metric(
+        "cg_seconds", "float", graded=True, unit=r"\second",
+        definition="wall time of that CG from its start to the iterate that reached 1e-8 "
+        "(the whole run when it did not; time to solution with CG = `setup_seconds` + "
+        "`cg_seconds`)",
+        header="cg_seconds", latex="CG",
+        meaning="wall time of the preconditioned CG to 1e-8, seconds",
+        latex_meaning=r"wall time of the preconditioned CG to $10^{-8}$",
+        axis="preconditioned CG time to 1e-8 [s]"),
+    Metric(
+        "cg_plain_iterations", "int", graded=True, better=None,
+        converged="cg_plain_converged",
+        definition="the same CG — same A, b, tolerances and cap — without a preconditioner; "
+        "it depends on the operator only (computed once per operator, shared through the "
+        "run directory's `cache/`, as plain GMRES)",
+        header="cg_plain_iterations", latex="plain CG",
+        meaning="iterations of plain (unpreconditioned) CG to 1e-8 on the same system",
+        latex_meaning=r"iterations of unpreconditioned CG on the same system",
+        axis="CG iterations to 1e-8 (plain)"),
+    Metric(
+        "cg_plain_converged", "bool", graded=True, better=None,
+        definition="whether that plain CG reached 1e-8 within the cap",
+        meaning="whether plain CG converged"),
+    Metric(
+        "cg_curve", "text", graded=True, better=None,
+        definition="the preconditioned CG at every tolerance the suite lists (`cg_tolerances`"
+        ", 1e-8 always among them), as JSON: how it ended (`status`: converged, maxiter, "
+        "preconditioner_not_spd, operator_not_spd, nonfinite, deadline (stopped at "
+        "`grade_limit`); `message`) and per tolerance "
+        "`tol`, `iterations`, `seconds` (from the start of CG) and the true relative "
+        "`residual` (null where not reached)",
+        meaning="preconditioned CG per tolerance (JSON)"),
+    Metric(
+        "cg_plain_curve", "text", graded=True, better=None,
+        definition="the same for plain CG",
+        meaning="plain CG per tolerance (JSON)"),
+    Metric(
         "n_params", "int", graded=True,
         definition="numbers stored by the factorization (its `n_params`): dense PLU n², "
         "Cholesky n(n+1)/2, sparse LU and ILU nnz(L)+nnz(U), dense masked learned LU n², "
@@ -218,12 +276,30 @@ METRICS: list[Metric] = [
     Metric(
         "grade_seconds", "float", better=None, unit=r"\second",
         definition="wall time of grading the case — every graded metric: the products with "
-        "A (the operator's action), the solves, both GMRES runs — beside `setup_seconds`: "
-        "what measuring the factorization cost",
+        "A (the operator's action), the solves, both GMRES runs and, on a symmetric "
+        "operator, both CG runs — beside `setup_seconds`: what measuring the factorization "
+        "cost",
         header="grade_seconds", latex="grading",
-        meaning="wall time of grading the case (products with A, solves, GMRES), seconds",
+        meaning="wall time of grading the case (products with A, solves, GMRES, CG), seconds",
         latex_meaning=r"wall time of grading the case",
         axis="grading time [s]"),
+    Metric(
+        "train_seconds", "float", unit=r"\second",
+        definition="wall time of the method's `fit` across its family's training instances "
+        "(the fit's row, and every test row of that fit); 0 for a method that does not "
+        "train across instances",
+        header="train_seconds", latex="train",
+        meaning="wall time of training across the family's training instances, seconds",
+        latex_meaning=r"wall time of training across the training instances",
+        axis="training time [s] (across instances)"),
+    Metric(
+        "train_share_seconds", "float", unit=r"\second",
+        definition="`train_seconds` divided by the number of the family's test instances: "
+        "the training amortized over the operators it is used on",
+        header="train_share_seconds", latex="train/inst.",
+        meaning="training time per test instance (amortized), seconds",
+        latex_meaning=r"training time per test instance",
+        axis="training time per test instance [s]"),
     Metric(
         "solve_seconds", "float", graded=True, unit=r"\second",
         definition="median wall time of one `solve` of one right-hand side, after a warm-up "
@@ -252,6 +328,26 @@ METRICS: list[Metric] = [
         meaning="time to solution: setup_seconds + precond_seconds, seconds",
         latex_meaning=r"time to solution, setup plus preconditioned GMRES",
         axis="time to solution [s] (setup + preconditioned GMRES)"),
+    Metric(
+        "cg_time_to_solution", "float", unit=r"\second",
+        derived_from=("setup_seconds", "cg_seconds"),
+        definition="`setup_seconds` + `cg_seconds` per repeat: factorize, then solve to 1e-8 "
+        "with CG preconditioned by the factorization (derived by the report)",
+        header="cg_time_to_solution", latex="CG total",
+        meaning="time to solution with CG: setup_seconds + cg_seconds, seconds",
+        latex_meaning=r"time to solution, setup plus preconditioned CG",
+        axis="time to solution [s] (setup + CG)"),
+    Metric(
+        "cg_time_with_training", "float", unit=r"\second",
+        derived_from=("setup_seconds", "cg_seconds", "train_share_seconds"),
+        definition="`cg_time_to_solution` + `train_share_seconds`: the same with the "
+        "training across instances amortized over the family's test instances (derived by "
+        "the report)",
+        header="cg_time_with_training", latex="CG total + train",
+        meaning="time to solution with CG, training amortized over the test instances "
+        "included, seconds",
+        latex_meaning=r"time to solution with CG, amortized training included",
+        axis="time to solution [s] (training/instance + setup + CG)"),
     Metric(
         "peak_memory_bytes", "int", unit=r"\byte",
         definition="peak resident memory the case added to its worker: peak RSS minus the "

@@ -21,6 +21,7 @@ from lubench.errors import printable
 from lubench.report.cells import cell
 from lubench.report.columns import BY_KEY, METRICS
 from lubench.report.load import prepare_results
+from lubench.report.markdown import median_note
 from lubench.report.summary import summarize
 from lubench.rundir.records import OK
 
@@ -130,9 +131,10 @@ def summary_table(results: pd.DataFrame, columns: Sequence[str] | None = None) -
     right = {1} | set(range(3, 3 + len(chosen)))
     lines = _align(rows, right)
     lines.insert(1, "-" * max(len(line) for line in lines))
-    repeats = int(table["repeats"].max())
-    if repeats > 1:
-        lines.append(f"median over {repeats} repeats (min–max where they differ)")
+    note = median_note(results[results.get("stage", "case") != "fit"]
+                       if "stage" in results.columns else results, table)
+    if note:
+        lines.append(note[0].lower() + note[1:].rstrip("."))
     if notes:
         lines += [""] + notes
     return printable("\n".join(lines))  # reasons are a plugin's text: no terminal escapes

@@ -47,9 +47,44 @@ def summary_markdown(results: pd.DataFrame, spec: ReportSpec | None = None) -> s
         rows.append(cells)
     numeric = [False, True, False] + ([False] if multi else []) + [True] * len(cols) + [False]
     lines = md_lines(headers, rows, numeric)
-    repeats = int(table["repeats"].max())
-    notes = []
-    if repeats > 1:
-        notes.append(f"Median over {repeats} repeats (min–max where they differ).")
+    notes = [median_note(df, table)] if median_note(df, table) else []
     notes.append("Bold: best value per operator and n. –: not measured; NaN/∞: not finite.")
-    return "\n".join(lines + [""] + notes)
+    return "\n".join(lines + [""] + notes + training_markdown(df))
+
+
+def median_note(rows: pd.DataFrame, table: pd.DataFrame) -> str:
+    """What a cell is the median of: the repeats of a case and the test instances of a
+    family (a table row holds both), "" when every row is one record."""
+    per_row = int(table["repeats"].max()) if len(table) else 1
+    reps = int(rows.groupby("case_id")["repeat"].nunique().max()) if len(rows) else 1
+    instances = per_row // max(reps, 1)
+    parts = ([f"{reps} repeats"] if reps > 1 else []) + \
+        ([f"the {instances} test instances of a family"] if instances > 1 else [])
+    return f"Median over {' and '.join(parts)} (min–max where they differ)." if parts else ""
+
+
+def training_markdown(df: pd.DataFrame) -> list[str]:
+    """The methods trained across instances (the fits), one line each: where, on how many
+    instances, how long, how far, how it ended. [] when there is none."""
+    if "stage" not in df.columns:
+        return []
+    fits = df[df["stage"] == "fit"]
+    if fits.empty:
+        return []
+    rows = []
+    for _, r in fits.iterrows():
+        seconds = r.get("train_seconds")
+        loss = r.get("final_loss")
+        count = r.get("train_instances")
+        rows.append([r["operator_label"], str(r["n"]), r["method_label"],
+                     "–" if pd.isna(count) else str(int(count)),
+                     "–" if pd.isna(seconds) else f"{float(seconds):.3g}",
+                     "–" if pd.isna(r.get("iterations")) else str(int(r["iterations"])),
+                     "–" if pd.isna(loss) else f"{float(loss):.3g}",
+                     r["status"] + (f": {r['error']}" if r["status"] != "ok" and r["error"]
+                                    else "")])
+    headers = ["operator", "n", "method", "train instances", "train_seconds", "steps",
+               "final loss", "status"]
+    return ["", "Training across instances (one fit per method and family; its test rows "
+            "above use it):", ""] + md_lines(headers, rows, [False, True, False, True, True,
+                                                              True, True, False])

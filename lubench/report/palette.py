@@ -33,6 +33,13 @@ KNOWN: dict[str, tuple[str, str]] = {
     "gfmm_compressed": (OKABE_ITO["orange"], "P"),
     "gfmm_lu": (OKABE_ITO["vermillion"], "o"),
     "dense_masked_lu": (OKABE_ITO["reddish_purple"], "X"),
+    # the preconditioner baselines (lubench_preconditioners); a learned preconditioner such
+    # as the example's neural_ic hashes to vermillion "^"
+    "jacobi": (OKABE_ITO["sky_blue"], "p"),
+    "ic0": (OKABE_ITO["blue"], "h"),
+    "ict": (OKABE_ITO["bluish_green"], ">"),
+    "ilu0": (OKABE_ITO["yellow"], "*"),
+    "amg": (OKABE_ITO["reddish_purple"], "d"),
 }
 
 #: Line style of the Pareto front of each family of methods (grey, drawn under the points).

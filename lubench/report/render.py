@@ -4,11 +4,13 @@ and the page, as a :class:`~lubench.suite.report_spec.ReportSpec` says.
 Output folder (default ``RUN_DIR/report/``; required with several runs)::
 
     error_vs_params.{pdf,png,svg}  error_vs_time.*  gmres_vs_params.*  time_to_solution.*
-    scaling.*  training.*          results.md  results.tex  results.html  report.html
+    cg_vs_tolerance.*  cg_time_to_solution.*  scaling.*  training.*
+    results.md  results.tex  results.html  report.html
 
 The specification is the first run's suite ``report:`` section (the copy in
 ``RUN_DIR/suite.yaml``, or the file given as ``spec_file``) with the command line's options
-replacing the keys they set. ``training`` is drawn only when a case left a training history;
+replacing the keys they set. ``training`` is drawn only when a case left a training history,
+the CG figures only when a case was graded with CG;
 no figure is drawn when no case finished ok (the tables and ``report.html`` still are, and say
 so). Several runs are read into one frame with a ``run`` column (the directory's name, or
 enough of its path to tell the runs apart): tables get a ``run`` column, figures a panel per
@@ -55,6 +57,8 @@ __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_se
 NOTHING_TO_DRAW = {
     "training": "no case of this run saved a training history",
     "scaling": "every operator ran at one size",
+    "cg_vs_tolerance": "no case was graded with CG (no symmetric operator)",
+    "cg_time_to_solution": "no case was graded with CG (no symmetric operator)",
 }
 
 
@@ -188,6 +192,7 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     if any_ok and spec.figures:
         for name in spec.figures:
             fig = (F.training(rows, histories, style) if name == "training"
+                   else F.ROW_FIGURES[name](rows, style) if name in F.ROW_FIGURES
                    else F.FIGURES[name](panel_summary(summary, spec)
                                         if name in PANEL_FIGURES else summary, style))
             if fig is None:

@@ -112,6 +112,8 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
     if "_nonfinite" in results.columns:
         return results
     df = prepare_results(results)
+    for col in {p for parts in DERIVED.values() for p in parts} - set(df.columns):
+        df[col] = float("nan")  # a run recorded before the column existed
     for col in ("precond_seconds", "gmres_iterations", "precond_converged", "gmres_converged"):
         if col not in df.columns:
             df[col] = float("nan") if not col.endswith("converged") else None
@@ -161,7 +163,8 @@ def _all_true(values: Iterable) -> bool | None:
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per (operator_label, n, method_label[, run]): for every metric of
+    """One row per (operator_label, n, method_label[, run]) — the instances of a family and
+    the repeats together, fits left out: for every metric of
     :data:`~lubench.metrics.table.METRICS` its median, min and max over the ``ok`` repeats
     (``<key>``, ``<key>_min``, ``<key>_max``) and ``<key>_state`` (``ok``, ``missing``,
     ``nan``, ``inf``); the repeat counts; the status (``ok``, or the most frequent other
@@ -171,6 +174,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     methods, n ascending, runs in the order given.
     """
     df = _prepare(results)
+    if "stage" in df.columns:  # a fit is not a case: the training table lists it
+        df = df[df["stage"].fillna("case") != "fit"]
     multi = "run" in df.columns
     keys = ["operator_label", "n", "method_label"] + (["run"] if multi else [])
     orders = {k: {v: i for i, v in enumerate(_ordered(df[k]))} for k in keys if k != "n"}

@@ -26,7 +26,8 @@ import pandas as pd
 
 from lubench.metrics.table import METRICS
 
-__all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", "STATUSES",
+__all__ = ["OK", "UNSUPPORTED", "DIVERGED", "FAILED", "TIMEOUT", "UNAVAILABLE", "NOT_RUN",
+           "STATUSES",
            "STATUS_MEANINGS", "NOT_OK", "OUTCOMES", "IDENTITY", "FIELDS",
            "IDENTITY_COLUMNS", "METRIC_COLUMNS", "NUMERIC_COLUMNS", "RESULT_COLUMNS",
            "HISTORY_KEY_COLUMNS", "RECORDS", "base_record", "canonical_json", "jsonable",
@@ -42,6 +43,7 @@ DIVERGED = "diverged"
 FAILED = "failed"
 TIMEOUT = "timeout"
 UNAVAILABLE = "unavailable"
+NOT_RUN = "not_run"
 #: Every status and what it means, in the order summaries list them.
 STATUS_MEANINGS = {
     OK: "factorized and graded",
@@ -53,11 +55,13 @@ STATUS_MEANINGS = {
     TIMEOUT: "killed at the case's hard `timeout`",
     UNAVAILABLE: "not run: the plugin of its method lacks a module it `requires` (e.g. "
                  "PyTorch); the error says how to install it",
+    NOT_RUN: "not run: the fit its method trains across instances with did not end ok (the "
+             "error names the fit's status and reason, counted once in the fit's own row)",
 }
 STATUSES = tuple(STATUS_MEANINGS)
-NOT_OK = (FAILED, UNSUPPORTED, TIMEOUT, DIVERGED, UNAVAILABLE)
+NOT_OK = (FAILED, UNSUPPORTED, TIMEOUT, DIVERGED, UNAVAILABLE, NOT_RUN)
 #: The statuses that are outcomes of a method (exit status 0); ``failed`` is not (exit 1).
-OUTCOMES = (OK, UNSUPPORTED, UNAVAILABLE, DIVERGED, TIMEOUT)
+OUTCOMES = (OK, UNSUPPORTED, UNAVAILABLE, DIVERGED, TIMEOUT, NOT_RUN)
 
 # -- columns ----------------------------------------------------------------------------------
 #: The columns that say which case a row is and how it ended, in order, and what each holds.
@@ -75,6 +79,11 @@ IDENTITY = {
     "seed": "the case's seed: derived from the suite seed and the case's identity, not its "
             "position (the operator's own seed derives from the operator side alone, so every "
             "method sees the same random operator)",
+    "stage": "`case` (factorized and graded) or `fit` (a method trained across a family's "
+             "training instances: its row holds `train_seconds`, its curve and what it "
+             "learned in `info`)",
+    "instance": "the family's instance a test case ran on (empty for a single operator and "
+                "for a fit)",
     "repeat": "the timed repeat, from 0",
     "device": "where the case ran, resolved (`cpu` or `cuda`, never `auto`)",
     "status": "how it ended (the statuses below)",
@@ -92,7 +101,10 @@ FIELDS = {
     "wall_seconds": "its wall time, start to record",
     "plugin": "the plugin that provides the method",
     "plugin_version": "that plugin's distribution version (resuming with another warns)",
-    "info": "what the method reported (`Factorization.info`), strict JSON text",
+    "info": "what the method reported (`Factorization.info`; a fit's `fit_info_`), strict "
+            "JSON text",
+    "fit_id": "a test case of a method that trains across instances: the `case_id` of its fit",
+    "train_instances": "a fit: how many training instances it trained on",
     "log": "its output in the run directory (`logs/<case_id>-<repeat>.log`), when it printed "
            "anything",
 }
@@ -114,10 +126,10 @@ def _metrics_of(dtype: str) -> list[str]:
 
 
 # The type of each column in the frames: the metrics' from the table, the others' here.
-_INT_COLUMNS = ["n", "seed", "repeat", *_metrics_of("int"), "threads", "pid"]
+_INT_COLUMNS = ["n", "seed", "instance", "repeat", *_metrics_of("int"), "threads", "pid"]
 _FLOAT_COLUMNS = [*_metrics_of("float"), "started_at", "wall_seconds"]
 _BOOL_COLUMNS = _metrics_of("bool")
-_TEXT_COLUMNS = ["status", "error", *_metrics_of("text"), "device"]
+_TEXT_COLUMNS = ["stage", "status", "error", *_metrics_of("text"), "device"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +181,8 @@ def base_record(case: CaseIdentity, repeat: int, run_id: str = "", device: str =
         "family": case.family,
         "method_params": canonical_json(case.method_params),
         "seed": case.seed,
+        "stage": getattr(case, "stage", "case"),
+        "instance": getattr(case, "instance", None),
         "repeat": repeat,
         "device": device or ("cpu" if case.family == "classical" else case.device),
         "status": "",

@@ -61,6 +61,7 @@ from lubench.rundir.fsafe import (
     regular_file,
 )
 from lubench.rundir.records import (
+    NOT_RUN,
     RECORDS,
     UNAVAILABLE,
     dedupe_records,
@@ -300,9 +301,9 @@ class RunStore:
     def done(self, retry: Collection[str] = ()) -> set[tuple[str, int]]:
         """(case_id, repeat) pairs that already have a record, except those whose latest
         record has a status in ``retry`` (``--retry failed,timeout``) or is ``unavailable``
-        (its plugin may be installed now): those run again, and their new record supersedes
-        the old one."""
-        again = set(retry) | {UNAVAILABLE}
+        (its plugin may be installed now) or ``not_run`` (its fit may have run since): those
+        run again, and their new record supersedes the old one."""
+        again = set(retry) | {UNAVAILABLE, NOT_RUN}
         return {key for key, status in self._done.items() if status not in again}
 
     def append(self, record: dict) -> None:

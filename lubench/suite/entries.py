@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lubench.api import InvalidParameter, LubenchError
+from lubench.api import InvalidParameter, LubenchError, has_fit
 from lubench.errors import one_line, shown
 from lubench.params import coerce, param_specs, validate_params
 from lubench.registry import Registry
@@ -31,10 +31,12 @@ __all__ = ["expand_entries", "OperatorInstance", "MethodInstance"]
 
 log = logging.getLogger("lubench")
 
-# (name, params with defaults, n, params the suite set, the entry's limits)
-OperatorInstance = tuple[str, dict, int, dict, dict]
-# (name, params with defaults, family, budget/timeout/memory/resources, params the suite set)
-MethodInstance = tuple[str, dict, str, dict, dict]
+# (name, params with defaults, n, params the suite set, (instances, train), the entry's
+#  limits, where)
+OperatorInstance = tuple[str, dict, int, dict, tuple[int, int], dict, str]
+# (name, params with defaults, family, budget/timeout/memory/resources, params the suite set,
+#  trains across instances, where)
+MethodInstance = tuple[str, dict, str, dict, dict, bool, str]
 
 
 def _is_grid(value: Any, ann: Any) -> bool:
@@ -192,7 +194,8 @@ def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
                                       else f"{where}.params: {exc}")
                 continue
             for n in _sizes(entry, cls, gen, where, calls):
-                out.append((cls.name, params, n, given, limits))
+                out.append((cls.name, params, n, given, (entry.instances, entry.train),
+                            limits, where))
     return out
 
 
@@ -222,11 +225,15 @@ def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
                if "form_limit" in given else {}),
             "resources": {**getattr(cls, "resources", {}),
                           **entry.resources.model_dump(exclude_unset=True)},
+            "fit_budget": entry.fit_budget.model_dump(),
         }
+        overrides["fit_timeout"] = overrides["timeout"] if settings.timeout_forced or \
+            "fit_timeout" not in given else given_limit("fit_timeout", entry.fit_timeout, given)
         runnable = registry.unavailable("method", cls.name) is None
         for params, given_params in _grid(cls, "method", entry.params, f"{where}.params",
                                           base_dir, runnable, calls):
-            out.append((cls.name, params, cls.family, overrides, given_params))
+            out.append((cls.name, params, cls.family, overrides, given_params, has_fit(cls),
+                        where))
     return out
 
 

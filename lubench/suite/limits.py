@@ -132,6 +132,6 @@ def given_limit(key: str, value: Any, given: set[str]) -> Any:
     timeout or grading limit, resp. :data:`NO_MEMORY_LIMIT` for a memory size."""
     if key not in given:
         return default_limit(key)
-    if value is None and key not in DURATION_KEYS:  # memory_limit, form_limit
+    if value is None and key in ("memory_limit", "form_limit"):  # the memory sizes
         return NO_MEMORY_LIMIT
     return value

@@ -36,7 +36,15 @@ from pathlib import Path
 from lubench.api import LubenchError
 from lubench.errors import SuiteError, shown
 from lubench.registry import Registry
-from lubench.suite.cases import Case, Suite, derive_seed, fmt_params, short_params
+from lubench.suite.cases import (
+    FIT,
+    Case,
+    Suite,
+    derive_seed,
+    fmt_params,
+    instance_seed,
+    short_params,
+)
 from lubench.suite.entries import MethodInstance, OperatorInstance, expand_entries
 from lubench.suite.limits import given_limit
 from lubench.suite.report_spec import parse_spec
@@ -126,6 +134,8 @@ class _Settings:
     device: str
     plugins: list[str]
     executor: dict
+    cg_tolerances: tuple[float, ...] = ()
+    cg_maxiter: int = 10_000
 
 
 def _settings(model: SuiteModel, path: Path | None, device: str | None,
@@ -148,33 +158,61 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         exact_limit=model.exact_limit,
         grade_limit=given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
-        executor=model.executor.model_dump(exclude_unset=True))
+        executor=model.executor.model_dump(exclude_unset=True),
+        cg_tolerances=tuple(sorted({*model.cg_tolerances, 1e-8}, reverse=True)),
+        cg_maxiter=model.cg_maxiter)
 
 
 def _expand(settings: _Settings, operators: list[OperatorInstance],
             methods: list[MethodInstance]) -> list[Case]:
-    """Every operator instance × every method instance, in order; a case listed twice once."""
+    """Every operator instance × every method instance, in order; a case listed twice once.
+
+    A family (an operator entry with ``instances``) gives a case per test instance; a method
+    that trains across instances (``fit``) gives, per family, a fit case first and test cases
+    that use it. On an operator without a training split it has nothing to train on: its
+    cases are recorded ``unsupported`` with that reason (the worker says so)."""
     cases: list[Case] = []
     seen: set[str] = set()
     seed = settings.seed
-    for (op, op_params, n, op_given, op_limits), (me, me_params, family, ov, me_given) in \
+    for (op, op_params, n, op_given, (instances, train), op_limits, _where), \
+            (me, me_params, family, ov, me_given, fits, _where) in \
             itertools.product(operators, methods):
         form_limit = ov.get("form_limit", op_limits.get("form_limit", settings.form_limit))
-        display = f"{op}{fmt_params(short_params(op_given))}[n={n}] × {me}{fmt_params(me_given)}"
-        case = Case(
+        label = f"{op}{fmt_params(short_params(op_given))}[n={n}]"
+        common = dict(
             suite=settings.name, operator=op, operator_params=op_params, n=n, method=me,
             method_params=me_params, family=family, suite_seed=seed,
-            seed=derive_seed(seed, op, op_params, n, me, me_params),
-            operator_seed=derive_seed(seed, op, op_params, n),
-            repeats=settings.repeats, timeout=ov["timeout"], memory_limit=ov["memory_limit"],
+            repeats=settings.repeats, memory_limit=ov["memory_limit"],
             form_limit=form_limit, exact_limit=settings.exact_limit,
             grade_limit=op_limits.get("grade_limit", settings.grade_limit),
             device=settings.device,
-            budget=ov["budget"], resources=ov["resources"], display=display)
-        if case.case_id in seen:
-            continue  # the same case listed twice runs once
-        seen.add(case.case_id)
-        cases.append(case)
+            resources=ov["resources"], cg_tolerances=settings.cg_tolerances,
+            cg_maxiter=settings.cg_maxiter, instances=instances, train=train)
+        fit_id = ""
+        if fits and train > 0:
+            fit = Case(**{**common, "repeats": 1}, stage=FIT,
+                       seed=derive_seed(seed, op, op_params, n, me, me_params, FIT),
+                       operator_seed=instance_seed(seed, op, op_params, n, 0),
+                       timeout=ov["fit_timeout"], budget=ov["fit_budget"],
+                       display=f"fit {me}{fmt_params(me_given)} on {label} × {train} "
+                               f"instances")
+            fit_id = fit.case_id
+            if fit_id not in seen:
+                seen.add(fit_id)
+                cases.append(fit)
+        family_of = instances > 1 or train > 0
+        for i in range(train, instances) if family_of else [None]:
+            extra = () if i is None else ("instance", i)
+            case = Case(**common, instance=i, fit_id=fit_id,
+                        seed=derive_seed(seed, op, op_params, n, me, me_params, *extra),
+                        operator_seed=instance_seed(seed, op, op_params, n, i),
+                        timeout=ov["timeout"], budget=ov["budget"],
+                        display=f"{label}{'' if i is None else f' #{i}'} × "
+                                f"{me}{fmt_params(me_given)}")
+            if case.case_id in seen:
+                continue  # the same case listed twice runs once
+            seen.add(case.case_id)
+            cases.append(case)
     return cases
 
 

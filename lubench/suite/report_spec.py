@@ -35,7 +35,7 @@ __all__ = ["ReportSpec", "Preset", "PRESETS", "FIGURE_KINDS", "FIGURE_FORMATS",
            "TABLE_FORMATS", "GROUPS", "SPEC_KEYS", "parse_spec", "merge"]
 
 FIGURE_KINDS = ("error_vs_params", "error_vs_time", "gmres_vs_params", "time_to_solution",
-                "scaling", "training")
+                "cg_vs_tolerance", "cg_time_to_solution", "scaling", "training")
 FIGURE_FORMATS = ("png", "pdf", "svg")
 #: table format -> file it is written to (``latex`` is another name for ``tex``)
 TABLE_FORMATS = {"md": "results.md", "tex": "results.tex", "html": "results.html"}

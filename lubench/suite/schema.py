@@ -37,6 +37,7 @@ from pydantic import (
     ValidationError,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from lubench.errors import SuiteError, printable, shown
@@ -221,6 +222,17 @@ class OperatorEntry(_Section):
         None, description="form_limit for this operator's cases (over the suite's)")
     grade_limit: LimitDuration = Field(
         None, description="grade_limit for this operator's cases (over the suite's)")
+    instances: Int = Field(1, ge=1, description="seeded instances of the operator (a family: "
+                                                "instance i is built from its own seed)")
+    train: Int = Field(0, ge=0, description="how many instances (the first) form the "
+                                            "training split; the others are the test cases")
+
+    @model_validator(mode="after")
+    def _split(self) -> OperatorEntry:
+        if self.train >= self.instances and self.train > 0:
+            raise ValueError(f"train: {self.train} of {self.instances} instance(s) for "
+                             f"training leaves no test instance (train < instances)")
+        return self
 
 
 class MethodEntry(_Section):
@@ -237,6 +249,11 @@ class MethodEntry(_Section):
                           "suite's)")
     resources: Annotated[ResourcesModel, BeforeValidator(_mapping_or_empty), Field(
         description="what a SLURM task of this method asks for")] = ResourcesModel()
+    fit_budget: Annotated[BudgetModel, BeforeValidator(_mapping_or_empty), Field(
+        description="the budget of training across instances (a method with `fit`)")] = \
+        BudgetModel()
+    fit_timeout: LimitDuration = Field(
+        None, description="hard limit of that training (default: the method's timeout)")
 
 
 class SuiteModel(_Section):
@@ -261,8 +278,13 @@ class SuiteModel(_Section):
     grade_limit: LimitDuration = Field(
         None, description="grading time per case (600, '10m', 'none'; default 10 min): a "
                           "metric whose predicted cost exceeds what is left — plain GMRES, "
-                          "the spectral estimate above exact_limit — is not computed, and "
-                          "the row's not_graded says why")
+                          "plain CG, the spectral estimate above exact_limit — is not "
+                          "computed, and the row's not_graded says why; the preconditioned "
+                          "GMRES and CG stop at it")
+    cg_tolerances: list[Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]] = Field(
+        [1e-3, 1e-6, 1e-8, 1e-12], min_length=1,
+        description="relative residuals CG is graded at (1e-8, the columns', is always added)")
+    cg_maxiter: Int = Field(10_000, ge=1, description="CG iterations at most")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
                             "(classical methods run on the CPU)")

@@ -44,6 +44,7 @@ from lubench.testing.methods import (
     check_check_raises_unsupported,
     check_exact_residual,
     check_factorize_tiny,
+    check_fit,
     check_n_params,
     check_pickle,
     check_runner_records,
@@ -60,6 +61,7 @@ from lubench.testing.operators import (
 from lubench.testing.plugin import run_checks
 from lubench.testing.results import CheckFailed, CheckResult, CheckSkipped, ContractError
 from lubench.testing.run import (
+    FIT_CHECKS,
     METHOD_CHECKS,
     OPERATOR_CHECKS,
     check_method,
@@ -72,11 +74,12 @@ from lubench.testing.tiny import TINY_KINDS, TinyOperator, tiny_operator
 __all__ = [
     "CHECK_BUDGET", "CheckFailed", "CheckResult", "CheckSkipped", "ContractError",
     "TINY_KINDS", "TinyOperator", "check_method", "check_operator", "method_checks",
-    "operator_checks", "run_checks", "tiny_operator", "METHOD_CHECKS", "OPERATOR_CHECKS",
+    "operator_checks", "run_checks", "tiny_operator", "METHOD_CHECKS", "FIT_CHECKS",
+    "OPERATOR_CHECKS",
     # the checks themselves
     "check_name", "check_params_documented", "check_init_stores_params",
     "check_check_raises_unsupported", "check_factorize_tiny", "check_n_params",
     "check_exact_residual", "check_same_seed", "check_pickle", "check_runner_records",
-    "check_build", "check_action", "check_operator_same_seed", "check_size_validation",
-    "check_operator_pickle", "check_matrix_free_memory",
+    "check_fit", "check_build", "check_action", "check_operator_same_seed",
+    "check_size_validation", "check_operator_pickle", "check_matrix_free_memory",
 ]

@@ -18,6 +18,8 @@ from lubench.api import (
     OperatorGenerator,
     RunContext,
     Unsupported,
+    has_apply,
+    has_fit,
     is_exact,
 )
 from lubench.errors import one_line
@@ -140,7 +142,8 @@ def check_factorize_tiny(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
     """``factorize`` returns a Factorization on every accepted tiny operator (a
     FactorizationError is allowed only on ``needs_pivoting``), leaves ``op.matrix`` unchanged,
-    and ``solve`` / ``apply`` map shape (n,) to (n,) and (n, k) to (n, k), finite."""
+    and ``solve`` / ``apply`` map shape (n,) to (n,) and (n, k) to (n, k), finite (``apply``
+    where the factorization has it: one that gives only M⁻¹ has ``solve`` alone)."""
     fits = _fits(cls, params, cache)
     if not fits.accepted():
         raise CheckSkipped("check() refused every tiny operator")
@@ -161,7 +164,7 @@ def check_factorize_tiny(cls: type, params: dict | None = None, *,
         if fits.modified[kind]:
             raise CheckFailed("factorize() to leave op.matrix unchanged (copy before "
                               "working in place)", f"op.matrix modified on the {kind} operator")
-        for fn in ("solve", "apply"):
+        for fn in ("solve", "apply") if has_apply(fact) else ("solve",):
             for shape in ((n,), (n, K)):
                 try:
                     out = np.asarray(getattr(fact, fn)(_rhs(*shape)))
@@ -224,7 +227,8 @@ def check_exact_residual(cls: type, params: dict | None = None, *,
 def check_same_seed(cls: type, params: dict | None = None, *,
                     cache: Fits | None = None) -> None:
     """Two factorizations with the same ``ctx.seed`` give the same result (n_params, solve,
-    apply equal to 1e-12), and ``factorize`` leaves the method's parameters unchanged."""
+    and apply where there is one, equal to 1e-12), and ``factorize`` leaves the method's
+    parameters unchanged."""
     fits = _fits(cls, params, cache)
     kind, first = next(iter(fits.factorizations().items()))
     method = fits.method()
@@ -242,7 +246,7 @@ def check_same_seed(cls: type, params: dict | None = None, *,
         raise CheckFailed("the same n_params with the same seed",
                           f"{first.n_params!r} then {second.n_params!r}")
     B = _rhs(TINY_N, K, salt=3)
-    for fn in ("solve", "apply"):
+    for fn in ("solve", "apply") if has_apply(first) else ("solve",):
         a, b = np.asarray(getattr(first, fn)(B)), np.asarray(getattr(second, fn)(B))
         if not _rel(b, a) <= 1e-12:
             raise CheckFailed(f"the same {fn}(B) with the same seed (derive every random "
@@ -294,12 +298,30 @@ class _CheckPlugin:
         return [self.method]
 
 
+def _fitted_case(case: Case, plan: RunPlan) -> Case:
+    """For a method with fit: the case as the test instance of a family of three tiny
+    operators (two for training), its fit run first through the worker (kept in this
+    process)."""
+    from dataclasses import replace
+
+    from lubench.suite.cases import FIT
+
+    family = dict(instances=3, train=2)
+    fit = replace(case, stage=FIT, **family)
+    rec = run_case(fit, plan=plan)
+    if rec["status"] != OK:
+        raise CheckFailed("the fit on two tiny operators to end ok (through the worker)",
+                          f"status {rec['status']!r}, error {rec['error']!r}")
+    return replace(case, instance=2, fit_id=fit.case_id, **family)
+
+
 def check_runner_records(cls: type, params: dict | None = None, *,
                          cache: Fits | None = None) -> None:
     """Through the worker (``lubench.execution.worker.run_case``) each tiny operator is recorded:
     ``unsupported`` with the reason where ``check`` refuses it, ``ok`` where it factorizes
     (``failed`` with the FactorizationError's message allowed on ``needs_pivoting``), and a
-    classical method's graded ``solve_residual`` is ≤ 1e-10."""
+    classical method's graded ``solve_residual`` is ≤ 1e-10. A method with ``fit`` is run as
+    a test instance of a tiny family, after its fit."""
     fits = _fits(cls, params, cache)
     if fits.check_errors:
         raise CheckSkipped("check() misbehaves (see check_check_raises_unsupported)")
@@ -307,12 +329,15 @@ def check_runner_records(cls: type, params: dict | None = None, *,
     info = reg.register(_CheckPlugin(cls), "lubench.testing", origin="lubench.testing")
     if info.status != "ok":
         raise CheckSkipped(f"a plugin cannot add it (see check_name): {info.status}")
+    plan = RunPlan(registry=reg)
     for kind in TINY_KINDS:
         case = Case(suite="check", operator=TinyOperator.name, operator_params={"kind": kind},
                     n=TINY_N, method=cls.name, method_params=dict(params or {}),
                     family=cls.family, suite_seed=0, seed=SEED, operator_seed=0,
                     device="cpu", budget=CHECK_BUDGET.as_dict())
-        rec = run_case(case, plan=RunPlan(registry=reg))
+        if has_fit(cls) and kind not in fits.refused:
+            case = _fitted_case(case, plan)
+        rec = run_case(case, plan=plan)
         status, error = rec["status"], rec["error"]
         if kind in fits.refused:
             want = (UNSUPPORTED, fits.refused[kind])
@@ -331,3 +356,42 @@ def check_runner_records(cls: type, params: dict | None = None, *,
         if is_exact(cls) and not rec["solve_residual"] <= EXACT_TOL:
             raise CheckFailed(f"graded solve_residual ≤ {EXACT_TOL:g}",
                               f"{rec['solve_residual']:.3g} on the {kind} operator")
+
+
+def check_fit(cls: type, params: dict | None = None, *, cache: Fits | None = None) -> None:
+    """A method that trains across instances (:func:`lubench.api.has_fit`): ``fit`` on two
+    tiny operators of a kind it accepts leaves the parameters as given, the fitted method
+    pickles, and the copy factorizes a third instance as the original does (solve equal to
+    1e-12). Skipped for a method without ``fit``."""
+    if not has_fit(cls):
+        raise CheckSkipped(f"{cls.name} has no fit (it does not train across instances)")
+    fits = _fits(cls, params, cache)
+    kinds = [k for k, f in fits.factorizations().items()]
+    kind = kinds[0]
+    train = [tiny_operator(kind, seed=s) for s in (1, 2)]
+    method = fits.method()
+    before = repr(method.get_params())
+    try:
+        method.fit(train, _ctx())
+    except Exception as exc:
+        raise CheckFailed(f"fit() on two {kind} operators to succeed", one_line(exc)) from None
+    if repr(method.get_params()) != before:
+        raise CheckFailed("fit() to leave the parameters as given (store what it learns in "
+                          "attributes ending in '_')", f"{before} became "
+                                                       f"{method.get_params()!r}")
+    try:
+        copy = pickle.loads(pickle.dumps(method))
+    except Exception as exc:
+        raise CheckFailed("the fitted method to pickle (the run directory keeps it)",
+                          one_line(exc)) from None
+    op = tiny_operator(kind, seed=3)
+    B = _rhs(TINY_N, K, salt=5)
+    try:
+        a = np.asarray(method.factorize(op, _ctx()).solve(B))
+        b = np.asarray(copy.factorize(op, _ctx()).solve(B))
+    except Exception as exc:
+        raise CheckFailed("the fitted method and its copy to factorize a new instance",
+                          one_line(exc)) from None
+    if a.shape != B.shape or not _rel(b, a) <= 1e-12:
+        raise CheckFailed("the unpickled fitted method to factorize as the original",
+                          f"relative difference {_rel(b, a):.3g} on the {kind} operator")

@@ -10,6 +10,7 @@ from typing import Any
 from lubench.api import (
     Method,
     OperatorGenerator,
+    has_fit,
 )
 from lubench.errors import one_line
 from lubench.testing.common import (
@@ -23,6 +24,7 @@ from lubench.testing.methods import (
     check_check_raises_unsupported,
     check_exact_residual,
     check_factorize_tiny,
+    check_fit,
     check_n_params,
     check_pickle,
     check_runner_records,
@@ -44,6 +46,9 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
     check_check_raises_unsupported, check_factorize_tiny, check_n_params,
     check_exact_residual, check_same_seed, check_pickle, check_runner_records,
 )
+#: The checks of a method that trains across instances (:func:`lubench.api.has_fit`), added
+#: to :data:`METHOD_CHECKS` for it.
+FIT_CHECKS: tuple[Callable[..., None], ...] = (check_fit,)
 OPERATOR_CHECKS: tuple[Callable[..., None], ...] = (
     check_name, check_params_documented, check_init_stores_params, check_params_accepted,
     check_size_validation, check_build, check_action, check_operator_same_seed,
@@ -69,7 +74,8 @@ def method_checks(cls: type[Method], **params: Any) -> list[Callable[[], None]]:
         def test_contract(check):
             check()
     """
-    return _bound(cls, params, METHOD_CHECKS, Fits(cls, dict(params)))
+    checks = METHOD_CHECKS + (FIT_CHECKS if has_fit(cls) else ())
+    return _bound(cls, params, checks, Fits(cls, dict(params)))
 
 
 def operator_checks(cls: type[OperatorGenerator], **params: Any) -> list[Callable[[], None]]:

@@ -17,6 +17,11 @@ Kernel matrices (``kernels``), never formed (entries on demand, a compiled one-p
 * ``exponential_kernel``  ρ^|x_i − x_j| on the grid x_i = i (Kac–Murdock–Szegő) or on sorted
   random points; exact O(n) action.
 
+Random families, a new instance per seed (``families``):
+
+* ``random_spd``    A = M Mᵀ + α I, M sparse Gaussian (NeuralIF's synthetic family);
+* ``diffusion_2d``  −∇·(k∇u), 5-point finite volumes, k log-normal (Gaussian random field).
+
 From files (``files``):
 
 * ``matrix_market``  a square .mtx file read with scipy.io.mmread.
@@ -25,6 +30,7 @@ From files (``files``):
 from __future__ import annotations
 
 from lubench import hookimpl
+from lubench_operators.families import Diffusion2D, RandomSPD
 from lubench_operators.files import MatrixMarket
 from lubench_operators.kernels import ExponentialKernel, MaternKernel, RBFKernel
 from lubench_operators.pde import (
@@ -38,12 +44,13 @@ from lubench_operators.pde import (
 
 __all__ = [
     "Laplacian1D", "Laplacian2D", "ConvDiff1D", "ConvDiff2D", "Biharmonic1D", "Biharmonic2D",
-    "RBFKernel", "MaternKernel", "ExponentialKernel", "MatrixMarket", "OPERATORS",
+    "RBFKernel", "MaternKernel", "ExponentialKernel", "RandomSPD", "Diffusion2D", "MatrixMarket",
+    "OPERATORS",
     "lubench_operators",
 ]
 
 OPERATORS = [Laplacian1D, Laplacian2D, ConvDiff1D, ConvDiff2D, Biharmonic1D, Biharmonic2D,
-             RBFKernel, MaternKernel, ExponentialKernel, MatrixMarket]
+             RBFKernel, MaternKernel, ExponentialKernel, RandomSPD, Diffusion2D, MatrixMarket]
 
 
 @hookimpl

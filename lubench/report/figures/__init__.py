@@ -19,16 +19,20 @@ numbers" is visible, or visibly false.
 
 from lubench.report.figures.accuracy import error_vs_params, error_vs_time
 from lubench.report.figures.axes import fitted_slope, log_span, pareto_front
+from lubench.report.figures.cg import cg_vs_tolerance
 from lubench.report.figures.scaling import scaling
-from lubench.report.figures.solvers import gmres_vs_params, time_to_solution
+from lubench.report.figures.solvers import cg_time_to_solution, gmres_vs_params, time_to_solution
 from lubench.report.figures.style import Style, make_style, rc
 from lubench.report.figures.training import training
 
 __all__ = ["Style", "make_style", "error_vs_params", "error_vs_time", "gmres_vs_params",
-           "time_to_solution", "scaling", "training", "pareto_front", "fitted_slope",
-           "log_span", "rc", "FIGURES"]
+           "time_to_solution", "cg_vs_tolerance", "cg_time_to_solution", "scaling", "training",
+           "pareto_front", "fitted_slope", "log_span", "rc", "FIGURES", "ROW_FIGURES"]
 
-#: figure kind -> (function, needs the result rows and histories instead of the summary)
+#: figure kind -> function of the summary (``training`` takes the rows and histories,
+#: ``cg_vs_tolerance`` the rows: :data:`ROW_FIGURES`)
 FIGURES = {"error_vs_params": error_vs_params, "error_vs_time": error_vs_time,
            "gmres_vs_params": gmres_vs_params, "time_to_solution": time_to_solution,
-           "scaling": scaling}
+           "cg_time_to_solution": cg_time_to_solution, "scaling": scaling}
+#: figure kind -> function of the result rows (each instance's curve, not a median)
+ROW_FIGURES = {"cg_vs_tolerance": cg_vs_tolerance}

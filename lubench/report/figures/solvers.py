@@ -1,5 +1,6 @@
 """Solver figures: preconditioned GMRES iterations against stored numbers, and time to
-solution (setup + preconditioned GMRES) per method."""
+solution (setup + preconditioned GMRES, or + preconditioned CG with the training across
+instances amortized) per method."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from lubench.report.figures.layout import (
 )
 from lubench.report.figures.style import Style
 
-__all__ = ["gmres_vs_params", "time_to_solution"]
+__all__ = ["gmres_vs_params", "time_to_solution", "cg_time_to_solution"]
 
 
 def gmres_vs_params(summary: pd.DataFrame, style: Style) -> Figure:
@@ -91,11 +92,29 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
     solution = setup + preconditioned GMRES (filled marker) joined by a bar; a ``×`` for a
     GMRES that did not converge. Runs that did not record ``precond_seconds`` show setup
     only, and the figure says so."""
+    return _time_panels(summary, style, "time_to_solution", "precond_converged",
+                        "preconditioned GMRES", "GMRES", "precond_seconds")
+
+
+def cg_time_to_solution(summary: pd.DataFrame, style: Style) -> Figure | None:
+    """The same with CG to 1e-8 (``cg_time_to_solution`` = setup + ``cg_seconds``), and, for a
+    method trained across instances, its training amortized over the family's test
+    instances (``cg_time_with_training``, a dotted bar to a tick). None when no case was
+    graded with CG."""
+    if not (summary.get("cg_time_to_solution_state", pd.Series(dtype=object)) == "ok").any():
+        return None
+    return _time_panels(summary, style, "cg_time_to_solution", "cg_converged",
+                        "preconditioned CG to 1e-8", "CG", "cg_seconds",
+                        training="cg_time_with_training")
+
+
+def _time_panels(summary: pd.DataFrame, style: Style, total_key: str, converged: str,
+                 solver: str, short: str, part: str, training: str | None = None) -> Figure:
     data = finite_rows(ok_rows(summary), "setup_seconds")
     keys = panel_keys(data)
     if not keys:
         return placeholder("no configuration recorded setup_seconds", style.preset)
-    have_total = bool((data["time_to_solution_state"] == "ok").any())
+    have_total = bool((data[f"{total_key}_state"] == "ok").any())
     rows_max = max(panel_rows(data, k)["method_label"].nunique() for k in keys)
     with plt.rc_context(style.rc):
         height = max(style.preset.panel_height, 0.5 + 0.16 * rows_max)
@@ -104,7 +123,7 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
         label_in = data["method_label"].astype(str).str.len().max() * style.preset.font * 0.55 / 72
         fig, axes = panel_grid(len(keys), style.preset, height=height, runs=run_count(data),
                                max_cols=max(1, int(style.preset.width // (label_in + 1.3))))
-        no_conv = False
+        no_conv = trained = False
         for ax, key in zip(axes.flat, keys):
             d = panel_rows(data, key).iloc[::-1]  # first method at the top
             ypos = np.arange(len(d))
@@ -116,15 +135,24 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
                 ax.plot([setup], [yi], marker=mk, markerfacecolor="none", markeredgecolor=c,
                         linestyle="none", zorder=3)
                 xs.append(setup)
-                if r["time_to_solution_state"] == "ok":
-                    total = float(r["time_to_solution"])
-                    stopped = r.get("precond_converged") is False
+                if r[f"{total_key}_state"] == "ok":
+                    total = float(r[total_key])
+                    stopped = r.get(converged) is False
                     ax.plot([setup, total], [yi, yi], color=c, lw=2.2, alpha=0.45, zorder=2,
                             solid_capstyle="butt")
                     ax.plot([total], [yi], marker="x" if stopped else mk, color=c,
                             linestyle="none", zorder=3, markeredgewidth=1.2)
                     no_conv |= bool(stopped)
                     xs.append(total)
+                    if training and r.get(f"{training}_state") == "ok" \
+                            and float(r[training]) > total:
+                        amortized = float(r[training])
+                        ax.plot([total, amortized], [yi, yi], color=c, lw=1.2, ls=":",
+                                zorder=2)
+                        ax.plot([amortized], [yi], marker="|", color=c, markersize=9,
+                                markeredgewidth=1.6, linestyle="none", zorder=3)
+                        xs.append(amortized)
+                        trained = True
             ax.set_yticks(ypos, [str(m) for m in d["method_label"]])
             ax.tick_params(axis="y", length=0)
             ax.grid(axis="y", visible=False)
@@ -136,13 +164,17 @@ def time_to_solution(summary: pd.DataFrame, style: Style) -> Figure:
                           linestyle="none", label="setup (factorization, training)")]
         if have_total:
             handles.append(Line2D([], [], color="0.3", marker="o", lw=2.2, alpha=0.6,
-                                  label="setup + preconditioned GMRES"))
+                                  label=f"setup + {solver}"))
+        if trained:
+            handles.append(Line2D([], [], color="0.3", marker="|", markersize=9, ls=":",
+                                  markeredgewidth=1.6,
+                                  label="+ training across instances per test instance"))
         if no_conv:
             handles.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
-                                  label="×: GMRES did not converge"))
-        title = "Time to solution (median over repeats)"
+                                  label=f"×: {short} did not converge"))
+        title = f"Time to solution with {short} (median over repeats and instances)"
         if not have_total:
-            title += " — precond_seconds not recorded: setup only"
+            title += f" — {part} not recorded: setup only"
         fig.suptitle(title)
         legend_below(fig, handles, style.preset)
     return fig
