@@ -80,6 +80,9 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
                         f"the space, then resume with: {resume_hint}", exc.path)
         error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
         raise error from None
+    if report and not outcome.interrupted:  # set before "results:" shows: a Ctrl-C from then
+        set_hint(f"the records are kept; the report was not rendered, render it with: "
+                 f"lubench report {shlex.quote(str(run_dir))}")
     try:
         echo_results(results, run_dir, outcome.summary(), shown_columns)
     except OutputError as exc:  # > /dev/full: the results are safe, the summary is not shown
@@ -90,8 +93,6 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
         click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
         sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
     if report:
-        set_hint(f"the records are kept; the report was not rendered, render it with: "
-                 f"lubench report {shlex.quote(str(run_dir))}")
         echo_report(run_dir)
         set_hint("")
     exit_if_failed(results, cases)
