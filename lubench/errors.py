@@ -9,8 +9,10 @@ from there) and :mod:`lubench.registry.manager` (``PluginError``).
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["LubenchError", "InvalidParameter", "SuiteError", "PluginError", "Unsupported",
-           "FactorizationError", "Diverged", "one_line"]
+           "FactorizationError", "Diverged", "one_line", "printable", "shown"]
 
 
 class LubenchError(Exception):
@@ -18,7 +20,14 @@ class LubenchError(Exception):
 
 
 class InvalidParameter(LubenchError, ValueError):
-    """A parameter value (or a size) that a plugin cannot take; the message names it."""
+    """A parameter value (or a size) that a plugin cannot take; the message names it.
+
+    ``param``, when given, is the parameter's name: a suite error then says where it is
+    (``methods[0].params.P: ...``), not only which entry."""
+
+    def __init__(self, message: str = "", param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class SuiteError(LubenchError):
@@ -70,3 +79,33 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0].strip() if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to print on a terminal: control characters other than newline and tab
+    (ESC, BEL, CR, DEL, the C1 range) written as ``\xNN``, so that a plugin's message cannot
+    move the cursor, retitle the window or hide what came before.
+
+    >>> printable("\x1b[31mred\x07")
+    '\\x1b[31mred\\x07'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def shown(value: object, width: int = 80) -> str:
+    """``repr(value)`` as an error message shows it: printable, at most ``width`` characters
+    (a 1 MB string in a suite is named, not echoed)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, width, width
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 8
+    try:
+        text = short.repr(value)  # bounded work, however large the value
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still named
+        text = f"<{type(value).__name__}>"
+    text = printable(text)
+    return text if len(text) <= width else f"{text[:width - 5]}...{text[-2:]}"

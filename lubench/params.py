@@ -19,8 +19,10 @@ unknown names (suggesting the closest) and values of the wrong type.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Literal, Union
 
-from lubench.errors import InvalidParameter
+from lubench.errors import InvalidParameter, shown
 
 __all__ = ["ParamSpec", "param_specs", "validate_params", "coerce", "closest"]
 
@@ -132,7 +134,7 @@ def coerce(value: Any, ann: Any, base_dir: Path | None = None) -> Any:
         return value
     if ann is Path or ann is PurePath:
         if not isinstance(value, (str, PurePath)):
-            raise ValueError(f"expected a file path, got {value!r}")
+            raise ValueError(f"expected a file path, got {shown(value)}")
         path = Path(value).expanduser()
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
@@ -142,7 +144,7 @@ def coerce(value: Any, ann: Any, base_dir: Path | None = None) -> Any:
         choices = typing.get_args(ann)
         if value in choices:
             return value
-        raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {shown(value)}")
     if origin in (Union, types.UnionType):
         args = typing.get_args(ann)
         if value is None and type(None) in args:
@@ -155,24 +157,25 @@ def coerce(value: Any, ann: Any, base_dir: Path | None = None) -> Any:
                 return coerce(value, a, base_dir)
             except ValueError as exc:
                 errors.append(str(exc))
-        raise ValueError(f"expected {_type_name(ann)}, got {value!r}")
+        raise ValueError(f"expected {_type_name(ann)}, got {shown(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"expected a list ({_type_name(ann)}), got {value!r}")
+            raise ValueError(f"expected a list ({_type_name(ann)}), got {shown(value)}")
         args = [a for a in typing.get_args(ann) if a is not ...]
         if origin is tuple and len(args) > 1 and ... not in typing.get_args(ann):
             if len(value) != len(args):
-                raise ValueError(f"expected {len(args)} values ({_type_name(ann)}), got {value!r}")
+                raise ValueError(f"expected {len(args)} values ({_type_name(ann)}), "
+                                 f"got {shown(value)}")
             return tuple(coerce(v, a, base_dir) for v, a in zip(value, args))
         item = args[0] if args else None
         return origin(coerce(v, item, base_dir) for v in value)
     if ann is bool:
         if isinstance(value, bool):
             return value
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {shown(value)}")
     if ann is int:
         if isinstance(value, bool):
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {shown(value)}")
         if isinstance(value, int):
             return value
         if isinstance(value, float) and value.is_integer():
@@ -185,26 +188,29 @@ def coerce(value: Any, ann: Any, base_dir: Path | None = None) -> Any:
             else:
                 if f.is_integer():
                     return int(f)
-        raise ValueError(f"expected an integer, got {value!r}")
+        raise ValueError(f"expected an integer, got {shown(value)}")
     if ann is float:
         if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
+            raise ValueError(f"expected a number, got {shown(value)}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"expected a number, got {value!r}")
+            number = float(value) if abs(value) < 2 ** 1024 else math.inf
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is None:
+            raise ValueError(f"expected a number, got {shown(value)}")
+        if not math.isfinite(number):  # no parameter means anything by NaN or infinity
+            raise ValueError(f"expected a finite number, got {shown(value)}")
+        return number
     if ann is str:
         if isinstance(value, str):
             return value
-        raise ValueError(f"expected a string, got {value!r}")
+        raise ValueError(f"expected a string, got {shown(value)}")
     if isinstance(ann, type):
         if isinstance(value, ann):
             return value
-        raise ValueError(f"expected {ann.__name__}, got {value!r}")
+        raise ValueError(f"expected {ann.__name__}, got {shown(value)}")
     return value
 
 
@@ -213,18 +219,25 @@ def validate_params(cls: type, params: dict[str, Any] | None, where: str,
     """Suite values for ``cls``'s parameters, checked and converted.
 
     Raises :class:`InvalidParameter` naming ``where`` (e.g. ``suite.yaml: methods[2].params``),
-    the parameter and what was expected.
+    the parameter and what was expected — every bad parameter, one per line in its
+    ``problems`` attribute. A float parameter must be finite: no parameter means anything by
+    NaN or infinity.
     """
     specs = param_specs(cls)
     out: dict[str, Any] = {}
+    problems: list[str] = []
     for key, value in (params or {}).items():
         if key not in specs:
             known = ", ".join(specs) or "none"
-            raise InvalidParameter(
-                f"{where}: '{cls.name}' takes no parameter '{key}'{closest(key, specs)} "
-                f"(it takes: {known})")
+            problems.append(f"{where}: '{cls.name}' takes no parameter {shown(key)}"
+                            f"{closest(str(key), specs)} (it takes: {known})")
+            continue
         try:
             out[key] = coerce(value, specs[key].annotation, base_dir)
         except ValueError as exc:
-            raise InvalidParameter(f"{where}.{key}: {exc}") from None
+            problems.append(f"{where}.{key}: {exc}")
+    if problems:
+        error = InvalidParameter("; ".join(problems))
+        error.problems = problems  # every one, for a suite's list of problems
+        raise error
     return out

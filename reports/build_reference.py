@@ -69,6 +69,7 @@ def _render(run_dir: Path, out: Path) -> None:
            "--formats", "md,png"]
     subprocess.run(cmd, check=True)
     (out / "report.html").unlink(missing_ok=True)
+    (out / ".lubench-report").unlink(missing_ok=True)
 
 
 def _fmt(x: float, digits: int = 2) -> str:
@@ -303,10 +304,10 @@ def build(run_dir: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    _render(run_dir, out)  # first: `lubench report -o` writes only into a folder of its own
     for name in COPIED:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, out / name)
-    _render(run_dir, out)
     if suite == "learn_lu_post":
         table = ours_vs_post(results)
         (out / "ours_vs_post.md").write_text(table, encoding="utf-8")

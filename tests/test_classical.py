@@ -240,6 +240,10 @@ def test_sparse_lu_parameters_are_checked():
         SparseLU(diag_pivot_thresh=2.0).factorize(OPERATORS["laplacian_1d"], CTX)
     with pytest.raises(InvalidParameter, match="permc_spec must be one of"):
         SparseLU(permc_spec="AMD").factorize(OPERATORS["laplacian_1d"], CTX)
+    with pytest.raises(InvalidParameter) as info:  # at load: the suite's error, once
+        SparseLU.check_params({"diag_pivot_thresh": -1.0})
+    assert info.value.param == "diag_pivot_thresh"
+    SparseLU.check_params({"diag_pivot_thresh": None})
 
 
 # --------------------------------------------------------------------------------------------

@@ -188,3 +188,15 @@ def test_a_run_whose_grade_limit_leaves_metrics_out_records_and_reports_them(tmp
     assert pd.isna(row["factor_error_2"]) and row["factor_error_2_kind"] == ""
     assert row["grade_seconds"] > 0
     assert (tmp_path / "run" / "report" / "results.md").is_file()
+
+
+def test_an_argument_with_a_nul_byte_is_one_line_exit_2():
+    """No shell passes a NUL byte, a program calling the command's main() can: it was a
+    ValueError traceback where a path was resolved (found by the CLI fuzzer)."""
+    from click.testing import CliRunner
+
+    from lubench.cli import main
+
+    res = CliRunner().invoke(main, ["run", "s.yaml", "--resume", "x\x00y"])
+    assert res.exit_code == 2 and isinstance(res.exception, (SystemExit, type(None)))
+    assert res.output == "lubench: error: an argument holds a NUL byte: 'x\\x00y'\n"

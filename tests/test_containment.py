@@ -233,6 +233,66 @@ def test_sigterm_ends_like_ctrl_c_with_its_own_status(tmp_path):
     assert "--resume" in stderr and "Traceback" not in stderr
 
 
+def _started(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until ``proc`` has a worker (a case is running), then a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not psutil.Process(proc.pid).children():
+        time.sleep(0.05)
+    time.sleep(1.0)
+
+
+def test_a_second_ctrl_c_still_ends_with_130_and_the_resume_hint(tmp_path):
+    """Issue 25, item 6: the second of two Ctrl-C in a row raised in the middle of the
+    runner's cleanup, and click printed "Aborted!" with exit 1 ("a case failed")."""
+    suite = _suite(tmp_path, [{"name": "escape_lu", "params": {"behave": "sleep",
+                                                               "seconds": 30}}])
+    proc = subprocess.Popen([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                             "--no-report", "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)  # a terminal's Ctrl-C: the whole group
+    _started(proc)
+    for _ in range(3):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.03)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+
+
+def test_a_closed_terminal_ends_the_run_like_sigterm_with_129(tmp_path):
+    """SIGHUP (the terminal closed) killed lubench outright: now the cases end, the records
+    stay, and the status says which signal."""
+    suite = _suite(tmp_path, [{"name": "escape_lu", "params": {"behave": "sleep",
+                                                               "seconds": 30}}])
+    proc = subprocess.Popen([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                             "--no-report", "--no-progress"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    _started(proc)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGHUP)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 129, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_ctrl_c_while_the_report_renders_says_how_to_render_it(tmp_path):
+    suite = _suite(tmp_path, [{"name": "escape_lu"}])
+    proc = subprocess.Popen([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), start_new_session=True)
+    for line in proc.stdout:  # the summary is printed, then the report renders
+        if line.startswith("results:"):
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert f"render it with: lubench report {tmp_path / 'run'}" in stderr
+    assert "Aborted!" not in stderr and "Traceback" not in stderr
+    assert len(_records(tmp_path / "run")) == 1  # the result stays
+
+
 # --------------------------------------------------------------------------------------------
 # Limits: explicit none, errors at load, defaults
 # --------------------------------------------------------------------------------------------

@@ -87,6 +87,11 @@ def test_parameters_are_checked():
         ILU(fill_factor=0.5).factorize(op, CTX)
     with pytest.raises(InvalidParameter, match="ilu: permc_spec must be one of"):
         ILU(permc_spec="AMD").factorize(op, CTX)
+    for params, param in (({"drop_tol": -1.0}, "drop_tol"), ({"fill_factor": 0.0}, "fill_factor"),
+                          ({"diag_pivot_thresh": 2.0}, "diag_pivot_thresh")):
+        with pytest.raises(InvalidParameter) as info:  # at load: the suite's error, once
+            ILU.check_params(params)
+        assert info.value.param == param
 
 
 @pytest.mark.parametrize("params", [{}, {"drop_tol": 1e-2, "fill_factor": 2.0},

@@ -134,6 +134,20 @@ def test_bad_parameters_name_the_value(gen, message):
         gen.build(16, seed=0)
 
 
+@pytest.mark.parametrize("cls, params, param", [
+    (ConvDiff1D, {"eps": -1.0}, "eps"), (ConvDiff2D, {"eps": 0.0, "beta": 3.0}, "eps"),
+    (Biharmonic2D, {"shift": -1.0}, "shift"), (RBFKernel, {"length_scale": 0.0}, "length_scale"),
+    (RBFKernel, {"dim": 4}, "dim"), (MaternKernel, {"nu": 2.0}, "nu"),
+    (ExponentialKernel, {"rho": 1.5}, "rho"), (ExponentialKernel, {"points": "sobol"}, "points"),
+])
+def test_a_bad_value_is_refused_at_load_naming_its_parameter(cls, params, param):
+    """check_params (run when the suite loads) names the parameter, so the suite's error says
+    `operators[0].params.eps` once — not `sizes[0]`, once per size, as check_size did."""
+    with pytest.raises(InvalidParameter) as info:
+        cls.check_params(params)
+    assert info.value.param == param and param in str(info.value)
+
+
 def test_suite_values_are_coerced_and_checked():
     params = validate_params(ConvDiff1D, {"eps": "1e-2", "boundary": "dirichlet_rows"}, "s")
     assert params == {"eps": 0.01, "boundary": "dirichlet_rows"}
@@ -309,3 +323,40 @@ def test_registered_through_the_entry_point(registry):
     for cls in lubench_operators.OPERATORS:
         assert registry.operator(cls.name) is cls
         assert registry.provider[("operator", cls.name)] == "operators"
+
+
+HEAD = "%%MatrixMarket matrix coordinate real general\n"
+
+
+@pytest.mark.parametrize("content, message", [
+    (HEAD + "0 0 0\n", "holds a 0×0 matrix: nothing to factor"),
+    ("%%MatrixMarket matrix array real general\n0 0\n", "holds a 0×0 matrix"),
+    (HEAD + "2 2 2\n1 1 nan\n2 2 1\n", "holds 1 value(s) that are not finite (NaN)"),
+    ("%%MatrixMarket matrix array real general\n2 2\n1\ninf\n0\n-inf\n",
+     "holds 2 value(s) that are not finite (Inf)"),
+    (HEAD + "2 2 2\n1 1 1e999\n2 2 1\n", "not finite (Inf)"),
+    (HEAD + "2 2 2\n1 1 1,5\n2 2 1\n", "'1 1 1,5' is not an entry of numbers"),
+    (HEAD + "3 3 3\n1 1 1\n", "not a readable Matrix Market file"),  # fewer entries
+    (HEAD + "2 2 2\n1 1 1\n5 2 1\n", "not a readable Matrix Market file"),
+    (HEAD + "2 2 2\n0 1 1\n2 2 1\n", "not a readable Matrix Market file"),
+    ("%%MatrixMarket matrix array real general\n100000 100000\n1\n2\n3\n4\n",
+     "declares 10,000,000,000 values but holds"),
+    (HEAD + "18446744073709551616 18446744073709551616 1\n1 1 1\n", "m.mtx: "),
+    ("", "not a readable Matrix Market file"),
+])
+def test_matrix_market_refuses_at_load_what_no_case_could_use(tmp_path, content, message):
+    """Issue 25, item 7: checked when the suite loads (sizes()), not one failed case per
+    method; a truncated file is refused before anything is allocated for it."""
+    path = tmp_path / "m.mtx"
+    path.write_text(content)
+    with pytest.raises(InvalidParameter) as err:
+        MatrixMarket(path=path).sizes()
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert err.value.param == "path"
+
+
+def test_matrix_market_refuses_what_is_no_file(tmp_path):
+    with pytest.raises(InvalidParameter, match="is not a regular file"):
+        MatrixMarket(path=tmp_path).sizes()
+    with pytest.raises(InvalidParameter, match="is not a regular file"):
+        MatrixMarket(path="/dev/zero").sizes()

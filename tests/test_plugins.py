@@ -150,6 +150,21 @@ def test_suite_plugins_list(tmp_path):
     assert sorted(c.method for c in cases) == ["good_lu", "toy_lu"]
 
 
+@pytest.mark.parametrize("entry, shown", [('"a\\0b.py"', "'a\\x00b.py'"), ('""', "''"),
+                                          ('"mod\\nother"', "'mod\\nother'")])
+def test_a_plugins_entry_that_names_nothing_is_the_suites_error(tmp_path, entry, shown):
+    """A NUL byte in a `plugins:` entry was a ValueError traceback (resolving its path)."""
+    from lubench.errors import SuiteError
+    from lubench.suite.load import plugin_specs
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"name: s\nplugins: [{entry}]\n")
+    with pytest.raises(SuiteError) as info:
+        plugin_specs(suite)
+    assert str(info.value) == (f"{suite}: plugins[0]: expected a module name or a .py path, "
+                               f"got {shown}")
+
+
 def test_entry_points_load_one_by_one(tmp_path, monkeypatch):
     """pluggy's own loader stops at the first failure; ours records it and goes on."""
     good(tmp_path, "ep_good_mod.py")

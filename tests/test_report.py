@@ -400,7 +400,8 @@ def test_every_file_is_produced(report_dir, run_dir, tmp_path):
                         echo=lambda _l: None)
     svg = (out / "scaling.svg").read_text()
     assert "<text" in svg and "stored numbers" in svg
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "scaling.svg"]
+    assert sorted(p.name for p in out.iterdir()) == [".lubench-report", "report.html",
+                                                     "scaling.svg"]
 
 
 def test_report_html_is_self_contained_and_explorable(report_dir):
@@ -587,6 +588,18 @@ def test_cli_report_and_its_errors(run_dir, tmp_path):
     assert res.exit_code == 2 and "not a run directory" in res.output
     res = runner.invoke(main, ["report", str(run_dir), str(run_dir)])
     assert res.exit_code == 2 and "needs -o OUTPUT" in res.output
+    # a folder of the user's is not a report's: its files are never replaced (issue 25)
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "results.md").write_text("my own results\n")
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(mine), "--formats", "md",
+                               "--figures", "none"])
+    assert res.exit_code == 2 and "holds files lubench did not write (results.md)" in res.output
+    assert (mine / "results.md").read_text() == "my own results\n"
+    # ... while a folder a report was written into takes the next one
+    res = runner.invoke(main, ["report", str(run_dir), "-o", str(out), "--formats", "md",
+                               "--figures", "none"])
+    assert res.exit_code == 0, res.output
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,12 @@ def test_parse_spec_reads_lists_and_comma_strings_alike():
     ({"preset": "poster"}, "s.yaml: report.preset: unknown preset 'poster'"),
     ({"sizes": "large"}, "s.yaml: report.sizes: expected integers"),
     ({"panel_sizes": "large"}, "s.yaml: report.panel_sizes: expected integers or 'largest'"),
+    ({"panel_sizes": 0}, "s.yaml: report.panel_sizes: expected integers or 'largest' "
+                         "(sizes n ≥ 1), got 0"),
+    ({"panel_sizes": [16, True]}, "s.yaml: report.panel_sizes: expected integers"),
+    ({"panel_sizes": ["largest", 4]}, "s.yaml: report.panel_sizes: expected integers"),
+    ({"panel_sizes": 1.5}, "s.yaml: report.panel_sizes: expected a list"),
+    ({"sizes": [-3]}, "s.yaml: report.sizes: expected integers (sizes n ≥ 1), got [-3]"),
     ({"group": "method"}, "s.yaml: report.group: unknown grouping 'method'"),
     ({"methods": {"plu": 1}}, "s.yaml: report.methods: expected a list"),
 ])
@@ -74,6 +80,28 @@ def test_parse_spec_names_the_file_and_the_key(mapping, message):
     with pytest.raises(LubenchError) as info:
         parse_spec(mapping, "s.yaml: report")
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_a_key_the_run_copy_holds_badly_can_be_replaced_by_its_option(tmp_path):
+    """A run made when a report value was accepted (panel_sizes: 0 by an older lubench) still
+    renders: the option replaces the key, which is then not read; without it the error names
+    the file, the key and the way out."""
+    from lubench.report.render import resolve_spec
+
+    (tmp_path / "suite.yaml").write_text("name: t\nreport: {panel_sizes: 0, sizes: 16}\n")
+    spec = resolve_spec([tmp_path], {"panel_sizes": "largest", "sizes": None})
+    assert spec.panel_sizes == "largest" and spec.sizes == (16,)
+    with pytest.raises(LubenchError) as info:
+        resolve_spec([tmp_path], {"panel_sizes": None})
+    assert str(info.value).startswith(f"{tmp_path / 'suite.yaml'}: report.panel_sizes: ")
+    assert "--spec FILE" in str(info.value)
+
+
+def test_an_option_is_named_as_the_command_line_spells_it():
+    from lubench.suite.report_spec import parse_spec
+
+    with pytest.raises(LubenchError, match="^--panel-sizes: expected integers"):
+        parse_spec({"panel_sizes": "x"}, "--")
 
 
 def test_command_line_options_replace_the_suite_keys(run_dir):
@@ -247,7 +275,7 @@ def test_panel_sizes_keep_the_panels_of_some_sizes_and_every_size_elsewhere(run_
     from lubench.report.figures.accuracy import error_vs_params
     from lubench.report.figures.scaling import scaling
     from lubench.report.figures.style import make_style
-    from lubench.report.render import panel_summary
+    from lubench.report.render import panel_misses, panel_summary
     from lubench.report.summary import summarize
     from lubench.suite.report_spec import parse_spec
 
@@ -259,6 +287,8 @@ def test_panel_sizes_keep_the_panels_of_some_sizes_and_every_size_elsewhere(run_
     assert panel_summary(summary, parse_spec({})) is summary
     one = int(summary["n"].min())
     assert set(panel_summary(summary, parse_spec({"panel_sizes": [one]}))["n"]) == {one}
+    assert panel_misses(summary, parse_spec({"panel_sizes": [one, 10**9]})) == [10**9]
+    assert panel_misses(summary, parse_spec({"panel_sizes": "largest"})) == []
     style = make_style(summary)
     figs = [error_vs_params(kept, style), scaling(summary, style)]
     try:

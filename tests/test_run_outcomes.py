@@ -111,6 +111,9 @@ BAD_SUITES = [
     ("gfmm_M", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
                 "methods": [{"name": "gfmm_lu", "params": {"M": 3, "P": 4}}]},
      "methods[0].params: gfmm_lu: M must be a power of two"),
+    ("gfmm_compressed_P", {"operators": [{"name": "laplacian_1d", "sizes": [16]}],
+                           "methods": [{"name": "gfmm_compressed", "params": {"P": [0, -3]}}]},
+     "2 errors"),  # issue 25, item 8: both at load, not two failed cases and a run directory
 ]
 
 
@@ -123,9 +126,103 @@ def test_each_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, name, pa
     out = lubench("run", suite, "-o", run_dir, *(["--dry-run"] if dry_run else []))
     assert out.returncode == 2, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"lubench: error: {suite}: {message}")
+    assert lines[0].startswith(f"lubench: error: {suite}: {message}")
+    if name == "gfmm_compressed_P":
+        assert lines[1:] == ["  methods[0].params.P: gfmm_compressed: P must be at least 1, "
+                             "got 0",
+                             "  methods[0].params.P: gfmm_compressed: P must be at least 1, "
+                             "got -3"]
+    else:
+        assert len(lines) == 1
     assert "Traceback" not in out.stderr
     assert not run_dir.exists()
+
+
+def _toy_text(**patch: object) -> str:
+    return yaml.safe_dump({**TOY, **patch}, sort_keys=False)
+
+
+# Issue 25: what a suite file may hold that used to run, drop part of itself, or print a
+# traceback — each is one line (a header and a line per problem), exit 2, nothing written.
+BAD_SUITE_FILES = [
+    ("not_utf8", lambda: b"name: t\xff\n", ["not UTF-8 text (byte 0xff at line 1"]),
+    ("key_twice", lambda: (_toy_text() + "methods:\n  - name: toy_lu\n").encode(),
+     ["key 'methods' given twice in one mapping (first at line"]),
+    ("non_finite", lambda: _toy_text(operators=[{"name": "convdiff_1d", "sizes": [16],
+                                                 "params": {"eps": float("nan"),
+                                                            "beta": float("inf")}}]).encode(),
+     ["operators[0].params.eps: expected a finite number, got nan",
+      "operators[0].params.beta: expected a finite number, got inf"]),
+    ("sizes_true", lambda: _toy_text(operators=[{"name": "toy_tridiag", "sizes": [True]}]
+                                     ).encode(),
+     ["operators[0].sizes[0]: expected an integer, got True"]),
+    ("name_dots", lambda: _toy_text(name="..").encode(), ["name: a name of dots"]),
+    ("report_too", lambda: _toy_text(repeats=0, report={"columns": ["nope"]}).encode(),
+     ["repeats: must be at least 1", "report.columns: unknown column 'nope'"]),
+    ("mtx_0x0", lambda: _toy_text(operators=[{"name": "matrix_market",
+                                              "params": {"path": "empty.mtx"}}]).encode(),
+     ["operators[0].params.path: ", "empty.mtx: holds a 0×0 matrix: nothing to factor"]),
+]
+
+
+@pytest.mark.parametrize("name, content, messages", BAD_SUITE_FILES,
+                         ids=[b[0] for b in BAD_SUITE_FILES])
+def test_each_bad_suite_file_is_exit_2_every_problem_named(tmp_path, name, content, messages):
+    suite = tmp_path / "s.yaml"
+    suite.write_bytes(content())
+    (tmp_path / "empty.mtx").write_text("%%MatrixMarket matrix coordinate real general\n"
+                                        "0 0 0\n")
+    out = lubench("run", suite, cwd=tmp_path)  # no -o: nothing may appear next to the suite
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[0].startswith(f"lubench: error: {suite}: ")
+    assert len(lines) == (1 if len(messages) == 1 or name == "mtx_0x0" else 1 + len(messages))
+    for message in messages:
+        assert message in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.mtx", "s.yaml"]
+
+
+def test_a_suite_read_from_a_pipe_is_read_once(tmp_path):
+    """``lubench run <(cat s.yaml)``: the plugins and the cases come from one read (the
+    second read of the pipe found it empty)."""
+    write_suite(tmp_path, TOY)
+    out = subprocess.run(["bash", "-c", f"{lubench_exe()} run <(cat s.yaml) -o run "
+                          "--no-report --no-progress"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 4
+
+
+def test_standard_output_that_cannot_be_written_is_named(tmp_path):
+    """Issue 25, 10i/10j: ``run > /dev/full`` exited 2 naming nothing; ``schema >&-`` exited
+    0 having printed nothing. The results of a run are kept and said where."""
+    suite = write_suite(tmp_path, TOY)
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([lubench_exe(), "run", str(suite), "-o", str(tmp_path / "run"),
+                              "--no-report", "--no-progress"], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=300)
+    assert out.returncode == 1  # cases were recorded (DESIGN: an OS error after cases: 1)
+    assert out.stderr.strip().splitlines()[-1] == (
+        "lubench: error: cannot write to standard output: No space left on device; the "
+        f"results are in {tmp_path / 'run'}")
+    assert len((tmp_path / "run" / "records.jsonl").read_text().splitlines()) == 4
+    closed = subprocess.run([lubench_exe(), "schema"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.close(1), timeout=120)
+    assert closed.returncode == 2
+    assert closed.stderr.startswith("lubench: error: standard output is closed")
+
+
+def test_a_plugins_terminal_escapes_never_reach_the_terminal(tmp_path):
+    hostile = Path(__file__).resolve().parent / "fixtures" / "hostile_plugin.py"
+    suite = write_suite(tmp_path, {"name": "h", "plugins": [str(hostile)],
+                                   "operators": [{"name": "h_op", "sizes": [8]}],
+                                   "methods": [{"name": "h_lu"}]})
+    out = _run("run", suite, "-o", tmp_path / "run", "--no-report", "--no-progress",
+               env={"HOSTILE_WHERE": "factorize", "HOSTILE_WHAT": "ansi"})
+    assert out.returncode == 1
+    assert "\x1b" not in out.stdout + out.stderr and "\x07" not in out.stdout + out.stderr
+    assert "\\x1b[31mRED" in out.stdout  # shown, escaped
 
 
 @pytest.mark.parametrize("args, message", [
@@ -134,6 +231,11 @@ def test_each_bad_suite_is_one_line_exit_2_and_writes_nothing(tmp_path, name, pa
     (["--retry", "failed"], "--retry reruns cases of an earlier run: give --resume"),
     (["--columns", "eror"], "--columns: unknown column 'eror'"),
     (["-k", "nothing_matches"], "no case matches -k nothing_matches"),
+    (["--executor", "inline", "-j", "2"],  # issue 25, 10f: was silently one job
+     "the inline executor runs one case at a time, in lubench's own process; -j/jobs 2 "
+     "needs --executor local"),
+    (["--executor", "slurm", "--slurm-time", "garbage"],  # was said after a run directory
+     "--slurm-time: expected minutes, HH:MM, HH:MM:SS or D-HH:MM, got 'garbage'"),
 ])
 def test_bad_options_are_one_line_exit_2(tmp_path, args, message):
     suite = write_suite(tmp_path, TOY)
@@ -155,6 +257,28 @@ def test_device_cuda_without_cuda_is_bad_input(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lubench: error: --device cuda: ")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_method_of_a_disabled_plugin_says_it_was_disabled(tmp_path):
+    """Issue 25, 10l: it was reported as unknown, without a word of LUBENCH_DISABLE_PLUGINS."""
+    suite = write_suite(tmp_path, {**TOY, "methods": [{"name": "plu"}]})
+    out = _run("run", suite, "--dry-run", env={"LUBENCH_DISABLE_PLUGINS": "classical"})
+    assert out.returncode == 2
+    assert "unknown method 'plu'" in out.stderr  # (then a close name another plugin has)
+    assert "; LUBENCH_DISABLE_PLUGINS disabled 'classical', which may provide it" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_device_cuda_for_classical_cases_only_says_so(tmp_path):
+    """Issue 25, 10m: classical methods run on the CPU; asking for CUDA did so without a
+    word."""
+    suite = write_suite(tmp_path, {**TOY, "operators": [{"name": "laplacian_1d",
+                                                         "sizes": [8]}],
+                                   "methods": [{"name": "plu"}]})
+    out = lubench("run", suite, "--device", "cuda", "-o", tmp_path / "run", "--no-report")
+    assert out.returncode == 0, out.stderr
+    assert "lubench: warning: device cuda: every selected case is a classical method, which " \
+           "runs on the CPU" in out.stderr
 
 
 def test_every_problem_of_a_suite_at_once(tmp_path):

@@ -149,3 +149,93 @@ def test_a_full_disk_during_a_run_keeps_the_records_and_says_how_to_resume(tmp_p
     ids = [(r["case_id"], r["repeat"]) for r in _records(run)]
     assert len(ids) == len(set(ids)) == 32
     json.loads((run / "meta.json").read_text())
+
+
+# --------------------------------------------------------------------------------------------
+# What is a run directory (issue 25): a meta.json lubench wrote, never a name alone
+# --------------------------------------------------------------------------------------------
+def _first_half(tmp_path):
+    """A run of the first of two sizes, so that a --resume has a case left to run."""
+    suite = _suite(tmp_path, [{"name": "escape_lu"}], sizes=(8, 9))
+    run = tmp_path / "run"
+    out = _run("run", suite, "-o", run, "-k", "esc_op[n=8]", "--no-report", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    return suite, run
+
+
+def test_a_folder_holding_a_users_meta_json_is_not_a_run_directory(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "meta.json").write_text('{"mine":1}\n')
+    (mine / "notes.txt").write_text("x\n")
+    suite = _suite(tmp_path, [{"name": "escape_lu"}])
+    out = _run("run", suite, "-o", mine, "--no-report", "--no-progress")
+    assert out.returncode == 2
+    _one_line_error(out, str(mine), "not a run directory")
+    assert (mine / "meta.json").read_text() == '{"mine":1}\n'
+    assert sorted(p.name for p in mine.iterdir()) == ["meta.json", "notes.txt"]
+
+
+@pytest.mark.parametrize("files", [{"records.jsonl": '{"case_id": "mine"}\n'},
+                                   {"meta.json": '{"mine": 1}\n'},
+                                   {"records.jsonl": ""}])
+def test_resume_refuses_a_folder_lubench_did_not_write(tmp_path, files):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for name, text in files.items():
+        (mine / name).write_text(text)
+    suite = _suite(tmp_path, [{"name": "escape_lu"}])
+    out = _run("run", suite, "--resume", mine, "--no-report", "--no-progress")
+    assert out.returncode == 2
+    _one_line_error(out, str(mine), "not a run directory")
+    assert {p.name: p.read_text() for p in mine.iterdir()} == files
+
+
+def test_a_planted_cache_link_is_refused_on_resume(tmp_path):
+    suite, run = _first_half(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for p in (run / "cache").iterdir():
+        p.unlink()
+    (run / "cache").rmdir()
+    (run / "cache").symlink_to(elsewhere)
+    out = _run("run", suite, "--resume", run, "--no-report", "--no-progress")
+    assert out.returncode == 2
+    _one_line_error(out, "cache", "symbolic link")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_output_folder_that_is_a_link_is_refused(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / "run").symlink_to(target)
+    suite = _suite(tmp_path, [{"name": "escape_lu"}])
+    out = _run("run", suite, "-o", tmp_path / "run", "--no-report", "--no-progress")
+    assert out.returncode == 2
+    _one_line_error(out, "run", "symbolic link")
+    assert list(target.iterdir()) == []
+
+
+def test_records_hard_linked_to_a_users_file_are_not_appended_to(tmp_path):
+    suite, run = _first_half(tmp_path)
+    precious = tmp_path / "precious.jsonl"
+    os.replace(run / "records.jsonl", precious)
+    os.link(precious, run / "records.jsonl")
+    before = precious.read_bytes()
+    out = _run("run", suite, "--resume", run, "--no-report", "--no-progress")
+    assert out.returncode == 2
+    _one_line_error(out, "records.jsonl", "hard link")
+    assert precious.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_records_that_are_no_file_are_refused_not_waited_on(tmp_path, kind):
+    suite, run = _first_half(tmp_path)
+    (run / "records.jsonl").unlink()
+    if kind == "fifo":
+        os.mkfifo(run / "records.jsonl")
+    else:
+        (run / "records.jsonl").mkdir()
+    out = _run("run", suite, "--resume", run, "--no-report", "--no-progress", timeout=60)
+    assert out.returncode == 2
+    _one_line_error(out, "records.jsonl")

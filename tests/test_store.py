@@ -182,3 +182,49 @@ def test_done_leaves_out_the_statuses_to_retry_and_unavailable(tmp_path, toy_reg
         assert store.done({"failed"}) == {(a.case_id, 0)}
         store.append({"case_id": b.case_id, "repeat": 0, "status": "ok"})  # supersedes
         assert store.done({"failed"}) == {(a.case_id, 0), (b.case_id, 0)}
+
+
+@pytest.mark.parametrize("line, why", [
+    ('{"case_id": "x", "repeat": "x"}', "repeat is 'x'"),
+    ('{"case_id": "x", "repeat": -5}', "repeat is -5"),
+    ('{"case_id": 5}', "no case_id"),
+    ('{"case_id": "x", "n": 1000000000000000000000000000000}', "n is 10000000"),
+    ('{"case_id": "x", "method": [1, 2]}', "method is [1, 2]"),
+    ('{"case_id": "x", "history": "abc"}', "history is 'abc'"),
+    ("[" * 100_000 + "]" * 100_000, "not JSON"),
+    ('{"case_id": "\xff"}', "not JSON"),
+    ("[1, 2, 3]", "not a JSON object"),
+])
+def test_a_line_that_is_no_record_is_skipped_and_the_tables_still_build(tmp_path, suite,
+                                                                       caplog, line, why):
+    """Whatever a line of records.jsonl holds, the readers (store, report, compare) keep the
+    records around it and never fail on it (issue 25: n = 10**30 and repeat 'x' broke the
+    tables, a line nested 100 000 deep the reader)."""
+    from lubench.report.compare import compare_frames
+    from lubench.report.load import load_run
+
+    with RunStore.open(tmp_path / "run", suite) as store:
+        store.append(_record(suite.cases[0]))
+    path = tmp_path / "run" / "records.jsonl"
+    with open(path, "ab") as fh:
+        fh.write(line.encode("latin-1") + b"\n")
+        fh.write(json.dumps(_record(suite.cases[1])).encode() + b"\n")
+    with caplog.at_level(logging.WARNING, logger="lubench"):
+        results = load_run(tmp_path / "run").results
+    assert f"records.jsonl:2: skipping an unreadable record ({why}" in caplog.text
+    assert results["case_id"].tolist() == [c.case_id for c in suite.cases[:2]]
+    table, _, _ = compare_frames(results, results)
+    assert len(table) == 2
+
+
+def test_foreign_metric_values_read_as_missing(tmp_path, suite):
+    """A metric of the wrong type or out of range is a missing value, not an error."""
+    from lubench.rundir.records import records_to_frames
+
+    rec = _record(suite.cases[0], n_params=10 ** 30, setup_seconds={"$float": "bogus"},
+                  precond_converged="yes", iterations=2.5, solve_seconds="1e-3")
+    results, _ = records_to_frames([rec])
+    row = results.iloc[0]
+    assert pd.isna(row["n_params"]) and pd.isna(row["setup_seconds"])
+    assert pd.isna(row["precond_converged"]) and pd.isna(row["iterations"])
+    assert row["solve_seconds"] == 1e-3

@@ -95,3 +95,103 @@ def test_parse_memory():
     assert parse_memory("512MB") == 512 * 10**6
     assert parse_memory(2**20) == 2**20
     assert parse_memory(None) is None
+
+
+# --------------------------------------------------------------------------------------------
+# The file itself (lubench.suite.yamlfile): whatever it holds, a suite or one SuiteError
+# --------------------------------------------------------------------------------------------
+def _load_text(tmp_path, toy_registry, content: bytes):
+    path = tmp_path / "t.yaml"
+    path.write_bytes(content)
+    return load_suite(path, toy_registry)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"name: t\n\xff\n", "not UTF-8 text (byte 0xff at line 2, offset 8)"),
+    ("name: t\n".encode("utf-16"), "not UTF-8 text"),
+    (b"x: " + b"[" * 20000 + b"]" * 20000 + b"\n", "nest"),
+    (b"name: t\nname: u\n", "line 2, column 1: key 'name' given twice in one mapping "
+                            "(first at line 1)"),
+    (b"!!python/object/apply:os.system ['true']\n", "malformed YAML"),
+])
+def test_a_file_that_is_no_suite_is_one_error(tmp_path, toy_registry, content, message):
+    with pytest.raises(SuiteError) as err:
+        _load_text(tmp_path, toy_registry, content)
+    assert str(err.value).startswith(str(tmp_path / "t.yaml"))
+    assert message in str(err.value)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path, toy_registry):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    with pytest.raises(SuiteError, match="expands to more than 1,000,000 values"):
+        _load_text(tmp_path, toy_registry, "\n".join(lines).encode())
+
+
+def test_merge_keys_may_be_overridden(tmp_path, toy_registry):
+    text = (b"name: t\nx-base: &base {name: toy_lu}\n"
+            b"operators: [{name: toy_tridiag, sizes: [4]}]\n"
+            b"methods:\n  - <<: *base\n    name: toy_lu\n")
+    with pytest.raises(SuiteError) as err:  # x-base is an unknown key; the merge is fine
+        _load_text(tmp_path, toy_registry, text)
+    assert "unknown key 'x-base'" in str(err.value) and "twice" not in str(err.value)
+
+
+def test_a_bom_is_dropped(tmp_path, toy_registry):
+    import yaml
+
+    suite = _load_text(tmp_path, toy_registry, b"\xef\xbb\xbf" + yaml.safe_dump(BASE).encode())
+    assert len(suite.cases) == 8
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder", "large"])
+def test_only_files_and_pipes_are_read(tmp_path, toy_registry, kind):
+    """/dev/zero would be read forever, a FIFO nobody writes waited on forever."""
+    import os
+
+    from lubench.suite.yamlfile import MAX_BYTES
+
+    path = tmp_path / "s.yaml"
+    if kind == "device":
+        path = "/dev/zero"
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes(b"# " + b"x" * MAX_BYTES + b"\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(path, toy_registry)
+    assert str(err.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("patch, messages", [
+    ({"operators": [{"name": "toy_tridiag", "sizes": [4],
+                     "params": {"d": float("nan"), "skew": float("-inf")}}]},
+     ["operators[0].params.d: expected a finite number, got nan",
+      "operators[0].params.skew: expected a finite number, got -inf"]),
+    ({"operators": [{"name": "toy_tridiag", "sizes": [True, "8", 4.0]}]},
+     ["operators[0].sizes[0]: expected an integer, got True",
+      "operators[0].sizes[1]: expected an integer, got '8'",
+      "operators[0].sizes[2]: expected an integer, got 4.0"]),
+    ({"operators": [{"name": "toy_tridiag", "sizes": []}]},
+     ["operators[0].sizes: an empty list gives no case"]),
+    ({"operators": [{"name": "toy_tridiag", "sizes": None}]},  # `sizes:` left empty: found
+     ["operators[0]: 'sizes' is required for operator 'toy_tridiag'"]),  # by the fuzzer
+    ({"repeats": True, "seed": 1.5}, ["repeats: expected an integer, got True",
+                                      "seed: expected an integer, got 1.5"]),
+    ({"name": "."}, ["name: a name of dots names no folder of its own"]),
+    ({"name": "n" * 201}, ["name: at most 200 characters"]),
+    ({"memory_limit": "1e30GiB"}, ["memory_limit: is more memory than any machine has"]),
+    ({"repeats": 0, "report": {"formats": ["exe"]}},
+     ["repeats: must be at least 1", "report.formats"]),
+    ({"operators": [{"name": "toy_tridiag", "sizes": [4], "params": {"d": "d" * 10 ** 6}}]},
+     ["operators[0].params.d: expected a number, got 'ddd"]),
+])
+def test_every_value_is_checked_never_coerced(toy_registry, patch, messages):
+    with pytest.raises(SuiteError) as err:
+        build_suite({**BASE, **patch}, toy_registry)
+    text = str(err.value)
+    for message in messages:
+        assert message in text
+    assert len(text) < 2000  # a value is named, never echoed whole

@@ -257,7 +257,8 @@ def test_good_method_passes_every_check():
     results = check_method(GoodLU)
     assert {r.check: r.status for r in results} == {
         "check_name": "pass", "check_params_documented": "pass",
-        "check_init_stores_params": "pass", "check_check_raises_unsupported": "pass",
+        "check_init_stores_params": "pass", "check_params_accepted": "pass",
+        "check_check_raises_unsupported": "pass",
         "check_factorize_tiny": "pass", "check_n_params": "pass",
         "check_exact_residual": "pass", "check_same_seed": "pass", "check_pickle": "pass",
         "check_runner_records": "pass"}
@@ -671,7 +672,7 @@ def test_run_checks_by_method_operator_and_plugin_name(toy_registry):
     assert [h.split(" (")[0] for h in headers[1:3]] == ["operator toy_tridiag", "method toy_lu"]
     # toy_lu[mode=raise] factorizes nothing: the 4 checks that need a factorization skip;
     # toy_tridiag is formed: check_matrix_free_memory skips
-    assert lines[-1] == "22 passed, 2 failed, 5 skipped"
+    assert lines[-1] == "25 passed, 2 failed, 5 skipped"
 
 
 def test_run_checks_on_a_broken_plugin_and_typos(tmp_path):

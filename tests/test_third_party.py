@@ -275,13 +275,13 @@ def test_check_plugin_on_a_good_and_a_bad_method(textbook_site, tmp_path):
         "diag_dominant operator")
     assert failures["check_pickle"].startswith(
         "FAIL  check_pickle: expected the factorization to pickle; got ")
-    assert proc.stdout.splitlines()[-1].startswith("17 passed, 3 failed")
+    assert proc.stdout.splitlines()[-1].startswith("19 passed, 3 failed")  # 2 × 11 checks
 
     proc = lubench("check-plugin", "textbook_lu[pivot_tol=0]", site=textbook_site)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[0].startswith("method textbook_lu[pivot_tol=0.0] (plugin "
                                                   "textbook — lubench-textbook 0.1.0")
-    assert proc.stdout.splitlines()[-1] == "10 passed, 0 failed, 0 skipped"
+    assert proc.stdout.splitlines()[-1] == "11 passed, 0 failed, 0 skipped"
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def test_broken_plugin_is_one_line_and_the_rest_works(textbook_site, tmp_path):
 
     # and the rest runs: a suite with the good plugin's method, the broken one loaded too
     proc = lubench("check-plugin", "good_lu", *args, site=textbook_site)
-    assert proc.returncode == 0 and "10 passed, 0 failed, 0 skipped" in proc.stdout
+    assert proc.returncode == 0 and "11 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 def test_strict_and_disable(textbook_site, tmp_path):

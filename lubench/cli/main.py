@@ -8,6 +8,9 @@ exit status 2, no traceback (``--debug`` shows it); see :mod:`lubench.cli.common
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +20,83 @@ from lubench import __version__
 from lubench.cli import merge as merge_command
 from lubench.cli import plugins as plugin_commands
 from lubench.cli import report as report_commands
-from lubench.cli.common import CONTEXT_SETTINGS, plugin_option, user_errors
+from lubench.cli.common import (
+    CONTEXT_SETTINGS,
+    EXIT_BROKEN_PIPE,
+    OutputError,
+    guarded_stdout,
+    plugin_option,
+    quiet_stdout,
+    user_errors,
+)
+from lubench.cli.interrupt import SIGNALS, Interrupted, hint, interruptible
 from lubench.cli.run_suite import run_suite
+from lubench.errors import shown
+from lubench.registry.probe import end_detached, subreaper
 from lubench.suite.values import DEVICES, EXECUTOR_KINDS
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class LubenchGroup(click.Group):
+    """The ``lubench`` group, ending the way DESIGN.md's exit statuses say rather than
+    click's way: a stop signal outside a run's cases is one line with the phase's hint and
+    128 + the signal (:mod:`lubench.execution.signals`; click printed "Aborted!" and exited
+    1, which means "a case failed"); standard output must be open, and a failed write to it
+    names it (:func:`lubench.cli.common.guarded_stdout`); a broken pipe is 141, quietly."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """The console script: once the command has ended, a further Ctrl-C (a third in a
+        burst) cannot turn the exit status into a death by SIGINT while Python shuts down,
+        and no process a plugin detached from lubench's own process (at import) outlives
+        it."""
+        subreaper()  # a process a plugin detached while imported here stays below lubench
+        try:
+            return self.main(*args, **kwargs)
+        finally:
+            for sig in SIGNALS:
+                with contextlib.suppress(ValueError, OSError):
+                    signal.signal(sig, signal.SIG_IGN)
+            end_detached()  # ... and ends with it
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        given = sys.argv[1:] if args is None else list(args)
+        for arg in given:  # a shell cannot pass one; a program calling main() can
+            if isinstance(arg, str) and "\x00" in arg:
+                click.echo(f"lubench: error: an argument holds a NUL byte: {shown(arg)}",
+                           err=True)
+                sys.exit(2)
+        with interruptible():
+            try:
+                with guarded_stdout():
+                    try:
+                        rv = super().main(args, prog_name, complete_var,
+                                          standalone_mode=False, **extra)
+                    except click.exceptions.Abort as exc:  # click's form of Ctrl-C
+                        cause = exc.__cause__ or exc.__context__
+                        raise (cause if isinstance(cause, KeyboardInterrupt)
+                               else Interrupted(signal.SIGINT)) from None
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                said = hint()
+                click.echo(f"lubench: interrupted ({signal.Signals(signum).name})"
+                           + (f"; {said}" if said else ""), err=True)
+                sys.exit(128 + signum)
+            except click.ClickException as exc:
+                exc.show()
+                sys.exit(exc.exit_code)
+            except OutputError as exc:
+                click.echo(f"lubench: error: {exc}", err=True)
+                sys.exit(2)
+            except BrokenPipeError:
+                quiet_stdout()
+                sys.exit(EXIT_BROKEN_PIPE)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=LubenchGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="lubench")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.pass_context
@@ -66,7 +140,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--slurm-mem-gb", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Memory per task, GB (default: from memory_limit or the method's "
                    "estimate; see docs/running.md).")
-@click.option("--slurm-array-parallelism", type=int, default=None,
+@click.option("--slurm-array-parallelism", type=click.IntRange(min=1), default=None,
               help="At most this many array tasks at once.")
 @click.option("--resume", "resume", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Continue the run in this directory: run only missing cases.")

@@ -10,7 +10,7 @@ import click
 
 from lubench.api import LubenchError
 from lubench.cli.common import CONTEXT_SETTINGS, user_errors
-from lubench.rundir.fsafe import no_links_in
+from lubench.rundir.fsafe import atomic_write, no_links_in
 from lubench.suite.report_spec import FIGURE_KINDS
 
 
@@ -78,6 +78,28 @@ def report(run_dirs: tuple[Path, ...], output: Path | None, columns: str | None,
     click.echo(f"report: {out}")
 
 
+#: The first line of a table ``compare -o`` writes: a file holding it may be replaced.
+COMPARE_MARK = {"md": "<!-- written by lubench compare -->", "tex": "% written by lubench compare"}
+
+
+def check_compare_output(path: Path) -> None:
+    """``compare -o FILE``: a new file, or one an earlier ``compare -o`` wrote (its first
+    line); never a file of the user's, never through a symbolic link."""
+    from lubench.rundir.fsafe import no_link
+
+    no_link(path)
+    if not path.exists():
+        return
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(200).decode("utf-8", "replace").strip()
+    except OSError as exc:
+        raise LubenchError(f"--output {path}: cannot read it ({exc.strerror})") from None
+    if not path.is_file() or first not in COMPARE_MARK.values():
+        raise LubenchError(f"--output {path}: exists and was not written by lubench compare; "
+                           f"choose a new file")
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("run_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("run_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -97,8 +119,10 @@ def compare(run_a: Path, run_b: Path, threshold: float, output: Path | None) -> 
         fmt = output.suffix.lstrip(".").lower()
         if fmt not in ("md", "tex", "html"):
             raise LubenchError(f"--output {output}: the suffix must be .md, .tex or .html")
+        check_compare_output(output)
         table = text if fmt == "md" else compare_runs(run_a, run_b, threshold, fmt=fmt)[0]
-        output.write_text(table + ("" if table.endswith("\n") else "\n"), encoding="utf-8")
+        mark = COMPARE_MARK["tex" if fmt == "tex" else "md"]
+        atomic_write(output, f"{mark}\n{table}" + ("" if table.endswith("\n") else "\n"))
         click.echo(f"compare: wrote {output}", err=True)
     if n_regressions:
         click.echo(f"lubench: {n_regressions} regression(s) beyond ×{threshold}", err=True)

@@ -16,10 +16,12 @@ from typing import Any
 import click
 
 from lubench.api import LubenchError
-from lubench.cli.common import load_plugins
+from lubench.cli.common import OutputError, load_plugins
+from lubench.cli.interrupt import set_hint
 from lubench.cli.run_support import (
     check_environment,
     echo_cases,
+    echo_report,
     echo_results,
     exit_if_failed,
     resumed_executor,
@@ -37,22 +39,25 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     # what runs a suite (YAML, pydantic, pandas, SciPy): imported here, not by `lubench list`
     from lubench.execution import executor_settings, make_plan, run_cases
     from lubench.rundir.store import RunStore, run_directory
-    from lubench.suite.load import load_suite
+    from lubench.suite.load import load_suite, read_suite
     from lubench.suite.load import plugin_specs as suite_plugin_specs
     from lubench.suite.selection import select_cases
 
-    forced_timeout, retry_statuses, shown_columns = run_options(timeout, retry, columns, resume)
-    specs = suite_plugin_specs(suite_file, plugin_specs)
+    forced_timeout, retry_statuses, shown_columns = run_options(
+        timeout, retry, columns, resume, slurm_options.get("slurm_time"))
+    source = read_suite(suite_file)  # once: SUITE may be a pipe, <(cat s.yaml)
+    specs = suite_plugin_specs(suite_file, plugin_specs, source[0])
     registry = load_plugins(specs, Path.cwd())
-    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout)
+    suite = load_suite(suite_file, registry, device=device, timeout=forced_timeout,
+                       source=source)
     cases = select_cases(suite.cases, selectors)
     if not cases:
         raise LubenchError(f"no case matches -k {' -k '.join(selectors)} in {suite_file}")
+    kind = executor or resumed_executor(resume, suite.executor)
+    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
     if dry_run:
         echo_cases(cases, suite.repeats, suite_file, registry)
         return
-    kind = executor or resumed_executor(resume, suite.executor)
-    settings = executor_settings(suite.executor, kind, jobs, **slurm_options)
     check_environment(suite.device, cases, settings.kind)
     run_dir = run_directory(suite.name, output, resume)
     command_line = " ".join(shlex.quote(a) for a in ["lubench", *sys.argv[1:]])
@@ -62,6 +67,7 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
     resume_hint = (f"lubench run {shlex.quote(str(suite_file))}{slurm} "
                    f"--resume {shlex.quote(str(run_dir))}")
     before = len(store.done())
+    set_hint(f"every record written is kept; resume with: {resume_hint}")
     plan = make_plan(store, cases, executor=settings.kind, jobs=settings.jobs,
                      options=settings.options, plugin_specs=specs, base_dir=Path.cwd(),
                      registry=registry)
@@ -74,8 +80,19 @@ def run_suite(suite_file: Path, *, output: Path | None, selectors: tuple[str, ..
                         f"the space, then resume with: {resume_hint}", exc.path)
         error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
         raise error from None
-    echo_results(results, run_dir, outcome.summary(), report, shown_columns)
+    if report and not outcome.interrupted:  # set before "results:" shows: a Ctrl-C from then
+        set_hint(f"the records are kept; the report was not rendered, render it with: "
+                 f"lubench report {shlex.quote(str(run_dir))}")
+    try:
+        echo_results(results, run_dir, outcome.summary(), shown_columns)
+    except OutputError as exc:  # > /dev/full: the results are safe, the summary is not shown
+        error = OutputError(f"{exc}; the results are in {run_dir}")
+        error.exit_status = 1 if len(store.done()) > before else 2  # 1: cases ran
+        raise error from None
     if outcome.interrupted:
         click.echo(f"lubench: interrupted; resume with: {resume_hint}", err=True)
         sys.exit(128 + (outcome.stop_signal or signal.SIGINT))
+    if report:
+        echo_report(run_dir)
+        set_hint("")
     exit_if_failed(results, cases)

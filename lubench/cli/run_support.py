@@ -7,6 +7,7 @@ Each function raises :class:`lubench.api.LubenchError` (one line, exit 2 through
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from lubench.suite.values import NO_LIMIT, parse_duration
 
 
 def run_options(timeout: str | None, retry: str | None, columns: str | None,
-                resume: Path | None) -> tuple[float | str | None, set[str], list[str]]:
-    """``--timeout`` (seconds, or ``none``), ``--retry`` statuses and ``--columns``, checked;
-    LubenchError naming the option otherwise."""
+                resume: Path | None, slurm_time: str | None = None
+                ) -> tuple[float | str | None, set[str], list[str]]:
+    """``--timeout`` (seconds, or ``none``), ``--retry`` statuses, ``--columns`` and
+    ``--slurm-time``, checked before anything is written; LubenchError naming the option
+    otherwise."""
     from lubench.report.console import parse_columns  # pandas: not for `lubench list`
     from lubench.rundir.records import STATUSES  # (pandas too)
 
@@ -35,6 +38,16 @@ def run_options(timeout: str | None, retry: str | None, columns: str | None,
     except ValueError as exc:
         raise LubenchError(str(exc)) from None
     statuses = {t.strip() for t in (retry or "").split(",") if t.strip()}
+    if slurm_time is not None:
+        from pydantic import ValidationError
+
+        from lubench.suite.schema import ExecutorModel
+
+        try:
+            ExecutorModel(slurm_time=slurm_time)
+        except ValidationError as exc:
+            why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise LubenchError(f"--slurm-time: {why}") from None
     unknown = sorted(statuses - set(STATUSES))
     if unknown:
         raise LubenchError(f"--retry: unknown status {', '.join(map(repr, unknown))} "
@@ -50,6 +63,12 @@ def check_environment(device: str, cases: list, executor: str) -> None:
     the compute nodes, not this one, have the GPUs, and sbatch refuses what they lack)."""
     if executor == "slurm" and missing_modules(["submitit"]):
         raise LubenchError('--executor slurm needs submitit: pip install "lubench[slurm]"')
+    if executor == "slurm" and not shutil.which("sbatch"):
+        raise LubenchError("--executor slurm: no SLURM here (sbatch is not on PATH); run on "
+                           "a cluster's login node, or use -j N for local workers")
+    if device == "cuda" and not any(c.family != "classical" for c in cases):
+        click.echo("lubench: warning: device cuda: every selected case is a classical "
+                   "method, which runs on the CPU; nothing here uses the GPU", err=True)
     if device == "cuda" and executor != "slurm" and any(c.family != "classical" for c in cases):
         from lubench.execution.devices import cuda_problem  # the executors come with it
 
@@ -76,19 +95,21 @@ def echo_cases(cases: list, repeats: int, suite_file: Path, registry: Any) -> No
         click.echo(f"  {c.case_id}  {c.label}" + (f"  (unavailable: {why})" if why else ""))
 
 
-def echo_results(results: Any, run_dir: Path, summary: str, report: bool,
-                 columns: list[str]) -> None:
-    """The summary table, where the results are, and the report when asked for."""
-    from lubench.report.console import summary_table  # pandas: not for `lubench list`
+def echo_results(results: Any, run_dir: Path, summary: str, columns: list[str]) -> None:
+    """The summary table and where the results are."""
+    from lubench.report.console import summary_table
 
     click.echo(summary_table(results, columns))
     click.echo(f"\nresults: {run_dir / 'results.parquet'}  ({summary})")
-    if report:
-        from lubench.report import render_report  # matplotlib: only when a report is drawn
 
-        no_links_in(run_dir / "report")
-        out = render_report(run_dir)
-        click.echo(f"report:  {out / 'report.html'}")
+
+def echo_report(run_dir: Path) -> None:
+    """Render the run's report into RUN_DIR/report and say where it is."""
+    from lubench.report import render_report
+
+    no_links_in(run_dir / "report")
+    out = render_report(run_dir)
+    click.echo(f"report:  {out / 'report.html'}")
 
 
 def exit_if_failed(results: Any, cases: list) -> None:

@@ -14,7 +14,7 @@ Modules
 ``worker``    one case inside a worker: build, check, factorize, grade → one record
 ``devices``   is CUDA usable, what does ``auto`` mean here (asked in a child process)
 ``limits``    thread settings, the start method, dying with the parent
-``signals``   Ctrl-C and SIGTERM
+``signals``   Ctrl-C, SIGTERM and SIGHUP while cases run (the first stops, the rest insist)
 ``progress``  the progress bar on stderr, one line per case without one
 ``options``   the executor settings: command line over the suite
 

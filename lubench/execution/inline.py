@@ -38,8 +38,8 @@ class InlineExecutor:
 
             try:
                 rec = run_case(case, repeat, plan=plan, progress=progress)
-            except KeyboardInterrupt:
-                sink.stopped(None)
+            except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (cli.interrupt)
+                sink.stopped(getattr(exc, "signum", None))
                 return False
             rec["host"] = socket.gethostname()
             sink.record(rec)

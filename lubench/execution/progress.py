@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 
+from lubench.errors import printable
 from lubench.rundir.records import OK, STATUSES
 from lubench.suite.cases import Case
 
@@ -36,7 +37,7 @@ def case_line(record: dict, label: str) -> str:
         math.isfinite(seconds) else "-"
     error = " ".join(_text(record.get("error")).split())
     line = f"{status:<{STATUS_WIDTH}} {label}  {secs}"
-    return f"{line}  {error}" if error else line
+    return printable(f"{line}  {error}" if error else line)  # a plugin's text: no escapes
 
 
 def plain_fields(fields: dict) -> dict:

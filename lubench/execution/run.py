@@ -15,6 +15,7 @@ fit's status and reason. A fit recorded ``ok`` by an earlier call is not run aga
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections import Counter
@@ -172,22 +173,24 @@ def run_cases(cases: Sequence[Case], store: RunStore, plan: RunPlan, *,
             if missing[case.case_id]:
                 sink.record(_unavailable_record(case, repeat, plan.run_id,
                                                 missing[case.case_id]))
-        executor = executor or EXECUTORS[plan.executor]()
-        fits = [(c, r) for c, r in runnable if c.stage == FIT]
-        if fits:
-            outcome.interrupted = not executor.run(fits, plan, sink)
-        rest = [(c, r) for c, r in runnable if c.stage != FIT]
-        if rest and not outcome.interrupted:
-            blocked = _blocked_by_fits(rest, store)
-            for case, repeat in rest:
-                if case.case_id in blocked:
-                    sink.record(_not_run_record(case, repeat, plan.run_id,
-                                                blocked[case.case_id]))
-            rest = [(c, r) for c, r in rest if c.case_id not in blocked]
-            if rest:
-                outcome.interrupted = not executor.run(rest, plan, sink)
-    except KeyboardInterrupt:  # a second Ctrl-C: workers were killed on the way out
+        if runnable:
+            executor = executor or EXECUTORS[plan.executor]()
+            fits = [(c, r) for c, r in runnable if c.stage == FIT]
+            if fits:
+                outcome.interrupted = not executor.run(fits, plan, sink)
+            rest = [(c, r) for c, r in runnable if c.stage != FIT]
+            if rest and not outcome.interrupted:
+                blocked = _blocked_by_fits(rest, store)
+                for case, repeat in rest:
+                    if case.case_id in blocked:
+                        sink.record(_not_run_record(case, repeat, plan.run_id,
+                                                    blocked[case.case_id]))
+                rest = [(c, r) for c, r in rest if c.case_id not in blocked]
+                if rest:
+                    outcome.interrupted = not executor.run(rest, plan, sink)
+    except KeyboardInterrupt as exc:  # a signal outside an executor's watch (cli.interrupt)
         outcome.interrupted = True
+        outcome.stop_signal = getattr(exc, "signum", signal.SIGINT)
     finally:
         display.close()
     return outcome

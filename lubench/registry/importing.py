@@ -16,7 +16,8 @@ from pathlib import Path
 
 from lubench.errors import PluginError
 
-__all__ = ["import_file", "importable_from", "distribution_of", "is_file_spec", "find_module"]
+__all__ = ["import_file", "importable_from", "distribution_of", "is_file_spec", "find_module",
+           "quietly"]
 
 
 def file_module_name(path: Path) -> str:
@@ -59,6 +60,37 @@ def importable_from(folder: Path | None) -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(entry)
+
+
+@contextlib.contextmanager
+def quietly() -> Iterator[None]:
+    """While a plugin is imported and registered in lubench's process: its output (stdout
+    and stderr, down to the file descriptors) goes nowhere — the probe child counted it, and
+    lubench says how much in one warning — and the working directory it may change is set
+    back, so that a relative ``-o`` still means what it meant."""
+    cwd = os.getcwd()
+    saved: list[tuple[int, int]] = []
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                saved.append((fd, os.dup(fd)))
+                os.dup2(devnull, fd)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):  # what Python buffered goes nowhere too
+            with contextlib.suppress(Exception):
+                stream.flush()
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+        os.close(devnull)
+        with contextlib.suppress(OSError):
+            if os.getcwd() != cwd:
+                os.chdir(cwd)
 
 
 def distribution_of(module_name: str) -> tuple[str | None, str | None]:

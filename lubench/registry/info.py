@@ -37,6 +37,9 @@ class PluginInfo:
         The installed distribution that provides it (entry points and modules).
     target : str
         The module name or the file path that was imported.
+    printed : int
+        Bytes the plugin wrote on stdout and stderr while imported (not shown: lubench's own
+        output stays readable; a warning says how much).
     """
 
     name: str
@@ -48,6 +51,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     target: str = ""
+    printed: int = 0
 
     @property
     def ok(self) -> bool:

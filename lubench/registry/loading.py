@@ -24,9 +24,10 @@ from lubench.registry.importing import (
     import_file,
     importable_from,
     is_file_spec,
+    quietly,
 )
 from lubench.registry.info import PluginInfo, disabled_names
-from lubench.registry.probe import probe_import
+from lubench.registry.probe import ProbeOutput, probe_import
 
 if TYPE_CHECKING:
     from lubench.registry.manager import Registry
@@ -89,16 +90,27 @@ def _load_file(reg: Registry, spec: str, base_dir: Path | None) -> str:
         raise PluginError(f"plugin file not found: {path}", plugin=name)
     reg.claim_name(info)
     reg.targets[str(path)] = name
-    reason = probe_import(lambda: import_file(path))  # a crash or hang stays there
-    if reason:
+    output = ProbeOutput()
+    reason = probe_import(lambda: _register_scratch(import_file(path), name), output=output)
+    info.printed = output.nbytes
+    if reason:  # a crash, an exit or a hang of the import or a hook stays in the probe
         reg.mark_broken(info, reason)
         return name
-    try:
-        obj = import_file(path)
-    except (Exception, SystemExit) as exc:
-        reg.mark_broken(info, exc)
-        return name
-    return reg.register(obj, name, info=info).name
+    with quietly():
+        try:
+            obj = import_file(path)
+        except (Exception, SystemExit) as exc:
+            reg.mark_broken(info, exc)
+            return name
+        return reg.register(obj, name, info=info).name
+
+
+def _register_scratch(obj: object, name: str) -> None:
+    """In the probe's child: register the imported plugin in a registry of its own, so that
+    its hooks run there first (one that crashes, exits or hangs is found out there)."""
+    from lubench.registry.manager import Registry
+
+    Registry().register(obj, name)
 
 
 def _load_module(reg: Registry, spec: str, base_dir: Path | None) -> str:
@@ -115,27 +127,30 @@ def _load_module(reg: Registry, spec: str, base_dir: Path | None) -> str:
     if spec not in sys.modules:
         def probe() -> None:
             with importable_from(folder):
-                importlib.import_module(spec)
+                _register_scratch(importlib.import_module(spec), name)
 
-        reason = probe_import(probe)  # a crash or hang stays in the probe's process
+        output = ProbeOutput()
+        reason = probe_import(probe, output=output)  # a crash or hang stays in the probe
+        info.printed = output.nbytes
         if reason:
             reg.mark_broken(info, reason)
             return name
-    try:
-        with importable_from(folder):
-            obj = importlib.import_module(spec)
-    except ModuleNotFoundError as exc:
-        if exc.name == spec or spec.startswith(f"{exc.name}."):  # a typo in the name
-            del reg.targets[spec]
-            raise PluginError(f"plugin module not found: '{spec}' ({exc})",
-                              plugin=spec) from None
-        reg.mark_broken(info, exc)  # it imports something that is missing: broken
-        return name
-    except (Exception, SystemExit) as exc:
-        reg.mark_broken(info, exc)
-        return name
-    info.distribution, info.version = distribution_of(spec)
-    dist = f"{info.distribution} {info.version}, " if info.distribution else ""
-    file = getattr(obj, "__file__", None)
-    info.origin = f"{dist}module {spec}" + (f" ({file})" if file else "")
-    return reg.register(obj, name, info=info).name
+    with quietly():
+        try:
+            with importable_from(folder):
+                obj = importlib.import_module(spec)
+        except ModuleNotFoundError as exc:
+            if exc.name == spec or spec.startswith(f"{exc.name}."):  # a typo in the name
+                del reg.targets[spec]
+                raise PluginError(f"plugin module not found: '{spec}' ({exc})",
+                                  plugin=spec) from None
+            reg.mark_broken(info, exc)  # it imports something that is missing: broken
+            return name
+        except (Exception, SystemExit) as exc:
+            reg.mark_broken(info, exc)
+            return name
+        info.distribution, info.version = distribution_of(spec)
+        dist = f"{info.distribution} {info.version}, " if info.distribution else ""
+        file = getattr(obj, "__file__", None)
+        info.origin = f"{dist}module {spec}" + (f" ({file})" if file else "")
+        return reg.register(obj, name, info=info).name

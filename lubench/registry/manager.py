@@ -179,18 +179,28 @@ class Registry:
             return self.operators[name]
         except KeyError:
             raise LubenchError(f"unknown operator '{name}'{closest(name, self.operators)}"
-                               f"{self._broken_hint()} (see `lubench list`)") from None
+                               f"{self._broken_hint()} ({self._see()})") from None
 
     def method(self, name: str) -> type[Method]:
         try:
             return self.methods[name]
         except KeyError:
             raise LubenchError(f"unknown method '{name}'{closest(name, self.methods)}"
-                               f"{self._broken_hint()} (see `lubench list`)") from None
+                               f"{self._broken_hint()} ({self._see()})") from None
+
+    def _see(self) -> str:
+        return "see `lubench list`" + (", `lubench plugins`" if self._broken_hint() else "")
 
     def _broken_hint(self) -> str:
+        """Why a name may be missing: plugins that broke, and plugins that were not loaded
+        because ``LUBENCH_DISABLE_PLUGINS`` names them (the name may be theirs)."""
         broken = [p.name for p in self.broken()]
-        return f"; broken plugins: {', '.join(broken)} (see `lubench plugins`)" if broken else ""
+        disabled = [p.name for p in self.plugins.values() if p.status.startswith("disabled")]
+        hint = f"; broken plugins: {', '.join(broken)}" if broken else ""
+        if disabled:
+            hint += (f"; {DISABLE_VAR} disabled {', '.join(map(repr, disabled))}, which may "
+                     f"provide it")
+        return hint
 
     def unavailable(self, kind: str, name: str) -> str | None:
         """Why the ``kind`` (``operator`` | ``method``) ``name`` cannot run here — its plugin

@@ -13,12 +13,17 @@ residual. A case is a **regression** (listed, and ``lubench compare`` exits 1) w
 * ``precond_iterations`` grew (where A converged), or ``precond_converged`` went from true
   to false;
 * a time got slower by more than ``threshold`` (median B/A > threshold) **and** B's median is
-  at least :data:`TIME_FLOOR` (1 ms; below that, timings are noise of the machine) **and**,
-  when both runs have more than one repeat, the slowdown is significant: a one-sided
-  Mann–Whitney U test of B's repeats against A's gives p ≤ :data:`ALPHA` (0.05). With two
-  repeats on each side no slowdown can be significant (the smallest p is 1/6); three against
-  three can (p = 0.05 when every B is slower than every A). A slowdown beyond the threshold
-  that is not significant is shown as a note, not flagged;
+  at least :data:`TIME_FLOOR` (1 ms; below that, timings are noise of the machine) **and**
+  the slowdown is judged to be real:
+
+  - when both runs have more than one repeat, a one-sided Mann–Whitney U test of B's repeats
+    against A's gives p ≤ :data:`ALPHA` (0.05). With two repeats on each side no slowdown
+    can be significant (the smallest p is 1/6); three against three can (p = 0.05 when
+    every B is slower than every A). A slowdown that is not significant is a note;
+  - when a run has a single repeat, no test is possible and one timing on a shared machine
+    says little (a 0.7 ms → 4.9 ms jump of ``precond_seconds`` is ×7 of noise): the slowdown
+    is **not judged** — a note — unless it is gross, B/A ≥ :data:`GROSS_FACTOR` (10) **and**
+    B − A ≥ :data:`GROSS_FLOOR` (1 s), which no machine's noise makes;
 * an error grew by more than ``threshold`` **and** B's error is at least :data:`ERROR_FLOOR`
   (1e-13): below that, both errors are round-off and their ratio means nothing.
 
@@ -41,9 +46,11 @@ from lubench.report.load import load_run
 from lubench.rundir.records import OK
 
 __all__ = ["compare_runs", "compare_frames", "TIME_FLOOR", "ERROR_FLOOR", "ALPHA", "METRICS",
-           "BLOWUP_METRICS"]
+           "BLOWUP_METRICS", "GROSS_FACTOR", "GROSS_FLOOR"]
 
 TIME_FLOOR = 1e-3     # seconds: a slower time below this is not flagged
+GROSS_FACTOR = 10.0   # one repeat: only a slowdown of at least this factor ...
+GROSS_FLOOR = 1.0     # ... and this many seconds is judged (flagged)
 ERROR_FLOOR = 1e-13   # a larger error below this is not flagged (round-off level)
 ALPHA = 0.05          # significance level of the rank test on times
 #: The ratios B/A shown per case, and how each is judged.
@@ -114,7 +121,7 @@ def _ratio(a: float, b: float) -> float:
 
 def _slowdown_p(a: list[float], b: list[float]) -> float | None:
     """One-sided Mann–Whitney p-value of "B's times are larger than A's", or None when a run
-    has a single repeat (no test possible: the ratio alone decides)."""
+    has a single repeat (no test possible: judged only when gross)."""
     if len(a) < 2 or len(b) < 2:
         return None
     from scipy.stats import mannwhitneyu
@@ -162,8 +169,12 @@ def _case_flags(ra: pd.Series, rb: pd.Series, ta: dict, tb: dict,
             continue
         a_t, b_t = ta.get(key, []), tb.get(key, [])
         p = _slowdown_p(a_t, b_t)
-        if p is None:
-            flags.append(f"{key} ×{_fmt_ratio(ratio)} slower")
+        if p is None and ratio >= GROSS_FACTOR and rb[key] - ra[key] >= GROSS_FLOOR:
+            flags.append(f"{key} ×{_fmt_ratio(ratio)} slower (beyond ×{GROSS_FACTOR:g} and "
+                         f"+{GROSS_FLOOR:g} s; {len(b_t)} vs {len(a_t)} repeats)")
+        elif p is None:
+            notes.append(f"{key} ×{_fmt_ratio(ratio)} slower, not judged ({len(b_t)} vs "
+                         f"{len(a_t)} repeats: too few for a test)")
         elif p <= ALPHA:
             flags.append(f"{key} ×{_fmt_ratio(ratio)} slower (Mann–Whitney p = {p:.2g}, "
                          f"{len(b_t)} vs {len(a_t)} repeats)")
@@ -232,8 +243,9 @@ def compare_runs(run_a: Path, run_b: Path, threshold: float = 1.5,
     """The table of B/A per common case, in ``fmt`` (``md`` with the lists of unmatched
     and flagged cases around it, or ``tex``/``html``: the table alone, for a report), and the
     number of cases with a regression."""
-    if not threshold > 1:
-        raise LubenchError(f"--threshold must be greater than 1, got {threshold}")
+    if not (threshold > 1 and math.isfinite(threshold)):
+        raise LubenchError(f"--threshold must be a finite number greater than 1, got "
+                           f"{threshold}")
     A, B = load_run(run_a), load_run(run_b)
     table, only_a, only_b = compare_frames(A.results, B.results, threshold)
     flagged = table[[bool(f) for f in table["flags"]]] if not table.empty else table
@@ -241,7 +253,9 @@ def compare_runs(run_a: Path, run_b: Path, threshold: float = 1.5,
     footer = (f"{len(table)} common case(s), {len(flagged)} flagged (threshold "
               f"×{threshold:g}; times under {TIME_FLOOR * 1e3:g} ms and errors under "
               f"{ERROR_FLOOR:g} are noise or round-off and never flagged; with repeats, "
-              f"a slowdown must be significant, Mann–Whitney p ≤ {ALPHA:g}).")
+              f"a slowdown must be significant, Mann–Whitney p ≤ {ALPHA:g}; with one "
+              f"repeat it is not judged unless beyond ×{GROSS_FACTOR:g} and "
+              f"+{GROSS_FLOOR:g} s).")
     if fmt != "md":
         caption = f"B = {run_b} against A = {run_a}. {footer}"
         return frame_text(shown, fmt, caption=caption), len(flagged)

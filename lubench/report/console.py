@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lubench.errors import printable
 from lubench.report.cells import cell
 from lubench.report.columns import BY_KEY, METRICS
 from lubench.report.load import prepare_results
@@ -136,4 +137,4 @@ def summary_table(results: pd.DataFrame, columns: Sequence[str] | None = None) -
         lines.append(note[0].lower() + note[1:].rstrip("."))
     if notes:
         lines += [""] + notes
-    return "\n".join(lines)
+    return printable("\n".join(lines))  # reasons are a plugin's text: no terminal escapes

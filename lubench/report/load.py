@@ -21,6 +21,7 @@ import pandas as pd
 
 from lubench.api import LubenchError
 from lubench.rundir import records
+from lubench.rundir.fsafe import read_json_object
 from lubench.rundir.records import (
     FAILED,
     IDENTITY_COLUMNS,
@@ -85,7 +86,7 @@ def _as_json_text(value: Any) -> str:
 def _params(text: str) -> dict:
     try:
         value = json.loads(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -167,10 +168,7 @@ def load_run(run_dir: str | Path) -> Run:
         raise LubenchError(f"{path} holds no records: the run finished no case")
     meta: dict = {}
     if (path / "meta.json").is_file():
-        try:
-            meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            meta = {"meta.json": "unreadable"}
+        meta = read_json_object(path / "meta.json") or {"meta.json": "unreadable"}
     suite_text = ""
     if (path / "suite.yaml").is_file():
         suite_text = (path / "suite.yaml").read_text(encoding="utf-8", errors="replace")

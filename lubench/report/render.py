@@ -28,15 +28,16 @@ from typing import Any
 import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from lubench.api import LubenchError  # noqa: E402
+from lubench.errors import shown
 from lubench.report import figures as F  # noqa: E402
 from lubench.report.html import report_html, standalone_table_html  # noqa: E402
 from lubench.report.latex import latex_tables  # noqa: E402
 from lubench.report.load import Run, load_run, prepare_results
 from lubench.report.markdown import summary_markdown  # noqa: E402
 from lubench.report.summary import select, summarize  # noqa: E402
+from lubench.rundir.fsafe import atomic_write, no_link
 from lubench.rundir.records import OK
 from lubench.suite.report_spec import (  # noqa: E402
     PANEL_FIGURES,
@@ -46,9 +47,10 @@ from lubench.suite.report_spec import (  # noqa: E402
     merge,
     parse_spec,
 )
+from lubench.suite.yamlfile import read_yaml
 
 __all__ = ["render", "resolve_spec", "run_labels", "load_runs", "suite_report_section",
-           "panel_summary"]
+           "panel_summary", "panel_misses"]
 
 
 # Why a figure function returned None instead of a figure (the report's notes say it).
@@ -60,19 +62,34 @@ NOTHING_TO_DRAW = {
 }
 
 
+REPORT_MARKER = ".lubench-report"
+"""The file that says a folder holds a report lubench wrote (and may write again)."""
+
+
+def check_report_folder(out: Path) -> None:
+    """``-o DIR`` of a report: a new or empty folder, or one holding a report lubench wrote
+    (:data:`REPORT_MARKER`) — never a folder of the user's, whose ``results.md`` or
+    ``report.html`` it would replace — and never a symbolic link."""
+    no_link(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise LubenchError(f"-o {out}: exists and is not a folder")
+    entries = sorted(p.name for p in out.iterdir())
+    if entries and REPORT_MARKER not in entries:
+        shown_names = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise LubenchError(f"-o {out}: the folder holds files lubench did not write "
+                           f"({shown_names}); choose a new or empty folder")
+
+
 def suite_report_section(path: Path) -> dict:
     """The ``report:`` mapping of a suite file ({} when it has none)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LubenchError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise LubenchError(f"{path}: malformed YAML: {str(exc).splitlines()[0]}") from None
+    data, _ = read_yaml(path, "suite file")
     if not isinstance(data, dict):
         return {}
     section = data.get("report") or {}
     if not isinstance(section, dict):
-        raise LubenchError(f"{path}: report: expected a mapping, got {section!r}")
+        raise LubenchError(f"{path}: report: expected a mapping, got {shown(section)}")
     return section
 
 
@@ -82,8 +99,16 @@ def resolve_spec(run_dirs: Sequence[Path], options: Mapping[str, Any] | None = N
     ``report:`` section, with ``options`` (None values ignored) replacing its keys."""
     source = Path(spec_file) if spec_file is not None else Path(run_dirs[0]) / "suite.yaml"
     base = suite_report_section(source) if (spec_file is not None or source.is_file()) else {}
-    if base:
-        parse_spec(base, f"{source}: report")  # an error in the file names the file
+    replaced = {k for k, v in (options or {}).items() if v is not None}
+    kept = {k: v for k, v in base.items() if k not in replaced}
+    if kept:  # an error in the file names the file; a key the command line replaces is not read
+        try:
+            parse_spec(kept, f"{source}: report")
+        except LubenchError as exc:
+            if spec_file is not None:
+                raise
+            raise LubenchError(f"{exc} (the run's copy of its suite: replace the key with its "
+                               f"option, or the section with --spec FILE)") from None
     return parse_spec(merge(base, options), "--")
 
 
@@ -125,6 +150,14 @@ def panel_summary(summary: pd.DataFrame, spec: ReportSpec) -> pd.DataFrame:
     return summary[summary["n"].isin(spec.panel_sizes)]
 
 
+def panel_misses(summary: pd.DataFrame, spec: ReportSpec) -> list[int]:
+    """The sizes of ``spec.panel_sizes`` that no summary row has (to warn about)."""
+    if not isinstance(spec.panel_sizes, tuple):
+        return []
+    have = set(summary["n"].dropna().astype(int))
+    return [n for n in spec.panel_sizes if n not in have]
+
+
 def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
            spec: ReportSpec | None = None,
            echo: Callable[[str], object] = print) -> Path:
@@ -139,11 +172,18 @@ def render(run_dirs: Path | Sequence[Path], output: Path | None = None,
     spec = spec if spec is not None else resolve_spec(run_dirs)
     runs, results, histories = load_runs(run_dirs)
     out = Path(output) if output is not None else run_dirs[0] / "report"
+    if output is not None:  # a folder of its own (a run directory's report/ is the run's)
+        check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
+    if output is not None:
+        atomic_write(out / REPORT_MARKER, "written by `lubench report`: it replaces the files "
+                                          "here when it writes a report again\n")
     rows, unmatched = select(results, spec)
     for what in unmatched:
         echo(f"lubench: warning: report {what} matched nothing")
     summary = summarize(rows)
+    for n in panel_misses(summary, spec):  # such a size would draw empty panels
+        echo(f"lubench: warning: report panel_sizes: {n} matched nothing")
     style = F.make_style(summary, spec.size)
     any_ok = bool((rows["status"] == OK).any())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import stat
 from pathlib import Path
@@ -19,7 +20,11 @@ from pathlib import Path
 from lubench.errors import LubenchError
 
 __all__ = ["FsError", "describe", "open_append", "open_new", "atomic_write", "real_dir",
-           "check_output_dir", "no_link", "no_links_in"]
+           "check_output_dir", "no_link", "no_links_in", "is_run_dir", "read_json_object",
+           "regular_file"]
+
+META = "meta.json"
+MAX_META_BYTES = 64 << 20  # a meta.json larger than this is not one lubench wrote
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -71,12 +76,61 @@ def no_links_in(folder: Path) -> None:
 
 
 def open_append(path: Path) -> int:
-    """A descriptor appending to ``path`` (created when missing), never through a link."""
-    fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    """A descriptor appending to ``path`` (created when missing), never through a link.
+
+    Refused with :class:`FsError`: a path that is not a regular file (a FIFO, opened without
+    blocking, is refused, not waited on) and a file with another hard link — appending to
+    it would change a file that also lives elsewhere under another name."""
+    fd = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise FsError(f"{path} is not a regular file", path)
+    if info.st_nlink > 1:
+        os.close(fd)
+        raise FsError(f"{path} has {info.st_nlink - 1} other hard link(s); lubench never "
+                      f"appends to a file that also lives elsewhere: move it away", path)
+    os.set_blocking(fd, True)
     return fd
+
+
+def regular_file(path: Path, what: str = "") -> bool:
+    """Whether ``path`` exists; :class:`FsError` when it exists and is not a regular file
+    (a directory, a FIFO, a device), which no reader of a run directory opens."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise FsError(describe(exc, "cannot read", path), path) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise FsError(f"{path} is {kind}{what}", path)
+    return True
+
+
+def read_json_object(path: Path, limit: int = MAX_META_BYTES) -> dict | None:
+    """The JSON object in ``path`` (a regular file, not a link, at most ``limit`` bytes), or
+    None when it is missing, unreadable, not JSON, or not an object."""
+    try:
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            return None
+        with open(os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC | os.O_NONBLOCK),
+                  "rb") as fh:
+            data = json.loads(fh.read(limit + 1).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a run directory: its ``meta.json`` is what :class:`RunStore`
+    writes first (a JSON object with a ``run_id`` and its ``sessions``). A folder that merely
+    holds a file named ``meta.json`` or ``records.jsonl`` is not one."""
+    meta = read_json_object(Path(path) / META)
+    return meta is not None and isinstance(meta.get("run_id"), str) and \
+        isinstance(meta.get("sessions"), list)
 
 
 def open_new(path: Path, mode: int = 0o644) -> int:
@@ -129,6 +183,7 @@ def check_output_dir(path: Path, is_run_dir: bool) -> None:
     Raises :class:`FsError` naming the path: a file, a link, a directory holding other
     things (lubench would mix its files with them), or a place that cannot be created.
     """
+    no_link(path)
     if path.exists():
         if not path.is_dir():
             raise FsError(f"-o {path}: exists and is not a directory", path)

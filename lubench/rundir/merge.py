@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lubench.errors import LubenchError
+from lubench.rundir.fsafe import no_link, read_json_object
 from lubench.rundir.records import RECORDS, read_records, record_line, records_to_frames
 from lubench.rundir.store import write_parquet
 
@@ -69,6 +70,7 @@ def _check_sources(sources: list[Path], out: Path) -> None:
         if real in seen:
             raise LubenchError(f"merge: {src} is named twice")
         seen.add(real)
+    no_link(out)
     if out.resolve() in seen:
         raise LubenchError(f"merge: -o {out} is one of the sources; choose a new folder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -156,11 +158,7 @@ def merge_runs(sources: list[Path], out: Path) -> MergeOutcome:
 
 
 def _read_meta(run_dir: Path) -> dict:
-    try:
-        meta = json.loads((run_dir / META).read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
+    return read_json_object(run_dir / META) or {}
 
 
 def _copy_suites(sources: list[Path], out: Path) -> list[str]:
@@ -171,13 +169,13 @@ def _copy_suites(sources: list[Path], out: Path) -> list[str]:
         path = src / SUITE_COPY
         if not path.is_file():
             continue
-        text = path.read_text()
+        text = path.read_bytes()
         if not written:
-            _write(out / SUITE_COPY, text.encode())
+            _write(out / SUITE_COPY, text)
             written.append(SUITE_COPY)
-        name = f"suite.{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+        name = f"suite.{hashlib.sha256(text).hexdigest()[:12]}.yaml"
         if name not in written:
-            _write(out / name, text.encode())
+            _write(out / name, text)
             written.append(name)
     return written
 

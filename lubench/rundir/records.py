@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from lubench.metrics.table import METRICS
@@ -238,29 +239,76 @@ def record_line(record: dict) -> bytes:
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------
+_TEXT_FIELDS = ("run_id", "suite", "operator", "operator_params", "method", "family",
+                "method_params", "device", "status", "error", "factor_error_kind")
+_INT64 = 2 ** 63
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -_INT64 < value < _INT64
+
+
+def record_problem(rec: Any) -> str | None:
+    """Why a decoded line of ``records.jsonl`` is no record (None when it is one): a record
+    is a JSON object with a non-empty text ``case_id``, an integer ``repeat`` ≥ 0 (absent:
+    0), an integer ``n`` ≥ 1 when present, text (or null) identity fields, a list (or null)
+    ``history``. Metrics of any other type are read as missing (:func:`records_to_frames`)."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    if not isinstance(rec.get("case_id"), str) or not rec["case_id"]:
+        return "no case_id"
+    repeat = rec.get("repeat", 0)
+    if not (_is_int(repeat) and repeat >= 0):
+        return f"repeat is {_short(repeat)}"
+    n = rec.get("n")
+    if n is not None and not (_is_int(n) and n >= 1):
+        return f"n is {_short(n)}"
+    for key in _TEXT_FIELDS:
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            return f"{key} is {_short(rec[key])}"
+    if rec.get("history") is not None and not isinstance(rec["history"], list):
+        return f"history is {_short(rec['history'])}"
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def read_records(path: str | Path) -> Iterator[dict]:
     """The records of ``records.jsonl`` in file order.
 
-    A line that is not a JSON object (a crash mid-write leaves a truncated last line) is
-    skipped with a warning naming the file and the line; it never stops the reader.
+    A line that is no record (:func:`record_problem`: a crash mid-write leaves a truncated
+    last line; a foreign or corrupt line) is skipped with a warning naming the file, the
+    line and why; it never stops the reader. A ``records.jsonl`` that is not a regular file
+    (a directory, a FIFO) is an :class:`~lubench.rundir.fsafe.FsError`.
     """
+    from lubench.rundir.fsafe import FsError, describe, regular_file
+
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and path.name != RECORDS:
         path = path / RECORDS
-    if not path.exists():
+    if not regular_file(path):
         return
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops early
+    except OSError as exc:
+        raise FsError(describe(exc, "cannot read", path), path) from None
+    with fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
             try:
                 rec = decode_json(raw)
-            except (ValueError, UnicodeDecodeError):
-                rec = None
-            if not isinstance(rec, dict) or "case_id" not in rec:
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                rec, why = None, "not JSON"
+            else:
+                why = record_problem(rec)
+            if why is not None:
                 tail = "" if raw.endswith(b"\n") else " (truncated last line: a crash mid-write)"
-                log.warning("lubench: warning: %s:%d: skipping an unreadable record%s",
-                            path, lineno, tail)
+                log.warning("lubench: warning: %s:%d: skipping an unreadable record (%s)%s",
+                            path, lineno, why, tail)
                 continue
             yield rec
 
@@ -273,16 +321,39 @@ def dedupe_records(records: Iterable[dict]) -> list[dict]:
     return list(last.values())
 
 
+def _int_or_na(value: Any) -> Any:
+    """An integer column's cell: an int within int64, an integral float within it, else NA."""
+    if _is_int(value):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INT64:
+        return int(value)
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):
+        return _int_or_na(value.item())
+    return pd.NA
+
+
+def _float_or_nan(value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Each column in its type; a cell that is not of it (a foreign or corrupt record) reads
+    as missing, never as an error."""
     for col in _INT_COLUMNS:
         if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+            df[col] = pd.array([_int_or_na(v) for v in df[col]], dtype="Int64")
     for col in _FLOAT_COLUMNS:
         if col in df:
-            df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+            df[col] = pd.array([_float_or_nan(v) for v in df[col]], dtype="float64")
     for col in _BOOL_COLUMNS:
         if col in df:
-            df[col] = df[col].astype("boolean")
+            df[col] = pd.array([bool(v) if isinstance(v, (bool, np.bool_)) else pd.NA
+                                for v in df[col]], dtype="boolean")
     for col in _TEXT_COLUMNS:
         if col in df:
             df[col] = df[col].astype(object).where(df[col].notna(), None)

@@ -53,9 +53,12 @@ from lubench.rundir.fsafe import (
     atomic_write,
     check_output_dir,
     describe,
+    is_run_dir,
     no_link,
     open_append,
+    read_json_object,
     real_dir,
+    regular_file,
 )
 from lubench.rundir.records import (
     NOT_RUN,
@@ -179,26 +182,30 @@ class RunStore:
         """
         run_dir = Path(run_dir)
         records = run_dir / RECORDS
+        no_link(run_dir)
         for name in (RECORDS, META, SUITE_COPY, LOCK, PARTIAL, RESULTS, HISTORIES, LOGS,
-                     "report"):
+                     CACHE, "report"):
             no_link(run_dir / name)
+        is_run = is_run_dir(run_dir)
         if resume:
             if not run_dir.is_dir():
                 raise LubenchError(f"--resume {run_dir}: no such run directory")
-            if not (records.exists() or (run_dir / META).exists()):
-                raise LubenchError(f"--resume {run_dir}: not a run directory (no {RECORDS} "
-                                   f"or {META})")
-        elif records.exists() and records.stat().st_size > 0:
+            if not is_run:
+                raise LubenchError(f"--resume {run_dir}: not a run directory (its {META} was "
+                                   f"not written by lubench); nothing in it was changed")
+        elif is_run and regular_file(records) and records.stat().st_size > 0:
             raise LubenchError(f"{run_dir} already holds records ({RECORDS}); continue it "
                                f"with --resume {run_dir}, or choose another -o DIR")
         else:
-            check_output_dir(run_dir, is_run_dir=records.exists() or (run_dir / META).exists())
+            check_output_dir(run_dir, is_run_dir=is_run)
+        regular_file(records)
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FsError(describe(exc, "cannot create the run directory", run_dir),
                           run_dir) from None
         lock_fd = cls._lock(run_dir)
+        real_dir(run_dir / CACHE)
 
         session = {"command_line": command_line, "started_at": _now(), "ended_at": None,
                    "suite_sha256": suite.sha256}
@@ -254,10 +261,7 @@ class RunStore:
 
     @staticmethod
     def _read_meta(run_dir: Path) -> dict:
-        try:
-            return json.loads((run_dir / META).read_text())
-        except (OSError, ValueError):
-            return {}
+        return read_json_object(run_dir / META) or {}
 
     def _repair_tail(self) -> None:
         """Move a truncated last line (a crash mid-write) to ``records.jsonl.partial``, so

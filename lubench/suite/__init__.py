@@ -4,6 +4,9 @@ Modules
 -------
 ``load``         :func:`~lubench.suite.load.load_suite`: read, validate every entry against
                  its plugin, expand into cases (the face)
+``yamlfile``     reading a YAML file of the user's: once, UTF-8, no key twice, bounded
+``entries``      each entry against its plugin (grid, sizes, checks): the plugin calls of
+                 loading, run in one contained child
 ``schema``       the fixed part of the format as a pydantic model; every error with its path;
                  JSON Schema (``lubench schema``)
 ``cases``        :class:`~lubench.suite.cases.Case` and :class:`~lubench.suite.cases.Suite`

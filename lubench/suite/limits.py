@@ -41,10 +41,10 @@ from typing import Any
 from lubench.errors import LubenchError
 from lubench.suite.values import MIN_MEMORY, NO_LIMIT, parse_duration, parse_memory
 
-__all__ = ["case_limit", "default_memory_limit", "default_limit", "effective_memory_limit",
-           "effective_form_limit", "DEFAULT_TIMEOUT", "DEFAULT_GRADE_LIMIT",
-           "DEFAULT_MEMORY_SHARE", "FORM_SHARE",
-           "MIN_MEMORY", "NO_MEMORY_LIMIT", "LimitError", "LIMIT_KEYS"]
+__all__ = ["case_limit", "given_limit", "default_memory_limit", "default_limit",
+           "effective_memory_limit", "effective_form_limit", "DEFAULT_TIMEOUT",
+           "DEFAULT_GRADE_LIMIT", "DEFAULT_MEMORY_SHARE", "FORM_SHARE", "MIN_MEMORY",
+           "NO_MEMORY_LIMIT", "LimitError", "LIMIT_KEYS"]
 
 DEFAULT_TIMEOUT = 3600.0  # seconds
 DEFAULT_GRADE_LIMIT = 600.0  # seconds of grading per case
@@ -124,3 +124,14 @@ def effective_memory_limit(value: int | None) -> int | None:
     if value is None:
         return default_memory_limit()
     return int(value) if value > 0 else None
+
+
+def given_limit(key: str, value: Any, given: set[str]) -> Any:
+    """A limit as a case holds it (this module): the default when the key is
+    absent, else its value — an explicit ``none`` (parsed to None by the schema) being no
+    timeout or grading limit, resp. :data:`NO_MEMORY_LIMIT` for a memory size."""
+    if key not in given:
+        return default_limit(key)
+    if value is None and key in ("memory_limit", "form_limit"):  # the memory sizes
+        return NO_MEMORY_LIMIT
+    return value

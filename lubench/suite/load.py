@@ -19,22 +19,22 @@ it finds, with the file and the path, in one :class:`SuiteError`: the fixed part
 (:mod:`lubench.suite.schema`: keys, types, ranges, units), then each entry against its plugin (the
 name, with the closest one suggested; the parameters' names and types; the class's
 ``check_params``; the sizes the operator can take).
+
+The file is read once (:mod:`lubench.suite.yamlfile`). The second stage calls plugin code —
+constructors, ``get_params``, ``check_params``, ``sizes``, ``check_size`` — so it runs in one
+contained child (:func:`lubench.registry.probe.contained`), each call announced first: a
+call that raises (other than the plugin's refusal), crashes, ends the process or hangs is one
+more problem naming the entry, the plugin, the class and the call.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from lubench.api import InvalidParameter, LubenchError, has_fit
-from lubench.errors import SuiteError
-from lubench.params import coerce, param_specs, validate_params
+from lubench.api import LubenchError
+from lubench.errors import SuiteError, shown
 from lubench.registry import Registry
 from lubench.suite.cases import (
     FIT,
@@ -45,101 +45,53 @@ from lubench.suite.cases import (
     instance_seed,
     short_params,
 )
-from lubench.suite.limits import NO_MEMORY_LIMIT, default_limit
+from lubench.suite.entries import MethodInstance, OperatorInstance, expand_entries
+from lubench.suite.limits import given_limit
 from lubench.suite.report_spec import parse_spec
 from lubench.suite.schema import (
-    MethodEntry,
-    OperatorEntry,
     SuiteModel,
+    check_suite,
+    name_problem,
     suite_error,
-    validate_suite,
 )
 from lubench.suite.values import parse_duration
+from lubench.suite.yamlfile import read_yaml
 
-__all__ = ["load_suite", "build_suite", "suite_plugins", "plugin_specs"]
-
-
-def _is_grid(value: Any, ann: Any) -> bool:
-    """A list is a grid axis, except a flat list given for a list- or tuple-typed parameter."""
-    if not isinstance(value, list):
-        return False
-    if typing.get_origin(ann) in (list, tuple) or ann in (list, tuple):
-        return bool(value) and all(isinstance(v, (list, tuple)) for v in value)
-    return True
+__all__ = ["load_suite", "build_suite", "read_suite", "suite_plugins", "plugin_specs"]
 
 
-def _grid(cls: type, params: dict, where: str, base_dir: Path | None, check: bool,
-          problems: list[str]) -> list[tuple[dict, dict]]:
-    """Every combination of the grid axes in ``params``, validated against ``cls``: pairs of
-    (all parameters with defaults filled in, the parameters the suite set). A combination
-    that does not validate is left out and its problem added to ``problems``; ``check`` runs
-    the class's ``check_params`` (not for a plugin that cannot run here)."""
-    specs = param_specs(cls)
-    axes: list[list[tuple[str, Any]]] = []
-    for key, value in params.items():
-        ann = specs[key].annotation if key in specs else None
-        values = value if _is_grid(value, ann) else [value]
-        if not values:
-            problems.append(f"{where}.{key}: an empty list gives no cases")
-            return []
-        axes.append([(key, v) for v in values])
-    out = []
-    for combo in itertools.product(*axes):
-        given = dict(combo)
-        try:
-            valid = validate_params(cls, given, where, base_dir)
-            full = cls(**valid).get_params()  # defaults filled in: the row says everything
-        except InvalidParameter as exc:
-            problems.append(str(exc))
-            continue
-        except (ValueError, TypeError) as exc:
-            problems.append(f"{where}: '{cls.name}' refuses {given}: {exc}")
-            continue
-        if check:
-            try:
-                cls.check_params(full)
-            except (InvalidParameter, ValueError, TypeError) as exc:
-                problems.append(f"{where}: {exc}")
-                continue
-        out.append((full, dict(valid)))
-    return out
-
-
-def _read_yaml(path: Path) -> tuple[dict, str]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: suite file not found") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read the suite file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: malformed YAML{at}: {problem}") from None
+def read_suite(path: str | Path) -> tuple[dict, str]:
+    """``(mapping, text)`` of a suite file, read once (:mod:`lubench.suite.yamlfile`: a regular
+    file or a pipe, UTF-8, no key twice in a mapping); :class:`SuiteError` otherwise."""
+    data, text = read_yaml(path, "suite file")
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: a suite is a YAML mapping (name:, operators:, methods:, ...)"
                          f", got {type(data).__name__}")
     return data, text
 
 
-def suite_plugins(path: Path) -> list[str]:
-    """The ``plugins:`` list of a suite file, read before the registry is built."""
-    data, _ = _read_yaml(path)
+def suite_plugins(path: Path, data: dict | None = None) -> list[str]:
+    """The ``plugins:`` list of a suite file (of ``data``, its mapping, when already read),
+    read before the registry is built."""
+    if data is None:
+        data, _ = read_suite(path)
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise SuiteError(f"{path}: plugins: expected a list of module names or .py paths, "
-                         f"got {plugins!r}")
+                         f"got {shown(plugins)}")
+    for i, spec in enumerate(plugins):  # a NUL byte was a ValueError traceback in resolve()
+        if not spec.strip() or any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in spec):
+            raise SuiteError(f"{path}: plugins[{i}]: expected a module name or a .py path, "
+                             f"got {shown(spec)}")
     return plugins
 
 
-def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+def plugin_specs(path: Path, extra: tuple[str, ...] | list[str] = (),
+                 data: dict | None = None) -> tuple[str, ...]:
     """The plugins a run of the suite file loads: ``extra`` (``--plugin``), then the suite's
     ``plugins:`` entries, ``.py`` paths made absolute from the suite file's folder."""
     base_dir = Path(path).resolve().parent
-    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path))
+    return tuple(extra) + tuple(_resolve_spec(s, base_dir) for s in suite_plugins(path, data))
 
 
 def _resolve_spec(spec: str, base_dir: Path) -> str:
@@ -151,15 +103,18 @@ def _resolve_spec(spec: str, base_dir: Path) -> str:
 
 
 def load_suite(path: str | Path, registry: Registry, device: str | None = None,
-               timeout: float | str | None = None) -> Suite:
+               timeout: float | str | None = None,
+               source: tuple[dict, str] | None = None) -> Suite:
     """Read, validate and expand a suite file. Raises SuiteError naming the file and every
     problem with its path.
 
     ``device`` and ``timeout`` given on the command line override the suite's values
     (``timeout``: seconds, a time such as ``"10m"``, or ``"none"`` for no limit).
+    ``source``: the ``(mapping, text)`` :func:`read_suite` already read (a pipe can be read
+    only once).
     """
     path = Path(path)
-    data, text = _read_yaml(path)
+    data, text = source if source is not None else read_suite(path)
     return build_suite(data, registry, path=path, text=text, device=device, timeout=timeout)
 
 
@@ -183,143 +138,33 @@ class _Settings:
     cg_maxiter: int = 10_000
 
 
-# (name, params with defaults, n, params the suite set, (instances, train), the entry's
-#  limits, where)
-_OperatorInstance = tuple[str, dict, int, dict, tuple[int, int], dict, str]
-# (name, params with defaults, family, budget/timeout/memory/resources, params the suite set,
-#  trains across instances, where)
-_MethodInstance = tuple[str, dict, str, dict, dict, bool, str]
-
-
 def _settings(model: SuiteModel, path: Path | None, device: str | None,
               timeout: float | str | None, problems: list[str]) -> _Settings:
     """The top-level values (already checked by the schema), command-line overrides applied."""
     name = model.name or (path.stem if path else "suite")
-    if not re.fullmatch(r"[\w.-]+", name):
-        problems.append(f"name: the file name {name!r} is no run name (letters, digits, '-', "
-                        f"'_', '.'); set 'name:'")
+    if name_problem(name):
+        problems.append(f"name: the file name {shown(name)} is no run name ({name_problem(name)}"
+                        f"); set 'name:'")
     forced = timeout is not None
     if forced and not isinstance(timeout, (int, float)):
         timeout = parse_duration(timeout)
     given = model.model_fields_set
     return _Settings(
         name=name, seed=model.seed, repeats=model.repeats,
-        timeout=timeout if forced else _given_limit("timeout", model.timeout, given),
+        timeout=timeout if forced else given_limit("timeout", model.timeout, given),
         timeout_forced=forced,
-        memory_limit=_given_limit("memory_limit", model.memory_limit, given),
-        form_limit=_given_limit("form_limit", model.form_limit, given),
+        memory_limit=given_limit("memory_limit", model.memory_limit, given),
+        form_limit=given_limit("form_limit", model.form_limit, given),
         exact_limit=model.exact_limit,
-        grade_limit=_given_limit("grade_limit", model.grade_limit, given),
+        grade_limit=given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True),
         cg_tolerances=tuple(sorted({*model.cg_tolerances, 1e-8}, reverse=True)),
         cg_maxiter=model.cg_maxiter)
 
 
-def _given_limit(key: str, value: Any, given: set[str]) -> Any:
-    """A limit as a case holds it (:mod:`lubench.suite.limits`): the default when the key is
-    absent, else its value — an explicit ``none`` (parsed to None by the schema) being no
-    timeout, resp. :data:`~lubench.suite.limits.NO_MEMORY_LIMIT`."""
-    if key not in given:
-        return default_limit(key)
-    if value is None and key in ("memory_limit", "form_limit"):
-        return NO_MEMORY_LIMIT
-    return value
-
-
-def _sizes(entry: OperatorEntry, cls: type, gen: Any, where: str,
-           problems: list[str]) -> list[int]:
-    """The sizes of one operator entry that the generator accepts (problems for the others)."""
-    try:
-        fixed = gen.sizes()
-    except (InvalidParameter, OSError, ValueError) as exc:
-        problems.append(f"{where}.params: {exc}")
-        return []
-    sizes = entry.sizes
-    if sizes is None:
-        if fixed is None:
-            problems.append(f"{where}: 'sizes' is required for operator '{cls.name}'")
-            return []
-        sizes = [coerce(n, int) for n in fixed]
-    out = []
-    for j, n in enumerate(sizes):
-        if fixed is not None and n not in fixed:
-            problems.append(f"{where}.sizes[{j}]: operator '{cls.name}' has fixed size "
-                            f"{fixed}, got {n}")
-            continue
-        try:
-            gen.check_size(n)
-        except (InvalidParameter, ValueError) as exc:
-            msg = str(exc) if str(exc).startswith(cls.name) else f"{cls.name}: {exc}"
-            problems.append(f"{where}.sizes[{j}]: {msg}")
-            continue
-        out.append(n)
-    return out
-
-
-def _operators(entries: list[OperatorEntry], registry: Registry, base_dir: Path,
-               problems: list[str]) -> list[_OperatorInstance]:
-    """Every operator entry × its parameter grid × its sizes, each validated."""
-    out: list[_OperatorInstance] = []
-    for i, entry in enumerate(entries):
-        where = f"operators[{i}]"
-        try:
-            cls = registry.operator(entry.name)
-        except LubenchError as exc:
-            problems.append(f"{where}.name: {exc}")
-            continue
-        runnable = registry.unavailable("operator", cls.name) is None
-        limits = {key: _given_limit(key, getattr(entry, key), {key})
-                  for key in ("form_limit", "grade_limit") if key in entry.model_fields_set}
-        for params, given in _grid(cls, entry.params, f"{where}.params", base_dir, runnable,
-                                   problems):
-            for n in _sizes(entry, cls, cls(**params), where, problems):
-                out.append((cls.name, params, n, given, (entry.instances, entry.train),
-                            limits, where))
-    return out
-
-
-def _methods(entries: list[MethodEntry], registry: Registry, base_dir: Path,
-             settings: _Settings, problems: list[str]) -> list[_MethodInstance]:
-    """Every method entry × its parameter grid, with its budget, limits and resources.
-
-    A method entry's ``timeout``, ``memory_limit`` and ``form_limit`` override the suite's
-    (``none`` there lifts the limit for that method; its ``form_limit`` also the operator
-    entry's); ``--timeout`` overrides both."""
-    out: list[_MethodInstance] = []
-    for i, entry in enumerate(entries):
-        where = f"methods[{i}]"
-        try:
-            cls = registry.method(entry.name)
-        except LubenchError as exc:
-            problems.append(f"{where}.name: {exc}")
-            continue
-        given = entry.model_fields_set
-        overrides = {
-            "budget": entry.budget.model_dump(),
-            "timeout": settings.timeout if settings.timeout_forced or "timeout" not in given
-            else _given_limit("timeout", entry.timeout, given),
-            "memory_limit": _given_limit("memory_limit", entry.memory_limit, given)
-            if "memory_limit" in given else settings.memory_limit,
-            **({"form_limit": _given_limit("form_limit", entry.form_limit, given)}
-               if "form_limit" in given else {}),
-            "resources": {**getattr(cls, "resources", {}),
-                          **entry.resources.model_dump(exclude_unset=True)},
-            "fit_budget": entry.fit_budget.model_dump(),
-        }
-        overrides["fit_timeout"] = overrides["timeout"] if settings.timeout_forced or \
-            "fit_timeout" not in given else _given_limit("fit_timeout", entry.fit_timeout,
-                                                         given)
-        runnable = registry.unavailable("method", cls.name) is None
-        for params, given_params in _grid(cls, entry.params, f"{where}.params", base_dir,
-                                          runnable, problems):
-            out.append((cls.name, params, cls.family, overrides, given_params, has_fit(cls),
-                        where))
-    return out
-
-
-def _expand(settings: _Settings, operators: list[_OperatorInstance],
-            methods: list[_MethodInstance]) -> list[Case]:
+def _expand(settings: _Settings, operators: list[OperatorInstance],
+            methods: list[MethodInstance]) -> list[Case]:
     """Every operator instance × every method instance, in order; a case listed twice once.
 
     A family (an operator entry with ``instances``) gives a case per test instance; a method
@@ -387,12 +232,16 @@ def build_suite(data: dict, registry: Registry, path: Path | None = None, text: 
     Raises one :class:`SuiteError` listing every problem found."""
     where0 = str(path) if path else "<suite>"
     base_dir = path.resolve().parent if path else Path.cwd()
-    model = validate_suite(data, where0)
-    problems: list[str] = []
+    model, problems = check_suite(data)
+    if model is None:  # the report section too, so that every problem is said at once
+        report = data.get("report") if isinstance(data, dict) else None
+        if isinstance(report, dict):
+            _report_section(report, problems)
+        raise suite_error(where0, list(dict.fromkeys(problems)))
     settings = _settings(model, path, device, timeout, problems)
     _report_section(model.report, problems)
-    operators = _operators(model.operators, registry, base_dir, problems)
-    methods = _methods(model.methods, registry, base_dir, settings, problems)
+    operators, methods = expand_entries(model, registry, base_dir, settings, where0,
+                                            problems)
     if problems:
         raise suite_error(where0, list(dict.fromkeys(problems)))
     return Suite(path=path, name=settings.name, description=model.description,

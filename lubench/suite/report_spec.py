@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lubench.api import LubenchError
+from lubench.errors import shown
 from lubench.metrics.table import METRICS
 from lubench.params import closest
 
@@ -121,7 +122,7 @@ SPEC_KEYS = {
 def _at(where: str, key: str) -> str:
     """How an error names a key: ``suite.yaml: report.columns``, or ``--columns`` for the
     command line (``where`` = ``"--"``)."""
-    return f"--{key}" if where == "--" else f"{where}.{key}"
+    return f"--{key.replace('_', '-')}" if where == "--" else f"{where}.{key}"
 
 
 def _items(value: Any, where: str) -> list[str]:
@@ -133,19 +134,38 @@ def _items(value: Any, where: str) -> list[str]:
         out = []
         for v in value:
             if isinstance(v, (dict, list, tuple)) or v is None:
-                raise LubenchError(f"{where}: expected names, got {v!r}")
+                raise LubenchError(f"{where}: expected names, got {shown(v)}")
             out.append(str(v).strip())
         return [v for v in out if v]
-    raise LubenchError(f"{where}: expected a list or a comma-separated string, got {value!r}")
+    raise LubenchError(f"{where}: expected a list or a comma-separated string, got "
+                       f"{shown(value)}")
 
 
 def _choices(values: list[str], allowed: tuple[str, ...] | list[str], where: str,
              what: str) -> tuple[str, ...]:
     for v in values:
         if v not in allowed:
-            raise LubenchError(f"{where}: unknown {what} '{v}'{closest(v, allowed)} "
+            raise LubenchError(f"{where}: unknown {what} {shown(v)}{closest(v, allowed)} "
                                f"(choose from {', '.join(allowed)})")
     return tuple(dict.fromkeys(values))
+
+
+def _sizes(value: Any, where: str, word: str | None = None) -> tuple[int, ...] | str:
+    """Sizes n ≥ 1 given as an integer, a list or a comma-separated string (``word``, when
+    given, alone instead: ``largest``), distinct, in order; else one error naming ``where``."""
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) \
+        else _items(value, where)
+    if word is not None and items == [word]:
+        return word
+    out = []
+    for item in items:
+        text = str(item).strip()
+        if not (text.isascii() and text.isdigit() and int(text) >= 1):
+            also = f" or '{word}'" if word else ""
+            raise LubenchError(f"{where}: expected integers{also} (sizes n ≥ 1), "
+                               f"got {shown(value)}")
+        out.append(int(text))
+    return tuple(dict.fromkeys(out))
 
 
 def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> ReportSpec:
@@ -156,38 +176,25 @@ def parse_spec(mapping: Mapping[str, Any] | None, where: str = "report") -> Repo
         mapping = {}
     if not isinstance(mapping, Mapping):
         raise LubenchError(f"{where}: expected a mapping of {', '.join(SPEC_KEYS)}, "
-                           f"got {mapping!r}")
+                           f"got {shown(mapping)}")
     for key in mapping:
         if key not in SPEC_KEYS:
             at = where if where != "--" else "report"
-            raise LubenchError(f"{at}: unknown key '{key}'{closest(str(key), SPEC_KEYS)} "
+            raise LubenchError(f"{at}: unknown key {shown(key)}{closest(str(key), SPEC_KEYS)} "
                                f"(allowed: {', '.join(SPEC_KEYS)})")
     kw: dict[str, Any] = {"raw": dict(mapping)}
     if mapping.get("columns") is not None:
         cols = _items(mapping["columns"], _at(where, "columns"))
-        shown = [m.key for m in METRICS if m.number]  # what a report can show
-        kw["columns"] = _choices(cols, shown, _at(where, "columns"), "column")
+        showable = [m.key for m in METRICS if m.number]  # what a report can show
+        kw["columns"] = _choices(cols, showable, _at(where, "columns"), "column")
     for key in ("methods", "operators"):
         if mapping.get(key) is not None:
-            kw[key] = tuple(dict.fromkeys(_items(mapping[key], f"{where}.{key}")))
+            kw[key] = tuple(dict.fromkeys(_items(mapping[key], _at(where, key))))
     if mapping.get("sizes") is not None:
-        sizes = mapping["sizes"]
-        items = [sizes] if isinstance(sizes, int) else _items(sizes, _at(where, "sizes"))
-        try:
-            kw["sizes"] = tuple(dict.fromkeys(int(s) for s in items))
-        except (TypeError, ValueError):
-            raise LubenchError(f"{where}.sizes: expected integers, got {sizes!r}") from None
+        kw["sizes"] = _sizes(mapping["sizes"], _at(where, "sizes"))
     if mapping.get("panel_sizes") is not None:
-        value = mapping["panel_sizes"]
-        items = [value] if isinstance(value, int) else _items(value, _at(where, "panel_sizes"))
-        if items == [PANEL_LARGEST]:
-            kw["panel_sizes"] = PANEL_LARGEST
-        else:
-            try:
-                kw["panel_sizes"] = tuple(dict.fromkeys(int(s) for s in items))
-            except (TypeError, ValueError):
-                raise LubenchError(f"{_at(where, 'panel_sizes')}: expected integers or "
-                                   f"'{PANEL_LARGEST}', got {value!r}") from None
+        kw["panel_sizes"] = _sizes(mapping["panel_sizes"], _at(where, "panel_sizes"),
+                                   PANEL_LARGEST)
     if mapping.get("group") is not None:
         kw["group"] = _choices(_items(mapping["group"], _at(where, "group"))[:1] or [""], GROUPS,
                                _at(where, "group"), "grouping")[0]

@@ -33,13 +33,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from lubench.errors import SuiteError
+from lubench.errors import SuiteError, printable, shown
 from lubench.params import closest
 from lubench.suite.values import (
     DEVICES,
@@ -50,7 +51,8 @@ from lubench.suite.values import (
 )
 
 __all__ = ["SuiteModel", "OperatorEntry", "MethodEntry", "BudgetModel", "ExecutorModel",
-           "ResourcesModel", "SuiteError", "validate_suite", "suite_error", "json_schema"]
+           "ResourcesModel", "SuiteError", "validate_suite", "check_suite", "suite_error",
+           "json_schema", "name_problem"]
 
 
 _DURATION_SCHEMA = {"anyOf": [
@@ -101,10 +103,18 @@ def _text_of_int(value: Any) -> Any:
 
 
 def _sizes(value: Any) -> Any:
-    """``sizes: 256`` is short for ``sizes: [256]``."""
+    """``sizes: 256`` is short for ``sizes: [256]``; ``sizes: []`` gives no case."""
     if isinstance(value, (int, str, float)) and not isinstance(value, bool):
         return [value]
+    if isinstance(value, list) and not value:
+        raise ValueError("an empty list gives no case; list sizes, or leave 'sizes' out for "
+                         "an operator with fixed sizes")
     return value
+
+
+#: An integer as YAML writes one: ``true`` is no count and ``'16'`` no size (never coerced).
+Int = Annotated[int, Strict()]
+MAX_NAME = 200  # characters of a suite name: it names a folder
 
 
 Params = Annotated[dict[str, Any], BeforeValidator(_mapping_or_empty),
@@ -124,7 +134,7 @@ class _Section(BaseModel):
 class BudgetModel(_Section):
     """A learned method's training budget (soft: the method checks it)."""
 
-    max_steps: int | None = Field(None, ge=1, description="training steps at most")
+    max_steps: Int | None = Field(None, ge=1, description="training steps at most")
     max_seconds: Duration = Field(None, description="training time at most (e.g. 120, '2m')")
     target_loss: float | None = Field(None, ge=0, allow_inf_nan=False,
                                       description="stop once the loss is below this")
@@ -133,15 +143,15 @@ class BudgetModel(_Section):
 class ResourcesModel(_Section):
     """What one case of this method needs from SLURM (ignored by the local executor)."""
 
-    gpus_per_task: int | None = Field(
+    gpus_per_task: Int | None = Field(
         None, ge=0, description="GPUs per task, asked only when the case runs on CUDA")
-    cpus_per_task: int | None = Field(
+    cpus_per_task: Int | None = Field(
         None, ge=1, description="CPUs per task (over executor.slurm_cpus_per_task; default 1)")
     mem_gb: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="memory per task, GB, when neither slurm_mem_gb nor memory_limit says "
                     "(default 4)")
-    timeout_min: int | None = Field(
+    timeout_min: Int | None = Field(
         None, ge=1, description="time per task, minutes, when slurm_time does not say "
                                 "(default: the case timeout + 5 min, else 2 h)")
 
@@ -151,21 +161,21 @@ class ExecutorModel(_Section):
 
     kind: Literal[EXECUTOR_KINDS] = Field(  # type: ignore[valid-type]
         "local", description="local worker processes, inline (in-process), or slurm")
-    jobs: int = Field(1, ge=1, description="local worker processes")
+    jobs: Int = Field(1, ge=1, description="local worker processes")
     slurm_partition: str | None = Field(None, description="the SLURM partition")
     slurm_time: Annotated[str | None, BeforeValidator(_text_of_int), WithJsonSchema(
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}, {"type": "null"}]}),
         Field(
         None, description="SLURM time per task: minutes, HH:MM, HH:MM:SS or D-HH:MM")] = None
-    slurm_gpus_per_task: int | None = Field(
+    slurm_gpus_per_task: Int | None = Field(
         None, ge=0, description="GPUs per task for the cases that use CUDA, over the methods' "
                                 "own; 0: none")
-    slurm_cpus_per_task: int | None = Field(None, ge=1, description="CPUs per task")
+    slurm_cpus_per_task: Int | None = Field(None, ge=1, description="CPUs per task")
     slurm_mem_gb: float | None = Field(
         None, gt=0, allow_inf_nan=False,
         description="memory per task, GB (default: memory_limit + 1 GB, else the method's "
                     "mem_gb, else 4)")
-    slurm_array_parallelism: int | None = Field(
+    slurm_array_parallelism: Int | None = Field(
         None, ge=1, description="at most this many tasks of an array at once")
     slurm_account: str | None = Field(None, description="the SLURM account")
     slurm_qos: str | None = Field(None, description="the SLURM QOS")
@@ -173,6 +183,19 @@ class ExecutorModel(_Section):
     slurm_additional_parameters: dict[str, Any] | None = Field(
         None, description="more sbatch options, passed to submitit as they are")
     folder: str | None = Field(None, description="submitit's folder (default RUN_DIR/submitit)")
+
+    @field_validator("slurm_partition", "slurm_account", "slurm_qos", "slurm_constraint",
+                     "folder")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        """A name sbatch reads from one line of its script (a path for ``folder``): not
+        empty, no control character — a newline would start another ``#SBATCH`` line, a NUL
+        byte cannot travel to a command or a path."""
+        if value is not None and (not value.strip() or any(
+                ord(c) < 32 or 0x7F <= ord(c) < 0xA0 for c in value)):
+            raise ValueError(f"expected a name on one line without control characters, "
+                             f"got {shown(value)}")
+        return value
 
     @field_validator("slurm_time")
     @classmethod
@@ -188,20 +211,20 @@ class OperatorEntry(_Section):
     """One operator entry: a generator name, its sizes and its parameters (grid axes)."""
 
     name: str = Field(min_length=1, description="an operator (see `lubench list`)")
-    sizes: Annotated[list[Annotated[int, Field(ge=1)]] | None, BeforeValidator(_sizes),
+    sizes: Annotated[list[Annotated[int, Strict(), Field(ge=1)]] | None, BeforeValidator(_sizes),
                      WithJsonSchema({"anyOf": [
                          {"type": "integer", "minimum": 1},
                          {"type": "array", "items": {"type": "integer", "minimum": 1},
                           "minItems": 1}]}),
-                     Field(min_length=1, description="n values (a grid axis)")] = None
+                     Field(description="n values (a grid axis)")] = None
     params: Params = {}
     form_limit: LimitMemory = Field(
         None, description="form_limit for this operator's cases (over the suite's)")
     grade_limit: LimitDuration = Field(
         None, description="grade_limit for this operator's cases (over the suite's)")
-    instances: int = Field(1, ge=1, description="seeded instances of the operator (a family: "
+    instances: Int = Field(1, ge=1, description="seeded instances of the operator (a family: "
                                                 "instance i is built from its own seed)")
-    train: int = Field(0, ge=0, description="how many instances (the first) form the "
+    train: Int = Field(0, ge=0, description="how many instances (the first) form the "
                                             "training split; the others are the test cases")
 
     @model_validator(mode="after")
@@ -238,8 +261,8 @@ class SuiteModel(_Section):
 
     name: str | None = Field(None, description="names the run directory (default: file stem)")
     description: str = Field("", description="free text")
-    seed: int = Field(0, description="every case's seed derives from this and its identity")
-    repeats: int = Field(1, ge=1, description="timed repeats of each case")
+    seed: Int = Field(0, description="every case's seed derives from this and its identity")
+    repeats: Int = Field(1, ge=1, description="timed repeats of each case")
     timeout: LimitDuration = Field(
         None, description="hard limit per case (600, '10m', 'none'; default 1 h)")
     memory_limit: LimitMemory = Field(
@@ -250,7 +273,7 @@ class SuiteModel(_Section):
                           "take ('2GiB', 'none'; default: a quarter of the memory limit); "
                           "above it that method is unsupported on an operator that is not "
                           "formed")
-    exact_limit: int = Field(4096, ge=0, description="up to this n, errors are exact "
+    exact_limit: Int = Field(4096, ge=0, description="up to this n, errors are exact "
                                                      "(else probe estimates)")
     grade_limit: LimitDuration = Field(
         None, description="grading time per case (600, '10m', 'none'; default 10 min): a "
@@ -261,7 +284,7 @@ class SuiteModel(_Section):
     cg_tolerances: list[Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]] = Field(
         [1e-3, 1e-6, 1e-8, 1e-12], min_length=1,
         description="relative residuals CG is graded at (1e-8, the columns', is always added)")
-    cg_maxiter: int = Field(10_000, ge=1, description="CG iterations at most")
+    cg_maxiter: Int = Field(10_000, ge=1, description="CG iterations at most")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
                             "(classical methods run on the CPU)")
@@ -279,9 +302,23 @@ class SuiteModel(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[\w.-]+", value):
-            raise ValueError(f"use letters, digits, '-', '_' or '.', got {value!r}")
+        problem = None if value is None else name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run directory (``reports/<name>/<timestamp>``), or None:
+    letters, digits, '-', '_', '.', not only dots ('..' would climb out of reports/), at most
+    :data:`MAX_NAME` characters."""
+    if not re.fullmatch(r"[\w.-]+", name):
+        return f"use letters, digits, '-', '_' or '.', got {shown(name)}"
+    if set(name) == {"."}:
+        return f"a name of dots names no folder of its own, got {name!r}"
+    if len(name) > MAX_NAME:
+        return f"at most {MAX_NAME} characters (it names a folder), got {len(name)}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,7 +372,7 @@ _PLAIN = {
 
 def _message(err: dict) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f", got {value!r}"
+    got = f", got {shown(value)}"
     if kind == "missing":
         return "missing (required)"
     if kind == "extra_forbidden":
@@ -377,12 +414,22 @@ def _errors(exc: ValidationError) -> list[str]:
     return out
 
 
+MAX_PROBLEM = 400  # characters of one problem line (a plugin's 5 MB message is cut)
+
+
 def suite_error(where: str, problems: list[str]) -> SuiteError:
-    """One SuiteError for every problem: one line when there is one, a list otherwise."""
+    """One SuiteError for every problem: one line when there is one, a list otherwise. Each
+    problem is one printable line of at most :data:`MAX_PROBLEM` characters."""
+    problems = [_cut(printable(" ".join(p.split("\n")))) for p in problems]
     if len(problems) == 1:
         return SuiteError(f"{where}: {problems[0]}")
     lines = "\n".join(f"  {p}" for p in problems)
     return SuiteError(f"{where}: {len(problems)} errors\n{lines}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM else f"{text[:MAX_PROBLEM - 20]}… ({len(text)} " \
+        f"characters)"
 
 
 def validate_suite(data: Any, where: str = "<suite>") -> SuiteModel:
@@ -391,13 +438,22 @@ def validate_suite(data: Any, where: str = "<suite>") -> SuiteModel:
     Raises :class:`SuiteError` whose message starts with ``where`` (the file) and lists each
     problem as ``path: what was wrong, got VALUE``.
     """
+    model, problems = check_suite(data)
+    if model is None:
+        raise suite_error(where, problems)
+    return model
+
+
+def check_suite(data: Any) -> tuple[SuiteModel | None, list[str]]:
+    """``(model, [])`` for a valid suite mapping, ``(None, problems)`` otherwise: every
+    problem as ``path: what was wrong, got VALUE``."""
     if not isinstance(data, dict):
-        raise SuiteError(f"{where}: a suite is a YAML mapping (name:, operators:, methods:, "
-                         f"...), got {type(data).__name__}")
+        return None, [f"a suite is a YAML mapping (name:, operators:, methods:, ...), got "
+                      f"{type(data).__name__}"]
     try:
-        return SuiteModel.model_validate(data)
+        return SuiteModel.model_validate(data), []
     except ValidationError as exc:
-        raise suite_error(where, _errors(exc)) from None
+        return None, _errors(exc)
 
 
 def json_schema() -> dict:

@@ -99,6 +99,9 @@ def parse_memory(value: Any) -> int | None:
         raise ValueError(f"expected a size such as '4GiB' or '512MB', got {value!r}")
     if not math.isfinite(nbytes) or nbytes <= 0:
         raise ValueError(f"must be positive (say '{NO_LIMIT}' for no limit), got {value!r}")
+    if nbytes >= 2 ** 63:
+        raise ValueError(f"is more memory than any machine has (at most 8 EiB), got "
+                         f"{value!r}")
     if nbytes < MIN_MEMORY:
         raise ValueError(f"is less than one byte, a unit left out? write e.g. '512MiB' or "
                          f"'4GiB' (or '{NO_LIMIT}' for no limit), got {value!r}")

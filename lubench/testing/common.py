@@ -89,3 +89,18 @@ def check_init_stores_params(cls: type, params: dict | None = None, *,
         raise CheckFailed("get_params() to return the parameters", one_line(exc)) from None
     if set(got) != set(specs):
         raise CheckFailed(f"get_params() keys {sorted(specs)}", f"{sorted(got)}")
+
+
+def check_params_accepted(cls: type, params: dict | None = None, *,
+                          cache: Any = None) -> None:
+    """``check_params`` takes the parameters the class is checked with (its defaults filled
+    in) without raising: it runs whenever a suite names the class, so a ``check_params``
+    that refuses its own defaults — or raises something else — makes every suite fail."""
+    try:
+        full = cls(**dict(params or {})).get_params()
+    except Exception as exc:
+        raise CheckFailed(f"{cls.__name__}(**{params!r}) to construct", one_line(exc)) from None
+    try:
+        cls.check_params(full)
+    except Exception as exc:
+        raise CheckFailed(f"check_params({full!r}) to accept them", one_line(exc)) from None

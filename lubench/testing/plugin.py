@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,42 @@ from lubench.api import (
     LubenchError,
     Method,
 )
+from lubench.errors import printable
 from lubench.params import closest, validate_params
+from lubench.registry.probe import Channel, contained, import_timeout
 from lubench.suite.selection import parse_selector
 from lubench.testing.results import CheckResult
 from lubench.testing.run import method_checks, operator_checks, run_bound
+
+CHECK_TIMEOUT = 600.0
+"""Seconds one check may take at least (a check may run a whole case), before it is
+killed as hung; ``LUBENCH_PLUGIN_IMPORT_TIMEOUT`` when that is longer."""
+
+
+def contained_checks(target: str, checks: list[Callable[[], None]]) -> list[CheckResult]:
+    """``run_bound`` in a contained child (:func:`lubench.registry.probe.contained`), so that a
+    check whose plugin code segfaults, ends the process or hangs past
+    :data:`CHECK_TIMEOUT` is that check's failure, and the checks after it still
+    run (in a fresh child). Results come back one by one."""
+    results: list[CheckResult] = []
+    remaining = list(checks)
+    while remaining:
+        def call(channel: Channel, todo: list = remaining) -> None:
+            for check in todo:
+                channel.crumb(check.__name__)
+                (result,) = run_bound(target, [check])
+                channel.problem(json.dumps(result.as_dict()))
+
+        outcome = contained(call, timeout=max(import_timeout(), CHECK_TIMEOUT))
+        done = [CheckResult(**json.loads(text)) for text in outcome.problems]
+        results.extend(done)
+        remaining = remaining[len(done):]
+        if outcome.ok or not remaining:
+            break
+        crashed = remaining.pop(0)
+        results.append(CheckResult(target, crashed.__name__, "fail", "the check to run",
+                                   printable(outcome.failure or "")))
+    return results
 
 
 def _parse_name(text: str) -> tuple[str, dict[str, Any]]:
@@ -69,9 +102,9 @@ def run_checks(registry: Any, names: Iterable[str],
             res = [CheckResult(target, "check_plugin_loads", "fail",
                                "the plugin to load and add operators or methods", got)]
         elif issubclass(cls, Method):
-            res = run_bound(target, method_checks(cls, **params))
+            res = contained_checks(target, method_checks(cls, **params))
         else:
-            res = run_bound(target, operator_checks(cls, **params))
+            res = contained_checks(target, operator_checks(cls, **params))
         for r in res:
             echo(r.line())
         results.extend(res)

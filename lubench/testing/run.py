@@ -13,7 +13,12 @@ from lubench.api import (
     has_fit,
 )
 from lubench.errors import one_line
-from lubench.testing.common import check_init_stores_params, check_name, check_params_documented
+from lubench.testing.common import (
+    check_init_stores_params,
+    check_name,
+    check_params_accepted,
+    check_params_documented,
+)
 from lubench.testing.methods import (
     Fits,
     check_check_raises_unsupported,
@@ -37,7 +42,7 @@ from lubench.testing.operators import (
 from lubench.testing.results import CheckFailed, CheckResult, CheckSkipped, ContractError
 
 METHOD_CHECKS: tuple[Callable[..., None], ...] = (
-    check_name, check_params_documented, check_init_stores_params,
+    check_name, check_params_documented, check_init_stores_params, check_params_accepted,
     check_check_raises_unsupported, check_factorize_tiny, check_n_params,
     check_exact_residual, check_same_seed, check_pickle, check_runner_records,
 )
@@ -45,9 +50,9 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
 #: to :data:`METHOD_CHECKS` for it.
 FIT_CHECKS: tuple[Callable[..., None], ...] = (check_fit,)
 OPERATOR_CHECKS: tuple[Callable[..., None], ...] = (
-    check_name, check_params_documented, check_init_stores_params, check_size_validation,
-    check_build, check_action, check_operator_same_seed, check_operator_pickle,
-    check_matrix_free_memory,
+    check_name, check_params_documented, check_init_stores_params, check_params_accepted,
+    check_size_validation, check_build, check_action, check_operator_same_seed,
+    check_operator_pickle, check_matrix_free_memory,
 )
 
 

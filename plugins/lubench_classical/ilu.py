@@ -80,22 +80,30 @@ class ILU(Method):
         self.permc_spec = permc_spec
         self.diag_pivot_thresh = diag_pivot_thresh
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """drop_tol and diag_pivot_thresh in [0, 1], fill_factor ≥ 1, a known ordering —
+        checked when the suite loads, so that ``drop_tol: -1`` is an error of the suite file,
+        not a failed case per operator."""
+        cls(**params)._check_params()
+
     def _check_params(self) -> None:
         def unit(name: str) -> None:
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v)
                                            and 0 <= v <= 1):
-                raise InvalidParameter(f"ilu: {name} must lie in [0, 1], got {v!r}")
+                raise InvalidParameter(f"ilu: {name} must lie in [0, 1], got {v!r}", param=name)
 
         unit("drop_tol")
         unit("diag_pivot_thresh")
         f = self.fill_factor
         if isinstance(f, bool) or not (isinstance(f, (int, float)) and math.isfinite(f)
                                        and f >= 1):
-            raise InvalidParameter(f"ilu: fill_factor must be a number >= 1, got {f!r}")
+            raise InvalidParameter(f"ilu: fill_factor must be a number >= 1, got {f!r}",
+                                   param="fill_factor")
         if self.permc_spec not in ORDERINGS:
             raise InvalidParameter(f"ilu: permc_spec must be one of {', '.join(ORDERINGS)}, "
-                                   f"got {self.permc_spec!r}")
+                                   f"got {self.permc_spec!r}", param="permc_spec")
 
     def factorize(self, op: Operator, ctx: RunContext) -> ILUFactors:
         self._check_params()

@@ -103,15 +103,22 @@ class SparseLU(Method):
         self.permc_spec = permc_spec
         self.diag_pivot_thresh = diag_pivot_thresh
 
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """A known ordering and diag_pivot_thresh in [0, 1] (or None), checked when the suite
+        loads: a bad value is an error of the suite file, not a failed case per operator."""
+        cls(**params)._check_params()
+
     def _check_params(self) -> None:
         if self.permc_spec not in ORDERINGS:
             raise InvalidParameter(f"sparse_lu: permc_spec must be one of "
-                                   f"{', '.join(ORDERINGS)}, got {self.permc_spec!r}")
+                                   f"{', '.join(ORDERINGS)}, got {self.permc_spec!r}",
+                                   param="permc_spec")
         t = self.diag_pivot_thresh
         if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t)
                                   and 0 <= t <= 1):
             raise InvalidParameter(f"sparse_lu: diag_pivot_thresh must lie in [0, 1], "
-                                   f"got {t!r}")
+                                   f"got {t!r}", param="diag_pivot_thresh")
 
     def factorize(self, op: Operator, ctx: RunContext) -> SparseLUFactors:
         self._check_params()

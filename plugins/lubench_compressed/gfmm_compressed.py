@@ -82,29 +82,32 @@ class GfmmCompressed(Method):
 
     @classmethod
     def check_params(cls, params: dict) -> None:
+        """P ≥ 1, M a power of two (or 0/None), rank ≥ 0 (or None), tol ≥ 0, pivoting one of
+        auto, never, partial, lu one of auto, dense, hodlr, 0 < hodlr_tol < 1 — checked when
+        the suite loads, so that ``P: 0`` is an error of the suite file, not a failed case
+        per operator."""
         cls(**params)._validate()
 
     def _validate(self) -> None:
+        def refuse(param: str, rule: str, value: object) -> None:
+            raise InvalidParameter(f"gfmm_compressed: {param} must be {rule}, got {value!r}",
+                                   param=param)
+
         if int(self.P) < 1:
-            raise InvalidParameter(f"gfmm_compressed: P must be at least 1, got {self.P!r}")
+            refuse("P", "at least 1", self.P)
         if self.M not in (None, 0) and (int(self.M) < 1 or int(self.M) & (int(self.M) - 1)):
-            raise InvalidParameter(f"gfmm_compressed: M must be a power of two (or 0/None to "
-                                   f"derive it from n), got {self.M!r}")
+            refuse("M", "a power of two (or 0/None to derive it from n)", self.M)
         if self.rank is not None and int(self.rank) < 0:
-            raise InvalidParameter(f"gfmm_compressed: rank must be ≥ 0 or None, "
-                                   f"got {self.rank!r}")
+            refuse("rank", "≥ 0 or None", self.rank)
         if not float(self.tol) >= 0:
-            raise InvalidParameter(f"gfmm_compressed: tol must be ≥ 0, got {self.tol!r}")
+            refuse("tol", "≥ 0", self.tol)
         if self.pivoting not in ("auto", "never", "partial"):
-            raise InvalidParameter(f"gfmm_compressed: pivoting must be auto, never or "
-                                   f"partial, got {self.pivoting!r}")
+            refuse("pivoting", "auto, never or partial", self.pivoting)
         if self.lu not in ("auto", "dense", "hodlr"):
-            raise InvalidParameter(f"gfmm_compressed: lu must be auto, dense or hodlr, "
-                                   f"got {self.lu!r}")
+            refuse("lu", "auto, dense or hodlr", self.lu)
         if isinstance(self.hodlr_tol, bool) or not isinstance(self.hodlr_tol, (int, float)) \
                 or not 0 < self.hodlr_tol < 1:
-            raise InvalidParameter(f"gfmm_compressed: hodlr_tol must be a number with "
-                                   f"0 < hodlr_tol < 1, got {self.hodlr_tol!r}")
+            refuse("hodlr_tol", "a number with 0 < hodlr_tol < 1", self.hodlr_tol)
 
     def shape_for(self, n: int) -> tuple[int, int]:
         """(M, P) used for size n."""

@@ -75,19 +75,21 @@ def _uniform_points(n: int, dim: int, seed: int) -> np.ndarray:
 def _check_positive(name: str, param: str, value: Any) -> None:
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
                                        and value > 0):
-        raise InvalidParameter(f"{name}: {param} must be a positive number, got {value!r}")
+        raise InvalidParameter(f"{name}: {param} must be a positive number, got {value!r}",
+                               param=param)
 
 
 def _check_nugget(name: str, value: Any) -> None:
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
                                        and value >= 0):
-        raise InvalidParameter(f"{name}: nugget must be a number >= 0, got {value!r}")
+        raise InvalidParameter(f"{name}: nugget must be a number >= 0, got {value!r}",
+                               param="nugget")
 
 
 def _check_dim(name: str, value: Any) -> None:
     if isinstance(value, bool) or value not in DIMS or not isinstance(value, int):
         raise InvalidParameter(f"{name}: dim must be 1, 2 or 3 (the dimension of the points), "
-                               f"got {value!r}")
+                               f"got {value!r}", param="dim")
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +313,7 @@ class MaternKernel(OperatorGenerator):
         nu = params.get("nu", 1.5)
         if isinstance(nu, bool) or nu not in NUS:
             raise InvalidParameter(f"{cls.name}: nu must be 0.5, 1.5 or 2.5 (the half-integer "
-                                   f"Matérn kernels in closed form), got {nu!r}")
+                                   f"Matérn kernels in closed form), got {nu!r}", param="nu")
         _check_positive(cls.name, "length_scale", params.get("length_scale", 0.2))
         _check_nugget(cls.name, params.get("nugget", 1e-4))
         _check_dim(cls.name, params.get("dim", 1))
@@ -371,10 +373,10 @@ class ExponentialKernel(OperatorGenerator):
         rho = params.get("rho", 0.5)
         if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and 0 < rho < 1):
             raise InvalidParameter(f"{cls.name}: rho must lie strictly between 0 and 1, "
-                                   f"got {rho!r}")
+                                   f"got {rho!r}", param="rho")
         if params.get("points", "grid") not in ("grid", "random"):
             raise InvalidParameter(f"{cls.name}: points must be 'grid' or 'random', "
-                                   f"got {params.get('points')!r}")
+                                   f"got {params.get('points')!r}", param="points")
 
     def check_size(self, n: int) -> None:
         super().check_size(n)

@@ -20,7 +20,7 @@ built matrix, ``spd`` follows from the construction.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -111,17 +111,26 @@ def _boundary_nodes_2d(m: int) -> np.ndarray:
 def _check_choice(name: str, param: str, value: object, choices: tuple) -> None:
     if value not in choices:
         raise InvalidParameter(f"{name}: {param} must be one of "
-                               f"{', '.join(map(repr, choices))}, got {value!r}")
+                               f"{', '.join(map(repr, choices))}, got {value!r}", param=param)
 
 
 def _check_positive(name: str, param: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise InvalidParameter(f"{name}: {param} must be a positive number, got {value!r}")
+        raise InvalidParameter(f"{name}: {param} must be a positive number, got {value!r}",
+                               param=param)
+
+
+def _check_shift(name: str, value: float) -> None:
+    _check_finite(name, "shift", value)
+    if value < 0:
+        raise InvalidParameter(f"{name}: shift must be >= 0 (A stays positive definite), "
+                               f"got {value!r}", param="shift")
 
 
 def _check_finite(name: str, param: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value)):
-        raise InvalidParameter(f"{name}: {param} must be a finite number, got {value!r}")
+        raise InvalidParameter(f"{name}: {param} must be a finite number, got {value!r}",
+                               param=param)
 
 
 def _normalize_flag(normalize: bool | None, boundary: str) -> bool:
@@ -263,6 +272,14 @@ class ConvDiff1D(OperatorGenerator):
         self.boundary = boundary
         self.normalize = normalize
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """eps > 0 and beta finite, at load: a bad value is that parameter's error once, not
+        one per size."""
+        gen = cls(**params)
+        _check_positive(cls.name, "eps", gen.eps)
+        _check_finite(cls.name, "beta", gen.beta)
+
     def check_size(self, n: int) -> None:
         super().check_size(n)
         _check_positive(self.name, "eps", self.eps)
@@ -326,6 +343,14 @@ class ConvDiff2D(OperatorGenerator):
         self.beta = beta
         self.boundary = boundary
         self.normalize = normalize
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """eps > 0 and beta finite, at load: a bad value is that parameter's error once, not
+        one per size."""
+        gen = cls(**params)
+        _check_positive(cls.name, "eps", gen.eps)
+        _check_finite(cls.name, "beta", gen.beta)
 
     def check_size(self, n: int) -> None:
         m = grid_side(self.name, n)
@@ -440,12 +465,14 @@ class Biharmonic2D(OperatorGenerator):
         self.shift = shift
         self.normalize = normalize
 
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """shift finite and ≥ 0, at load (once, not once per size)."""
+        _check_shift(cls.name, cls(**params).shift)
+
     def check_size(self, n: int) -> None:
         grid_side(self.name, n)
-        _check_finite(self.name, "shift", self.shift)
-        if self.shift < 0:
-            raise InvalidParameter(f"{self.name}: shift must be >= 0 (A stays positive "
-                                   f"definite), got {self.shift!r}")
+        _check_shift(self.name, self.shift)
 
     def build(self, n: int, seed: int) -> Operator:
         self.check_size(n)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from typing import Any
@@ -55,8 +56,13 @@ def redirect_output(log_path: str | None) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     try:
-        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
                      | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:  # a FIFO, a hard link to a
+            os.close(fd)                                          # file elsewhere: not ours
+            raise OSError("not a log of this run")
+        os.set_blocking(fd, True)
     except OSError:
         fd = os.open(os.devnull, os.O_WRONLY)  # the record will still be written
     os.dup2(fd, 1)
@@ -73,6 +79,7 @@ def worker_main(conn: Any, case: Case, repeat: int, plan: RunPlan, parent_pid: i
     enter_case(cgroup_path)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)  # the parent's wake-up socket is not ours
     die_with_parent(parent_pid)
