@@ -243,7 +243,10 @@ def _r_factor(Y: np.ndarray) -> np.ndarray:
 
 def _left_singular(S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(left singular vectors, singular values) of S (LAPACK gesdd, thin; the sturdier
-    driver where it does not converge)."""
+    driver where it does not converge). An S without rows (a rank-0 block's basis) has
+    none: LAPACK refuses a leading dimension of 0 and would print so for every such node."""
+    if S.shape[0] == 0:
+        return np.zeros((0, 0)), np.zeros(0)
     W, s, _, info = lapack.dgesdd(S, full_matrices=0)
     if info != 0:
         W, s, _ = np.linalg.svd(S, full_matrices=False)
