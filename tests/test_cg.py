@@ -16,6 +16,7 @@ from lubench.metrics.cg import (
     NONFINITE,
     OPERATOR_NOT_SPD,
     PRECONDITIONER_NOT_SPD,
+    STAGNATED,
     TOLERANCES,
     pcg,
     spd_probe,
@@ -124,6 +125,20 @@ def test_maxiter_leaves_the_tolerances_unreached():
     assert not any(t.converged for t in out.tolerances)
     assert out.curve()[0] == {"tol": 1e-3, "iterations": None, "seconds": None,
                               "residual": None, "converged": False}
+
+
+def test_a_tolerance_below_the_floor_stops_as_stagnated_not_at_maxiter():
+    """An exact preconditioner of an ill-conditioned A (κ ≈ 1.7e9 at n = 2¹⁶): the true
+    residual cannot go much below ε·κ, so the recurrence keeps claiming 1e-12 and the
+    true residual keeps refusing it — CG stops after a few such checks (it ran all 10 000
+    iterations, 5 minutes of grading, before)."""
+    n = 1 << 16
+    A = sp.csc_array(laplacian_1d(n))
+    lu = spla.splu(A)
+    out = pcg(A, np.random.default_rng(0).uniform(size=n), lu.solve)
+    assert out.status == STAGNATED and out.iterations < 500
+    assert out.at(1e-3).iterations == 1 and not out.at(1e-12).converged
+    assert "stalls" in out.message
 
 
 def test_zero_rhs_is_solved_at_iteration_zero():

@@ -26,7 +26,12 @@ Sparse Linear Systems*, 2nd ed., Algorithm 9.1):
 ‖b − A x_k‖₂ ≤ τ·‖b‖₂ — the true residual, relative to b, in the 2-norm (step 5), so an
 iterate is never counted on a recurrence residual that drifted below the true one. The
 iteration stops when the smallest tolerance is reached, after ``maxiter`` iterations, when
-it cannot go on (below), or at a ``deadline`` (grading's ``grade_limit``). Note that
+it cannot go on (below), or at a ``deadline`` (grading's ``grade_limit``). It also stops,
+``stagnated``, when the true residual has stalled: after residual replacement the recurrence
+runs below τ again and again while b − A x_k stays where float64 leaves it (about ε·κ(A) for
+an exact preconditioner of an ill-conditioned A) — :data:`STAGNATION_CHECKS` checks in a row
+that neither reach a tolerance nor halve the smallest true residual seen end it, where
+running on to ``maxiter`` would only spend grading time. Note that
 NeuralIF's own harness stops on ‖r‖₂²/‖b‖₂² < rtol, the *square*: its "rtol 1e-8" is
 τ = 1e-4 here.
 
@@ -76,7 +81,7 @@ if TYPE_CHECKING:
 __all__ = ["pcg", "spd_probe", "CGResult", "ToleranceReached", "TOLERANCES", "MAXITER",
            "COLUMN_TOL", "cg_applies", "cg_rhs", "cg_metrics", "plain_cg", "SYMMETRY_RTOL",
            "CONVERGED", "MAXITER_REACHED", "PRECONDITIONER_NOT_SPD", "OPERATOR_NOT_SPD",
-           "NONFINITE", "DEADLINE", "STATUSES"]
+           "NONFINITE", "DEADLINE", "STAGNATED", "STAGNATION_CHECKS", "STATUSES"]
 
 #: The tolerances a suite grades at unless it lists its own (relative residual, 2-norm).
 TOLERANCES: tuple[float, ...] = (1e-3, 1e-6, 1e-8, 1e-12)
@@ -95,8 +100,13 @@ PRECONDITIONER_NOT_SPD = "preconditioner_not_spd"  # the probe failed, or ρ_k �
 OPERATOR_NOT_SPD = "operator_not_spd"      # p_kᵀ A p_k ≤ 0
 NONFINITE = "nonfinite"                    # NaN or ±inf in A p, M⁻¹ r or the iterate
 DEADLINE = "deadline"                      # the deadline passed first (grading's grade_limit)
+STAGNATED = "stagnated"                    # the true residual stalled above a tolerance
 STATUSES = (CONVERGED, MAXITER_REACHED, PRECONDITIONER_NOT_SPD, OPERATOR_NOT_SPD, NONFINITE,
-            DEADLINE)
+            DEADLINE, STAGNATED)
+
+#: True-residual checks in a row that neither reach a tolerance nor halve the smallest true
+#: residual so far before CG stops as ``stagnated``.
+STAGNATION_CHECKS = 3
 
 Apply = Callable[[np.ndarray], np.ndarray]
 
@@ -273,6 +283,7 @@ def pcg(A: object, b: np.ndarray, M: object | None = None, *,
             return result(*found, 0, 0.0)
 
     pending = sorted(range(len(taus)), key=lambda i: -taus[i])  # largest τ first
+    best_true, stalled = math.inf, 0
     t0 = time.perf_counter()
     with np.errstate(all="ignore"):
         r = b.copy()
@@ -303,11 +314,20 @@ def pcg(A: object, b: np.ndarray, M: object | None = None, *,
                 r_true = b - np.asarray(apply_A(x), dtype=np.float64)
                 true_rel = float(np.linalg.norm(r_true)) / bnorm
                 now = time.perf_counter() - t0
+                before = len(pending)
                 while pending and true_rel <= taus[pending[0]]:
                     hit = reached[pending.pop(0)]
                     hit.iterations, hit.seconds, hit.residual = k + 1, now, true_rel
                 if not pending:
                     return result(CONVERGED, f"reached {min(taus):g} in {k + 1} iterations",
+                                  k + 1, now)
+                stalled = 0 if len(pending) < before or true_rel <= 0.5 * best_true \
+                    else stalled + 1
+                best_true = min(best_true, true_rel)
+                if stalled >= STAGNATION_CHECKS:
+                    return result(STAGNATED, f"the true residual stalls at {best_true:.3g} "
+                                  f"above {taus[pending[0]]:g} (float64's floor for this "
+                                  f"operator and preconditioner) after {k + 1} iterations",
                                   k + 1, now)
                 r = r_true  # residual replacement: go on from the true residual
             z = np.asarray(apply_M(r), dtype=np.float64)            # 6

@@ -250,7 +250,8 @@ METRICS: list[Metric] = [
         definition="the preconditioned CG at every tolerance the suite lists (`cg_tolerances`"
         ", 1e-8 always among them), as JSON: how it ended (`status`: converged, maxiter, "
         "preconditioner_not_spd, operator_not_spd, nonfinite, deadline (stopped at "
-        "`grade_limit`); `message`) and per tolerance "
+        "`grade_limit`), stagnated (the true residual stalled above a tolerance: float64's "
+        "floor for this operator and preconditioner); `message`) and per tolerance "
         "`tol`, `iterations`, `seconds` (from the start of CG) and the true relative "
         "`residual` (null where not reached)",
         meaning="preconditioned CG per tolerance (JSON)"),
