@@ -215,5 +215,9 @@ def write_reference(folder: str | Path = "docs/reference") -> list[Path]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    for written_path in write_reference(*sys.argv[1:2]):
+    args = sys.argv[1:]
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        sys.exit("usage: python -m lubench.cli.reference [FOLDER]  (default docs/reference): "
+                 "writes " + ", ".join(REFERENCE))
+    for written_path in write_reference(*args):
         print(written_path)
