@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 BUILTINS = {"operators": "lubench_operators", "classical": "lubench_classical",
-            "learned": "lubench_learned", "compressed": "lubench_compressed"}
+            "learned": "lubench_learned", "compressed": "lubench_compressed",
+            "preconditioners": "lubench_preconditioners"}
 
 
 def _lubench(*args: str, gone: str, tmp_path: Path, block: tuple[str, ...] = ()
