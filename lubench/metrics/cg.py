@@ -430,13 +430,16 @@ _PLAIN_SIZE = 64
 
 def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
              maxiter: int = MAXITER, cache: GradingCache | None = None,
-             afford: Callable[[], bool] = lambda: True) -> dict:
+             afford: Callable[[], bool] = lambda: True,
+             A_w: np.ndarray | None = None) -> dict:
     """``cg_plain_iterations``, ``cg_plain_converged`` and ``cg_plain_curve``: the same CG
     (A, b, tolerances, cap) without a preconditioner — what a preconditioner saves. A
     function of the operator alone, so computed once per operator, as plain GMRES is:
     memoized in the process and kept in ``cache`` under a digest of A's action
     (:func:`lubench.metrics.cache.fingerprint`). Where it has to run, ``afford()`` is asked
     first: False (grading's budget, :func:`lubench.metrics.grading.grade`) leaves it out.
+    ``A_w``: A·w of the key (:func:`lubench.metrics.cache.fingerprint`) when the caller has
+    it already — grading's one 35-column product does, which saves a product with A per case.
     Empty where CG does not apply or was not afforded."""
     if not cg_applies(op):
         return {}
@@ -444,7 +447,7 @@ def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
 
     b = cg_rhs(op, seed)
     taus = _taus(tolerances)
-    key = repr((fingerprint(op, b), taus, int(maxiter)))
+    key = repr((fingerprint(op, b, A_w), taus, int(maxiter)))
     if key in _PLAIN:
         _PLAIN.move_to_end(key)
         return dict(_PLAIN[key])
