@@ -79,7 +79,8 @@ if TYPE_CHECKING:
     from lubench.metrics.cache import GradingCache
 
 __all__ = ["pcg", "spd_probe", "CGResult", "ToleranceReached", "TOLERANCES", "MAXITER",
-           "COLUMN_TOL", "cg_applies", "cg_rhs", "cg_metrics", "plain_cg", "SYMMETRY_RTOL",
+           "COLUMN_TOL", "graded_tolerances", "cg_applies", "cg_rhs", "cg_metrics", "plain_cg",
+           "SYMMETRY_RTOL",
            "CONVERGED", "MAXITER_REACHED", "PRECONDITIONER_NOT_SPD", "OPERATOR_NOT_SPD",
            "NONFINITE", "DEADLINE", "STAGNATED", "STAGNATION_CHECKS", "STATUSES"]
 
@@ -367,7 +368,9 @@ def cg_rhs(op: Operator, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, _CG_RHS_SALT]).uniform(0.0, 1.0, op.n)
 
 
-def _taus(tolerances: Sequence[float]) -> list[float]:
+def graded_tolerances(tolerances: Sequence[float]) -> list[float]:
+    """The tolerances CG is graded at: those given and :data:`COLUMN_TOL`, largest first,
+    each once."""
     return sorted({*map(float, tolerances), COLUMN_TOL}, reverse=True)
 
 
@@ -413,7 +416,7 @@ def cg_metrics(op: Operator, fact: Factorization, seed: int,
             raise FactorizationError(f"solve(r) returned shape {out.shape}, expected ({n},)")
         return out
 
-    out = pcg(op.matmat, cg_rhs(op, seed), precondition, tolerances=_taus(tolerances),
+    out = pcg(op.matmat, cg_rhs(op, seed), precondition, tolerances=graded_tolerances(tolerances),
               maxiter=maxiter, seed=seed, deadline=deadline)
     its, conv, seconds = _column(out)
     # the row's error says what (one wording per kind, so that tables group the rows); the
@@ -430,21 +433,24 @@ _PLAIN_SIZE = 64
 
 def plain_cg(op: Operator, seed: int, tolerances: Sequence[float] = TOLERANCES,
              maxiter: int = MAXITER, cache: GradingCache | None = None,
-             afford: Callable[[], bool] = lambda: True) -> dict:
+             afford: Callable[[], bool] = lambda: True,
+             A_w: np.ndarray | None = None) -> dict:
     """``cg_plain_iterations``, ``cg_plain_converged`` and ``cg_plain_curve``: the same CG
     (A, b, tolerances, cap) without a preconditioner — what a preconditioner saves. A
     function of the operator alone, so computed once per operator, as plain GMRES is:
     memoized in the process and kept in ``cache`` under a digest of A's action
     (:func:`lubench.metrics.cache.fingerprint`). Where it has to run, ``afford()`` is asked
     first: False (grading's budget, :func:`lubench.metrics.grading.grade`) leaves it out.
+    ``A_w``: A·w of the key (:func:`lubench.metrics.cache.fingerprint`) when the caller has
+    it already — grading's one 35-column product does, which saves a product with A per case.
     Empty where CG does not apply or was not afforded."""
     if not cg_applies(op):
         return {}
     from lubench.metrics.cache import fingerprint
 
     b = cg_rhs(op, seed)
-    taus = _taus(tolerances)
-    key = repr((fingerprint(op, b), taus, int(maxiter)))
+    taus = graded_tolerances(tolerances)
+    key = repr((fingerprint(op, b, A_w), taus, int(maxiter)))
     if key in _PLAIN:
         _PLAIN.move_to_end(key)
         return dict(_PLAIN[key])

@@ -24,8 +24,8 @@ and plain CG depend on the operator alone, so they are computed once per operato
 through ``op.matmat`` / ``op.rmatmat`` (an operator that is never formed grades at any n its
 action allows) and the factorization only through ``apply``, ``apply_transpose`` and
 ``solve``. The operator's products that do not depend on the factorization — x*, the GMRES
-right-hand side's z, the plain-GMRES key's w and the probe block Ω — are one ``matmat`` of
-35 columns (:class:`Problem`): one pass of a kernel operator's action, not four.
+right-hand side's z, the plain-GMRES and plain-CG keys' w and the probe block Ω — are one
+``matmat`` of 35 columns (:class:`Problem`): one pass of a kernel operator's action, not four.
 
 **A grading budget.** ``grade_limit`` (seconds; the suite's, default 10 min) bounds what the
 costliest diagnostics may add: before the spectral estimate above ``exact_limit``, before
@@ -136,9 +136,9 @@ def _relative(num: np.ndarray, den: np.ndarray) -> float:
 class Problem:
     """The draws of one operator's grading, each from the operator's seed, and A applied to
     them in one ``matmat``: x* (the solve's solution), z (the GMRES right-hand side b = A·z),
-    w (fixed: the plain-GMRES memo key) and the probe block Ω (n × 32). ``seconds``: the wall
-    time of that product; ``product_seconds``: of one product with a single vector (the
-    solve's residual), what plain GMRES repeats."""
+    w (fixed: the plain-GMRES and plain-CG memo keys) and the probe block Ω (n × 32).
+    ``seconds``: the wall time of that product; ``product_seconds``: of one product with a
+    single vector (the solve's residual), what plain GMRES repeats."""
 
     x_true: np.ndarray
     z: np.ndarray
@@ -532,7 +532,8 @@ def grade(op: Operator, fact: Factorization, *, seed: int, exact_limit: int = 40
         out.update(plain_cg(op, seed, cg_tolerances, cg_maxiter, cache, afford=lambda:
                             budget.afford("cg_plain_iterations", cg_maxiter * product,
                                           f"plain CG, {cg_maxiter} products with A of "
-                                          f"{_minutes(product)}")))
+                                          f"{_minutes(product)}"),
+                            A_w=problem.A_w))
         out["solve_seconds"] = _finite(time_solve(fact, op.n, seed, synchronize=synchronize))
     out["not_graded"] = "; ".join(budget.notes)
     bad = nonfinite_note({k: v for k, v in out.items()

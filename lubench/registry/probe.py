@@ -34,14 +34,14 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lubench.errors import LubenchError, one_line, printable
 
 __all__ = ["probe_import", "import_timeout", "contained", "Channel", "InlineChannel", "Contained",
-           "subreaper", "end_detached",
+           "subreaper", "end_detached", "stop_then_kill",
            "TIMEOUT_VAR", "DEFAULT_IMPORT_TIMEOUT", "ProbeOutput"]
 
 TIMEOUT_VAR = "LUBENCH_PLUGIN_IMPORT_TIMEOUT"
@@ -130,22 +130,25 @@ def end_detached() -> int:
                     if p.status() != psutil.STATUS_ZOMBIE and os.getsid(p.pid) != mine]
     except (psutil.Error, OSError):
         return 0
-    for proc in detached:
-        with contextlib.suppress(psutil.Error):
-            proc.send_signal(signal.SIGSTOP)
-    for proc in detached:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
+    stop_then_kill(detached)
     return len(detached)
 
 
+def stop_then_kill(procs: Sequence[Any]) -> None:
+    """SIGSTOP every process of ``procs`` (psutil processes), then SIGKILL them: a stopped
+    process cannot fork, so none starts another while the others are killed. One that is
+    gone already is skipped."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.send_signal(signal.SIGSTOP)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def subreaper() -> None:
-    """Become the subreaper of this process's descendants (Linux), so that one that
-    detaches (double fork, setsid) stays below it and is ended with it."""
-    _subreaper()
-
-
-def _subreaper() -> None:
     """Become the subreaper of this process's descendants (Linux), so that one that
     detaches (double fork, setsid) stays below it and is ended with it."""
     with contextlib.suppress(Exception):
@@ -171,19 +174,14 @@ def _end_tree(pid: int | None = None) -> None:
             return
         if not live:
             return
-        for child in live:
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(signal.SIGSTOP)
-        for child in live:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
+        stop_then_kill(live)
 
 
 def _child(call: Callable[[Channel], Any], data_w: int, out_w: int) -> None:
     """The body of the forked child; never returns."""
     try:
         os.setsid()  # its own session: the terminal's Ctrl-C goes to lubench, not here
-        _subreaper()
+        subreaper()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
             with contextlib.suppress(Exception):
                 signal.signal(sig, signal.SIG_DFL)

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
+from lubench.metrics.cg import MAXITER as CG_MAXITER
+from lubench.metrics.cg import TOLERANCES as CG_TOLERANCES
 from lubench.rundir.records import canonical_json, jsonable
 
 __all__ = ["Case", "Suite", "derive_seed", "instance_seed", "fmt_params", "short_params",
@@ -69,8 +71,8 @@ class Case:
     budget: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
     display: str = ""  # the label with only the parameters the suite set (not hashed)
-    cg_tolerances: tuple[float, ...] = (1e-3, 1e-6, 1e-8, 1e-12)
-    cg_maxiter: int = 10_000
+    cg_tolerances: tuple[float, ...] = CG_TOLERANCES
+    cg_maxiter: int = CG_MAXITER
     instance: int | None = None  # the family's instance (None: a single operator)
     instances: int = 1           # the family's size
     train: int = 0               # its training split: instances 0 … train−1

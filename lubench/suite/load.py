@@ -35,6 +35,8 @@ from pathlib import Path
 
 from lubench.api import LubenchError
 from lubench.errors import SuiteError, shown
+from lubench.metrics.cg import MAXITER as CG_MAXITER
+from lubench.metrics.cg import graded_tolerances
 from lubench.registry import Registry
 from lubench.suite.cases import (
     FIT,
@@ -135,7 +137,7 @@ class _Settings:
     plugins: list[str]
     executor: dict
     cg_tolerances: tuple[float, ...] = ()
-    cg_maxiter: int = 10_000
+    cg_maxiter: int = CG_MAXITER
 
 
 def _settings(model: SuiteModel, path: Path | None, device: str | None,
@@ -159,7 +161,7 @@ def _settings(model: SuiteModel, path: Path | None, device: str | None,
         grade_limit=given_limit("grade_limit", model.grade_limit, given),
         device=device or model.device, plugins=list(model.plugins),
         executor=model.executor.model_dump(exclude_unset=True),
-        cg_tolerances=tuple(sorted({*model.cg_tolerances, 1e-8}, reverse=True)),
+        cg_tolerances=tuple(graded_tolerances(model.cg_tolerances)),
         cg_maxiter=model.cg_maxiter)
 
 

@@ -41,6 +41,8 @@ from pydantic import (
 )
 
 from lubench.errors import SuiteError, printable, shown
+from lubench.metrics.cg import MAXITER as CG_MAXITER
+from lubench.metrics.cg import TOLERANCES as CG_TOLERANCES
 from lubench.params import closest
 from lubench.suite.values import (
     DEVICES,
@@ -282,9 +284,9 @@ class SuiteModel(_Section):
                           "computed, and the row's not_graded says why; the preconditioned "
                           "GMRES and CG stop at it")
     cg_tolerances: list[Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]] = Field(
-        [1e-3, 1e-6, 1e-8, 1e-12], min_length=1,
+        list(CG_TOLERANCES), min_length=1,
         description="relative residuals CG is graded at (1e-8, the columns', is always added)")
-    cg_maxiter: Int = Field(10_000, ge=1, description="CG iterations at most")
+    cg_maxiter: Int = Field(CG_MAXITER, ge=1, description="CG iterations at most")
     device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
         "auto", description="where the learned methods run; auto: CUDA when PyTorch sees a GPU "
                             "(classical methods run on the CPU)")

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lubench.execution.local.cgroups import CaseCgroup, cgroup_root
+from lubench.registry.probe import stop_then_kill
 
 __all__ = ["CaseTree", "enter_case", "end_descendants", "pss", "SAMPLE_EVERY", "alive",
            "sample_interval"]
@@ -140,13 +141,8 @@ def end_descendants(passes: int = SWEEP_PASSES) -> int:
         live = [c for c in children if alive(c)]
         if not live:
             break
-        for child in live:
-            with contextlib.suppress(psutil.Error):
-                child.send_signal(signal.SIGSTOP)
-        for child in live:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-            killed.add(child.pid)
+        stop_then_kill(live)
+        killed.update(child.pid for child in live)
     for _ in range(len(killed)):  # reap the ones that are our children (zombies otherwise)
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
