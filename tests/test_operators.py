@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
 import doctest
+import gzip
 from pathlib import Path
 
 import lubench_operators
@@ -293,6 +295,24 @@ def test_matrix_market_symmetric_file_and_spd_detection(tmp_path):
     op = MatrixMarket(path=indefinite).build(2, seed=0)
     assert op.symmetric is True and op.spd is False
     assert isinstance(op.matrix, np.ndarray)
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".bz2", bz2.compress)])
+def test_matrix_market_reads_a_compressed_file(tmp_path, suffix, compress):
+    """mmread opens .gz and .bz2 files itself; the load-time checks read them decompressed
+    too, so such a file gives the same operator as the plain one."""
+    plain = DATA / "seed_system_4x4.mtx"
+    packed = tmp_path / f"seed.mtx{suffix}"
+    packed.write_bytes(compress(plain.read_bytes()))
+    gen = MatrixMarket(path=packed)
+    assert gen.sizes() == [4]
+    np.testing.assert_array_equal(dense(gen.build(4, seed=0)),
+                                  dense(MatrixMarket(path=plain).build(4, seed=0)))
+    bad = tmp_path / f"bad.mtx{suffix}"
+    bad.write_bytes(compress(b"%%MatrixMarket matrix coordinate real general\n2 2 2\n"
+                             b"1 1 1,5\n2 2 1\n"))
+    with pytest.raises(InvalidParameter, match="'1 1 1,5' is not an entry of numbers"):
+        MatrixMarket(path=bad).sizes()
 
 
 def test_matrix_market_path_is_relative_to_the_suite(tmp_path):

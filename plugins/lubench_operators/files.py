@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import re
 from pathlib import Path
 
@@ -33,7 +35,8 @@ class MatrixMarket(OperatorGenerator):
     complex matrix, a value that is not a number (``1,5``) or not finite (NaN, ±Inf, an
     overflow such as ``1e999``), fewer or more entries than the size line declares, an index
     out of range, a file shorter than its declared size could be (refused before anything
-    is allocated for it).
+    is allocated for it). A ``.gz`` or ``.bz2`` file is checked and read decompressed, as
+    SciPy's ``mmread`` reads it.
 
     Parameters
     ----------
@@ -98,6 +101,8 @@ _READER_ERRORS = (ValueError, OSError, RuntimeError, OverflowError, IndexError, 
 # what a value of a real or integer Matrix Market file may be made of (nan and inf
 # included: they are named as non-finite below)
 _NOT_A_NUMBER = re.compile(rb"[^0-9eE+\-.\s nNaAiIfFtTyY]")
+# the suffixes mmread (scipy.io) opens as compressed, by the name alone, and their decompressors
+_COMPRESSED = {".gz": gzip.decompress, ".bz2": bz2.decompress}
 
 
 def _refuse(path: Path, problem: str) -> InvalidParameter:
@@ -121,6 +126,14 @@ def _checked(path: Path, nbytes: int) -> tuple[int, object]:
         raise _refuse(path, f"holds a {rows}×{cols} matrix: nothing to factor")
     if field == "complex":
         raise _refuse(path, "holds a complex matrix; lubench factors real float64 operators")
+    data = None
+    unzip = _COMPRESSED.get(path.suffix)
+    if unzip is not None:  # mmread decompresses it itself; so must the checks here
+        try:
+            data = unzip(path.read_bytes())
+        except (*_READER_ERRORS, EOFError) as exc:
+            raise _refuse(path, f"not a readable compressed file: {_first_line(exc)}") from None
+        nbytes = len(data)
     # the fewest bytes the declared values take ("1 1 1\n" per entry, "1\n" per array value)
     if fmt == "array":
         values = rows * (rows + 1) // 2 if symmetry != "general" else rows * cols
@@ -130,7 +143,8 @@ def _checked(path: Path, nbytes: int) -> tuple[int, object]:
     if least > nbytes:
         raise _refuse(path, f"declares {values:,} values but holds {nbytes:,} bytes "
                             f"(truncated?)")
-    data = path.read_bytes()
+    if data is None:
+        data = path.read_bytes()
     body = _body(data)
     bad = _NOT_A_NUMBER.search(body)
     if bad is not None:

@@ -92,6 +92,13 @@ def _check_dim(name: str, value: Any) -> None:
                                f"got {value!r}", param="dim")
 
 
+def _check_points_kernel(name: str, params: dict[str, Any]) -> None:
+    """The parameters of a kernel on random points (``rbf_kernel``, ``matern_kernel``)."""
+    _check_positive(name, "length_scale", params.get("length_scale", 0.2))
+    _check_nugget(name, params.get("nugget", 1e-4))
+    _check_dim(name, params.get("dim", 1))
+
+
 # --------------------------------------------------------------------------------------------
 # The operator
 # --------------------------------------------------------------------------------------------
@@ -248,9 +255,7 @@ class RBFKernel(OperatorGenerator):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        _check_positive(cls.name, "length_scale", params.get("length_scale", 0.2))
-        _check_nugget(cls.name, params.get("nugget", 1e-4))
-        _check_dim(cls.name, params.get("dim", 1))
+        _check_points_kernel(cls.name, params)
 
     def check_size(self, n: int) -> None:
         super().check_size(n)
@@ -314,9 +319,7 @@ class MaternKernel(OperatorGenerator):
         if isinstance(nu, bool) or nu not in NUS:
             raise InvalidParameter(f"{cls.name}: nu must be 0.5, 1.5 or 2.5 (the half-integer "
                                    f"Matérn kernels in closed form), got {nu!r}", param="nu")
-        _check_positive(cls.name, "length_scale", params.get("length_scale", 0.2))
-        _check_nugget(cls.name, params.get("nugget", 1e-4))
-        _check_dim(cls.name, params.get("dim", 1))
+        _check_points_kernel(cls.name, params)
 
     def check_size(self, n: int) -> None:
         super().check_size(n)

@@ -133,6 +133,12 @@ def _check_finite(name: str, param: str, value: float) -> None:
                                param=param)
 
 
+def _check_convection(name: str, eps: float, beta: float) -> None:
+    """The coefficients of ``convdiff_1d`` and ``convdiff_2d``: eps > 0, beta finite."""
+    _check_positive(name, "eps", eps)
+    _check_finite(name, "beta", beta)
+
+
 def _normalize_flag(normalize: bool | None, boundary: str) -> bool:
     return boundary == "dirichlet_rows" if normalize is None else bool(normalize)
 
@@ -277,13 +283,11 @@ class ConvDiff1D(OperatorGenerator):
         """eps > 0 and beta finite, at load: a bad value is that parameter's error once, not
         one per size."""
         gen = cls(**params)
-        _check_positive(cls.name, "eps", gen.eps)
-        _check_finite(cls.name, "beta", gen.beta)
+        _check_convection(cls.name, gen.eps, gen.beta)
 
     def check_size(self, n: int) -> None:
         super().check_size(n)
-        _check_positive(self.name, "eps", self.eps)
-        _check_finite(self.name, "beta", self.beta)
+        _check_convection(self.name, self.eps, self.beta)
         _check_choice(self.name, "boundary", self.boundary, ("eliminate", "dirichlet_rows"))
         if self.boundary == "dirichlet_rows" and n < 3:
             raise InvalidParameter(f"{self.name} with boundary='dirichlet_rows' needs n >= 3 "
@@ -349,13 +353,11 @@ class ConvDiff2D(OperatorGenerator):
         """eps > 0 and beta finite, at load: a bad value is that parameter's error once, not
         one per size."""
         gen = cls(**params)
-        _check_positive(cls.name, "eps", gen.eps)
-        _check_finite(cls.name, "beta", gen.beta)
+        _check_convection(cls.name, gen.eps, gen.beta)
 
     def check_size(self, n: int) -> None:
         m = grid_side(self.name, n)
-        _check_positive(self.name, "eps", self.eps)
-        _check_finite(self.name, "beta", self.beta)
+        _check_convection(self.name, self.eps, self.beta)
         _check_choice(self.name, "boundary", self.boundary, ("eliminate", "dirichlet_rows"))
         if self.boundary == "dirichlet_rows" and m < 3:
             raise InvalidParameter(f"{self.name} with boundary='dirichlet_rows' needs a grid "

@@ -94,19 +94,15 @@ class LearnedCholesky(Factorization):
         self.L = L
         self.n_params = int(L.nnz)
 
-    def _solve1(self, b: np.ndarray) -> np.ndarray:
-        k = kernels()
-        x = np.array(b, dtype=np.float64)
-        k["forward"](self.L.indptr, self.L.indices, self.L.data, x)
-        k["backward"](self.L.indptr, self.L.indices, self.L.data, x)
-        return x
-
     def solve(self, B: np.ndarray) -> np.ndarray:
-        B = np.asarray(B, dtype=np.float64)
-        if B.ndim == 1:
-            return self._solve1(B)
-        return np.column_stack([self._solve1(B[:, c]) for c in range(B.shape[1])]) \
-            if B.shape[1] else B.copy()
+        """L⁻ᵀ(L⁻¹B) for B of shape (n,) or (n, k): one pass over L per substitution, all
+        columns at once."""
+        k = kernels()
+        X = np.array(B, dtype=np.float64, order="C")  # a copy, solved in place
+        one = X.ndim == 1
+        k["forward" if one else "forward_block"](self.L.indptr, self.L.indices, self.L.data, X)
+        k["backward" if one else "backward_block"](self.L.indptr, self.L.indices, self.L.data, X)
+        return X
 
     def apply(self, X: np.ndarray) -> np.ndarray:
         return self.L @ (self.L.T @ X)

@@ -90,9 +90,9 @@ class NeuralIC(Method):
         import torch  # noqa: F401 - the imports, outside the timed calls
         import torch_geometric.nn  # noqa: F401
 
-        from .factor import LearnedCholesky
-
-        LearnedCholesky(sp.csr_array(np.eye(2))).solve(np.ones(2))  # compile the solves
+        fact = LearnedCholesky(sp.csr_array(np.eye(2)))
+        for B in (np.ones(2), np.ones((2, 2))):  # compile the solves, one and many columns
+            fact.solve(B)
 
     # ----------------------------------------------------------------------------------------
     def _network(self, seed: int):
