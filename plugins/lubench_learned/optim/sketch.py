@@ -287,8 +287,9 @@ def _leaf_rows(G: Factor, x: torch.Tensor, far: torch.Tensor | None, r: torch.Te
             out[lo - a0:] = x[lo - 1:a1 - 1]
             return out
         parts.append(("band", band))
-    if far is not None:
-        parts.append(("far", lambda a0, a1: far.repeat_interleave(2, dim=0)[a0:a1]))
+    if far is not None:  # leaf a's far value is its parent's, far[a // 2]: this chunk's only
+        parts.append(("far", lambda a0, a1: far[a0 // 2:(a1 + 1) // 2].repeat_interleave(
+            2, dim=0)[a0 % 2:a0 % 2 + a1 - a0]))
     parts.append(("diag", lambda a0, a1: x[a0:a1]))
     nu = P * len(parts)
     first = nu - P  # where the diagonal block's unknowns start
