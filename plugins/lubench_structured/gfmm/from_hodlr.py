@@ -145,14 +145,15 @@ class _Lower:
         """J Fᵀ J: leaf j' = J (leaf j)ᵀ J, node k' (the mirror of k) has X' = J Y_k, Y' = J X_k."""
         t = self.tree
         nl = t.n_leaves
-
-        def mirror(k: int) -> int:
-            lev = ClusterTree.level(k)
-            first = (1 << lev) - 1
-            return first + (1 << lev) - 1 - (k - first)
-
         return _Lower(t, lambda j: self._leaf(nl - 1 - j)[::-1, ::-1].T,
-                      lambda k: self._Y(mirror(k))[::-1], lambda k: self._X(mirror(k))[::-1])
+                      lambda k: self._Y(_mirror(k))[::-1], lambda k: self._X(_mirror(k))[::-1])
+
+
+def _mirror(k: int) -> int:
+    """The heap index of node k's mirror image (same level, index counted from the right)."""
+    lev = ClusterTree.level(k)
+    first = (1 << lev) - 1
+    return first + (1 << lev) - 1 - (k - first)
 
 
 def _lower_of(lu: HODLRLU, which: str) -> _Lower:
@@ -341,18 +342,12 @@ def _mirror_levels(levels: list[list[_Node]], geo: _Geometry) -> list[list[_Node
     """Column-phase nodes of J Fᵀ J read as F's row bases: node q ↔ mirrored node, HODLR k ↔
     mirrored k, the two row blocks of each transfer swapped, explicit bases reversed."""
     out = []
-
-    def mirror_k(k: int) -> int:
-        lev = ClusterTree.level(k)
-        first = (1 << lev) - 1
-        return first + (1 << lev) - 1 - (k - first)
-
     for i, nodes in enumerate(levels):
         m = len(nodes)
         row = []
         for q in range(m):
             src = nodes[m - 1 - q]
-            G = {mirror_k(k): g for k, g in src.G.items()}
+            G = {_mirror(k): g for k, g in src.G.items()}
             W, U = src.W, None if src.U is None else src.U[::-1]
             if i == 0:       # the mirrored leaf's coordinates are reversed: back to I
                 G = {k: np.ascontiguousarray(g[::-1]) for k, g in G.items()}
