@@ -300,9 +300,9 @@ def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[l
             c0, c1 = prev[2 * q], prev[2 * q + 1]
             lo_q = q * (P << i)
             r0, r1 = c0.r, c1.r
-            pieces = []
+            pieces, stacked = [], {}
             for k, _, mid in geo.ancestors_c2(i, q):
-                A = np.concatenate((c0.G[k], c1.G[k]))
+                A = stacked[k] = np.concatenate((c0.G[k], c1.G[k]))
                 if mid == lo_q:                  # the corner is the tail of c₁ₖ
                     pieces.append(A @ R(k, half).T)
                     A1 = np.zeros_like(A)
@@ -324,8 +324,7 @@ def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[l
             else:
                 W = np.zeros((r0 + r1, 0))
             node = _Node(W.shape[1], W)
-            node.G = {k: W.T @ np.concatenate((c0.G[k], c1.G[k]))
-                      for k, _, _ in geo.ancestors_c2(i, q)}
+            node.G = {k: W.T @ A for k, A in stacked.items()}
             if i < t:
                 w = lo_q % b
                 node.U = np.concatenate((c0.U @ W[:r0], c1.U @ W[r0:]))
