@@ -70,11 +70,13 @@ from .compression import TOL, stored_numbers
 from .shape import is_power_of_two
 
 __all__ = ["compress_operator", "compress_hodlr", "aligned_leaf_size", "lu_route",
-           "route_bytes", "HODLR_TOL", "ROUTES", "DENSE_COPIES"]
+           "route_bytes", "HODLR_TOL", "LEAF_SIZE", "ROUTES", "DENSE_COPIES"]
 
 HODLR_TOL = 1e-12
 """The HODLR LU's tolerance under the GFMM pattern: well below what a GFMM far field of rank
 ≤ P holds of a kernel's factors, so that the pattern, not the LU, sets the error."""
+LEAF_SIZE = 64
+"""The HODLR LU's least leaf size under the GFMM pattern (leaves of P·2^t ≥ it)."""
 
 
 # The two ways to the GFMM pattern's factors: the dense LU of Ā (compress_lu), or the HODLR
@@ -103,7 +105,7 @@ def route_bytes(op: Any, N: int, P: int, route: str) -> float:
     GFMM arrays (about 7·N·P numbers per factor)."""
     if route == "dense":
         return DENSE_COPIES * float(N) ** 2 * 8
-    return minimum_bytes(N, aligned_leaf_size(P, 64), resolve_compression(op, "auto")) \
+    return minimum_bytes(N, aligned_leaf_size(P, LEAF_SIZE), resolve_compression(op, "auto")) \
         + 14.0 * N * P * 8
 
 
@@ -504,7 +506,8 @@ def compress_hodlr(lu: HODLRLU, M: int, P: int, rank: int | None = None, tol: fl
 
 
 def compress_operator(op: Any, M: int, P: int, rank: int | None = None, tol: float = TOL, *,
-                      hodlr_tol: float = HODLR_TOL, leaf_size: int = 64, max_rank: int = 256,
+                      hodlr_tol: float = HODLR_TOL, leaf_size: int = LEAF_SIZE,
+                      max_rank: int = 256,
                       compression: str = "auto", rng: np.random.Generator | None = None,
                       memory_limit: float | None = None, pivoting: str = "auto"
                       ) -> tuple[np.ndarray, GFMMArrays, GFMMArrays, dict]:
