@@ -103,8 +103,9 @@ class HodlrLU(Method):
 
     @classmethod
     def check_params(cls, params: dict[str, Any]) -> None:
-        check_options(params.get("tol", 1e-10), params.get("leaf_size", 64),
-                      params.get("max_rank", 256), params.get("compression", "auto"))
+        """The options' ranges (:func:`~lubench_structured.hodlr.options.check_options`),
+        any left out at the constructor's defaults."""
+        cls(**params)._validate()
 
     def _validate(self) -> None:
         check_options(self.tol, self.leaf_size, self.max_rank, self.compression)

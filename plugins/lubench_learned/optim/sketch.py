@@ -287,8 +287,9 @@ def _leaf_rows(G: Factor, x: torch.Tensor, far: torch.Tensor | None, r: torch.Te
             out[lo - a0:] = x[lo - 1:a1 - 1]
             return out
         parts.append(("band", band))
-    if far is not None:
-        parts.append(("far", lambda a0, a1: far.repeat_interleave(2, dim=0)[a0:a1]))
+    if far is not None:  # leaf a's far value is its parent's, far[a // 2]: this chunk's only
+        parts.append(("far", lambda a0, a1: far[a0 // 2:(a1 + 1) // 2].repeat_interleave(
+            2, dim=0)[a0 % 2:a0 % 2 + a1 - a0]))
     parts.append(("diag", lambda a0, a1: x[a0:a1]))
     nu = P * len(parts)
     first = nu - P  # where the diagonal block's unknowns start
@@ -376,23 +377,24 @@ def fit_output_side(F: Factor, W: torch.Tensor, T: torch.Tensor, *, unit: bool,
 # --------------------------------------------------------------------------------------------
 # Input side: one encoder level, Kronecker step with a sketched downstream Gram
 # --------------------------------------------------------------------------------------------
-def _adjoint(F: Factor, g: torch.Tensor) -> list[torch.Tensor | None]:
-    """∂⟨g, F x⟩/∂vⁱ (i = 1 … K − 1), the up-sweep values' cotangents, for block-lower F."""
+def _adjoint(F: Factor, g: torch.Tensor, level: int) -> torch.Tensor:
+    """∂⟨g, F x⟩/∂vˡ (l = ``level``, 1 … K − 1), the up-sweep values' cotangent at one level,
+    for block-lower F: the cotangents root down, stopping there (the finer levels, the
+    costly ones, are not needed)."""
     M, P, K = F.M, F.P, F.K
     c = g.shape[-1]
     gy = [g]
     for i in range(K - 1):
         gy.append(_t(F.dec[i]) @ gy[i].reshape(M >> (i + 1), 2 * P, c))
-    gv: list[torch.Tensor | None] = [None] * K
     up = None
-    for i in range(K - 1, 0, -1):
+    for i in range(K - 1, level - 1, -1):
         N = M >> i
         t = torch.zeros(N, P, c, dtype=g.dtype, device=g.device)
         t[:-1] = _t(F.bridge[i - 1]) @ gy[i][1:]
         if up is not None:
             t += (_t(F.enc[i]) @ up).reshape(N, P, c)
-        gv[i] = up = t
-    return gv
+        up = t
+    return t
 
 
 def _fit_encoders(F: Factor, W: torch.Tensor, T: torch.Tensor, level: int, lam: float,
@@ -405,7 +407,7 @@ def _fit_encoders(F: Factor, W: torch.Tensor, T: torch.Tensor, level: int, lam: 
     del ys, y
     s = 4 * P
     gam = torch.randn(M, P, s, generator=generator, dtype=W.dtype, device="cpu").to(W.device)
-    rho, S = _adjoint(G, r)[level + 1], _adjoint(G, gam)[level + 1]
+    rho, S = _adjoint(G, r, level + 1), _adjoint(G, gam, level + 1)
     N1 = M >> (level + 1)
     X = v[level].reshape(N1, 2 * P, k)
     left = torch.linalg.solve(_damped(S @ _t(S) / s, RIDGE + lam), rho @ _t(X))

@@ -70,11 +70,13 @@ from .compression import TOL, stored_numbers
 from .shape import is_power_of_two
 
 __all__ = ["compress_operator", "compress_hodlr", "aligned_leaf_size", "lu_route",
-           "route_bytes", "HODLR_TOL", "ROUTES", "DENSE_COPIES"]
+           "route_bytes", "HODLR_TOL", "LEAF_SIZE", "ROUTES", "DENSE_COPIES"]
 
 HODLR_TOL = 1e-12
 """The HODLR LU's tolerance under the GFMM pattern: well below what a GFMM far field of rank
 ≤ P holds of a kernel's factors, so that the pattern, not the LU, sets the error."""
+LEAF_SIZE = 64
+"""The HODLR LU's least leaf size under the GFMM pattern (leaves of P·2^t ≥ it)."""
 
 
 # The two ways to the GFMM pattern's factors: the dense LU of Ā (compress_lu), or the HODLR
@@ -103,7 +105,7 @@ def route_bytes(op: Any, N: int, P: int, route: str) -> float:
     GFMM arrays (about 7·N·P numbers per factor)."""
     if route == "dense":
         return DENSE_COPIES * float(N) ** 2 * 8
-    return minimum_bytes(N, aligned_leaf_size(P, 64), resolve_compression(op, "auto")) \
+    return minimum_bytes(N, aligned_leaf_size(P, LEAF_SIZE), resolve_compression(op, "auto")) \
         + 14.0 * N * P * 8
 
 
@@ -145,14 +147,15 @@ class _Lower:
         """J Fᵀ J: leaf j' = J (leaf j)ᵀ J, node k' (the mirror of k) has X' = J Y_k, Y' = J X_k."""
         t = self.tree
         nl = t.n_leaves
-
-        def mirror(k: int) -> int:
-            lev = ClusterTree.level(k)
-            first = (1 << lev) - 1
-            return first + (1 << lev) - 1 - (k - first)
-
         return _Lower(t, lambda j: self._leaf(nl - 1 - j)[::-1, ::-1].T,
-                      lambda k: self._Y(mirror(k))[::-1], lambda k: self._X(mirror(k))[::-1])
+                      lambda k: self._Y(_mirror(k))[::-1], lambda k: self._X(_mirror(k))[::-1])
+
+
+def _mirror(k: int) -> int:
+    """The heap index of node k's mirror image (same level, index counted from the right)."""
+    lev = ClusterTree.level(k)
+    first = (1 << lev) - 1
+    return first + (1 << lev) - 1 - (k - first)
 
 
 def _lower_of(lu: HODLRLU, which: str) -> _Lower:
@@ -299,9 +302,9 @@ def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[l
             c0, c1 = prev[2 * q], prev[2 * q + 1]
             lo_q = q * (P << i)
             r0, r1 = c0.r, c1.r
-            pieces = []
+            pieces, stacked = [], {}
             for k, _, mid in geo.ancestors_c2(i, q):
-                A = np.concatenate((c0.G[k], c1.G[k]))
+                A = stacked[k] = np.concatenate((c0.G[k], c1.G[k]))
                 if mid == lo_q:                  # the corner is the tail of c₁ₖ
                     pieces.append(A @ R(k, half).T)
                     A1 = np.zeros_like(A)
@@ -323,8 +326,7 @@ def _column_phase(F: _Lower, geo: _Geometry, rank: int, thresh: float) -> list[l
             else:
                 W = np.zeros((r0 + r1, 0))
             node = _Node(W.shape[1], W)
-            node.G = {k: W.T @ np.concatenate((c0.G[k], c1.G[k]))
-                      for k, _, _ in geo.ancestors_c2(i, q)}
+            node.G = {k: W.T @ A for k, A in stacked.items()}
             if i < t:
                 w = lo_q % b
                 node.U = np.concatenate((c0.U @ W[:r0], c1.U @ W[r0:]))
@@ -341,18 +343,12 @@ def _mirror_levels(levels: list[list[_Node]], geo: _Geometry) -> list[list[_Node
     """Column-phase nodes of J Fᵀ J read as F's row bases: node q ↔ mirrored node, HODLR k ↔
     mirrored k, the two row blocks of each transfer swapped, explicit bases reversed."""
     out = []
-
-    def mirror_k(k: int) -> int:
-        lev = ClusterTree.level(k)
-        first = (1 << lev) - 1
-        return first + (1 << lev) - 1 - (k - first)
-
     for i, nodes in enumerate(levels):
         m = len(nodes)
         row = []
         for q in range(m):
             src = nodes[m - 1 - q]
-            G = {mirror_k(k): g for k, g in src.G.items()}
+            G = {_mirror(k): g for k, g in src.G.items()}
             W, U = src.W, None if src.U is None else src.U[::-1]
             if i == 0:       # the mirrored leaf's coordinates are reversed: back to I
                 G = {k: np.ascontiguousarray(g[::-1]) for k, g in G.items()}
@@ -510,7 +506,8 @@ def compress_hodlr(lu: HODLRLU, M: int, P: int, rank: int | None = None, tol: fl
 
 
 def compress_operator(op: Any, M: int, P: int, rank: int | None = None, tol: float = TOL, *,
-                      hodlr_tol: float = HODLR_TOL, leaf_size: int = 64, max_rank: int = 256,
+                      hodlr_tol: float = HODLR_TOL, leaf_size: int = LEAF_SIZE,
+                      max_rank: int = 256,
                       compression: str = "auto", rng: np.random.Generator | None = None,
                       memory_limit: float | None = None, pivoting: str = "auto"
                       ) -> tuple[np.ndarray, GFMMArrays, GFMMArrays, dict]:
